@@ -1,0 +1,74 @@
+// Package cli holds the ringfence command tree. Commands return errors;
+// Run turns them into the documented exit statuses: 0 accepted, 1 rejected
+// (the input was read and found wanting), 2 usage or I/O error.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+)
+
+// Exit statuses.
+const (
+	ExitOK       = 0
+	ExitRejected = 1
+	ExitUsage    = 2
+)
+
+// exitError carries an exit status; Msg, when set, is printed to stderr.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit status %d", e.code)
+	}
+	return e.err.Error()
+}
+
+func (e *exitError) Unwrap() error { return e.err }
+
+func rejected(err error) error { return &exitError{code: ExitRejected, err: err} }
+func usage(err error) error    { return &exitError{code: ExitUsage, err: err} }
+
+// Run executes the command line and returns the process exit status.
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	root := newRoot(stdout, stderr)
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return ExitOK
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		if ee.err != nil {
+			fmt.Fprintln(stderr, "ringfence:", ee.err)
+		}
+		return ee.code
+	}
+	// Anything else comes from cobra's own parsing: unknown command or flag.
+	fmt.Fprintln(stderr, "ringfence:", err)
+	fmt.Fprintln(stderr, "Run 'ringfence --help' for usage.")
+	return ExitUsage
+}
+
+func newRoot(stdout, stderr io.Writer) *cobra.Command {
+	root := &cobra.Command{
+		Use:           "ringfence",
+		Short:         "Safe deployment of endpoint-security content",
+		Long:          "Ringfence validates detection content against every agent version that will load it,\nsigns it and rolls it out in waves that halt by themselves.",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usage(fmt.Errorf("%s: %w", c.CommandPath(), err)) })
+	root.AddCommand(newContentCmd())
+	return root
+}

@@ -1,0 +1,536 @@
+package cli
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ringfence/ringfence/internal/content"
+)
+
+type contentFlags struct {
+	types     string
+	manifests string
+	json      bool
+	current   map[string]string
+}
+
+func (f *contentFlags) register(c *cobra.Command, manifests bool) {
+	c.Flags().StringVar(&f.types, "types", "", "directory of template type files (YAML or JSON)")
+	c.Flags().BoolVar(&f.json, "json", false, "print one JSON document for machines")
+	if manifests {
+		c.Flags().StringVar(&f.manifests, "manifests", "", "directory of agent capability manifests (YAML or JSON)")
+		c.Flags().StringToStringVar(&f.current, "current", nil, "a channel's current version, VENDOR/CHANNEL=N; a bundle must be above it (repeatable)")
+	}
+}
+
+func newContentCmd() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "content",
+		Short: "Compile, validate, preflight and evaluate detection content",
+		Long: `Detection content is authored as YAML or JSON: template types, agent capability
+manifests and bundles (see docs/content-format.md). Exit status: 0 accepted,
+1 rejected, 2 usage or I/O error.`,
+	}
+	c.AddCommand(newCompileCmd(), newValidateCmd(), newPreflightCmd(), newEvalCmd())
+	return c
+}
+
+// loadCatalog reads the catalog; a problem in a file's text rejects (1),
+// one reading the directories is an I/O error (2).
+func (f *contentFlags) loadCatalog(needManifests bool) (*content.Catalog, error) {
+	if f.types == "" {
+		return nil, usage(errors.New("--types DIR is required"))
+	}
+	if needManifests && f.manifests == "" {
+		return nil, usage(errors.New("--manifests DIR is required"))
+	}
+	cat, err := content.LoadCatalog(f.types, f.manifests)
+	if err != nil {
+		return nil, classify(err)
+	}
+	return cat, nil
+}
+
+func classify(err error) error {
+	var se *content.SourceError
+	var ses content.SourceErrors
+	var de *content.DecodeError
+	if errors.As(err, &se) || errors.As(err, &ses) || errors.As(err, &de) {
+		return rejected(err)
+	}
+	return usage(err)
+}
+
+func (f *contentFlags) currentVersion(b *content.Bundle) (uint64, error) {
+	s, ok := f.current[b.Vendor+"/"+b.Channel]
+	if !ok {
+		return 0, nil
+	}
+	n, err := strconv.ParseUint(s, 10, 63)
+	if err != nil {
+		return 0, usage(fmt.Errorf("--current %s/%s=%s: not a version number", b.Vendor, b.Channel, s))
+	}
+	return n, nil
+}
+
+// bundleReport is one bundle's verdict in human or JSON output.
+type bundleReport struct {
+	File     string             `json:"file"`
+	Bundle   string             `json:"bundle,omitempty"`
+	Accepted bool               `json:"accepted"`
+	SHA256   string             `json:"sha256,omitempty"`
+	Size     int                `json:"size,omitempty"`
+	Output   string             `json:"output,omitempty"`
+	Findings content.Findings   `json:"findings"`
+	Agents   []content.AgentRun `json:"agents,omitempty"`
+	Errors   []string           `json:"errors,omitempty"`
+	Targeted []string           `json:"targeted_agents,omitempty"`
+	compiled *content.Compiled  `json:"-"`
+	extra    func(w io.Writer)  `json:"-"`
+	_        struct{}           `json:"-"`
+}
+
+func (r *bundleReport) print(w io.Writer) {
+	verdict := "ACCEPTED"
+	if !r.Accepted {
+		verdict = "REJECTED"
+	}
+	name := r.Bundle
+	if name == "" {
+		name = "unreadable bundle"
+	}
+	fmt.Fprintf(w, "%s %s (%s)\n", verdict, r.File, name)
+	for _, e := range r.Errors {
+		fmt.Fprintf(w, "  %s\n", e)
+	}
+	for _, f := range r.Findings {
+		loc := f.Location
+		if loc == "" {
+			loc = r.File
+		}
+		fmt.Fprintf(w, "  %s: %s [%s]: %s\n", loc, f.Level, f.Rule, f)
+	}
+	if r.extra != nil {
+		r.extra(w)
+	}
+}
+
+func writeReports(w io.Writer, asJSON bool, reports []*bundleReport) error {
+	ok := true
+	for _, r := range reports {
+		ok = ok && r.Accepted
+		if r.Findings == nil {
+			r.Findings = content.Findings{}
+		}
+	}
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(map[string]any{"accepted": ok, "bundles": reports}); err != nil {
+			return usage(err)
+		}
+	} else {
+		for _, r := range reports {
+			r.print(w)
+		}
+	}
+	if !ok {
+		return &exitError{code: ExitRejected}
+	}
+	return nil
+}
+
+// sourceReport turns a file that could not be parsed into a rejected
+// report, or returns an I/O error.
+func sourceReport(path string, err error) (*bundleReport, error) {
+	var ses content.SourceErrors
+	var se *content.SourceError
+	var de *content.DecodeError
+	r := &bundleReport{File: path}
+	switch {
+	case errors.As(err, &ses):
+		for _, e := range ses {
+			r.Errors = append(r.Errors, e.Error())
+		}
+	case errors.As(err, &se), errors.As(err, &de):
+		r.Errors = append(r.Errors, err.Error())
+	default:
+		return nil, usage(err)
+	}
+	return r, nil
+}
+
+func (f *contentFlags) validateFile(cat *content.Catalog, path string) (*bundleReport, error) {
+	b, err := content.LoadBundle(path)
+	if err != nil {
+		return sourceReport(path, err)
+	}
+	cur, err := f.currentVersion(b)
+	if err != nil {
+		return nil, err
+	}
+	v := cat.Validate(b, cur)
+	r := &bundleReport{File: path, Bundle: b.Name(), Findings: v.Findings, Accepted: v.Accepted(), compiled: v.Compiled}
+	for _, m := range v.Targeted {
+		r.Targeted = append(r.Targeted, m.Agent())
+	}
+	if v.Compiled != nil {
+		bytes := v.Compiled.Marshal()
+		r.SHA256, r.Size = content.Hash(bytes), len(bytes)
+	}
+	return r, nil
+}
+
+func newValidateCmd() *cobra.Command {
+	var f contentFlags
+	c := &cobra.Command{
+		Use:   "validate --types DIR --manifests DIR BUNDLE...",
+		Short: "Check bundles against their template type and every targeted agent's manifest",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cat, err := f.loadCatalog(true)
+			if err != nil {
+				return err
+			}
+			var reports []*bundleReport
+			for _, path := range args {
+				r, err := f.validateFile(cat, path)
+				if err != nil {
+					return err
+				}
+				reports = append(reports, r)
+			}
+			return writeReports(cmd.OutOrStdout(), f.json, reports)
+		},
+	}
+	f.register(c, true)
+	return c
+}
+
+func newCompileCmd() *cobra.Command {
+	var f contentFlags
+	var out string
+	c := &cobra.Command{
+		Use:   "compile --types DIR --manifests DIR BUNDLE -o OUT",
+		Short: "Validate a bundle and write its canonical compiled form",
+		Long: `Validate a bundle and, only if it is accepted, write its canonical compiled form
+(what ships to agents) to OUT and print its SHA-256 content hash. The output is
+written to a temporary file and renamed, so OUT is never left half-written.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if out == "" {
+				return usage(errors.New("-o OUT is required"))
+			}
+			cat, err := f.loadCatalog(true)
+			if err != nil {
+				return err
+			}
+			r, err := f.validateFile(cat, args[0])
+			if err != nil {
+				return err
+			}
+			if r.Accepted {
+				if err := writeFileAtomic(out, r.compiled.Marshal()); err != nil {
+					return usage(err)
+				}
+				r.Output = out
+				r.extra = func(w io.Writer) {
+					fmt.Fprintf(w, "  wrote %s: %d bytes, sha256 %s\n", out, r.Size, r.SHA256)
+				}
+			}
+			return writeReports(cmd.OutOrStdout(), f.json, []*bundleReport{r})
+		},
+	}
+	f.register(c, true)
+	c.Flags().StringVarP(&out, "output", "o", "", "where to write the compiled bundle")
+	return c
+}
+
+// writeFileAtomic writes to a temporary file beside path, syncs it and
+// renames it into place.
+func writeFileAtomic(path string, b []byte) error {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+// loadProgram reads a bundle as source (compiled against its template
+// type) or as compiled bytes, recognised by their magic.
+func loadProgram(cat *content.Catalog, path string) (*content.Compiled, *bundleReport, error) {
+	raw, err := readCapped(path, content.MaxCompiledSize)
+	if err != nil {
+		return nil, nil, err
+	}
+	if content.IsCompiled(raw) {
+		c, err := content.Unmarshal(raw)
+		if err != nil {
+			r, err := sourceReport(path, fmt.Errorf("%s: %w", path, err))
+			return nil, r, err
+		}
+		return c, &bundleReport{File: path, Bundle: c.Name(), SHA256: content.Hash(raw), Size: len(raw)}, nil
+	}
+	b, err := content.ParseBundle(path, raw)
+	if err != nil {
+		r, err := sourceReport(path, err)
+		return nil, r, err
+	}
+	r := &bundleReport{File: path, Bundle: b.Name()}
+	tt := cat.Types[b.TemplateType]
+	if tt == nil {
+		r.Errors = append(r.Errors, fmt.Sprintf("%s: unknown template type %s (not in --types)", path, b.TemplateType))
+		return nil, r, nil
+	}
+	c, fs := content.Compile(b, tt)
+	r.Findings = fs
+	if c != nil {
+		bytes := c.Marshal()
+		r.SHA256, r.Size = content.Hash(bytes), len(bytes)
+	}
+	return c, r, nil
+}
+
+func readCapped(path string, limit int64) ([]byte, error) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return nil, usage(err)
+	}
+	defer fh.Close()
+	b, err := io.ReadAll(io.LimitReader(fh, limit+1))
+	if err != nil {
+		return nil, usage(fmt.Errorf("read %s: %w", path, err))
+	}
+	if int64(len(b)) > limit {
+		return nil, rejected(fmt.Errorf("%s: file is larger than the %d MiB limit for bundles", path, limit>>20))
+	}
+	return b, nil
+}
+
+func newPreflightCmd() *cobra.Command {
+	var f contentFlags
+	c := &cobra.Command{
+		Use:   "preflight --types DIR --manifests DIR BUNDLE...",
+		Short: "Run bundles through the real interpreter as every targeted agent would",
+		Long: `Compile each bundle (source or compiled bytes) and run it through the interpreter
+for every targeted capability manifest, over generated events: edge values for
+every field, truncated inputs, hostile values, and for every criterion an event
+with a non-wildcard value on the field it reads. Reports instance errors,
+interpreter defects (panics, disagreement with the reference evaluator) and
+time or allocation budget overruns.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cat, err := f.loadCatalog(true)
+			if err != nil {
+				return err
+			}
+			var reports []*bundleReport
+			for _, path := range args {
+				c, r, err := loadProgram(cat, path)
+				if err != nil {
+					return err
+				}
+				reports = append(reports, r)
+				if c == nil {
+					continue
+				}
+				targets, err := content.TargetsOf(c)
+				if err != nil {
+					r.Errors = append(r.Errors, err.Error())
+					continue
+				}
+				var targeted []*content.Manifest
+				for _, m := range cat.Manifests {
+					if targets.Matches(m) {
+						targeted = append(targeted, m)
+						r.Targeted = append(r.Targeted, m.Agent())
+					}
+				}
+				rep := content.Preflight(c, targeted, content.PreflightOptions{})
+				r.Findings = append(r.Findings, rep.Findings...)
+				r.Agents = rep.Agents
+				r.Accepted = r.Findings.Errors() == 0 && len(targeted) > 0
+				if len(targeted) == 0 {
+					r.Errors = append(r.Errors, fmt.Sprintf("%s: targets match no capability manifest: nothing to preflight against", path))
+				}
+				r.extra = func(w io.Writer) {
+					for _, a := range rep.Agents {
+						fmt.Fprintf(w, "  agent %s: %d inputs, %d events, %d matches, %d instance errors, slowest event %dµs, %.0f B/event\n",
+							a.Agent, a.Inputs, a.Events, a.Matches, a.InstanceErrors, a.MaxEventNanos/1000, a.BytesPerEvent)
+					}
+				}
+			}
+			return writeReports(cmd.OutOrStdout(), f.json, reports)
+		},
+	}
+	f.register(c, true)
+	return c
+}
+
+type evalMatch struct {
+	ID       string `json:"id"`
+	Action   string `json:"action"`
+	Severity string `json:"severity"`
+}
+
+type evalError struct {
+	ID     string `json:"id"`
+	Field  int    `json:"field"`
+	Name   string `json:"field_name"`
+	Reason string `json:"reason"`
+}
+
+type evalResult struct {
+	Line    int         `json:"line"`
+	Error   string      `json:"error,omitempty"`
+	Matches []evalMatch `json:"matches"`
+	Errors  []evalError `json:"instance_errors,omitempty"`
+}
+
+func newEvalCmd() *cobra.Command {
+	var f contentFlags
+	c := &cobra.Command{
+		Use:   "eval --types DIR BUNDLE EVENTS.jsonl",
+		Short: "Evaluate a bundle against events, one JSON event per line",
+		Long: `Evaluate a bundle (source or compiled) against a file of events, one per line:
+  {"template_type":"ipc@3","inputs":["C:\\x.exe", 42, true, null]}
+Exit status 1 when a line is not a valid event or an instance could not be
+evaluated on an event.`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cat, err := f.loadCatalog(false)
+			if err != nil {
+				return err
+			}
+			cp, r, err := loadProgram(cat, args[0])
+			if err != nil {
+				return err
+			}
+			if cp == nil {
+				return writeReports(cmd.OutOrStdout(), f.json, []*bundleReport{r})
+			}
+			ev, err := content.NewEvaluator(cp)
+			if err != nil {
+				return rejected(err)
+			}
+			fh, err := os.Open(args[1])
+			if err != nil {
+				return usage(err)
+			}
+			defer fh.Close()
+			return runEval(cmd.OutOrStdout(), f.json, ev, args[1], fh)
+		},
+	}
+	f.register(c, false)
+	return c
+}
+
+func runEval(w io.Writer, asJSON bool, ev *content.Evaluator, name string, in io.Reader) error {
+	cp := ev.Compiled()
+	sc := bufio.NewScanner(in)
+	sc.Buffer(make([]byte, 64<<10), 4<<20)
+	var results []evalResult
+	var res content.Result
+	summary := map[string]int{"events": 0, "bad_lines": 0, "matched_events": 0, "instance_errors": 0}
+	line := 0
+	for sc.Scan() {
+		line++
+		text := bytes.TrimSpace(sc.Bytes())
+		if len(text) == 0 || text[0] == '#' {
+			continue
+		}
+		er := evalResult{Line: line, Matches: []evalMatch{}}
+		e, err := content.ParseEvent(text)
+		if err != nil {
+			er.Error = fmt.Sprintf("%s:%d: %v", name, line, err)
+			summary["bad_lines"]++
+			results = append(results, er)
+			continue
+		}
+		summary["events"]++
+		ev.Eval(e, &res)
+		for _, i := range res.Matches {
+			in := cp.Instances[i]
+			er.Matches = append(er.Matches, evalMatch{ID: in.ID, Action: in.Action.String(), Severity: in.Severity.String()})
+			summary["action_"+in.Action.String()]++
+		}
+		for _, ie := range res.Errors {
+			er.Errors = append(er.Errors, evalError{ID: cp.Instances[ie.Instance].ID, Field: ie.Field,
+				Name: cp.Fields[ie.Field-1].Name, Reason: ie.Reason.String()})
+		}
+		if len(res.Matches) > 0 {
+			summary["matched_events"]++
+		}
+		summary["instance_errors"] += len(res.Errors)
+		results = append(results, er)
+	}
+	if err := sc.Err(); err != nil {
+		if errors.Is(err, bufio.ErrTooLong) {
+			return rejected(fmt.Errorf("%s:%d: line longer than 4 MiB", name, line+1))
+		}
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			return usage(err)
+		}
+		return usage(fmt.Errorf("read %s: %w", name, err))
+	}
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(map[string]any{"bundle": cp.Name(), "summary": summary, "results": results}); err != nil {
+			return usage(err)
+		}
+	} else {
+		for _, er := range results {
+			switch {
+			case er.Error != "":
+				fmt.Fprintf(w, "line %d: rejected: %s\n", er.Line, er.Error)
+			case len(er.Matches) == 0 && len(er.Errors) == 0:
+				fmt.Fprintf(w, "line %d: no match\n", er.Line)
+			}
+			for _, m := range er.Matches {
+				fmt.Fprintf(w, "line %d: match %s (action %s, severity %s)\n", er.Line, m.ID, m.Action, m.Severity)
+			}
+			for _, e := range er.Errors {
+				fmt.Fprintf(w, "line %d: instance %s not evaluated: %s on input %d %q\n", er.Line, e.ID, e.Reason, e.Field, e.Name)
+			}
+		}
+		var actions []string
+		for _, a := range []string{"block", "alert", "log"} {
+			actions = append(actions, fmt.Sprintf("%s %d", a, summary["action_"+a]))
+		}
+		fmt.Fprintf(w, "%s: %d events, %d matched (%s), %d instance errors, %d bad lines\n",
+			cp.Name(), summary["events"], summary["matched_events"], strings.Join(actions, ", "), summary["instance_errors"], summary["bad_lines"])
+	}
+	if summary["bad_lines"] > 0 || summary["instance_errors"] > 0 {
+		return &exitError{code: ExitRejected}
+	}
+	return nil
+}

@@ -1,0 +1,336 @@
+package content
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// MaxSourceSize caps a content source file (template type, manifest or
+// bundle). Larger files are refused before parsing, so a 100 MB file costs
+// no more than reading MaxSourceSize+1 bytes.
+const MaxSourceSize = 8 << 20
+
+// maxNesting caps YAML nesting depth; no valid content file nests deeper
+// than about six levels.
+const maxNesting = 32
+
+// Pos is a location in a source file. Line and Col are 1-based; Offset is a
+// 0-based byte offset used where no line is known.
+type Pos struct {
+	File      string
+	Line, Col int
+}
+
+func (p Pos) String() string {
+	switch {
+	case p.Line > 0:
+		return fmt.Sprintf("%s:%d:%d", p.File, p.Line, p.Col)
+	default:
+		return p.File
+	}
+}
+
+// SourceError is a problem with the text of a content file: malformed YAML
+// or JSON, an unknown key, a value of the wrong kind. It always names the
+// file and the location.
+type SourceError struct {
+	Pos    Pos
+	Offset int // byte offset, or -1 when Pos.Line says where
+	Msg    string
+}
+
+func (e *SourceError) Error() string {
+	if e.Pos.Line == 0 && e.Offset >= 0 {
+		return fmt.Sprintf("%s: byte offset %d: %s", e.Pos.File, e.Offset, e.Msg)
+	}
+	return fmt.Sprintf("%s: %s", e.Pos, e.Msg)
+}
+
+// SourceErrors is every problem found in one file.
+type SourceErrors []*SourceError
+
+func (es SourceErrors) Error() string {
+	s := make([]string, len(es))
+	for i, e := range es {
+		s[i] = e.Error()
+	}
+	return strings.Join(s, "\n")
+}
+
+// ErrTooLarge is wrapped by errors for inputs over a size limit.
+var ErrTooLarge = errors.New("too large")
+
+// readSource reads a file, refusing files over MaxSourceSize without
+// reading them whole.
+func readSource(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, MaxSourceSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	if len(b) > MaxSourceSize {
+		return nil, &SourceError{Pos: Pos{File: path}, Offset: MaxSourceSize,
+			Msg: fmt.Sprintf("file is larger than the %d MiB limit for content sources: %v", MaxSourceSize>>20, ErrTooLarge)}
+	}
+	return b, nil
+}
+
+// parseYAML checks the raw bytes and parses exactly one YAML (or JSON)
+// document, returning its top-level mapping node.
+func parseYAML(file string, b []byte) (*yaml.Node, error) {
+	if i := bytes.IndexByte(b, 0); i >= 0 {
+		return nil, byteError(file, b, i, "NUL byte in file (content sources are UTF-8 text)")
+	}
+	if !utf8.Valid(b) {
+		i := 0
+		for i < len(b) {
+			r, n := utf8.DecodeRune(b[i:])
+			if r == utf8.RuneError && n <= 1 {
+				break
+			}
+			i += n
+		}
+		return nil, byteError(file, b, i, "invalid UTF-8")
+	}
+	if d := nestingDepth(b); d > maxNesting {
+		return nil, &SourceError{Pos: Pos{File: file}, Offset: -1,
+			Msg: fmt.Sprintf("nesting deeper than %d levels", maxNesting)}
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, &SourceError{Pos: Pos{File: file}, Offset: -1, Msg: "empty file: want a YAML or JSON mapping"}
+		}
+		return nil, yamlError(file, err)
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err == nil {
+		return nil, &SourceError{Pos: nodePos(file, &extra), Offset: -1, Msg: "more than one YAML document in file"}
+	} else if !errors.Is(err, io.EOF) {
+		return nil, yamlError(file, err)
+	}
+	if doc.Kind != yaml.DocumentNode || len(doc.Content) != 1 {
+		return nil, &SourceError{Pos: Pos{File: file}, Offset: -1, Msg: "want one YAML or JSON mapping"}
+	}
+	root := doc.Content[0]
+	if root.Kind != yaml.MappingNode {
+		return nil, &SourceError{Pos: nodePos(file, root), Offset: -1, Msg: "want a mapping at the top level, got " + kindName(root)}
+	}
+	return root, nil
+}
+
+// nestingDepth counts flow-style bracket nesting cheaply so that a hostile
+// file cannot drive the YAML parser into deep recursion. Block-style nesting
+// needs a line per level and is bounded by the file size limit.
+func nestingDepth(b []byte) int {
+	depth, maxDepth := 0, 0
+	inQuote := byte(0)
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		if inQuote != 0 {
+			if c == '\\' && inQuote == '"' {
+				i++
+			} else if c == inQuote || c == '\n' {
+				inQuote = 0
+			}
+			continue
+		}
+		switch c {
+		case '"', '\'':
+			inQuote = c
+		case '[', '{':
+			depth++
+			maxDepth = max(maxDepth, depth)
+		case ']', '}':
+			depth = max(0, depth-1)
+		case '#':
+			for i < len(b) && b[i] != '\n' {
+				i++
+			}
+		}
+	}
+	return maxDepth
+}
+
+var yamlLineRe = "line "
+
+// yamlError turns a go-yaml error, which reads "yaml: line 3: ...", into a
+// SourceError naming the file and line.
+func yamlError(file string, err error) *SourceError {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	line := 0
+	if strings.HasPrefix(msg, yamlLineRe) {
+		rest := msg[len(yamlLineRe):]
+		if i := strings.Index(rest, ":"); i > 0 {
+			if n, err := strconv.Atoi(rest[:i]); err == nil {
+				line = n
+				msg = strings.TrimSpace(rest[i+1:])
+			}
+		}
+	}
+	if line > 0 {
+		return &SourceError{Pos: Pos{File: file, Line: line, Col: 1}, Offset: -1, Msg: "malformed YAML/JSON: " + msg}
+	}
+	return &SourceError{Pos: Pos{File: file}, Offset: -1, Msg: "malformed YAML/JSON: " + msg}
+}
+
+func byteError(file string, b []byte, off int, msg string) *SourceError {
+	line := 1 + bytes.Count(b[:off], []byte{'\n'})
+	col := off - bytes.LastIndexByte(b[:off], '\n')
+	return &SourceError{Pos: Pos{File: file, Line: line, Col: col}, Offset: off,
+		Msg: fmt.Sprintf("%s (byte offset %d)", msg, off)}
+}
+
+func nodePos(file string, n *yaml.Node) Pos { return Pos{File: file, Line: n.Line, Col: n.Column} }
+
+func kindName(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.ScalarNode:
+		if n.Tag == "!!null" {
+			return "null"
+		}
+		return fmt.Sprintf("%s %q", strings.TrimPrefix(n.Tag, "!!"), n.Value)
+	case yaml.AliasNode:
+		return "an alias"
+	}
+	return "nothing"
+}
+
+// decoder walks a YAML node tree, collecting every problem with its
+// position instead of stopping at the first one.
+type decoder struct {
+	file string
+	errs SourceErrors
+}
+
+func (d *decoder) errorf(n *yaml.Node, format string, args ...any) {
+	d.errs = append(d.errs, &SourceError{Pos: nodePos(d.file, n), Offset: -1, Msg: fmt.Sprintf(format, args...)})
+}
+
+func (d *decoder) err() error {
+	if len(d.errs) == 0 {
+		return nil
+	}
+	return d.errs
+}
+
+// fields decodes a mapping: handlers maps each known key to a function;
+// unknown, duplicate and missing required keys are errors.
+func (d *decoder) fields(n *yaml.Node, what string, required []string, handlers map[string]func(*yaml.Node)) {
+	if n.Kind == yaml.AliasNode {
+		d.errorf(n, "%s: YAML aliases are not allowed in content", what)
+		return
+	}
+	if n.Kind != yaml.MappingNode {
+		d.errorf(n, "%s: want a mapping, got %s", what, kindName(n))
+		return
+	}
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if k.Kind != yaml.ScalarNode {
+			d.errorf(k, "%s: keys must be plain strings", what)
+			continue
+		}
+		h, ok := handlers[k.Value]
+		if !ok {
+			d.errorf(k, "%s: unknown key %q (known keys: %s)", what, k.Value, strings.Join(sortedKeys(handlers), ", "))
+			continue
+		}
+		if seen[k.Value] {
+			d.errorf(k, "%s: duplicate key %q", what, k.Value)
+			continue
+		}
+		seen[k.Value] = true
+		if v.Kind == yaml.AliasNode {
+			d.errorf(v, "%s: %s: YAML aliases are not allowed in content", what, k.Value)
+			continue
+		}
+		h(v)
+	}
+	for _, r := range required {
+		if !seen[r] {
+			d.errorf(n, "%s: missing required key %q", what, r)
+		}
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }
+
+func (d *decoder) str(n *yaml.Node, what string) string {
+	if n.Kind != yaml.ScalarNode || n.Tag == "!!null" {
+		d.errorf(n, "%s: want a string, got %s", what, kindName(n))
+		return ""
+	}
+	return n.Value
+}
+
+func (d *decoder) uint(n *yaml.Node, what string, bits int) uint64 {
+	if n.Kind != yaml.ScalarNode || n.Tag != "!!int" {
+		d.errorf(n, "%s: want a whole number, got %s", what, kindName(n))
+		return 0
+	}
+	v, err := strconv.ParseUint(n.Value, 10, bits)
+	if err != nil {
+		d.errorf(n, "%s: want a whole number from 0 to %d, got %s", what, uint64(1)<<bits-1, n.Value)
+		return 0
+	}
+	return v
+}
+
+func (d *decoder) seq(n *yaml.Node, what string) []*yaml.Node {
+	if n.Kind != yaml.SequenceNode {
+		d.errorf(n, "%s: want a list, got %s", what, kindName(n))
+		return nil
+	}
+	for _, c := range n.Content {
+		if c.Kind == yaml.AliasNode {
+			d.errorf(c, "%s: YAML aliases are not allowed in content", what)
+			return nil
+		}
+	}
+	return n.Content
+}
+
+func (d *decoder) strs(n *yaml.Node, what string) []string {
+	var out []string
+	for i, c := range d.seq(n, what) {
+		out = append(out, d.str(c, fmt.Sprintf("%s[%d]", what, i)))
+	}
+	return out
+}
+
+// Scalar is a value as written in the source, typed later against the
+// template type's field.
+type Scalar struct {
+	Text string
+	Tag  string // YAML tag: !!str, !!int, !!bool, !!float, !!null
+	Pos  Pos
+}
+
+func (d *decoder) scalar(n *yaml.Node, what string) Scalar {
+	if n.Kind != yaml.ScalarNode {
+		d.errorf(n, "%s: want a single value, got %s", what, kindName(n))
+		return Scalar{Pos: nodePos(d.file, n)}
+	}
+	return Scalar{Text: n.Value, Tag: n.Tag, Pos: nodePos(d.file, n)}
+}

@@ -1,0 +1,260 @@
+package content
+
+import (
+	"cmp"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+)
+
+// Catalog is what bundles are checked against: the template types and the
+// capability manifests of every agent version in the field.
+type Catalog struct {
+	Types     map[TypeRef]*TemplateType
+	Manifests []*Manifest
+}
+
+// LoadCatalog reads template types and manifests from two directories of
+// YAML or JSON files.
+func LoadCatalog(typesDir, manifestsDir string) (*Catalog, error) {
+	cat := &Catalog{Types: map[TypeRef]*TemplateType{}}
+	if typesDir != "" {
+		err := eachSource(typesDir, func(path string, b []byte) error {
+			t, err := ParseTemplateType(path, b)
+			if err != nil {
+				return err
+			}
+			if prev, dup := cat.Types[t.Ref()]; dup {
+				return &SourceError{Pos: t.Pos, Offset: -1, Msg: fmt.Sprintf("template type %s is also defined at %s", t.Ref(), prev.Pos)}
+			}
+			cat.Types[t.Ref()] = t
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	if manifestsDir != "" {
+		err := eachSource(manifestsDir, func(path string, b []byte) error {
+			m, err := ParseManifest(path, b)
+			if err != nil {
+				return err
+			}
+			for _, prev := range cat.Manifests {
+				if prev.AgentVersion == m.AgentVersion && prev.Platform == m.Platform {
+					return &SourceError{Pos: m.Pos, Offset: -1, Msg: fmt.Sprintf("agent %s is also described at %s", m.Agent(), prev.Pos)}
+				}
+			}
+			cat.Manifests = append(cat.Manifests, m)
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	slices.SortFunc(cat.Manifests, func(a, b *Manifest) int {
+		return cmp.Or(a.AgentVersion.Compare(b.AgentVersion), strings.Compare(a.Platform, b.Platform))
+	})
+	return cat, nil
+}
+
+func eachSource(dir string, fn func(path string, b []byte) error) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		ext := filepath.Ext(e.Name())
+		if e.IsDir() || (ext != ".yaml" && ext != ".yml" && ext != ".json") {
+			continue
+		}
+		path := filepath.Join(dir, e.Name())
+		b, err := readSource(path)
+		if err != nil {
+			return err
+		}
+		if err := fn(path, b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// LoadBundle reads and parses one bundle source file.
+func LoadBundle(path string) (*Bundle, error) {
+	b, err := readSource(path)
+	if err != nil {
+		return nil, err
+	}
+	return ParseBundle(path, b)
+}
+
+// Validation is the verdict on one bundle.
+type Validation struct {
+	Findings Findings
+	// Compiled is set when the bundle compiled; it may still be rejected
+	// by findings against the manifests.
+	Compiled *Compiled
+	// Targeted lists the manifests of the agents the bundle targets.
+	Targeted []*Manifest
+}
+
+// Accepted reports whether no finding rejects the bundle.
+func (v *Validation) Accepted() bool { return v.Compiled != nil && v.Findings.Errors() == 0 }
+
+// Validate checks a bundle against its template type and against every
+// capability manifest it targets. current is the channel's current version
+// (0 when the channel has none yet).
+func (cat *Catalog) Validate(b *Bundle, current uint64) *Validation {
+	s := &findingSink{bundle: b.Name()}
+	v := &Validation{}
+	if b.Version <= current {
+		s.add(LevelError, "version-not-increasing", b.Pos, "", nil, nil,
+			"version %d is not above the channel's current version %d", b.Version, current)
+	}
+	tt := cat.Types[b.TemplateType]
+	if tt == nil {
+		var known []string
+		for ref := range cat.Types {
+			if ref.Name == b.TemplateType.Name {
+				known = append(known, ref.String())
+			}
+		}
+		hint := ""
+		if len(known) > 0 {
+			slices.Sort(known)
+			hint = " (known versions: " + strings.Join(known, ", ") + ")"
+		}
+		s.add(LevelError, "unknown-template-type", b.Pos, "", nil, nil, "unknown template type %s%s", b.TemplateType, hint)
+		v.Findings = sortFindings(s.out)
+		return v
+	}
+	c, fs := Compile(b, tt)
+	s.out = append(s.out, fs...)
+	v.Compiled = c
+
+	for _, m := range cat.Manifests {
+		if b.Targets.Matches(m) {
+			v.Targeted = append(v.Targeted, m)
+		}
+	}
+	if len(v.Targeted) == 0 {
+		s.add(LevelError, "no-targeted-agents", b.Pos, "", nil, nil,
+			"targets (platforms %s, agent versions %q) match no capability manifest, so nothing says what those agents supply",
+			orAll(b.Targets.Platforms), b.Targets.AgentVersions.String())
+	}
+	cat.checkAgents(s, b, tt, v.Targeted)
+	v.Findings = sortFindings(s.out)
+	return v
+}
+
+func orAll(ps []string) string {
+	if len(ps) == 0 {
+		return "all"
+	}
+	return strings.Join(ps, ", ")
+}
+
+// agentGroup is the targeted agents that share one value (an input count
+// or a limit), so that one finding names them together.
+type agentGroup struct {
+	value  int
+	agents []string
+}
+
+func group(ms []*Manifest, value func(*Manifest) (int, bool)) []agentGroup {
+	var gs []agentGroup
+	for _, m := range ms {
+		n, ok := value(m)
+		if !ok {
+			continue
+		}
+		i := slices.IndexFunc(gs, func(g agentGroup) bool { return g.value == n })
+		if i < 0 {
+			gs = append(gs, agentGroup{value: n})
+			i = len(gs) - 1
+		}
+		gs[i].agents = append(gs[i].agents, m.Agent())
+	}
+	return gs
+}
+
+func agentWords(agents []string, one, many string) string {
+	if len(agents) == 1 {
+		return fmt.Sprintf("agent %s %s", agents[0], one)
+	}
+	return fmt.Sprintf("agents %s %s", strings.Join(agents, ", "), many)
+}
+
+// checkAgents holds the rules that depend on what each targeted agent
+// really supplies and accepts.
+func (cat *Catalog) checkAgents(s *findingSink, b *Bundle, tt *TemplateType, targeted []*Manifest) {
+	var supporting []*Manifest
+	for _, g := range group(targeted, func(m *Manifest) (int, bool) { _, ok := m.Supplies[tt.Ref()]; return 0, !ok }) {
+		s.add(LevelError, "template-type-unsupported", b.Pos, "", nil, g.agents, "%s",
+			agentWords(g.agents, "does not support template type "+tt.Ref().String(), "do not support template type "+tt.Ref().String()))
+	}
+	for _, m := range targeted {
+		if _, ok := m.Supplies[tt.Ref()]; ok {
+			supporting = append(supporting, m)
+		}
+	}
+	for i := range b.Instances {
+		in := &b.Instances[i]
+		label := in.ID
+		if label == "" {
+			label = fmt.Sprintf("#%d", i+1)
+		}
+		for _, g := range group(supporting, func(m *Manifest) (int, bool) { return m.Limits.MaxCriteria, len(in.Criteria) > m.Limits.MaxCriteria }) {
+			s.add(LevelError, "too-many-criteria", in.Pos, label, nil, g.agents,
+				"%d criteria, but %s", len(in.Criteria), agentWords(g.agents, fmt.Sprintf("accepts at most %d", g.value), fmt.Sprintf("accept at most %d", g.value)))
+		}
+		for j := range in.Criteria {
+			cr := &in.Criteria[j]
+			f := resolveField(tt, cr)
+			if f == nil {
+				continue // reported by Compile
+			}
+			for _, g := range group(supporting, func(m *Manifest) (int, bool) { n := m.Supplies[tt.Ref()]; return n, f.Index > n }) {
+				words := agentWords(g.agents, fmt.Sprintf("supplies %d inputs for %s", g.value, tt.Ref()), fmt.Sprintf("supply %d inputs for %s", g.value, tt.Ref()))
+				if cr.Op == OpAny {
+					s.add(LevelWarning, "wildcard-on-unsupplied-input", cr.Pos, label, f, g.agents,
+						"wildcard criterion on input %d %q but %s; harmless while the op is \"any\", an error with any other op", f.Index, f.Name, words)
+					continue
+				}
+				s.add(LevelError, "input-not-supplied", cr.Pos, label, f, g.agents,
+					"criterion on input %d %q but %s", f.Index, f.Name, words)
+			}
+			if cr.Op == OpRegex && cr.Value != nil {
+				size, err := regexProgramSize(cr.Value.Text, f.Type.folded())
+				if err != nil {
+					continue // reported by Compile
+				}
+				for _, g := range group(supporting, func(m *Manifest) (int, bool) { return m.Limits.MaxRegexProgram, size > m.Limits.MaxRegexProgram }) {
+					s.add(LevelError, "regex-too-large", cr.Pos, label, f, g.agents,
+						"regex on input %d %q compiles to %d instructions, but %s", f.Index, f.Name, size,
+						agentWords(g.agents, fmt.Sprintf("accepts at most %d", g.value), fmt.Sprintf("accept at most %d", g.value)))
+				}
+			}
+		}
+	}
+}
+
+func resolveField(tt *TemplateType, cr *Criterion) *Field {
+	if cr.FieldName != "" {
+		return tt.FieldByName(cr.FieldName)
+	}
+	if cr.FieldIndex >= 1 && cr.FieldIndex <= len(tt.Fields) {
+		return &tt.Fields[cr.FieldIndex-1]
+	}
+	return nil
+}
+
+func sortFindings(fs Findings) Findings {
+	slices.SortStableFunc(fs, func(a, b Finding) int {
+		return cmp.Or(cmp.Compare(a.Pos.Line, b.Pos.Line), cmp.Compare(a.Pos.Col, b.Pos.Col))
+	})
+	return fs
+}
