@@ -455,7 +455,7 @@ evaluated on an event.`,
 func runEval(w io.Writer, asJSON bool, ev *content.Evaluator, name string, in io.Reader) error {
 	cp := ev.Compiled()
 	sc := bufio.NewScanner(in)
-	sc.Buffer(make([]byte, 64<<10), 4<<20)
+	sc.Buffer(make([]byte, 64<<10), content.MaxEventLine)
 	var results []evalResult
 	var res content.Result
 	summary := map[string]int{"events": 0, "bad_lines": 0, "matched_events": 0, "instance_errors": 0}

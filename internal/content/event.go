@@ -70,8 +70,8 @@ type Event struct {
 // instances that read them, which bounds the time per event.
 const MaxInputLen = 64 << 10
 
-// maxEventLine caps one line of an events file.
-const maxEventLine = 4 << 20
+// MaxEventLine caps one line of an events file.
+const MaxEventLine = 4 << 20
 
 // eventJSON is one line of an events file:
 // {"template_type":"ipc@3","inputs":["a",1,true,null]}

@@ -5,8 +5,10 @@ import (
 	"math"
 	"net/netip"
 	"regexp"
+	"regexp/syntax"
 	"slices"
 	"sort"
+	"strings"
 )
 
 // ErrReason says why an instance could not be evaluated on an event.
@@ -93,6 +95,11 @@ type fieldIndex struct {
 	suffix []bucket
 	cidr4  []bucket
 	cidr6  []bucket
+	substr *substrIndex
+	ranges *rangeIndex
+
+	substrPats []substrPattern // collected while anchoring
+	rangePats  []rangePattern
 }
 
 // Evaluator runs one compiled bundle. It is indexed: each instance is
@@ -151,17 +158,39 @@ func NewEvaluator(c *Compiled) (*Evaluator, error) {
 		if !anchor(idx, in.crits, int32(i)) {
 			e.scan = append(e.scan, int32(i))
 		}
+		// Only criteria that read something are tested, in the author's
+		// order (authors put the selective ones first) but with regexes
+		// last, so a candidate is usually ruled out by a plain comparison.
+		in.crits = slices.DeleteFunc(in.crits, func(cr crit) bool { return cr.op == OpAny })
+		slices.SortStableFunc(in.crits, func(a, b crit) int { return b2i(a.op == OpRegex) - b2i(b.op == OpRegex) })
 		e.byMax = append(e.byMax, int32(i))
 	}
 	sort.SliceStable(e.byMax, func(a, b int) bool { return e.inst[e.byMax[a]].maxInput < e.inst[e.byMax[b]].maxInput })
 	for _, i := range e.byMax {
 		e.maxes = append(e.maxes, e.inst[i].maxInput)
 	}
-	for _, fi := range idx {
-		if fi != nil {
-			e.index = append(e.index, *fi)
+	for f, fi := range idx {
+		if fi == nil {
+			continue
 		}
+		if len(fi.substrPats) > 0 {
+			if fi.substr = buildSubstrIndex(fi.substrPats, c.Fields[f].Type.folded()); fi.substr == nil {
+				for _, p := range fi.substrPats {
+					e.scan = append(e.scan, p.inst)
+				}
+			}
+		}
+		if len(fi.rangePats) > 0 {
+			if fi.ranges = buildRangeIndex(fi.rangePats, c.Fields[f].Type == TypeInt); fi.ranges == nil {
+				for _, p := range fi.rangePats {
+					e.scan = append(e.scan, p.inst)
+				}
+			}
+		}
+		fi.substrPats, fi.rangePats = nil, nil
+		e.index = append(e.index, *fi)
 	}
+	slices.Sort(e.scan)
 	return e, nil
 }
 
@@ -245,6 +274,14 @@ func anchor(idx []*fieldIndex, crits []crit, inst int32) bool {
 		add(bucketFor(&fi.prefix, len(cr.strs[0])), hashString(cr.strs[0], false))
 	case OpSuffix:
 		add(bucketFor(&fi.suffix, len(cr.strs[0])), hashReverse(cr.strs[0], false))
+	case OpRegex:
+		p := regexLiteralPrefix(cr.re)
+		add(bucketFor(&fi.prefix, len(p)), hashString(p, false))
+	case OpContains:
+		fi.substrPats = append(fi.substrPats, substrPattern{cr.strs[0], inst})
+	case OpRange:
+		signed := cr.typ == TypeInt
+		fi.rangePats = append(fi.rangePats, rangePattern{orderBits(cr.nums[0], signed), orderBits(cr.nums[1], signed), inst})
 	case OpGlob:
 		if p := globLiteralPrefix(cr.strs[0]); p != "" {
 			add(bucketFor(&fi.prefix, len(p)), hashString(p, false))
@@ -257,24 +294,57 @@ func anchor(idx []*fieldIndex, crits []crit, inst int32) bool {
 }
 
 // anchorScore ranks how few events a criterion lets through; 0 means it
-// cannot anchor.
+// cannot anchor. Equality on a high-cardinality field is best; on an enum
+// or bool it lets most events through, so almost anything beats it.
 func anchorScore(cr crit) int {
 	switch cr.op {
-	case OpEquals:
-		return 1000
-	case OpIn:
-		return 900
+	case OpEquals, OpIn:
+		n := max(len(cr.strs), len(cr.nums))
+		switch cr.typ {
+		case TypeEnum, TypeBool:
+			return 5
+		case TypeInt, TypeUint:
+			return 300 - min(n, 100)
+		}
+		return 1000 - min(n, 100)
 	case OpCIDR:
 		return 100 + cr.pfx.Bits()
-	case OpPrefix, OpSuffix:
+	case OpRange:
+		return 8
+	case OpPrefix, OpSuffix, OpContains:
 		return 10 + min(len(cr.strs[0]), 80)
 	case OpGlob:
 		p, s := globLiteralPrefix(cr.strs[0]), globLiteralSuffix(cr.strs[0])
 		if n := max(len(p), len(s)); n > 0 {
 			return 10 + min(n, 80)
 		}
+	case OpRegex:
+		if p := regexLiteralPrefix(cr.re); p != "" {
+			return 10 + min(len(p), 80)
+		}
 	}
 	return 0
+}
+
+// regexLiteralPrefix is the literal text every input the regex matches
+// must begin with, for patterns anchored at the start of the text and
+// without case folding; otherwise "".
+func regexLiteralPrefix(re *regexp.Regexp) string {
+	if re == nil {
+		return ""
+	}
+	r, err := syntax.Parse(re.String(), syntax.Perl)
+	if err != nil || r.Op != syntax.OpConcat || len(r.Sub) < 2 || r.Sub[0].Op != syntax.OpBeginText {
+		return ""
+	}
+	var b strings.Builder
+	for _, sub := range r.Sub[1:] {
+		if sub.Op != syntax.OpLiteral || sub.Flags&syntax.FoldCase != 0 {
+			break
+		}
+		b.WriteString(string(sub.Rune))
+	}
+	return b.String()
 }
 
 func bucketFor(bs *[]bucket, n int) map[uint64][]int32 {
@@ -408,6 +478,9 @@ func (e *Evaluator) lookup(fi *fieldIndex, v Value) {
 	t := e.c.Fields[fi.field].Type
 	if !t.stringLike() {
 		e.push(fi.eq[v.Num])
+		if fi.ranges != nil {
+			e.push(fi.ranges.lookup(v.Num))
+		}
 		return
 	}
 	if t == TypeIP {
@@ -441,6 +514,9 @@ func (e *Evaluator) lookup(fi *fieldIndex, v Value) {
 			e.push(b.m[h])
 		}
 	}
+	if fi.substr != nil {
+		e.scanSubstr(fi.substr, s)
+	}
 	if len(fi.suffix) > 0 {
 		h, pos := uint64(fnvOffset), 0
 		for _, b := range fi.suffix {
@@ -455,12 +531,16 @@ func (e *Evaluator) lookup(fi *fieldIndex, v Value) {
 	}
 }
 
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 func (e *Evaluator) matches(in *instance, inputs []Value) bool {
 	for k := range in.crits {
 		cr := &in.crits[k]
-		if cr.op == OpAny {
-			continue
-		}
 		if !e.match(cr, inputs[cr.field]) {
 			return false
 		}
@@ -592,6 +672,9 @@ func compareFold(p, s string, fold bool) int {
 }
 
 func containsFold(s, p string, fold bool) bool {
+	if !fold {
+		return strings.Contains(s, p)
+	}
 	for i := 0; i+len(p) <= len(s); i++ {
 		if equalFold(s[i:i+len(p)], p, fold) {
 			return true

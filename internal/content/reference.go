@@ -17,6 +17,7 @@ type Reference struct {
 	res  [][]*regexp.Regexp // per instance, per criterion: regex and glob
 	pfx  [][]netip.Prefix
 	typs []FieldType
+	fold []string // per event: folded path and sha256 inputs
 }
 
 // NewReference prepares a compiled bundle for naive evaluation.
@@ -76,6 +77,15 @@ func (r *Reference) Eval(ev Event, res *Result) {
 		return
 	}
 	n := min(len(ev.Inputs), len(r.c.Fields))
+	// Fold each case-insensitive input once per event, not per criterion.
+	r.fold = r.fold[:0]
+	for f := range n {
+		s := ev.Inputs[f].Str
+		if r.typs[f].folded() {
+			s = foldASCII(s)
+		}
+		r.fold = append(r.fold, s)
+	}
 	for i, in := range r.c.Instances {
 		if f, reason := r.instanceError(in, ev.Inputs[:n]); reason != 0 {
 			res.Errors = append(res.Errors, InstanceError{Instance: int32(i), Field: f, Reason: reason})
@@ -86,7 +96,7 @@ func (r *Reference) Eval(ev Event, res *Result) {
 			if cr.Op == OpAny {
 				continue // reads nothing, so an absent input is fine
 			}
-			if !r.match(i, j, cr, ev.Inputs[cr.Field-1]) {
+			if !r.match(i, j, cr, ev.Inputs[cr.Field-1], r.fold[cr.Field-1]) {
 				ok = false
 				break
 			}
@@ -129,12 +139,8 @@ func (r *Reference) instanceError(in CompiledInstance, inputs []Value) (int, Err
 	return field, reason
 }
 
-func (r *Reference) match(i, j int, cr CompiledCriterion, v Value) bool {
+func (r *Reference) match(i, j int, cr CompiledCriterion, v Value, s string) bool {
 	t := r.typs[cr.Field-1]
-	s := v.Str
-	if t.folded() {
-		s = foldASCII(s)
-	}
 	switch cr.Op {
 	case OpAny:
 		return true
