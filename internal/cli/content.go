@@ -41,6 +41,11 @@ func newContentCmd() *cobra.Command {
 		Long: `Detection content is authored as YAML or JSON: template types, agent capability
 manifests and bundles (see docs/content-format.md). Exit status: 0 accepted,
 1 rejected, 2 usage or I/O error.`,
+		// Without Args and RunE cobra prints help and exits 0 for an
+		// unknown subcommand ("ringfence content nope").
+		Args:                  cobra.NoArgs,
+		RunE:                  func(cmd *cobra.Command, args []string) error { return cmd.Help() },
+		DisableFlagsInUseLine: true,
 	}
 	c.AddCommand(newCompileCmd(), newValidateCmd(), newPreflightCmd(), newEvalCmd())
 	return c
@@ -266,6 +271,12 @@ func writeFileAtomic(path string, b []byte) error {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	defer os.Remove(tmp.Name())
+	// CreateTemp makes the file 0600; a compiled bundle is an artifact
+	// others (signing, publishing) read.
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
 	if _, err := tmp.Write(b); err != nil {
 		tmp.Close()
 		return fmt.Errorf("write %s: %w", path, err)
@@ -286,9 +297,19 @@ func writeFileAtomic(path string, b []byte) error {
 // loadProgram reads a bundle as source (compiled against its template
 // type) or as compiled bytes, recognised by their magic.
 func loadProgram(cat *content.Catalog, path string) (*content.Compiled, *bundleReport, error) {
-	raw, err := readCapped(path, content.MaxCompiledSize)
+	raw, err := readUpTo(path, content.MaxCompiledSize+1)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, usage(err)
+	}
+	limit, what := content.MaxSourceSize, "content sources"
+	if content.IsCompiled(raw) {
+		limit, what = content.MaxCompiledSize, "compiled bundles"
+	}
+	if len(raw) > limit {
+		r := &bundleReport{File: path}
+		r.Errors = append(r.Errors, (&content.SourceError{Pos: content.Pos{File: path}, Offset: limit,
+			Msg: fmt.Sprintf("file is larger than the %d MiB limit for %s: %v", limit>>20, what, content.ErrTooLarge)}).Error())
+		return nil, r, nil
 	}
 	if content.IsCompiled(raw) {
 		c, err := content.Unmarshal(raw)
@@ -306,7 +327,7 @@ func loadProgram(cat *content.Catalog, path string) (*content.Compiled, *bundleR
 	r := &bundleReport{File: path, Bundle: b.Name()}
 	tt := cat.Types[b.TemplateType]
 	if tt == nil {
-		r.Errors = append(r.Errors, fmt.Sprintf("%s: unknown template type %s (not in --types)", path, b.TemplateType))
+		r.Errors = append(r.Errors, fmt.Sprintf("%s: unknown template type %s (not in --types)", b.Pos, b.TemplateType))
 		return nil, r, nil
 	}
 	c, fs := content.Compile(b, tt)
@@ -318,18 +339,17 @@ func loadProgram(cat *content.Catalog, path string) (*content.Compiled, *bundleR
 	return c, r, nil
 }
 
-func readCapped(path string, limit int64) ([]byte, error) {
+// readUpTo reads at most n bytes of a file, so that an oversized file
+// costs no more than n bytes to refuse.
+func readUpTo(path string, n int) ([]byte, error) {
 	fh, err := os.Open(path)
 	if err != nil {
-		return nil, usage(err)
+		return nil, err
 	}
 	defer fh.Close()
-	b, err := io.ReadAll(io.LimitReader(fh, limit+1))
+	b, err := io.ReadAll(io.LimitReader(fh, int64(n)))
 	if err != nil {
-		return nil, usage(fmt.Errorf("read %s: %w", path, err))
-	}
-	if int64(len(b)) > limit {
-		return nil, rejected(fmt.Errorf("%s: file is larger than the %d MiB limit for bundles", path, limit>>20))
+		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
 	return b, nil
 }

@@ -2,6 +2,7 @@ package content
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -106,9 +107,8 @@ func parseYAML(file string, b []byte) (*yaml.Node, error) {
 		}
 		return nil, byteError(file, b, i, "invalid UTF-8")
 	}
-	if d := nestingDepth(b); d > maxNesting {
-		return nil, &SourceError{Pos: Pos{File: file}, Offset: -1,
-			Msg: fmt.Sprintf("nesting deeper than %d levels", maxNesting)}
+	if d, off := flowNesting(b, maxNesting); d > maxNesting {
+		return nil, byteError(file, b, off, fmt.Sprintf("nesting deeper than %d levels", maxNesting))
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	var doc yaml.Node
@@ -116,7 +116,7 @@ func parseYAML(file string, b []byte) (*yaml.Node, error) {
 		if errors.Is(err, io.EOF) {
 			return nil, &SourceError{Pos: Pos{File: file}, Offset: -1, Msg: "empty file: want a YAML or JSON mapping"}
 		}
-		return nil, yamlError(file, err)
+		return nil, syntaxError(file, b, err)
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); err == nil {
@@ -134,11 +134,16 @@ func parseYAML(file string, b []byte) (*yaml.Node, error) {
 	return root, nil
 }
 
-// nestingDepth counts flow-style bracket nesting cheaply so that a hostile
+// flowNesting counts flow-style bracket nesting cheaply so that a hostile
 // file cannot drive the YAML parser into deep recursion. Block-style nesting
 // needs a line per level and is bounded by the file size limit.
-func nestingDepth(b []byte) int {
-	depth, maxDepth := 0, 0
+//
+// It returns the deepest nesting in b and, when limit is not negative, the
+// byte offset of the first bracket that opens a level deeper than limit
+// (-1 if none).
+func flowNesting(b []byte, limit int) (maxDepth, off int) {
+	depth := 0
+	off = -1
 	inQuote := byte(0)
 	for i := 0; i < len(b); i++ {
 		c := b[i]
@@ -156,6 +161,9 @@ func nestingDepth(b []byte) int {
 		case '[', '{':
 			depth++
 			maxDepth = max(maxDepth, depth)
+			if limit >= 0 && depth > limit && off < 0 {
+				off = i
+			}
 		case ']', '}':
 			depth = max(0, depth-1)
 		case '#':
@@ -164,7 +172,28 @@ func nestingDepth(b []byte) int {
 			}
 		}
 	}
-	return maxDepth
+	return maxDepth, off
+}
+
+// syntaxError reports a document go-yaml could not parse. go-yaml gives
+// only an approximate line for parser errors, and none when that line is
+// the first, so a document that looks like JSON (the whole of a one-line
+// JSON file) is located by encoding/json's byte offset instead.
+func syntaxError(file string, b []byte, err error) *SourceError {
+	trimmed := bytes.TrimLeft(b, " \t\r\n")
+	if len(trimmed) > 0 && (trimmed[0] == '{' || trimmed[0] == '[') {
+		var v any
+		var se *json.SyntaxError
+		if jerr := json.Unmarshal(b, &v); errors.As(jerr, &se) {
+			off := int(se.Offset) - 1 // Offset counts the bytes read, the bad one included
+			if se.Offset >= int64(len(b)) {
+				off = len(b) // unexpected end of input
+			}
+			off = max(off, 0)
+			return byteError(file, b, off, "malformed YAML/JSON: "+se.Error())
+		}
+	}
+	return yamlError(file, err)
 }
 
 var yamlLineRe = "line "

@@ -1,0 +1,135 @@
+package sqlstore
+
+import "strings"
+
+// migrations are applied in order, each once, each in its own transaction.
+// Never edit a released migration: append a new one. {{blob}} is the
+// dialect's byte-string type.
+var migrations = []string{
+	// 1: the control plane's first schema.
+	`
+CREATE TABLE tenants (
+	id         TEXT PRIMARY KEY,
+	kind       TEXT NOT NULL CHECK (kind IN ('vendor', 'org')),
+	name       TEXT NOT NULL,
+	created_at BIGINT NOT NULL
+);
+CREATE TABLE channels (
+	id          TEXT PRIMARY KEY,
+	vendor      TEXT NOT NULL REFERENCES tenants(id),
+	name        TEXT NOT NULL,
+	kind        TEXT NOT NULL CHECK (kind IN ('content', 'agent')),
+	category    TEXT NOT NULL,
+	unpausable  BOOLEAN NOT NULL,
+	created_at  BIGINT NOT NULL
+);
+CREATE TABLE artifacts (
+	channel    TEXT NOT NULL REFERENCES channels(id),
+	version    BIGINT NOT NULL,
+	sha256     TEXT NOT NULL,
+	size       BIGINT NOT NULL,
+	bytes      {{blob}} NOT NULL,
+	created_at BIGINT NOT NULL,
+	PRIMARY KEY (channel, version)
+);
+CREATE TABLE releases (
+	id              TEXT PRIMARY KEY,
+	channel         TEXT NOT NULL,
+	version         BIGINT NOT NULL,
+	plan            TEXT NOT NULL,
+	state           TEXT NOT NULL,
+	wave            INTEGER NOT NULL,
+	reason          TEXT NOT NULL,
+	revision        BIGINT NOT NULL,
+	created_by      TEXT NOT NULL,
+	created_at      BIGINT NOT NULL,
+	updated_at      BIGINT NOT NULL,
+	wave_started_at BIGINT NOT NULL,
+	completed_at    BIGINT NOT NULL,
+	FOREIGN KEY (channel, version) REFERENCES artifacts(channel, version),
+	UNIQUE (channel, version)
+);
+CREATE TABLE policies (
+	org        TEXT NOT NULL REFERENCES tenants(id),
+	channel    TEXT NOT NULL REFERENCES channels(id),
+	track      TEXT NOT NULL,
+	windows    TEXT NOT NULL,
+	updated_at BIGINT NOT NULL,
+	PRIMARY KEY (org, channel)
+);
+CREATE TABLE api_tokens (
+	id         TEXT PRIMARY KEY,
+	tenant     TEXT NOT NULL,
+	role       TEXT NOT NULL,
+	name       TEXT NOT NULL,
+	hash       TEXT NOT NULL UNIQUE,
+	created_at BIGINT NOT NULL,
+	revoked    BOOLEAN NOT NULL
+);
+CREATE TABLE enroll_tokens (
+	id         TEXT PRIMARY KEY,
+	org        TEXT NOT NULL REFERENCES tenants(id),
+	hash       TEXT NOT NULL UNIQUE,
+	created_at BIGINT NOT NULL,
+	expires_at BIGINT NOT NULL,
+	revoked    BOOLEAN NOT NULL
+);
+CREATE TABLE devices (
+	id            TEXT PRIMARY KEY,
+	org           TEXT NOT NULL REFERENCES tenants(id),
+	cred_hash     TEXT NOT NULL,
+	platform      TEXT NOT NULL,
+	os_build      TEXT NOT NULL,
+	agent_version TEXT NOT NULL,
+	enrolled_at   BIGINT NOT NULL,
+	last_seen     BIGINT NOT NULL,
+	last_seq      BIGINT NOT NULL,
+	revoked       BOOLEAN NOT NULL
+);
+CREATE INDEX devices_org ON devices (org, id);
+CREATE TABLE device_channels (
+	device         TEXT NOT NULL REFERENCES devices(id),
+	channel        TEXT NOT NULL,
+	active_version BIGINT NOT NULL,
+	lkg_version    BIGINT NOT NULL,
+	state          TEXT NOT NULL,
+	updated_at     BIGINT NOT NULL,
+	PRIMARY KEY (device, channel)
+);
+CREATE TABLE events (
+	device  TEXT NOT NULL,
+	seq     BIGINT NOT NULL,
+	at      BIGINT NOT NULL,
+	type    TEXT NOT NULL,
+	channel TEXT NOT NULL,
+	version BIGINT NOT NULL,
+	reason  TEXT NOT NULL,
+	counts  TEXT NOT NULL,
+	PRIMARY KEY (device, seq)
+);
+CREATE TABLE counters (
+	release TEXT NOT NULL,
+	wave    INTEGER NOT NULL,
+	org     TEXT NOT NULL,
+	stratum TEXT NOT NULL,
+	win     BIGINT NOT NULL,
+	metric  TEXT NOT NULL,
+	value   BIGINT NOT NULL,
+	PRIMARY KEY (release, wave, org, stratum, win, metric)
+);
+CREATE TABLE audit_log (
+	seq       BIGINT PRIMARY KEY,
+	at        BIGINT NOT NULL,
+	actor     TEXT NOT NULL,
+	action    TEXT NOT NULL,
+	target    TEXT NOT NULL,
+	reason    TEXT NOT NULL,
+	prev_hash TEXT NOT NULL,
+	hash      TEXT NOT NULL
+);
+`,
+}
+
+func (d dialect) migration(i int) string {
+	return strings.ReplaceAll(migrations[i], "{{blob}}", d.blob)
+}

@@ -1,0 +1,830 @@
+// Package sqlstore implements store.Store on SQL: embedded SQLite through
+// modernc.org/sqlite (pure Go, no setup) or PostgreSQL through pgx. The two
+// share their queries; a dialect holds the few differences (placeholders,
+// types, error codes, how writers are serialised).
+package sqlstore
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/ringfence/ringfence/internal/store"
+)
+
+type dialect struct {
+	name     string
+	driver   string
+	blob     string
+	dollar   bool // $1 placeholders
+	lockHead string
+}
+
+var (
+	sqliteDialect   = dialect{name: "sqlite", driver: "sqlite", blob: "BLOB"}
+	postgresDialect = dialect{name: "postgres", driver: "pgx", blob: "BYTEA", dollar: true,
+		lockHead: "SELECT pg_advisory_xact_lock(4242)"}
+)
+
+// Store is a SQL-backed store.Store.
+type Store struct {
+	db *sql.DB
+	d  dialect
+
+	mu      sync.Mutex
+	queries map[string]string
+}
+
+// Open opens the store named by url: "" or "sqlite:PATH" for SQLite (""
+// means dataDir/ringfence.db), "postgres://..." for PostgreSQL. It applies
+// pending migrations.
+func Open(ctx context.Context, url, dataDir string) (*Store, error) {
+	var s *Store
+	switch {
+	case url == "" || strings.HasPrefix(url, "sqlite:"):
+		path := strings.TrimPrefix(url, "sqlite:")
+		if path == "" {
+			if err := os.MkdirAll(dataDir, 0o700); err != nil {
+				return nil, fmt.Errorf("open store: %w", err)
+			}
+			path = filepath.Join(dataDir, "ringfence.db")
+		}
+		// WAL lets readers run beside the writer; synchronous=FULL makes a
+		// committed transaction survive power loss; immediate transactions
+		// take the write lock up front so writers queue on busy_timeout
+		// instead of failing on upgrade.
+		dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)&_txlock=immediate"
+		db, err := sql.Open(sqliteDialect.driver, dsn)
+		if err != nil {
+			return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+		}
+		db.SetMaxOpenConns(8)
+		s = &Store{db: db, d: sqliteDialect}
+	case strings.HasPrefix(url, "postgres://") || strings.HasPrefix(url, "postgresql://"):
+		db, err := sql.Open(postgresDialect.driver, url)
+		if err != nil {
+			return nil, fmt.Errorf("open postgres: %w", err)
+		}
+		db.SetMaxOpenConns(16)
+		db.SetMaxIdleConns(16)
+		db.SetConnMaxIdleTime(5 * time.Minute)
+		s = &Store{db: db, d: postgresDialect}
+	default:
+		return nil, fmt.Errorf("open store: unsupported database URL %q (want sqlite:PATH or postgres://...)", redact(url))
+	}
+	s.queries = map[string]string{}
+	if err := s.migrate(ctx); err != nil {
+		s.db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func redact(url string) string {
+	if i := strings.Index(url, "@"); i > 0 {
+		if j := strings.Index(url, "://"); j > 0 && j < i {
+			return url[:j+3] + "***" + url[i:]
+		}
+	}
+	return url
+}
+
+// Dialect names the database: "sqlite" or "postgres".
+func (s *Store) Dialect() string { return s.d.name }
+
+// DB exposes the handle for tests that need to reach under the interface.
+func (s *Store) DB() *sql.DB { return s.db }
+
+// q rewrites ? placeholders for the dialect, once per query text.
+func (s *Store) q(query string) string {
+	if !s.d.dollar {
+		return query
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r, ok := s.queries[query]; ok {
+		return r
+	}
+	var b strings.Builder
+	n := 0
+	for _, c := range query {
+		if c == '?' {
+			n++
+			b.WriteString("$" + strconv.Itoa(n))
+			continue
+		}
+		b.WriteRune(c)
+	}
+	s.queries[query] = b.String()
+	return s.queries[query]
+}
+
+func (s *Store) migrate(ctx context.Context) error {
+	if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)`); err != nil {
+		return fmt.Errorf("migrate: %w", s.wrap(err))
+	}
+	for i := range migrations {
+		err := s.tx(ctx, func(tx *sql.Tx) error {
+			if s.d.lockHead != "" {
+				// Replicas starting together: one migrates, the others wait.
+				if _, err := tx.ExecContext(ctx, s.d.lockHead); err != nil {
+					return err
+				}
+			}
+			var n int
+			if err := tx.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM schema_migrations WHERE version = ?`), i+1).Scan(&n); err != nil {
+				return err
+			}
+			if n > 0 {
+				return nil
+			}
+			for _, stmt := range strings.Split(s.d.migration(i), ";") {
+				if strings.TrimSpace(stmt) == "" {
+					continue
+				}
+				if _, err := tx.ExecContext(ctx, stmt); err != nil {
+					return fmt.Errorf("migration %d: %w", i+1, err)
+				}
+			}
+			_, err := tx.ExecContext(ctx, s.q(`INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`), i+1, time.Now().UnixMilli())
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("migrate: %w", err)
+		}
+	}
+	return nil
+}
+
+// SchemaVersion is the highest applied migration.
+func (s *Store) SchemaVersion(ctx context.Context) (int, error) {
+	var v sql.NullInt64
+	err := s.db.QueryRowContext(ctx, `SELECT MAX(version) FROM schema_migrations`).Scan(&v)
+	return int(v.Int64), s.wrap(err)
+}
+
+// Migrations is how many migrations this build knows.
+func Migrations() int { return len(migrations) }
+
+func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return s.wrap(err)
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return s.wrap(err)
+	}
+	return s.wrap(tx.Commit())
+}
+
+// wrap maps driver errors onto the store's sentinels.
+func (s *Store) wrap(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrStale) || errors.Is(err, store.ErrUnavailable) {
+		return err
+	}
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("%w", store.ErrNotFound)
+	}
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		switch se.Code() {
+		case sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY:
+			return fmt.Errorf("%w: %v", store.ErrConflict, err)
+		case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL:
+			return fmt.Errorf("%w: %v", store.ErrUnavailable, err)
+		}
+		return err
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		switch {
+		case pe.Code == "23505":
+			return fmt.Errorf("%w: %v", store.ErrConflict, err)
+		case strings.HasPrefix(pe.Code, "08"), strings.HasPrefix(pe.Code, "57P"), pe.Code == "53300":
+			return fmt.Errorf("%w: %v", store.ErrUnavailable, err)
+		}
+		return err
+	}
+	var ne net.Error
+	var ce *pgconn.ConnectError
+	if errors.As(err, &ne) || errors.As(err, &ce) || errors.Is(err, sql.ErrConnDone) || errors.Is(err, context.DeadlineExceeded) ||
+		strings.Contains(err.Error(), "conn closed") || strings.Contains(err.Error(), "bad connection") {
+		return fmt.Errorf("%w: %v", store.ErrUnavailable, err)
+	}
+	return err
+}
+
+func ms(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
+}
+
+func fromMS(v int64) time.Time {
+	if v == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(v).UTC()
+}
+
+// Ping checks the database answers and the schema is current.
+func (s *Store) Ping(ctx context.Context) error {
+	v, err := s.SchemaVersion(ctx)
+	if err != nil {
+		return err
+	}
+	if v < len(migrations) {
+		return fmt.Errorf("%w: schema at migration %d, this build needs %d", store.ErrUnavailable, v, len(migrations))
+	}
+	return nil
+}
+
+// Close closes the database.
+func (s *Store) Close() error { return s.db.Close() }
+
+func (s *Store) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	r, err := s.db.ExecContext(ctx, s.q(query), args...)
+	return r, s.wrap(err)
+}
+
+func notFoundIfNone(r sql.Result, what string) error {
+	n, err := r.RowsAffected()
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return fmt.Errorf("%s: %w", what, store.ErrNotFound)
+	}
+	return nil
+}
+
+// --- tenants ---
+
+func (s *Store) CreateTenant(ctx context.Context, t store.Tenant) error {
+	_, err := s.exec(ctx, `INSERT INTO tenants (id, kind, name, created_at) VALUES (?, ?, ?, ?)`, t.ID, string(t.Kind), t.Name, ms(t.CreatedAt))
+	if err != nil {
+		return fmt.Errorf("create tenant %s: %w", t.ID, err)
+	}
+	return nil
+}
+
+func (s *Store) GetTenant(ctx context.Context, id string) (store.Tenant, error) {
+	var t store.Tenant
+	var kind string
+	var at int64
+	err := s.db.QueryRowContext(ctx, s.q(`SELECT id, kind, name, created_at FROM tenants WHERE id = ?`), id).Scan(&t.ID, &kind, &t.Name, &at)
+	if err != nil {
+		return t, fmt.Errorf("tenant %s: %w", id, s.wrap(err))
+	}
+	t.Kind, t.CreatedAt = store.TenantKind(kind), fromMS(at)
+	return t, nil
+}
+
+func (s *Store) ListTenants(ctx context.Context) ([]store.Tenant, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT id, kind, name, created_at FROM tenants ORDER BY id`)
+	if err != nil {
+		return nil, s.wrap(err)
+	}
+	defer rows.Close()
+	var out []store.Tenant
+	for rows.Next() {
+		var t store.Tenant
+		var kind string
+		var at int64
+		if err := rows.Scan(&t.ID, &kind, &t.Name, &at); err != nil {
+			return nil, s.wrap(err)
+		}
+		t.Kind, t.CreatedAt = store.TenantKind(kind), fromMS(at)
+		out = append(out, t)
+	}
+	return out, s.wrap(rows.Err())
+}
+
+// --- channels ---
+
+const channelCols = `id, vendor, name, kind, category, unpausable, created_at`
+
+func scanChannel(sc interface{ Scan(...any) error }) (store.Channel, error) {
+	var c store.Channel
+	var kind string
+	var at int64
+	err := sc.Scan(&c.ID, &c.Vendor, &c.Name, &kind, &c.Category, &c.Unpausable, &at)
+	c.Kind, c.CreatedAt = store.ChannelKind(kind), fromMS(at)
+	return c, err
+}
+
+func (s *Store) CreateChannel(ctx context.Context, c store.Channel) error {
+	_, err := s.exec(ctx, `INSERT INTO channels (`+channelCols+`) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		c.ID, c.Vendor, c.Name, string(c.Kind), c.Category, c.Unpausable, ms(c.CreatedAt))
+	if err != nil {
+		return fmt.Errorf("create channel %s: %w", c.ID, err)
+	}
+	return nil
+}
+
+func (s *Store) GetChannel(ctx context.Context, id string) (store.Channel, error) {
+	c, err := scanChannel(s.db.QueryRowContext(ctx, s.q(`SELECT `+channelCols+` FROM channels WHERE id = ?`), id))
+	if err != nil {
+		return c, fmt.Errorf("channel %s: %w", id, s.wrap(err))
+	}
+	return c, nil
+}
+
+func (s *Store) ListChannels(ctx context.Context, vendor string) ([]store.Channel, error) {
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT `+channelCols+` FROM channels WHERE ? = '' OR vendor = ? ORDER BY id`), vendor, vendor)
+	if err != nil {
+		return nil, s.wrap(err)
+	}
+	defer rows.Close()
+	var out []store.Channel
+	for rows.Next() {
+		c, err := scanChannel(rows)
+		if err != nil {
+			return nil, s.wrap(err)
+		}
+		out = append(out, c)
+	}
+	return out, s.wrap(rows.Err())
+}
+
+// --- artifacts ---
+
+func (s *Store) PutArtifact(ctx context.Context, a store.Artifact) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		var hash string
+		err := tx.QueryRowContext(ctx, s.q(`SELECT sha256 FROM artifacts WHERE channel = ? AND version = ?`), a.Channel, int64(a.Version)).Scan(&hash)
+		switch {
+		case err == nil && hash == a.SHA256:
+			return nil
+		case err == nil:
+			return fmt.Errorf("artifact %s@%d: stored with sha256 %s, refusing different bytes (%s): %w", a.Channel, a.Version, hash, a.SHA256, store.ErrConflict)
+		case !errors.Is(err, sql.ErrNoRows):
+			return err
+		}
+		_, err = tx.ExecContext(ctx, s.q(`INSERT INTO artifacts (channel, version, sha256, size, bytes, created_at) VALUES (?, ?, ?, ?, ?, ?)`),
+			a.Channel, int64(a.Version), a.SHA256, a.Size, a.Bytes, ms(a.CreatedAt))
+		return err
+	})
+}
+
+func (s *Store) GetArtifact(ctx context.Context, channel string, version uint64) (store.Artifact, error) {
+	a := store.Artifact{Channel: channel, Version: version}
+	var at int64
+	err := s.db.QueryRowContext(ctx, s.q(`SELECT sha256, size, bytes, created_at FROM artifacts WHERE channel = ? AND version = ?`), channel, int64(version)).
+		Scan(&a.SHA256, &a.Size, &a.Bytes, &at)
+	if err != nil {
+		return a, fmt.Errorf("artifact %s@%d: %w", channel, version, s.wrap(err))
+	}
+	a.CreatedAt = fromMS(at)
+	return a, nil
+}
+
+func (s *Store) LatestArtifactVersion(ctx context.Context, channel string) (uint64, error) {
+	var v sql.NullInt64
+	err := s.db.QueryRowContext(ctx, s.q(`SELECT MAX(version) FROM artifacts WHERE channel = ?`), channel).Scan(&v)
+	return uint64(v.Int64), s.wrap(err)
+}
+
+// --- releases ---
+
+const releaseCols = `id, channel, version, plan, state, wave, reason, revision, created_by, created_at, updated_at, wave_started_at, completed_at`
+
+func scanRelease(sc interface{ Scan(...any) error }) (store.Release, error) {
+	var r store.Release
+	var version int64
+	var plan, state string
+	var created, updated, waveAt, doneAt int64
+	err := sc.Scan(&r.ID, &r.Channel, &version, &plan, &state, &r.Wave, &r.Reason, &r.Revision, &r.CreatedBy, &created, &updated, &waveAt, &doneAt)
+	r.Version, r.Plan, r.State = uint64(version), []byte(plan), store.ReleaseState(state)
+	r.CreatedAt, r.UpdatedAt, r.WaveStartedAt, r.CompletedAt = fromMS(created), fromMS(updated), fromMS(waveAt), fromMS(doneAt)
+	return r, err
+}
+
+func (s *Store) CreateRelease(ctx context.Context, r store.Release) error {
+	_, err := s.exec(ctx, `INSERT INTO releases (`+releaseCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?)`,
+		r.ID, r.Channel, int64(r.Version), string(r.Plan), string(r.State), r.Wave, r.Reason, r.CreatedBy,
+		ms(r.CreatedAt), ms(r.UpdatedAt), ms(r.WaveStartedAt), ms(r.CompletedAt))
+	if err != nil {
+		return fmt.Errorf("create release %s: %w", r.ID, err)
+	}
+	return nil
+}
+
+func (s *Store) GetRelease(ctx context.Context, id string) (store.Release, error) {
+	r, err := scanRelease(s.db.QueryRowContext(ctx, s.q(`SELECT `+releaseCols+` FROM releases WHERE id = ?`), id))
+	if err != nil {
+		return r, fmt.Errorf("release %s: %w", id, s.wrap(err))
+	}
+	return r, nil
+}
+
+func (s *Store) ListReleases(ctx context.Context, channel string) ([]store.Release, error) {
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT `+releaseCols+` FROM releases WHERE ? = '' OR channel = ? ORDER BY channel, version`), channel, channel)
+	if err != nil {
+		return nil, s.wrap(err)
+	}
+	defer rows.Close()
+	var out []store.Release
+	for rows.Next() {
+		r, err := scanRelease(rows)
+		if err != nil {
+			return nil, s.wrap(err)
+		}
+		out = append(out, r)
+	}
+	return out, s.wrap(rows.Err())
+}
+
+func (s *Store) UpdateRelease(ctx context.Context, r store.Release) (int64, error) {
+	res, err := s.exec(ctx, `UPDATE releases SET plan = ?, state = ?, wave = ?, reason = ?, revision = revision + 1,
+		updated_at = ?, wave_started_at = ?, completed_at = ? WHERE id = ? AND revision = ?`,
+		string(r.Plan), string(r.State), r.Wave, r.Reason, ms(r.UpdatedAt), ms(r.WaveStartedAt), ms(r.CompletedAt), r.ID, r.Revision)
+	if err != nil {
+		return 0, fmt.Errorf("update release %s: %w", r.ID, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		if _, err := s.GetRelease(ctx, r.ID); err != nil {
+			return 0, err
+		}
+		return 0, fmt.Errorf("update release %s at revision %d: %w", r.ID, r.Revision, store.ErrStale)
+	}
+	return r.Revision + 1, nil
+}
+
+// --- policies ---
+
+func (s *Store) PutPolicy(ctx context.Context, p store.Policy) error {
+	w, _ := json.Marshal(p.Windows)
+	_, err := s.exec(ctx, `INSERT INTO policies (org, channel, track, windows, updated_at) VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT (org, channel) DO UPDATE SET track = excluded.track, windows = excluded.windows, updated_at = excluded.updated_at`,
+		p.Org, p.Channel, p.Track, string(w), ms(p.UpdatedAt))
+	if err != nil {
+		return fmt.Errorf("put policy %s %s: %w", p.Org, p.Channel, err)
+	}
+	return nil
+}
+
+func (s *Store) ListPolicies(ctx context.Context, org string) ([]store.Policy, error) {
+	return s.policies(ctx, `SELECT org, channel, track, windows, updated_at FROM policies WHERE org = ? ORDER BY channel`, org)
+}
+
+func (s *Store) AllPolicies(ctx context.Context) ([]store.Policy, error) {
+	return s.policies(ctx, `SELECT org, channel, track, windows, updated_at FROM policies ORDER BY org, channel`)
+}
+
+func (s *Store) policies(ctx context.Context, query string, args ...any) ([]store.Policy, error) {
+	rows, err := s.db.QueryContext(ctx, s.q(query), args...)
+	if err != nil {
+		return nil, s.wrap(err)
+	}
+	defer rows.Close()
+	var out []store.Policy
+	for rows.Next() {
+		var p store.Policy
+		var w string
+		var at int64
+		if err := rows.Scan(&p.Org, &p.Channel, &p.Track, &w, &at); err != nil {
+			return nil, s.wrap(err)
+		}
+		if err := json.Unmarshal([]byte(w), &p.Windows); err != nil {
+			return nil, fmt.Errorf("policy %s %s: stored windows: %w", p.Org, p.Channel, err)
+		}
+		p.UpdatedAt = fromMS(at)
+		out = append(out, p)
+	}
+	return out, s.wrap(rows.Err())
+}
+
+// --- tokens ---
+
+func (s *Store) CreateAPIToken(ctx context.Context, t store.APIToken) error {
+	_, err := s.exec(ctx, `INSERT INTO api_tokens (id, tenant, role, name, hash, created_at, revoked) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		t.ID, t.Tenant, string(t.Role), t.Name, t.Hash, ms(t.CreatedAt), t.Revoked)
+	if err != nil {
+		return fmt.Errorf("create api token %s: %w", t.ID, err)
+	}
+	return nil
+}
+
+const apiTokenCols = `id, tenant, role, name, hash, created_at, revoked`
+
+func scanAPIToken(sc interface{ Scan(...any) error }) (store.APIToken, error) {
+	var t store.APIToken
+	var role string
+	var at int64
+	err := sc.Scan(&t.ID, &t.Tenant, &role, &t.Name, &t.Hash, &at, &t.Revoked)
+	t.Role, t.CreatedAt = store.Role(role), fromMS(at)
+	return t, err
+}
+
+func (s *Store) APITokenByHash(ctx context.Context, hash string) (store.APIToken, error) {
+	t, err := scanAPIToken(s.db.QueryRowContext(ctx, s.q(`SELECT `+apiTokenCols+` FROM api_tokens WHERE hash = ?`), hash))
+	if err != nil {
+		return t, fmt.Errorf("api token: %w", s.wrap(err))
+	}
+	return t, nil
+}
+
+func (s *Store) ListAPITokens(ctx context.Context, tenant string) ([]store.APIToken, error) {
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT `+apiTokenCols+` FROM api_tokens WHERE ? = '' OR tenant = ? ORDER BY id`), tenant, tenant)
+	if err != nil {
+		return nil, s.wrap(err)
+	}
+	defer rows.Close()
+	var out []store.APIToken
+	for rows.Next() {
+		t, err := scanAPIToken(rows)
+		if err != nil {
+			return nil, s.wrap(err)
+		}
+		out = append(out, t)
+	}
+	return out, s.wrap(rows.Err())
+}
+
+func (s *Store) RevokeAPIToken(ctx context.Context, id string) error {
+	r, err := s.exec(ctx, `UPDATE api_tokens SET revoked = ? WHERE id = ?`, true, id)
+	if err != nil {
+		return err
+	}
+	return notFoundIfNone(r, "api token "+id)
+}
+
+func (s *Store) CreateEnrollToken(ctx context.Context, t store.EnrollToken) error {
+	_, err := s.exec(ctx, `INSERT INTO enroll_tokens (id, org, hash, created_at, expires_at, revoked) VALUES (?, ?, ?, ?, ?, ?)`,
+		t.ID, t.Org, t.Hash, ms(t.CreatedAt), ms(t.ExpiresAt), t.Revoked)
+	if err != nil {
+		return fmt.Errorf("create enrolment token %s: %w", t.ID, err)
+	}
+	return nil
+}
+
+func (s *Store) EnrollTokenByHash(ctx context.Context, hash string) (store.EnrollToken, error) {
+	var t store.EnrollToken
+	var created, expires int64
+	err := s.db.QueryRowContext(ctx, s.q(`SELECT id, org, hash, created_at, expires_at, revoked FROM enroll_tokens WHERE hash = ?`), hash).
+		Scan(&t.ID, &t.Org, &t.Hash, &created, &expires, &t.Revoked)
+	if err != nil {
+		return t, fmt.Errorf("enrolment token: %w", s.wrap(err))
+	}
+	t.CreatedAt, t.ExpiresAt = fromMS(created), fromMS(expires)
+	return t, nil
+}
+
+func (s *Store) RevokeEnrollToken(ctx context.Context, id string) error {
+	r, err := s.exec(ctx, `UPDATE enroll_tokens SET revoked = ? WHERE id = ?`, true, id)
+	if err != nil {
+		return err
+	}
+	return notFoundIfNone(r, "enrolment token "+id)
+}
+
+// --- devices ---
+
+const deviceCols = `id, org, cred_hash, platform, os_build, agent_version, enrolled_at, last_seen, last_seq, revoked`
+
+func scanDevice(sc interface{ Scan(...any) error }) (store.Device, error) {
+	var d store.Device
+	var enrolled, seen, seq int64
+	err := sc.Scan(&d.ID, &d.Org, &d.CredHash, &d.Platform, &d.OSBuild, &d.AgentVersion, &enrolled, &seen, &seq, &d.Revoked)
+	d.EnrolledAt, d.LastSeen, d.LastSeq = fromMS(enrolled), fromMS(seen), uint64(seq)
+	return d, err
+}
+
+func (s *Store) CreateDevice(ctx context.Context, d store.Device) error {
+	_, err := s.exec(ctx, `INSERT INTO devices (`+deviceCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		d.ID, d.Org, d.CredHash, d.Platform, d.OSBuild, d.AgentVersion, ms(d.EnrolledAt), ms(d.LastSeen), int64(d.LastSeq), d.Revoked)
+	if err != nil {
+		return fmt.Errorf("create device %s: %w", d.ID, err)
+	}
+	return nil
+}
+
+func (s *Store) GetDevice(ctx context.Context, id string) (store.Device, error) {
+	d, err := scanDevice(s.db.QueryRowContext(ctx, s.q(`SELECT `+deviceCols+` FROM devices WHERE id = ?`), id))
+	if err != nil {
+		return d, fmt.Errorf("device %s: %w", id, s.wrap(err))
+	}
+	return d, nil
+}
+
+func (s *Store) ListDevices(ctx context.Context, f store.DeviceFilter) ([]store.Device, error) {
+	limit := f.Limit
+	if limit <= 0 || limit > 10000 {
+		limit = 10000
+	}
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT `+deviceCols+` FROM devices
+		WHERE (? = '' OR org = ?) AND (? = '' OR platform = ?) AND (? = '' OR agent_version = ?) AND id > ?
+		ORDER BY id LIMIT ?`),
+		f.Org, f.Org, f.Platform, f.Platform, f.AgentVersion, f.AgentVersion, f.After, limit)
+	if err != nil {
+		return nil, s.wrap(err)
+	}
+	defer rows.Close()
+	var out []store.Device
+	for rows.Next() {
+		d, err := scanDevice(rows)
+		if err != nil {
+			return nil, s.wrap(err)
+		}
+		out = append(out, d)
+	}
+	return out, s.wrap(rows.Err())
+}
+
+func (s *Store) DeviceChannels(ctx context.Context, device string) ([]store.DeviceChannel, error) {
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT device, channel, active_version, lkg_version, state, updated_at FROM device_channels WHERE device = ? ORDER BY channel`), device)
+	if err != nil {
+		return nil, s.wrap(err)
+	}
+	defer rows.Close()
+	var out []store.DeviceChannel
+	for rows.Next() {
+		var c store.DeviceChannel
+		var active, lkg, at int64
+		if err := rows.Scan(&c.Device, &c.Channel, &active, &lkg, &c.State, &at); err != nil {
+			return nil, s.wrap(err)
+		}
+		c.ActiveVersion, c.LKGVersion, c.UpdatedAt = uint64(active), uint64(lkg), fromMS(at)
+		out = append(out, c)
+	}
+	return out, s.wrap(rows.Err())
+}
+
+func (s *Store) RevokeDevice(ctx context.Context, id string) error {
+	r, err := s.exec(ctx, `UPDATE devices SET revoked = ? WHERE id = ?`, true, id)
+	if err != nil {
+		return err
+	}
+	return notFoundIfNone(r, "device "+id)
+}
+
+// --- check-ins and telemetry ---
+
+func (s *Store) ApplyCheckins(ctx context.Context, ws []store.CheckinWrite) ([]store.CheckinResult, error) {
+	out := make([]store.CheckinResult, len(ws))
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		for i, w := range ws {
+			var lastSeq, lastSeen int64
+			err := tx.QueryRowContext(ctx, s.q(`SELECT last_seq, last_seen FROM devices WHERE id = ?`), w.Device.ID).Scan(&lastSeq, &lastSeen)
+			if err != nil {
+				return fmt.Errorf("check-in of device %s: %w", w.Device.ID, s.wrap(err))
+			}
+			seq := uint64(lastSeq)
+			for _, e := range w.Events {
+				if e.Seq <= seq {
+					continue // a retry: stored already, counted already
+				}
+				counts, _ := json.Marshal(e.Counts)
+				if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO events (device, seq, at, type, channel, version, reason, counts) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
+					w.Device.ID, int64(e.Seq), ms(e.Time), e.Type, e.Channel, int64(e.Version), e.Reason, string(counts)); err != nil {
+					return err
+				}
+				for _, c := range e.Counters {
+					if err := s.addCounter(ctx, tx, c); err != nil {
+						return err
+					}
+				}
+				seq = e.Seq
+				out[i].NewEvents++
+			}
+			out[i].LastSeq = seq
+			for _, k := range w.Heartbeat {
+				if lastSeen < ms(k.Window) {
+					if err := s.addCounter(ctx, tx, store.Counter{CounterKey: k, Value: 1}); err != nil {
+						return err
+					}
+				}
+			}
+			if _, err := tx.ExecContext(ctx, s.q(`UPDATE devices SET platform = ?, os_build = ?, agent_version = ?, last_seen = ?, last_seq = ? WHERE id = ?`),
+				w.Device.Platform, w.Device.OSBuild, w.Device.AgentVersion, max(lastSeen, ms(w.Device.LastSeen)), int64(seq), w.Device.ID); err != nil {
+				return err
+			}
+			for _, c := range w.Channels {
+				if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO device_channels (device, channel, active_version, lkg_version, state, updated_at) VALUES (?, ?, ?, ?, ?, ?)
+					ON CONFLICT (device, channel) DO UPDATE SET active_version = excluded.active_version, lkg_version = excluded.lkg_version,
+					state = excluded.state, updated_at = excluded.updated_at`),
+					w.Device.ID, c.Channel, int64(c.ActiveVersion), int64(c.LKGVersion), c.State, ms(c.UpdatedAt)); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (s *Store) addCounter(ctx context.Context, tx *sql.Tx, c store.Counter) error {
+	_, err := tx.ExecContext(ctx, s.q(`INSERT INTO counters (release, wave, org, stratum, win, metric, value) VALUES (?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (release, wave, org, stratum, win, metric) DO UPDATE SET value = counters.value + excluded.value`),
+		c.Release, c.Wave, c.Org, c.Stratum, ms(c.Window), c.Metric, c.Value)
+	return err
+}
+
+func (s *Store) Counters(ctx context.Context, release string) ([]store.Counter, error) {
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT release, wave, org, stratum, win, metric, value FROM counters WHERE release = ?
+		ORDER BY wave, org, stratum, win, metric`), release)
+	if err != nil {
+		return nil, s.wrap(err)
+	}
+	defer rows.Close()
+	var out []store.Counter
+	for rows.Next() {
+		var c store.Counter
+		var win int64
+		if err := rows.Scan(&c.Release, &c.Wave, &c.Org, &c.Stratum, &win, &c.Metric, &c.Value); err != nil {
+			return nil, s.wrap(err)
+		}
+		c.Window = fromMS(win)
+		out = append(out, c)
+	}
+	return out, s.wrap(rows.Err())
+}
+
+// --- audit ---
+
+// AuditHash is the chain hash of an entry: SHA-256 over the previous hash
+// and the entry's fields, length-prefixed so no two entries collide.
+func AuditHash(e store.AuditEntry) string {
+	h := sha256.New()
+	for _, f := range []string{e.PrevHash, strconv.FormatInt(e.Seq, 10), strconv.FormatInt(ms(e.Time), 10), e.Actor, e.Action, e.Target, e.Reason} {
+		fmt.Fprintf(h, "%d:%s;", len(f), f)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func (s *Store) AppendAudit(ctx context.Context, e store.AuditEntry) (store.AuditEntry, error) {
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		if s.d.lockHead != "" {
+			// Serialise appenders across replicas: the chain has one head.
+			if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock(4243)"); err != nil {
+				return err
+			}
+		}
+		var seq sql.NullInt64
+		var prev sql.NullString
+		err := tx.QueryRowContext(ctx, `SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1`).Scan(&seq, &prev)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		e.Seq = seq.Int64 + 1
+		e.PrevHash = prev.String
+		e.Time = fromMS(ms(e.Time))
+		e.Hash = AuditHash(e)
+		_, err = tx.ExecContext(ctx, s.q(`INSERT INTO audit_log (seq, at, actor, action, target, reason, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
+			e.Seq, ms(e.Time), e.Actor, e.Action, e.Target, e.Reason, e.PrevHash, e.Hash)
+		return err
+	})
+	if err != nil {
+		return e, fmt.Errorf("append audit entry: %w", err)
+	}
+	return e, nil
+}
+
+func (s *Store) ListAudit(ctx context.Context, afterSeq int64, limit int) ([]store.AuditEntry, error) {
+	if limit <= 0 || limit > 10000 {
+		limit = 10000
+	}
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT seq, at, actor, action, target, reason, prev_hash, hash FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?`), afterSeq, limit)
+	if err != nil {
+		return nil, s.wrap(err)
+	}
+	defer rows.Close()
+	var out []store.AuditEntry
+	for rows.Next() {
+		var e store.AuditEntry
+		var at int64
+		if err := rows.Scan(&e.Seq, &at, &e.Actor, &e.Action, &e.Target, &e.Reason, &e.PrevHash, &e.Hash); err != nil {
+			return nil, s.wrap(err)
+		}
+		e.Time = fromMS(at)
+		out = append(out, e)
+	}
+	return out, s.wrap(rows.Err())
+}
+
+var _ store.Store = (*Store)(nil)

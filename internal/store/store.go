@@ -1,0 +1,302 @@
+// Package store is where the control plane keeps its state: tenants,
+// channels, artifacts, releases, policies, tokens, devices, telemetry
+// counters and the audit log. One interface, Store, has two SQL
+// implementations in package sqlstore: embedded SQLite (the default, no
+// setup) and PostgreSQL (shared by several server replicas). The
+// conformance suite in package storetest runs against both.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Sentinel errors; implementations wrap them so callers use errors.Is.
+var (
+	ErrNotFound = errors.New("not found")
+	ErrConflict = errors.New("already exists")
+	// ErrStale is returned by an update whose expected revision is not the
+	// stored one: someone else changed the row first.
+	ErrStale = errors.New("changed concurrently")
+	// ErrUnavailable wraps errors that mean the database cannot be reached.
+	ErrUnavailable = errors.New("store unavailable")
+)
+
+// TenantKind distinguishes vendors from organisations.
+type TenantKind string
+
+const (
+	TenantVendor TenantKind = "vendor"
+	TenantOrg    TenantKind = "org"
+)
+
+// Tenant is a vendor (publishes to its channels) or an organisation (owns
+// devices).
+type Tenant struct {
+	ID        string // short name: acme, contoso
+	Kind      TenantKind
+	Name      string
+	CreatedAt time.Time
+}
+
+// ChannelKind is what a channel carries.
+type ChannelKind string
+
+const (
+	ChannelContent ChannelKind = "content"
+	ChannelAgent   ChannelKind = "agent"
+)
+
+// Channel is a vendor's stream of artifacts of one kind, versions strictly
+// increasing. ID is "vendor/name".
+type Channel struct {
+	ID       string
+	Vendor   string
+	Name     string
+	Kind     ChannelKind
+	Category string // free text such as "detection" or "system-critical"
+	// Unpausable channels ignore an organisation's "paused" track: content
+	// that keeps the sensor working must not be frozen out.
+	Unpausable bool
+	CreatedAt  time.Time
+}
+
+// Artifact is an immutable, installable thing: a compiled bundle or an
+// agent build.
+type Artifact struct {
+	Channel   string
+	Version   uint64
+	SHA256    string
+	Size      int64
+	Bytes     []byte
+	CreatedAt time.Time
+}
+
+// ReleaseState is a release's phase. The strings are persisted.
+type ReleaseState string
+
+const (
+	ReleaseRollingOut ReleaseState = "rolling-out"
+	ReleasePaused     ReleaseState = "paused"
+	ReleaseCompleted  ReleaseState = "completed"
+	ReleaseHalted     ReleaseState = "halted"
+)
+
+// Release is the decision to roll one artifact version out on a channel.
+type Release struct {
+	ID        string
+	Channel   string
+	Version   uint64
+	Plan      []byte // JSON rollout plan, owned by package rollout
+	State     ReleaseState
+	Wave      int // index of the current wave in the plan
+	Reason    string
+	Revision  int64 // optimistic concurrency: bumped on every update
+	CreatedBy string
+	CreatedAt time.Time
+	UpdatedAt time.Time
+	// WaveStartedAt is when the current wave began (bake times count
+	// from it); CompletedAt when the last wave passed.
+	WaveStartedAt time.Time
+	CompletedAt   time.Time
+}
+
+// Policy is an organisation's choice for one channel.
+type Policy struct {
+	Org     string
+	Channel string
+	Track   string // early, ga, ga-delay:H, pinned:V, paused
+	// Windows are maintenance windows as "DAYS HH:MM-HH:MM" in UTC, for
+	// example "mon-fri 01:00-05:00"; empty means any time.
+	Windows   []string
+	UpdatedAt time.Time
+}
+
+// Role is what an API token may do.
+type Role string
+
+const (
+	RoleAdmin     Role = "admin"
+	RolePublisher Role = "publisher"
+	RoleApprover  Role = "approver"
+	RoleOrgAdmin  Role = "org-admin"
+	RoleViewer    Role = "viewer"
+)
+
+// APIToken grants one role scoped to one tenant ("" for the operator's
+// admin tokens, which are not scoped). Only the hash of the secret is kept.
+type APIToken struct {
+	ID        string
+	Tenant    string
+	Role      Role
+	Name      string
+	Hash      string
+	CreatedAt time.Time
+	Revoked   bool
+}
+
+// EnrollToken lets devices of one organisation enrol.
+type EnrollToken struct {
+	ID        string
+	Org       string
+	Hash      string
+	CreatedAt time.Time
+	ExpiresAt time.Time // zero: never
+	Revoked   bool
+}
+
+// Device is one enrolled endpoint.
+type Device struct {
+	ID           string
+	Org          string
+	CredHash     string
+	Platform     string
+	OSBuild      string
+	AgentVersion string
+	EnrolledAt   time.Time
+	LastSeen     time.Time
+	LastSeq      uint64 // highest event sequence number stored
+	Revoked      bool
+}
+
+// DeviceChannel is what a device reports for one channel.
+type DeviceChannel struct {
+	Device        string
+	Channel       string
+	ActiveVersion uint64
+	LKGVersion    uint64
+	State         string // active, pending, probation, reverted
+	UpdatedAt     time.Time
+}
+
+// DeviceFilter selects devices; empty fields match all.
+type DeviceFilter struct {
+	Org          string
+	Platform     string
+	AgentVersion string
+	Limit        int
+	After        string // device id to continue after
+}
+
+// Event is one device event, idempotent by (Device, Seq).
+type Event struct {
+	Device  string
+	Seq     uint64
+	Time    time.Time
+	Type    string // applied, apply-failed, reverted, worker-crash, unclean-reboot, actions, heartbeat
+	Channel string
+	Version uint64
+	Reason  string
+	Counts  map[string]int64 // action counts: log, alert, block
+	// Counters are the increments this event makes; they are applied only
+	// when the event is new, so a retried check-in never double-counts.
+	Counters []Counter `json:"-"`
+}
+
+// CounterKey is one aggregation cell of the telemetry the rollout
+// controller reads.
+type CounterKey struct {
+	Release string
+	Wave    int
+	Org     string
+	Stratum string // platform/agent version/OS build
+	Window  time.Time
+	Metric  string // applied, apply-failed, reverted, worker-crash, unclean-reboot, heartbeat, action-log, ...
+}
+
+// Counter is a CounterKey with its value.
+type Counter struct {
+	CounterKey
+	Value int64
+}
+
+// CheckinWrite is everything one check-in changes. The server batches
+// them; ApplyCheckins writes a batch in one transaction.
+type CheckinWrite struct {
+	Device   Device // ID, Platform, OSBuild, AgentVersion, LastSeen
+	Channels []DeviceChannel
+	Events   []Event
+	// Heartbeat cells are incremented once per device and window: only
+	// when the device's stored last-seen time is before the cell's window.
+	Heartbeat []CounterKey
+}
+
+// CheckinResult says, per write, which events were new (the rest were
+// retries already stored).
+type CheckinResult struct {
+	NewEvents int
+	LastSeq   uint64
+}
+
+// AuditEntry is one state change. Entries form a hash chain: Hash covers
+// the entry and PrevHash, so altering or removing one breaks every later
+// link.
+type AuditEntry struct {
+	Seq      int64
+	Time     time.Time
+	Actor    string
+	Action   string
+	Target   string
+	Reason   string
+	PrevHash string
+	Hash     string
+}
+
+// Store is the control plane's storage.
+type Store interface {
+	Ping(ctx context.Context) error
+	Close() error
+
+	CreateTenant(ctx context.Context, t Tenant) error
+	GetTenant(ctx context.Context, id string) (Tenant, error)
+	ListTenants(ctx context.Context) ([]Tenant, error)
+
+	CreateChannel(ctx context.Context, c Channel) error
+	GetChannel(ctx context.Context, id string) (Channel, error)
+	ListChannels(ctx context.Context, vendor string) ([]Channel, error)
+
+	// PutArtifact stores an immutable artifact; storing the same bytes
+	// again is a no-op, different bytes for the same version ErrConflict.
+	PutArtifact(ctx context.Context, a Artifact) error
+	GetArtifact(ctx context.Context, channel string, version uint64) (Artifact, error)
+	// LatestArtifactVersion is the highest stored version (0 if none).
+	LatestArtifactVersion(ctx context.Context, channel string) (uint64, error)
+
+	CreateRelease(ctx context.Context, r Release) error
+	GetRelease(ctx context.Context, id string) (Release, error)
+	ListReleases(ctx context.Context, channel string) ([]Release, error)
+	// UpdateRelease writes r if the stored revision is r.Revision, and
+	// returns the new revision; otherwise ErrStale.
+	UpdateRelease(ctx context.Context, r Release) (int64, error)
+
+	PutPolicy(ctx context.Context, p Policy) error
+	ListPolicies(ctx context.Context, org string) ([]Policy, error)
+	AllPolicies(ctx context.Context) ([]Policy, error)
+
+	CreateAPIToken(ctx context.Context, t APIToken) error
+	APITokenByHash(ctx context.Context, hash string) (APIToken, error)
+	ListAPITokens(ctx context.Context, tenant string) ([]APIToken, error)
+	RevokeAPIToken(ctx context.Context, id string) error
+
+	CreateEnrollToken(ctx context.Context, t EnrollToken) error
+	EnrollTokenByHash(ctx context.Context, hash string) (EnrollToken, error)
+	RevokeEnrollToken(ctx context.Context, id string) error
+
+	CreateDevice(ctx context.Context, d Device) error
+	GetDevice(ctx context.Context, id string) (Device, error)
+	ListDevices(ctx context.Context, f DeviceFilter) ([]Device, error)
+	DeviceChannels(ctx context.Context, device string) ([]DeviceChannel, error)
+	RevokeDevice(ctx context.Context, id string) error
+
+	// ApplyCheckins writes a batch of check-ins in one transaction:
+	// device last-seen and reported state, new events (those above the
+	// device's stored sequence number) and counter increments for them.
+	ApplyCheckins(ctx context.Context, ws []CheckinWrite) ([]CheckinResult, error)
+	Counters(ctx context.Context, release string) ([]Counter, error)
+
+	// AppendAudit adds an entry to the chain and returns it with its
+	// sequence number and hashes.
+	AppendAudit(ctx context.Context, e AuditEntry) (AuditEntry, error)
+	ListAudit(ctx context.Context, afterSeq int64, limit int) ([]AuditEntry, error)
+}

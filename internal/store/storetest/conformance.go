@@ -1,0 +1,404 @@
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ringfence/ringfence/internal/store"
+)
+
+// Opener gives each subtest a fresh, empty store.
+type Opener func(t *testing.T) store.Store
+
+// Hasher recomputes an audit entry's chain hash, so the suite can check
+// the chain without knowing the implementation.
+type Hasher func(store.AuditEntry) string
+
+var t0 = time.Date(2026, 7, 19, 4, 9, 0, 0, time.UTC)
+
+// Run is the conformance suite every store.Store must pass.
+func Run(t *testing.T, open Opener, hash Hasher) {
+	tests := []struct {
+		name string
+		fn   func(*testing.T, store.Store, Hasher)
+	}{
+		{"tenants", testTenants},
+		{"channels", testChannels},
+		{"artifacts-are-immutable", testArtifacts},
+		{"releases-optimistic-concurrency", testReleases},
+		{"policies-upsert", testPolicies},
+		{"tokens", testTokens},
+		{"devices", testDevices},
+		{"checkins-are-idempotent", testCheckins},
+		{"audit-chain", testAudit},
+		{"audit-concurrent-appends", testAuditConcurrent},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := open(t)
+			tc.fn(t, s, hash)
+		})
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func wantErr(t *testing.T, err, want error) {
+	t.Helper()
+	if !errors.Is(err, want) {
+		t.Fatalf("got error %v, want %v", err, want)
+	}
+}
+
+// seed creates vendor acme with channel acme/ipc holding artifact 292,
+// and organisation contoso.
+func seed(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	must(t, s.CreateTenant(ctx, store.Tenant{ID: "acme", Kind: store.TenantVendor, Name: "Acme Security", CreatedAt: t0}))
+	must(t, s.CreateTenant(ctx, store.Tenant{ID: "contoso", Kind: store.TenantOrg, Name: "Contoso Hospitals", CreatedAt: t0}))
+	must(t, s.CreateChannel(ctx, store.Channel{ID: "acme/ipc", Vendor: "acme", Name: "ipc", Kind: store.ChannelContent, Category: "detection", CreatedAt: t0}))
+	must(t, s.PutArtifact(ctx, store.Artifact{Channel: "acme/ipc", Version: 292, SHA256: "aa", Size: 3, Bytes: []byte{1, 2, 3}, CreatedAt: t0}))
+}
+
+func testTenants(t *testing.T, s store.Store, _ Hasher) {
+	ctx := context.Background()
+	seed(t, s)
+	got, err := s.GetTenant(ctx, "acme")
+	must(t, err)
+	if got.Kind != store.TenantVendor || got.Name != "Acme Security" || !got.CreatedAt.Equal(t0) {
+		t.Errorf("got %+v", got)
+	}
+	wantErr(t, s.CreateTenant(ctx, store.Tenant{ID: "acme", Kind: store.TenantOrg, Name: "x"}), store.ErrConflict)
+	_, err = s.GetTenant(ctx, "nobody")
+	wantErr(t, err, store.ErrNotFound)
+	all, err := s.ListTenants(ctx)
+	must(t, err)
+	if len(all) != 2 || all[0].ID != "acme" || all[1].ID != "contoso" {
+		t.Errorf("ListTenants = %+v", all)
+	}
+}
+
+func testChannels(t *testing.T, s store.Store, _ Hasher) {
+	ctx := context.Background()
+	seed(t, s)
+	must(t, s.CreateChannel(ctx, store.Channel{ID: "acme/sensor", Vendor: "acme", Name: "sensor", Kind: store.ChannelAgent, Category: "system-critical", Unpausable: true, CreatedAt: t0}))
+	c, err := s.GetChannel(ctx, "acme/sensor")
+	must(t, err)
+	if !c.Unpausable || c.Kind != store.ChannelAgent || c.Category != "system-critical" {
+		t.Errorf("got %+v", c)
+	}
+	wantErr(t, s.CreateChannel(ctx, store.Channel{ID: "acme/ipc", Vendor: "acme", Name: "ipc", Kind: store.ChannelContent}), store.ErrConflict)
+	if err := s.CreateChannel(ctx, store.Channel{ID: "ghost/ipc", Vendor: "ghost", Name: "ipc", Kind: store.ChannelContent}); err == nil {
+		t.Error("a channel of an unknown vendor was accepted")
+	}
+	cs, err := s.ListChannels(ctx, "acme")
+	must(t, err)
+	if len(cs) != 2 {
+		t.Errorf("ListChannels(acme) = %d channels, want 2", len(cs))
+	}
+	cs, err = s.ListChannels(ctx, "contoso")
+	must(t, err)
+	if len(cs) != 0 {
+		t.Errorf("ListChannels(contoso) = %d channels, want 0", len(cs))
+	}
+}
+
+func testArtifacts(t *testing.T, s store.Store, _ Hasher) {
+	ctx := context.Background()
+	seed(t, s)
+	// The same bytes again: a no-op. Other bytes for the same version: refused.
+	must(t, s.PutArtifact(ctx, store.Artifact{Channel: "acme/ipc", Version: 292, SHA256: "aa", Size: 3, Bytes: []byte{1, 2, 3}}))
+	wantErr(t, s.PutArtifact(ctx, store.Artifact{Channel: "acme/ipc", Version: 292, SHA256: "bb", Size: 1, Bytes: []byte{9}}), store.ErrConflict)
+	a, err := s.GetArtifact(ctx, "acme/ipc", 292)
+	must(t, err)
+	if a.SHA256 != "aa" || string(a.Bytes) != "\x01\x02\x03" || a.Size != 3 {
+		t.Errorf("stored artifact changed: %+v", a)
+	}
+	_, err = s.GetArtifact(ctx, "acme/ipc", 291)
+	wantErr(t, err, store.ErrNotFound)
+	must(t, s.PutArtifact(ctx, store.Artifact{Channel: "acme/ipc", Version: 300, SHA256: "cc", Size: 0, Bytes: []byte{}}))
+	v, err := s.LatestArtifactVersion(ctx, "acme/ipc")
+	must(t, err)
+	if v != 300 {
+		t.Errorf("latest = %d, want 300", v)
+	}
+	v, err = s.LatestArtifactVersion(ctx, "acme/none")
+	must(t, err)
+	if v != 0 {
+		t.Errorf("latest of empty channel = %d, want 0", v)
+	}
+}
+
+func testReleases(t *testing.T, s store.Store, _ Hasher) {
+	ctx := context.Background()
+	seed(t, s)
+	r := store.Release{ID: "rel-1", Channel: "acme/ipc", Version: 292, Plan: []byte(`{"waves":[]}`), State: store.ReleaseRollingOut,
+		CreatedBy: "alice", CreatedAt: t0, UpdatedAt: t0, WaveStartedAt: t0}
+	must(t, s.CreateRelease(ctx, r))
+	wantErr(t, s.CreateRelease(ctx, store.Release{ID: "rel-2", Channel: "acme/ipc", Version: 292, Plan: []byte(`{}`), State: store.ReleaseRollingOut}), store.ErrConflict)
+	if err := s.CreateRelease(ctx, store.Release{ID: "rel-3", Channel: "acme/ipc", Version: 999, Plan: []byte(`{}`), State: store.ReleaseRollingOut}); err == nil {
+		t.Error("a release of a version without an artifact was accepted")
+	}
+	got, err := s.GetRelease(ctx, "rel-1")
+	must(t, err)
+	if got.Revision != 1 || got.State != store.ReleaseRollingOut || string(got.Plan) != `{"waves":[]}` || !got.WaveStartedAt.Equal(t0) {
+		t.Fatalf("got %+v", got)
+	}
+	got.State, got.Wave, got.Reason = store.ReleaseHalted, 1, "crash rate 4.1% > limit 0.5%"
+	rev, err := s.UpdateRelease(ctx, got)
+	must(t, err)
+	if rev != 2 {
+		t.Errorf("revision after update = %d, want 2", rev)
+	}
+	// A second writer holding the old revision loses.
+	got.State = store.ReleaseCompleted
+	_, err = s.UpdateRelease(ctx, got)
+	wantErr(t, err, store.ErrStale)
+	again, err := s.GetRelease(ctx, "rel-1")
+	must(t, err)
+	if again.State != store.ReleaseHalted || again.Reason != "crash rate 4.1% > limit 0.5%" || again.Wave != 1 {
+		t.Errorf("stale update changed the release: %+v", again)
+	}
+	_, err = s.UpdateRelease(ctx, store.Release{ID: "nope", Revision: 1, Plan: []byte(`{}`)})
+	wantErr(t, err, store.ErrNotFound)
+	rs, err := s.ListReleases(ctx, "acme/ipc")
+	must(t, err)
+	if len(rs) != 1 {
+		t.Errorf("ListReleases = %d, want 1", len(rs))
+	}
+}
+
+func testPolicies(t *testing.T, s store.Store, _ Hasher) {
+	ctx := context.Background()
+	seed(t, s)
+	must(t, s.PutPolicy(ctx, store.Policy{Org: "contoso", Channel: "acme/ipc", Track: "ga", UpdatedAt: t0}))
+	must(t, s.PutPolicy(ctx, store.Policy{Org: "contoso", Channel: "acme/ipc", Track: "ga-delay:24", Windows: []string{"mon-fri 01:00-05:00"}, UpdatedAt: t0}))
+	ps, err := s.ListPolicies(ctx, "contoso")
+	must(t, err)
+	if len(ps) != 1 || ps[0].Track != "ga-delay:24" || len(ps[0].Windows) != 1 || ps[0].Windows[0] != "mon-fri 01:00-05:00" {
+		t.Errorf("policies = %+v", ps)
+	}
+	all, err := s.AllPolicies(ctx)
+	must(t, err)
+	if len(all) != 1 {
+		t.Errorf("AllPolicies = %d, want 1", len(all))
+	}
+}
+
+func testTokens(t *testing.T, s store.Store, _ Hasher) {
+	ctx := context.Background()
+	seed(t, s)
+	must(t, s.CreateAPIToken(ctx, store.APIToken{ID: "tok-1", Tenant: "acme", Role: store.RolePublisher, Name: "ci", Hash: "h1", CreatedAt: t0}))
+	wantErr(t, s.CreateAPIToken(ctx, store.APIToken{ID: "tok-2", Tenant: "acme", Role: store.RoleViewer, Hash: "h1"}), store.ErrConflict)
+	tok, err := s.APITokenByHash(ctx, "h1")
+	must(t, err)
+	if tok.Role != store.RolePublisher || tok.Tenant != "acme" || tok.Revoked {
+		t.Errorf("got %+v", tok)
+	}
+	must(t, s.RevokeAPIToken(ctx, "tok-1"))
+	tok, err = s.APITokenByHash(ctx, "h1")
+	must(t, err)
+	if !tok.Revoked {
+		t.Error("token not revoked")
+	}
+	wantErr(t, s.RevokeAPIToken(ctx, "nope"), store.ErrNotFound)
+	_, err = s.APITokenByHash(ctx, "nope")
+	wantErr(t, err, store.ErrNotFound)
+
+	must(t, s.CreateEnrollToken(ctx, store.EnrollToken{ID: "en-1", Org: "contoso", Hash: "e1", CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)}))
+	et, err := s.EnrollTokenByHash(ctx, "e1")
+	must(t, err)
+	if et.Org != "contoso" || !et.ExpiresAt.Equal(t0.Add(time.Hour)) {
+		t.Errorf("got %+v", et)
+	}
+	must(t, s.RevokeEnrollToken(ctx, "en-1"))
+	et, err = s.EnrollTokenByHash(ctx, "e1")
+	must(t, err)
+	if !et.Revoked {
+		t.Error("enrolment token not revoked")
+	}
+}
+
+func testDevices(t *testing.T, s store.Store, _ Hasher) {
+	ctx := context.Background()
+	seed(t, s)
+	for i := range 25 {
+		platform := "windows"
+		if i%5 == 0 {
+			platform = "linux"
+		}
+		must(t, s.CreateDevice(ctx, store.Device{ID: fmt.Sprintf("dev-%03d", i), Org: "contoso", CredHash: fmt.Sprintf("c%d", i),
+			Platform: platform, OSBuild: "22631", AgentVersion: "7.11.0", EnrolledAt: t0}))
+	}
+	wantErr(t, s.CreateDevice(ctx, store.Device{ID: "dev-000", Org: "contoso"}), store.ErrConflict)
+	d, err := s.GetDevice(ctx, "dev-007")
+	must(t, err)
+	if d.Platform != "windows" || d.AgentVersion != "7.11.0" || !d.EnrolledAt.Equal(t0) {
+		t.Errorf("got %+v", d)
+	}
+	linux, err := s.ListDevices(ctx, store.DeviceFilter{Org: "contoso", Platform: "linux"})
+	must(t, err)
+	if len(linux) != 5 {
+		t.Errorf("linux devices = %d, want 5", len(linux))
+	}
+	// Pagination returns every device once, in order.
+	var seen []string
+	after := ""
+	for {
+		page, err := s.ListDevices(ctx, store.DeviceFilter{Org: "contoso", Limit: 10, After: after})
+		must(t, err)
+		if len(page) == 0 {
+			break
+		}
+		for _, d := range page {
+			seen = append(seen, d.ID)
+		}
+		after = page[len(page)-1].ID
+	}
+	if len(seen) != 25 || seen[0] != "dev-000" || seen[24] != "dev-024" {
+		t.Errorf("paged through %d devices: %v", len(seen), seen)
+	}
+	none, err := s.ListDevices(ctx, store.DeviceFilter{Org: "acme"})
+	must(t, err)
+	if len(none) != 0 {
+		t.Errorf("vendor acme lists %d devices, want 0", len(none))
+	}
+	must(t, s.RevokeDevice(ctx, "dev-001"))
+	d, err = s.GetDevice(ctx, "dev-001")
+	must(t, err)
+	if !d.Revoked {
+		t.Error("device not revoked")
+	}
+}
+
+func testCheckins(t *testing.T, s store.Store, _ Hasher) {
+	ctx := context.Background()
+	seed(t, s)
+	must(t, s.CreateDevice(ctx, store.Device{ID: "dev-1", Org: "contoso", CredHash: "c", Platform: "windows", AgentVersion: "7.11.0", EnrolledAt: t0}))
+	win := t0.Truncate(time.Minute)
+	key := func(metric string) store.CounterKey {
+		return store.CounterKey{Release: "rel-1", Wave: 1, Org: "contoso", Stratum: "windows/7.11.0/22631", Window: win, Metric: metric}
+	}
+	w := store.CheckinWrite{
+		Device:   store.Device{ID: "dev-1", Platform: "windows", OSBuild: "22631", AgentVersion: "7.11.0", LastSeen: t0.Add(time.Second)},
+		Channels: []store.DeviceChannel{{Channel: "acme/ipc", ActiveVersion: 292, LKGVersion: 291, State: "probation", UpdatedAt: t0}},
+		Events: []store.Event{
+			{Seq: 1, Time: t0, Type: "applied", Channel: "acme/ipc", Version: 292, Counters: []store.Counter{{CounterKey: key("applied"), Value: 1}}},
+			{Seq: 2, Time: t0, Type: "actions", Channel: "acme/ipc", Version: 292, Counts: map[string]int64{"block": 3},
+				Counters: []store.Counter{{CounterKey: key("action-block"), Value: 3}}},
+		},
+		Heartbeat: []store.CounterKey{key("heartbeat")},
+	}
+	res, err := s.ApplyCheckins(ctx, []store.CheckinWrite{w})
+	must(t, err)
+	if res[0].NewEvents != 2 || res[0].LastSeq != 2 {
+		t.Errorf("first apply: %+v, want 2 new events, last seq 2", res[0])
+	}
+	// The same check-in retried (the response was lost): nothing counts twice.
+	w.Device.LastSeen = t0.Add(2 * time.Second)
+	res, err = s.ApplyCheckins(ctx, []store.CheckinWrite{w})
+	must(t, err)
+	if res[0].NewEvents != 0 || res[0].LastSeq != 2 {
+		t.Errorf("retry: %+v, want 0 new events, last seq 2", res[0])
+	}
+	cs, err := s.Counters(ctx, "rel-1")
+	must(t, err)
+	got := map[string]int64{}
+	for _, c := range cs {
+		got[c.Metric] = c.Value
+	}
+	want := map[string]int64{"applied": 1, "action-block": 3, "heartbeat": 1}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("counters = %v, want %v", got, want)
+	}
+	d, err := s.GetDevice(ctx, "dev-1")
+	must(t, err)
+	if d.LastSeq != 2 || d.OSBuild != "22631" || !d.LastSeen.Equal(t0.Add(2*time.Second)) {
+		t.Errorf("device after check-ins: %+v", d)
+	}
+	dc, err := s.DeviceChannels(ctx, "dev-1")
+	must(t, err)
+	if len(dc) != 1 || dc[0].ActiveVersion != 292 || dc[0].LKGVersion != 291 || dc[0].State != "probation" {
+		t.Errorf("device channels = %+v", dc)
+	}
+	// An older last-seen (a delayed batch) never moves last-seen back.
+	w2 := store.CheckinWrite{Device: store.Device{ID: "dev-1", Platform: "windows", OSBuild: "22631", AgentVersion: "7.11.0", LastSeen: t0}}
+	_, err = s.ApplyCheckins(ctx, []store.CheckinWrite{w2})
+	must(t, err)
+	d, _ = s.GetDevice(ctx, "dev-1")
+	if !d.LastSeen.Equal(t0.Add(2 * time.Second)) {
+		t.Errorf("last seen went back to %v", d.LastSeen)
+	}
+	_, err = s.ApplyCheckins(ctx, []store.CheckinWrite{{Device: store.Device{ID: "ghost"}}})
+	wantErr(t, err, store.ErrNotFound)
+}
+
+func testAudit(t *testing.T, s store.Store, hash Hasher) {
+	ctx := context.Background()
+	for i, a := range []string{"tenant.create", "release.create", "release.halt"} {
+		e, err := s.AppendAudit(ctx, store.AuditEntry{Time: t0.Add(time.Duration(i) * time.Second), Actor: "alice", Action: a, Target: "acme/ipc@292", Reason: "test"})
+		must(t, err)
+		if e.Seq != int64(i+1) || e.Hash == "" {
+			t.Errorf("entry %d: %+v", i, e)
+		}
+	}
+	es, err := s.ListAudit(ctx, 0, 0)
+	must(t, err)
+	if len(es) != 3 {
+		t.Fatalf("%d entries, want 3", len(es))
+	}
+	checkChain(t, es, hash)
+	es, err = s.ListAudit(ctx, 2, 10)
+	must(t, err)
+	if len(es) != 1 || es[0].Action != "release.halt" {
+		t.Errorf("ListAudit after 2 = %+v", es)
+	}
+}
+
+func checkChain(t *testing.T, es []store.AuditEntry, hash Hasher) {
+	t.Helper()
+	prev := ""
+	for i, e := range es {
+		if e.Seq != int64(i+1) || e.PrevHash != prev || hash(e) != e.Hash {
+			t.Fatalf("chain broken at entry %d: %+v (prev %q)", i+1, e, prev)
+		}
+		prev = e.Hash
+	}
+}
+
+func testAuditConcurrent(t *testing.T, s store.Store, hash Hasher) {
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make(chan error, 40)
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 10 {
+				if _, err := s.AppendAudit(ctx, store.AuditEntry{Time: t0, Actor: fmt.Sprint("actor-", g), Action: fmt.Sprint("a", i)}); err != nil {
+					errs <- err
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	es, err := s.ListAudit(ctx, 0, 0)
+	must(t, err)
+	if len(es) != 40 {
+		t.Fatalf("%d entries, want 40", len(es))
+	}
+	checkChain(t, es, hash)
+}
