@@ -1,0 +1,111 @@
+package rollout
+
+import (
+	"fmt"
+	"time"
+)
+
+// ReleaseState mirrors the persisted release phases.
+type ReleaseState string
+
+const (
+	StateRollingOut ReleaseState = "rolling-out"
+	StatePaused     ReleaseState = "paused"
+	StateCompleted  ReleaseState = "completed"
+	StateHalted     ReleaseState = "halted"
+)
+
+// ReleaseView is what the desired-version decision needs of a release.
+type ReleaseView struct {
+	ID          string
+	Version     uint64
+	State       ReleaseState
+	Wave        int // current wave index
+	Plan        Plan
+	CompletedAt time.Time
+}
+
+// DeviceView is what it needs of a device on one channel.
+type DeviceView struct {
+	Position int // cohort position on the channel
+	Internal bool
+	Track    Track
+	Active   uint64 // version the device runs now (0: none)
+}
+
+// Decision is the version a device should run on a channel.
+type Decision struct {
+	Version uint64 // 0: nothing to install
+	Release string
+	Reason  string
+}
+
+// Desired picks the version a device should run: the newest release it is
+// eligible for, newest first. Halted releases and denied versions are never
+// desired, so devices on them are sent back to the newest good version
+// below. A paused organisation keeps what it has, unless the channel is
+// unpausable. It is a pure function of its arguments.
+func Desired(now time.Time, releases []ReleaseView, dev DeviceView, unpausable bool, denied func(uint64) bool) Decision {
+	if dev.Track.Kind == TrackPaused && !unpausable {
+		return Decision{Version: dev.Active, Reason: "paused by the organisation"}
+	}
+	if dev.Track.Kind == TrackPinned {
+		for _, r := range releases {
+			if r.Version == dev.Track.Version && r.State != StateHalted && !isDenied(denied, r.Version) {
+				return Decision{Version: r.Version, Release: r.ID, Reason: "pinned"}
+			}
+		}
+		return Decision{Version: dev.Active, Reason: fmt.Sprintf("pinned to %d, which has no good release", dev.Track.Version)}
+	}
+	best := -1
+	var reason string
+	for i, r := range releases {
+		if best >= 0 && r.Version <= releases[best].Version {
+			continue
+		}
+		if r.State == StateHalted || isDenied(denied, r.Version) {
+			continue
+		}
+		if ok, why := eligible(now, r, dev); ok {
+			best, reason = i, why
+		}
+	}
+	if best < 0 {
+		return Decision{Version: dev.Active, Reason: "no release for this device yet"}
+	}
+	return Decision{Version: releases[best].Version, Release: releases[best].ID, Reason: reason}
+}
+
+func isDenied(denied func(uint64) bool, v uint64) bool { return denied != nil && denied(v) }
+
+func eligible(now time.Time, r ReleaseView, dev DeviceView) (bool, string) {
+	effective := dev.Track
+	if effective.Kind == TrackPaused {
+		effective = Track{Kind: TrackGA} // an unpausable channel: paused reads as ga
+	}
+	if r.State == StateCompleted {
+		switch effective.Kind {
+		case TrackGADelay:
+			if now.Before(r.CompletedAt.Add(effective.Delay)) {
+				return false, ""
+			}
+			return true, "completed release, after the organisation's delay"
+		default:
+			return true, "completed release"
+		}
+	}
+	// Rolling out or paused by a person: only the waves reached so far.
+	if r.Wave < 0 || r.Wave >= len(r.Plan.Waves) {
+		return false, ""
+	}
+	for i := 0; i <= r.Wave; i++ {
+		w := r.Plan.Waves[i]
+		switch {
+		case w.InternalOnly && dev.Internal:
+			return true, "wave " + w.Name + " (internal)"
+		case !w.InternalOnly && effective.Kind == TrackEarly && dev.Position < w.Share:
+			return true, fmt.Sprintf("wave %s (cohort position %d < %d)", w.Name, dev.Position, w.Share)
+		}
+	}
+	return false, ""
+}

@@ -1,0 +1,134 @@
+package rollout
+
+import (
+	"strconv"
+	"testing"
+	"time"
+)
+
+func mustTrack(t *testing.T, s string) Track {
+	t.Helper()
+	tr, err := ParseTrack(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tr
+}
+
+func TestDesired(t *testing.T) {
+	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	plan := DefaultContentPlan()
+	completed := ReleaseView{ID: "r292", Version: 292, State: StateCompleted, Plan: plan, CompletedAt: now.Add(-10 * time.Hour)}
+	canary := ReleaseView{ID: "r293", Version: 293, State: StateRollingOut, Wave: 1, Plan: plan}
+	internal := ReleaseView{ID: "r293", Version: 293, State: StateRollingOut, Wave: 0, Plan: plan}
+	halted := ReleaseView{ID: "r293", Version: 293, State: StateHalted, Wave: 2, Plan: plan}
+	tests := []struct {
+		name       string
+		releases   []ReleaseView
+		dev        DeviceView
+		unpausable bool
+		denied     uint64
+		want       uint64
+	}{
+		{"ga-gets-completed", []ReleaseView{completed}, DeviceView{Position: 5000, Track: mustTrack(t, "ga")}, false, 0, 292},
+		{"ga-waits-for-rollout", []ReleaseView{completed, canary}, DeviceView{Position: 3, Track: mustTrack(t, "ga"), Active: 292}, false, 0, 292},
+		{"early-in-canary-cohort", []ReleaseView{completed, canary}, DeviceView{Position: 3, Track: mustTrack(t, "early")}, false, 0, 293},
+		{"early-at-canary-boundary", []ReleaseView{completed, canary}, DeviceView{Position: 10, Track: mustTrack(t, "early")}, false, 0, 292},
+		{"early-outside-canary", []ReleaseView{completed, canary}, DeviceView{Position: 9999, Track: mustTrack(t, "early")}, false, 0, 292},
+		{"internal-wave-reaches-internal-org", []ReleaseView{completed, internal}, DeviceView{Position: 9999, Internal: true, Track: mustTrack(t, "ga")}, false, 0, 293},
+		{"internal-wave-skips-customers", []ReleaseView{completed, internal}, DeviceView{Position: 0, Track: mustTrack(t, "early")}, false, 0, 292},
+		{"halted-sends-devices-back", []ReleaseView{completed, halted}, DeviceView{Position: 3, Track: mustTrack(t, "early"), Active: 293}, false, 0, 292},
+		{"denied-version-skipped", []ReleaseView{completed, canary}, DeviceView{Position: 3, Track: mustTrack(t, "early")}, false, 293, 292},
+		{"ga-delay-not-yet", []ReleaseView{completed}, DeviceView{Track: mustTrack(t, "ga-delay:24"), Active: 291}, false, 0, 291},
+		{"ga-delay-elapsed", []ReleaseView{completed}, DeviceView{Track: mustTrack(t, "ga-delay:6")}, false, 0, 292},
+		{"ga-delay-zero", []ReleaseView{completed}, DeviceView{Track: mustTrack(t, "ga-delay:0")}, false, 0, 292},
+		{"pinned-older", []ReleaseView{{ID: "r291", Version: 291, State: StateCompleted, Plan: plan}, completed}, DeviceView{Track: mustTrack(t, "pinned:291")}, false, 0, 291},
+		{"pinned-to-halted-keeps-active", []ReleaseView{completed, halted}, DeviceView{Track: mustTrack(t, "pinned:293"), Active: 292}, false, 0, 292},
+		{"paused-keeps-active", []ReleaseView{completed}, DeviceView{Track: mustTrack(t, "paused"), Active: 291}, false, 0, 291},
+		{"unpausable-ignores-paused", []ReleaseView{completed}, DeviceView{Track: mustTrack(t, "paused"), Active: 291}, true, 0, 292},
+		{"nothing-released", nil, DeviceView{Track: mustTrack(t, "ga")}, false, 0, 0},
+		{"order-independent", []ReleaseView{canary, completed}, DeviceView{Position: 3, Track: mustTrack(t, "early")}, false, 0, 293},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			denied := func(v uint64) bool { return v == tc.denied }
+			got := Desired(now, tc.releases, tc.dev, tc.unpausable, denied)
+			if got.Version != tc.want {
+				t.Errorf("Desired = %d (%s), want %d", got.Version, got.Reason, tc.want)
+			}
+		})
+	}
+}
+
+func TestParseTrack(t *testing.T) {
+	good := map[string]string{"early": "early", "ga": "ga", "ga-delay:0": "ga-delay:0", "ga-delay:72": "ga-delay:72", "pinned:292": "pinned:292", "paused": "paused"}
+	for in, want := range good {
+		tr, err := ParseTrack(in)
+		if err != nil || tr.String() != want {
+			t.Errorf("ParseTrack(%q) = %v, %v; want %s", in, tr, err, want)
+		}
+	}
+	for _, bad := range []string{"", "beta", "ga-delay:73", "ga-delay:-1", "ga-delay:x", "pinned:", "pinned:0", "ga:1", "early:2"} {
+		if _, err := ParseTrack(bad); err == nil {
+			t.Errorf("ParseTrack(%q) accepted", bad)
+		}
+	}
+}
+
+func TestPlanValidate(t *testing.T) {
+	for _, p := range []Plan{DefaultContentPlan(), DefaultAgentPlan()} {
+		if err := p.Validate(); err != nil {
+			t.Errorf("default plan invalid: %v", err)
+		}
+	}
+	bad := []Plan{
+		{},
+		{Waves: []Wave{{Name: "a", Share: 10}}},
+		{Waves: []Wave{{Name: "a", Share: 100}, {Name: "b", Share: 10}, {Name: "c", Share: Positions}}},
+		{Waves: []Wave{{Name: "", Share: Positions}}},
+		{Waves: []Wave{{Name: "a", Share: Positions + 1}}},
+		{Waves: []Wave{{Name: "a", Share: Positions, InternalOnly: true}}},
+	}
+	for i, p := range bad {
+		if err := p.Validate(); err == nil {
+			t.Errorf("bad plan %d accepted", i)
+		}
+	}
+	b := []byte(`{"waves":[{"name":"canary","share":10,"min_devices":20,"bake":"30m"},{"name":"all","share":10000,"min_devices":0,"bake":"1h"}]}`)
+	p, err := ParsePlan(b)
+	if err != nil || time.Duration(p.Waves[0].Bake) != 30*time.Minute {
+		t.Errorf("ParsePlan = %+v, %v", p, err)
+	}
+	if _, err := ParsePlan([]byte(`{"waves":[{"name":"x","share":10000,"bake":"soon"}]}`)); err == nil {
+		t.Error("bad bake accepted")
+	}
+}
+
+func TestCohortPosition(t *testing.T) {
+	if a, b := CohortPosition("dev-1", "acme/ipc"), CohortPosition("dev-1", "acme/ipc"); a != b {
+		t.Fatalf("not stable: %d then %d", a, b)
+	}
+	// Uniform enough that a 1% wave gets about 1% of devices, and a device's
+	// position differs between channels.
+	const n = 100000
+	in1, same := 0, 0
+	for i := range n {
+		id := "dev-" + strconv.Itoa(i)
+		p := CohortPosition(id, "acme/ipc")
+		if p < 0 || p >= Positions {
+			t.Fatalf("position %d out of range", p)
+		}
+		if p < 100 {
+			in1++
+		}
+		if p == CohortPosition(id, "acme/sensor") {
+			same++
+		}
+	}
+	if in1 < 850 || in1 > 1150 {
+		t.Errorf("%d of %d devices below 1%%, want about 1000", in1, n)
+	}
+	if same > 50 {
+		t.Errorf("%d devices have the same position on two channels", same)
+	}
+}

@@ -1,0 +1,112 @@
+package rollout
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Wave is one stage of a plan.
+type Wave struct {
+	Name string `json:"name"`
+	// Share is the cumulative cohort share in basis points (0-10000): a
+	// device whose cohort position is below it is in this wave or an
+	// earlier one.
+	Share int `json:"share"`
+	// InternalOnly waves reach only the vendor's internal organisations.
+	InternalOnly bool `json:"internal_only,omitempty"`
+	// MinDevices must have applied and confirmed healthy before the wave
+	// may pass.
+	MinDevices int `json:"min_devices"`
+	// Bake is the least time the wave runs before its gates may pass it.
+	Bake Duration `json:"bake"`
+}
+
+// Plan is an ordered list of waves; a release passes them in order.
+type Plan struct {
+	Waves []Wave `json:"waves"`
+}
+
+// Duration is a time.Duration written as "30m" in JSON and YAML.
+type Duration time.Duration
+
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration: want a string such as \"30m\": %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("duration %q: %w", s, err)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// DefaultContentPlan is the plan a content release gets unless its
+// publisher gives one: internal organisations first, then 0.1%, 1%, 10%
+// and everyone, each wave baking longer than the last.
+func DefaultContentPlan() Plan {
+	return Plan{Waves: []Wave{
+		{Name: "internal", Share: Positions, InternalOnly: true, MinDevices: 1, Bake: Duration(30 * time.Minute)},
+		{Name: "canary", Share: 10, MinDevices: 20, Bake: Duration(1 * time.Hour)},
+		{Name: "early", Share: 100, MinDevices: 200, Bake: Duration(2 * time.Hour)},
+		{Name: "ten-percent", Share: 1000, MinDevices: 2000, Bake: Duration(4 * time.Hour)},
+		{Name: "broad", Share: Positions, MinDevices: 0, Bake: Duration(4 * time.Hour)},
+	}}
+}
+
+// DefaultAgentPlan is slower: agent builds touch the host itself.
+func DefaultAgentPlan() Plan {
+	return Plan{Waves: []Wave{
+		{Name: "internal", Share: Positions, InternalOnly: true, MinDevices: 1, Bake: Duration(24 * time.Hour)},
+		{Name: "canary", Share: 10, MinDevices: 20, Bake: Duration(24 * time.Hour)},
+		{Name: "early", Share: 100, MinDevices: 200, Bake: Duration(48 * time.Hour)},
+		{Name: "ten-percent", Share: 1000, MinDevices: 2000, Bake: Duration(72 * time.Hour)},
+		{Name: "broad", Share: Positions, MinDevices: 0, Bake: Duration(72 * time.Hour)},
+	}}
+}
+
+// Validate checks a plan: at least one wave, names set, shares within
+// range and never shrinking across the public waves, the last wave
+// reaching everyone.
+func (p Plan) Validate() error {
+	if len(p.Waves) == 0 {
+		return errors.New("plan has no waves")
+	}
+	last := 0
+	for i, w := range p.Waves {
+		if w.Name == "" {
+			return fmt.Errorf("wave %d has no name", i+1)
+		}
+		if w.Share < 0 || w.Share > Positions {
+			return fmt.Errorf("wave %q: share %d is outside 0-%d basis points", w.Name, w.Share, Positions)
+		}
+		if w.MinDevices < 0 || w.Bake < 0 {
+			return fmt.Errorf("wave %q: negative minimum devices or bake time", w.Name)
+		}
+		if w.InternalOnly {
+			continue
+		}
+		if w.Share < last {
+			return fmt.Errorf("wave %q: share %d is below the previous wave's %d (shares are cumulative)", w.Name, w.Share, last)
+		}
+		last = w.Share
+	}
+	if final := p.Waves[len(p.Waves)-1]; final.InternalOnly || final.Share != Positions {
+		return fmt.Errorf("the last wave %q must reach every device (share %d)", final.Name, Positions)
+	}
+	return nil
+}
+
+// ParsePlan decodes and validates a JSON plan.
+func ParsePlan(b []byte) (Plan, error) {
+	var p Plan
+	if err := json.Unmarshal(b, &p); err != nil {
+		return Plan{}, fmt.Errorf("plan: %w", err)
+	}
+	return p, p.Validate()
+}
