@@ -21,6 +21,11 @@ func matchGlob(p, s string, fold bool) bool {
 			_, n := utf8.DecodeRuneInString(s[si:])
 			si += n
 			pi++
+		case pi < len(p) && p[pi] == 0xEF && strings.HasPrefix(p[pi:], "\uFFFD") && runeErrorAt(s, si) > 0:
+			// As in regexp (and so in Reference), U+FFFD in the pattern
+			// also matches one byte that is not valid UTF-8.
+			pi += len("\uFFFD")
+			si += runeErrorAt(s, si)
 		case pi < len(p) && (p[pi] == s[si] || (fold && p[pi] == lowerASCII(s[si]))):
 			pi++
 			si++
@@ -38,15 +43,30 @@ func matchGlob(p, s string, fold bool) bool {
 	return pi == len(p)
 }
 
-// globLiteralPrefix is the text before the first wildcard.
+// runeErrorAt returns the width of the U+FFFD or invalid byte at s[i],
+// or 0 when s[i] starts another character.
+func runeErrorAt(s string, i int) int {
+	if r, n := utf8.DecodeRuneInString(s[i:]); r == utf8.RuneError {
+		return n
+	}
+	return 0
+}
+
+// globLiteralPrefix is the text before the first wildcard. U+FFFD counts
+// as one: it also matches bytes that are not U+FFFD, so it cannot anchor.
 func globLiteralPrefix(p string) string {
-	if i := strings.IndexAny(p, "*?"); i >= 0 {
+	if i := strings.IndexAny(p, "*?\uFFFD"); i >= 0 {
 		return p[:i]
 	}
 	return p
 }
 
-// globLiteralSuffix is the text after the last wildcard.
+// globLiteralSuffix is the text after the last wildcard (or U+FFFD).
 func globLiteralSuffix(p string) string {
-	return p[strings.LastIndexAny(p, "*?")+1:]
+	i := strings.LastIndexAny(p, "*?\uFFFD")
+	if i < 0 {
+		return p
+	}
+	_, n := utf8.DecodeRuneInString(p[i:])
+	return p[i+n:]
 }

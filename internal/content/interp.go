@@ -339,7 +339,9 @@ func regexLiteralPrefix(re *regexp.Regexp) string {
 	}
 	var b strings.Builder
 	for _, sub := range r.Sub[1:] {
-		if sub.Op != syntax.OpLiteral || sub.Flags&syntax.FoldCase != 0 {
+		// A literal U+FFFD also matches any byte that is not valid UTF-8,
+		// so its encoding cannot anchor the regex.
+		if sub.Op != syntax.OpLiteral || sub.Flags&syntax.FoldCase != 0 || slices.Contains(sub.Rune, '\uFFFD') {
 			break
 		}
 		b.WriteString(string(sub.Rune))

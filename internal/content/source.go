@@ -6,8 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"maps"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -48,6 +48,7 @@ type SourceError struct {
 	Pos    Pos
 	Offset int // byte offset, or -1 when Pos.Line says where
 	Msg    string
+	Err    error // the cause, such as ErrTooLarge, for errors.Is; may be nil
 }
 
 func (e *SourceError) Error() string {
@@ -56,6 +57,8 @@ func (e *SourceError) Error() string {
 	}
 	return fmt.Sprintf("%s: %s", e.Pos, e.Msg)
 }
+
+func (e *SourceError) Unwrap() error { return e.Err }
 
 // SourceErrors is every problem found in one file.
 type SourceErrors []*SourceError
@@ -73,8 +76,10 @@ var ErrTooLarge = errors.New("too large")
 
 // readSource reads a file, refusing files over MaxSourceSize without
 // reading them whole.
-func readSource(path string) ([]byte, error) {
-	f, err := os.Open(path)
+func readSource(path string) ([]byte, error) { return readSourceFS(osFS{}, path) }
+
+func readSourceFS(fsys fs.FS, path string) ([]byte, error) {
+	f, err := fsys.Open(path)
 	if err != nil {
 		return nil, err
 	}
@@ -84,7 +89,7 @@ func readSource(path string) ([]byte, error) {
 		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
 	if len(b) > MaxSourceSize {
-		return nil, &SourceError{Pos: Pos{File: path}, Offset: MaxSourceSize,
+		return nil, &SourceError{Pos: Pos{File: path}, Offset: MaxSourceSize, Err: ErrTooLarge,
 			Msg: fmt.Sprintf("file is larger than the %d MiB limit for content sources: %v", MaxSourceSize>>20, ErrTooLarge)}
 	}
 	return b, nil
@@ -93,8 +98,13 @@ func readSource(path string) ([]byte, error) {
 // parseYAML checks the raw bytes and parses exactly one YAML (or JSON)
 // document, returning its top-level mapping node.
 func parseYAML(file string, b []byte) (*yaml.Node, error) {
-	if i := bytes.IndexByte(b, 0); i >= 0 {
-		return nil, byteError(file, b, i, "NUL byte in file (content sources are UTF-8 text)")
+	if i := bytes.IndexFunc(b, notYAMLText); i >= 0 {
+		// go-yaml refuses these too, but without saying where.
+		if b[i] == 0 {
+			return nil, byteError(file, b, i, "NUL byte in file (content sources are UTF-8 text)")
+		}
+		r, _ := utf8.DecodeRune(b[i:])
+		return nil, byteError(file, b, i, fmt.Sprintf("control character %U in file (YAML does not allow it)", r))
 	}
 	if !utf8.Valid(b) {
 		i := 0
@@ -114,7 +124,7 @@ func parseYAML(file string, b []byte) (*yaml.Node, error) {
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil {
 		if errors.Is(err, io.EOF) {
-			return nil, &SourceError{Pos: Pos{File: file}, Offset: -1, Msg: "empty file: want a YAML or JSON mapping"}
+			return nil, &SourceError{Pos: Pos{File: file}, Offset: 0, Msg: "empty file: want a YAML or JSON mapping"}
 		}
 		return nil, syntaxError(file, b, err)
 	}
@@ -122,7 +132,7 @@ func parseYAML(file string, b []byte) (*yaml.Node, error) {
 	if err := dec.Decode(&extra); err == nil {
 		return nil, &SourceError{Pos: nodePos(file, &extra), Offset: -1, Msg: "more than one YAML document in file"}
 	} else if !errors.Is(err, io.EOF) {
-		return nil, yamlError(file, err)
+		return nil, yamlError(file, b, err)
 	}
 	if doc.Kind != yaml.DocumentNode || len(doc.Content) != 1 {
 		return nil, &SourceError{Pos: Pos{File: file}, Offset: -1, Msg: "want one YAML or JSON mapping"}
@@ -193,16 +203,25 @@ func syntaxError(file string, b []byte, err error) *SourceError {
 			return byteError(file, b, off, "malformed YAML/JSON: "+se.Error())
 		}
 	}
-	return yamlError(file, err)
+	return yamlError(file, b, err)
 }
 
 var yamlLineRe = "line "
 
 // yamlError turns a go-yaml error, which reads "yaml: line 3: ...", into a
-// SourceError naming the file and line.
-func yamlError(file string, err error) *SourceError {
+// SourceError naming the file and line. go-yaml leaves the line out when
+// it is the first, and for an undefined alias, which is looked up in b.
+// (parseYAML has already refused the bytes go-yaml's reader would fail on
+// without any position.)
+func yamlError(file string, b []byte, err error) *SourceError {
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
-	line := 0
+	if name, ok := strings.CutPrefix(msg, "unknown anchor '"); ok {
+		name, _, _ = strings.Cut(name, "'")
+		if i := bytes.Index(b, []byte("*"+name)); i >= 0 {
+			return byteError(file, b, i, "malformed YAML/JSON: "+msg)
+		}
+	}
+	line := 1
 	if strings.HasPrefix(msg, yamlLineRe) {
 		rest := msg[len(yamlLineRe):]
 		if i := strings.Index(rest, ":"); i > 0 {
@@ -212,10 +231,18 @@ func yamlError(file string, err error) *SourceError {
 			}
 		}
 	}
-	if line > 0 {
-		return &SourceError{Pos: Pos{File: file, Line: line, Col: 1}, Offset: -1, Msg: "malformed YAML/JSON: " + msg}
+	return &SourceError{Pos: Pos{File: file, Line: line, Col: 1}, Offset: -1, Msg: "malformed YAML/JSON: " + msg}
+}
+
+// notYAMLText reports whether YAML forbids r in a document: control
+// characters other than tab and line breaks, and U+FFFE, U+FFFF.
+func notYAMLText(r rune) bool {
+	switch {
+	case r == '\t', r == '\n', r == '\r', r >= 0x20 && r <= 0x7e, r == 0x85,
+		r >= 0xa0 && r <= 0xd7ff, r >= 0xe000 && r <= 0xfffd, r >= 0x10000 && r <= 0x10ffff:
+		return false
 	}
-	return &SourceError{Pos: Pos{File: file}, Offset: -1, Msg: "malformed YAML/JSON: " + msg}
+	return true
 }
 
 func byteError(file string, b []byte, off int, msg string) *SourceError {

@@ -3,6 +3,7 @@ package content
 import (
 	"cmp"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -19,9 +20,21 @@ type Catalog struct {
 // LoadCatalog reads template types and manifests from two directories of
 // YAML or JSON files.
 func LoadCatalog(typesDir, manifestsDir string) (*Catalog, error) {
+	return LoadCatalogFS(osFS{}, typesDir, manifestsDir)
+}
+
+// osFS opens operating-system paths as they are, so messages name the
+// paths the user gave.
+type osFS struct{}
+
+func (osFS) Open(name string) (fs.File, error) { return os.Open(name) }
+
+// LoadCatalogFS reads a catalog from a file system, such as the examples
+// embedded in the binary.
+func LoadCatalogFS(fsys fs.FS, typesDir, manifestsDir string) (*Catalog, error) {
 	cat := &Catalog{Types: map[TypeRef]*TemplateType{}}
 	if typesDir != "" {
-		err := eachSource(typesDir, func(path string, b []byte) error {
+		err := eachSource(fsys, typesDir, func(path string, b []byte) error {
 			t, err := ParseTemplateType(path, b)
 			if err != nil {
 				return err
@@ -37,7 +50,7 @@ func LoadCatalog(typesDir, manifestsDir string) (*Catalog, error) {
 		}
 	}
 	if manifestsDir != "" {
-		err := eachSource(manifestsDir, func(path string, b []byte) error {
+		err := eachSource(fsys, manifestsDir, func(path string, b []byte) error {
 			m, err := ParseManifest(path, b)
 			if err != nil {
 				return err
@@ -60,8 +73,8 @@ func LoadCatalog(typesDir, manifestsDir string) (*Catalog, error) {
 	return cat, nil
 }
 
-func eachSource(dir string, fn func(path string, b []byte) error) error {
-	entries, err := os.ReadDir(dir)
+func eachSource(fsys fs.FS, dir string, fn func(path string, b []byte) error) error {
+	entries, err := fs.ReadDir(fsys, dir)
 	if err != nil {
 		return err
 	}
@@ -71,7 +84,10 @@ func eachSource(dir string, fn func(path string, b []byte) error) error {
 			continue
 		}
 		path := filepath.Join(dir, e.Name())
-		b, err := readSource(path)
+		if _, ok := fsys.(osFS); !ok {
+			path = dir + "/" + e.Name() // fs.FS paths are slash-separated
+		}
+		b, err := readSourceFS(fsys, path)
 		if err != nil {
 			return err
 		}
