@@ -69,6 +69,6 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usage(fmt.Errorf("%s: %w", c.CommandPath(), err)) })
-	root.AddCommand(newContentCmd())
+	root.AddCommand(newContentCmd(), newServerCmd())
 	return root
 }

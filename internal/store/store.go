@@ -8,7 +8,11 @@ package store
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
+	"fmt"
+	"strconv"
 	"time"
 )
 
@@ -162,12 +166,12 @@ type Device struct {
 
 // DeviceChannel is what a device reports for one channel.
 type DeviceChannel struct {
-	Device        string
-	Channel       string
-	ActiveVersion uint64
-	LKGVersion    uint64
-	State         string // active, pending, probation, reverted
-	UpdatedAt     time.Time
+	Device        string    `json:"-"`
+	Channel       string    `json:"channel"`
+	ActiveVersion uint64    `json:"active_version"`
+	LKGVersion    uint64    `json:"lkg_version"`
+	State         string    `json:"state"` // active, pending, probation, reverted
+	UpdatedAt     time.Time `json:"updated_at"`
 }
 
 // DeviceFilter selects devices; empty fields match all.
@@ -233,14 +237,14 @@ type CheckinResult struct {
 // the entry and PrevHash, so altering or removing one breaks every later
 // link.
 type AuditEntry struct {
-	Seq      int64
-	Time     time.Time
-	Actor    string
-	Action   string
-	Target   string
-	Reason   string
-	PrevHash string
-	Hash     string
+	Seq      int64     `json:"seq"`
+	Time     time.Time `json:"time"`
+	Actor    string    `json:"actor"`
+	Action   string    `json:"action"`
+	Target   string    `json:"target"`
+	Reason   string    `json:"reason"`
+	PrevHash string    `json:"prev_hash"`
+	Hash     string    `json:"hash"`
 }
 
 // Store is the control plane's storage.
@@ -284,6 +288,9 @@ type Store interface {
 	RevokeEnrollToken(ctx context.Context, id string) error
 
 	CreateDevice(ctx context.Context, d Device) error
+	// CreateDevices creates several devices in one transaction, all or
+	// none: enrolment bursts are written in batches.
+	CreateDevices(ctx context.Context, ds []Device) error
 	GetDevice(ctx context.Context, id string) (Device, error)
 	ListDevices(ctx context.Context, f DeviceFilter) ([]Device, error)
 	DeviceChannels(ctx context.Context, device string) ([]DeviceChannel, error)
@@ -299,4 +306,34 @@ type Store interface {
 	// sequence number and hashes.
 	AppendAudit(ctx context.Context, e AuditEntry) (AuditEntry, error)
 	ListAudit(ctx context.Context, afterSeq int64, limit int) ([]AuditEntry, error)
+}
+
+// AuditHash is the chain hash of an entry: SHA-256 over the previous hash
+// and the entry's fields (time in milliseconds), each length-prefixed so
+// that no two different entries hash alike.
+func AuditHash(e AuditEntry) string {
+	h := sha256.New()
+	at := int64(0)
+	if !e.Time.IsZero() {
+		at = e.Time.UnixMilli()
+	}
+	for _, f := range []string{e.PrevHash, strconv.FormatInt(e.Seq, 10), strconv.FormatInt(at, 10), e.Actor, e.Action, e.Target, e.Reason} {
+		fmt.Fprintf(h, "%d:%s;", len(f), f)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// VerifyChain checks that entries, in order from the first, link up; it
+// returns the sequence number of the first broken entry and why, or 0.
+func VerifyChain(prev string, entries []AuditEntry) (int64, string) {
+	for _, e := range entries {
+		if e.PrevHash != prev {
+			return e.Seq, fmt.Sprintf("entry %d names previous hash %.12s…, but the entry before it hashes to %.12s…", e.Seq, e.PrevHash, prev)
+		}
+		if h := AuditHash(e); h != e.Hash {
+			return e.Seq, fmt.Sprintf("entry %d was altered: its content hashes to %.12s…, not the stored %.12s…", e.Seq, h, e.Hash)
+		}
+		prev = e.Hash
+	}
+	return 0, ""
 }

@@ -6,9 +6,7 @@ package sqlstore
 
 import (
 	"context"
-	"crypto/sha256"
 	"database/sql"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -621,6 +619,23 @@ func (s *Store) CreateDevice(ctx context.Context, d store.Device) error {
 	return nil
 }
 
+func (s *Store) CreateDevices(ctx context.Context, ds []store.Device) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		stmt, err := tx.PrepareContext(ctx, s.q(`INSERT INTO devices (`+deviceCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`))
+		if err != nil {
+			return err
+		}
+		defer stmt.Close()
+		for _, d := range ds {
+			if _, err := stmt.ExecContext(ctx, d.ID, d.Org, d.CredHash, d.Platform, d.OSBuild, d.AgentVersion,
+				ms(d.EnrolledAt), ms(d.LastSeen), int64(d.LastSeq), d.Revoked); err != nil {
+				return fmt.Errorf("create device %s: %w", d.ID, s.wrap(err))
+			}
+		}
+		return nil
+	})
+}
+
 func (s *Store) GetDevice(ctx context.Context, id string) (store.Device, error) {
 	d, err := scanDevice(s.db.QueryRowContext(ctx, s.q(`SELECT `+deviceCols+` FROM devices WHERE id = ?`), id))
 	if err != nil {
@@ -767,16 +782,6 @@ func (s *Store) Counters(ctx context.Context, release string) ([]store.Counter, 
 
 // --- audit ---
 
-// AuditHash is the chain hash of an entry: SHA-256 over the previous hash
-// and the entry's fields, length-prefixed so no two entries collide.
-func AuditHash(e store.AuditEntry) string {
-	h := sha256.New()
-	for _, f := range []string{e.PrevHash, strconv.FormatInt(e.Seq, 10), strconv.FormatInt(ms(e.Time), 10), e.Actor, e.Action, e.Target, e.Reason} {
-		fmt.Fprintf(h, "%d:%s;", len(f), f)
-	}
-	return hex.EncodeToString(h.Sum(nil))
-}
-
 func (s *Store) AppendAudit(ctx context.Context, e store.AuditEntry) (store.AuditEntry, error) {
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		if s.d.lockHead != "" {
@@ -794,7 +799,7 @@ func (s *Store) AppendAudit(ctx context.Context, e store.AuditEntry) (store.Audi
 		e.Seq = seq.Int64 + 1
 		e.PrevHash = prev.String
 		e.Time = fromMS(ms(e.Time))
-		e.Hash = AuditHash(e)
+		e.Hash = store.AuditHash(e)
 		_, err = tx.ExecContext(ctx, s.q(`INSERT INTO audit_log (seq, at, actor, action, target, reason, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
 			e.Seq, ms(e.Time), e.Actor, e.Action, e.Target, e.Reason, e.PrevHash, e.Hash)
 		return err

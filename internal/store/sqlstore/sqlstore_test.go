@@ -29,9 +29,9 @@ func openPostgres(t *testing.T) store.Store {
 	return s
 }
 
-func TestConformanceSQLite(t *testing.T) { storetest.Run(t, openSQLite, sqlstore.AuditHash) }
+func TestConformanceSQLite(t *testing.T) { storetest.Run(t, openSQLite, store.AuditHash) }
 
-func TestConformancePostgres(t *testing.T) { storetest.Run(t, openPostgres, sqlstore.AuditHash) }
+func TestConformancePostgres(t *testing.T) { storetest.Run(t, openPostgres, store.AuditHash) }
 
 // Reopening a data directory keeps everything and migrates nothing twice.
 func TestSQLiteReopen(t *testing.T) {
@@ -71,4 +71,3 @@ func TestOpenRejectsUnknownURL(t *testing.T) {
 		t.Errorf("error %q should name the problem and hide the password", got)
 	}
 }
-

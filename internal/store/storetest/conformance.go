@@ -240,6 +240,12 @@ func testDevices(t *testing.T, s store.Store, _ Hasher) {
 			Platform: platform, OSBuild: "22631", AgentVersion: "7.11.0", EnrolledAt: t0}))
 	}
 	wantErr(t, s.CreateDevice(ctx, store.Device{ID: "dev-000", Org: "contoso"}), store.ErrConflict)
+	// A batch is all or nothing: one duplicate id and none is created.
+	wantErr(t, s.CreateDevices(ctx, []store.Device{{ID: "dev-100", Org: "contoso"}, {ID: "dev-000", Org: "contoso"}}), store.ErrConflict)
+	if _, err := s.GetDevice(ctx, "dev-100"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("half a failed batch was stored: %v", err)
+	}
+	must(t, s.CreateDevices(ctx, []store.Device{{ID: "dev-100", Org: "contoso", Platform: "linux"}, {ID: "dev-101", Org: "contoso", Platform: "linux"}}))
 	d, err := s.GetDevice(ctx, "dev-007")
 	must(t, err)
 	if d.Platform != "windows" || d.AgentVersion != "7.11.0" || !d.EnrolledAt.Equal(t0) {
@@ -247,8 +253,8 @@ func testDevices(t *testing.T, s store.Store, _ Hasher) {
 	}
 	linux, err := s.ListDevices(ctx, store.DeviceFilter{Org: "contoso", Platform: "linux"})
 	must(t, err)
-	if len(linux) != 5 {
-		t.Errorf("linux devices = %d, want 5", len(linux))
+	if len(linux) != 7 {
+		t.Errorf("linux devices = %d, want 7", len(linux))
 	}
 	// Pagination returns every device once, in order.
 	var seen []string
@@ -264,7 +270,7 @@ func testDevices(t *testing.T, s store.Store, _ Hasher) {
 		}
 		after = page[len(page)-1].ID
 	}
-	if len(seen) != 25 || seen[0] != "dev-000" || seen[24] != "dev-024" {
+	if len(seen) != 27 || seen[0] != "dev-000" || seen[26] != "dev-101" {
 		t.Errorf("paged through %d devices: %v", len(seen), seen)
 	}
 	none, err := s.ListDevices(ctx, store.DeviceFilter{Org: "acme"})

@@ -1,0 +1,176 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/ringfence/ringfence/internal/content"
+	"github.com/ringfence/ringfence/internal/server"
+	"github.com/ringfence/ringfence/internal/store/sqlstore"
+)
+
+type serverFlags struct {
+	data            string
+	listen          string
+	db              string
+	dev             bool
+	logFormat       string
+	logLevel        string
+	checkinInterval time.Duration
+	catalog         string
+	config          string
+}
+
+func newServerCmd() *cobra.Command {
+	var f serverFlags
+	c := &cobra.Command{
+		Use:   "server",
+		Short: "Run the control plane",
+		Long: `Run the Ringfence control plane: device API (enrolment, check-in, artifacts),
+admin API, /healthz and /readyz.
+
+Every flag can also be set by a RINGFENCE_* environment variable (--checkin-interval
+is RINGFENCE_CHECKIN_INTERVAL) or by a key in a YAML file named by --config
+(checkin_interval: 5m). A flag on the command line wins over the environment,
+which wins over the file.
+
+--dev seeds a development setup and writes its credentials to
+<data>/dev-credentials.json.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := applyConfig(cmd.Flags(), f.config); err != nil {
+				return usage(err)
+			}
+			return runServer(cmd.Context(), f, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	fl := c.Flags()
+	fl.StringVar(&f.data, "data", "./ringfence-data", "data directory (the embedded database lives here)")
+	fl.StringVar(&f.listen, "listen", "127.0.0.1:8080", "address to serve on")
+	fl.StringVar(&f.db, "db", "", "database URL: empty for embedded SQLite in the data directory, postgres://... for PostgreSQL")
+	fl.BoolVar(&f.dev, "dev", false, "development mode: seed tenants, tokens and a released bundle")
+	fl.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
+	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fl.DurationVar(&f.checkinInterval, "checkin-interval", 5*time.Minute, "base interval between device check-ins (jittered ±20%)")
+	fl.StringVar(&f.catalog, "catalog", "", "directory with template-types/ and manifests/ to validate published bundles against (default: the embedded examples)")
+	fl.StringVar(&f.config, "config", "", "YAML config file")
+	return c
+}
+
+// applyConfig fills flags not given on the command line from RINGFENCE_*
+// variables, then from the config file.
+func applyConfig(fs *pflag.FlagSet, file string) error {
+	if file == "" {
+		file = os.Getenv("RINGFENCE_CONFIG")
+	}
+	fileValues := map[string]any{}
+	if file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return fmt.Errorf("config: %w", err)
+		}
+		dec := yaml.NewDecoder(strings.NewReader(string(b)))
+		if err := dec.Decode(&fileValues); err != nil && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("config %s: %v", file, err)
+		}
+		for k := range fileValues {
+			if fs.Lookup(strings.ReplaceAll(k, "_", "-")) == nil || k == "config" {
+				return fmt.Errorf("config %s: unknown key %q", file, k)
+			}
+		}
+	}
+	var errs []error
+	fs.VisitAll(func(fl *pflag.Flag) {
+		if fl.Changed || fl.Name == "config" {
+			return
+		}
+		env := "RINGFENCE_" + strings.ToUpper(strings.ReplaceAll(fl.Name, "-", "_"))
+		if v, ok := os.LookupEnv(env); ok {
+			if err := fs.Set(fl.Name, v); err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q: %v", env, v, err))
+			}
+			return
+		}
+		if v, ok := fileValues[strings.ReplaceAll(fl.Name, "-", "_")]; ok {
+			if err := fs.Set(fl.Name, fmt.Sprint(v)); err != nil {
+				errs = append(errs, fmt.Errorf("config %s: %s: %v", file, fl.Name, err))
+			}
+		}
+	})
+	return errors.Join(errs...)
+}
+
+func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %v", err)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format: want text or json, got %q", format)
+}
+
+func runServer(ctx context.Context, f serverFlags, stdout, stderr io.Writer) error {
+	log, err := newLogger(stderr, f.logFormat, f.logLevel)
+	if err != nil {
+		return usage(err)
+	}
+	if f.checkinInterval < time.Second {
+		return usage(fmt.Errorf("--checkin-interval: %v is below one second", f.checkinInterval))
+	}
+	cat, err := server.ExampleCatalog()
+	if f.catalog != "" {
+		cat, err = content.LoadCatalog(filepath.Join(f.catalog, "template-types"), filepath.Join(f.catalog, "manifests"))
+	}
+	if err != nil {
+		return usage(fmt.Errorf("catalog: %w", err))
+	}
+	st, err := sqlstore.Open(ctx, f.db, f.data)
+	if err != nil {
+		return usage(err)
+	}
+	defer st.Close()
+	log.Info("store open", "dialect", st.Dialect(), "data", f.data)
+	srv := server.New(server.Config{CheckinInterval: f.checkinInterval, Catalog: cat}, st, time.Now, log)
+	return srv.ListenAndServe(ctx, f.listen, func(addr net.Addr) {
+		url := "http://" + addr.String()
+		if !f.dev {
+			return
+		}
+		creds, err := srv.SeedDev(ctx, f.data, url)
+		if err != nil {
+			log.Error("dev mode seeding failed", "err", err)
+			return
+		}
+		path := filepath.Join(f.data, "dev-credentials.json")
+		fmt.Fprintf(stdout, `
+Ringfence is running in development mode at %s
+  vendor acme (channel acme/ipc, bundle 292 released), organisation contoso
+  credentials: %s
+
+Try:
+  export RINGFENCE_SERVER=%s RINGFENCE_TOKEN=%s
+  ringfence releases list
+  curl -s %s/v1/enroll -d '{"token":"%s","platform":"windows","os_build":"22631","agent_version":"7.12.0"}'
+
+Development mode keeps secrets in a plain file; never use it for real fleets.
+`, url, path, url, creds.AdminToken, url, creds.EnrollToken)
+	})
+}

@@ -1,0 +1,828 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ringfence/ringfence/internal/content"
+	"github.com/ringfence/ringfence/internal/rollout"
+	"github.com/ringfence/ringfence/internal/store"
+)
+
+func (s *Server) adminRoutes(mux *http.ServeMux) {
+	mux.Handle("GET /v1/whoami", s.api(func(w http.ResponseWriter, r *http.Request, p Principal) error {
+		writeJSON(w, http.StatusOK, p)
+		return nil
+	}))
+	mux.Handle("POST /v1/tenants", s.api(s.createTenant))
+	mux.Handle("GET /v1/tenants", s.api(s.listTenants))
+	mux.Handle("POST /v1/channels", s.api(s.createChannel))
+	mux.Handle("GET /v1/channels", s.api(s.listChannels))
+	mux.Handle("POST /v1/tokens", s.api(s.createToken))
+	mux.Handle("GET /v1/tokens", s.api(s.listTokens))
+	mux.Handle("DELETE /v1/tokens/{id}", s.api(s.revokeToken))
+	mux.Handle("POST /v1/orgs/{org}/enroll-tokens", s.api(s.createEnrollToken))
+	mux.Handle("GET /v1/orgs/{org}/policies", s.api(s.listPolicies))
+	mux.Handle("PUT /v1/orgs/{org}/policies/{vendor}/{channel}", s.api(s.putPolicy))
+	mux.Handle("GET /v1/devices", s.api(s.listDevices))
+	mux.Handle("GET /v1/devices/{id}", s.api(s.getDevice))
+	mux.Handle("POST /v1/devices/{id}/revoke", s.api(s.revokeDevice))
+	mux.Handle("POST /v1/channels/{vendor}/{channel}/publish", s.api(s.publish))
+	mux.Handle("POST /v1/releases", s.api(s.createRelease))
+	mux.Handle("GET /v1/releases", s.api(s.listReleases))
+	mux.Handle("GET /v1/releases/{id}", s.api(s.getRelease))
+	mux.Handle("POST /v1/releases/{id}/halt", s.api(s.haltRelease))
+	mux.Handle("POST /v1/releases/{id}/promote", s.api(s.promoteRelease))
+	mux.Handle("GET /v1/audit", s.api(s.listAudit))
+}
+
+// --- tenants and channels ---
+
+type tenantJSON struct {
+	ID        string    `json:"id"`
+	Kind      string    `json:"kind"`
+	Name      string    `json:"name"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+func (s *Server) createTenant(w http.ResponseWriter, r *http.Request, p Principal) error {
+	if !p.isAdmin() {
+		return forbidden("only the operator's admin tokens create tenants")
+	}
+	var req tenantJSON
+	if err := decodeJSON(w, r, 64<<10, &req); err != nil {
+		return err
+	}
+	if !validName(req.ID) {
+		return badRequest("id: %q is not a valid name (lowercase letters, digits, '-', '_')", req.ID)
+	}
+	if req.Kind != string(store.TenantVendor) && req.Kind != string(store.TenantOrg) {
+		return badRequest("kind: want vendor or org, got %q", req.Kind)
+	}
+	if req.Name == "" || len(req.Name) > 200 || !printable(req.Name) {
+		return badRequest("name: want 1 to 200 printable characters")
+	}
+	t := store.Tenant{ID: req.ID, Kind: store.TenantKind(req.Kind), Name: req.Name, CreatedAt: s.now()}
+	if err := s.store.CreateTenant(r.Context(), t); err != nil {
+		return storeError("tenant "+req.ID, err)
+	}
+	if err := s.audit(r.Context(), p, "tenant.create", req.ID, req.Kind+" "+req.Name); err != nil {
+		return err
+	}
+	s.changed(r.Context())
+	writeJSON(w, http.StatusCreated, tenantJSON{ID: t.ID, Kind: string(t.Kind), Name: t.Name, CreatedAt: t.CreatedAt})
+	return nil
+}
+
+func (s *Server) listTenants(w http.ResponseWriter, r *http.Request, p Principal) error {
+	ts, err := s.store.ListTenants(r.Context())
+	if err != nil {
+		return storeError("tenants", err)
+	}
+	out := []tenantJSON{}
+	for _, t := range ts {
+		if p.isAdmin() || t.ID == p.Tenant {
+			out = append(out, tenantJSON{ID: t.ID, Kind: string(t.Kind), Name: t.Name, CreatedAt: t.CreatedAt})
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+type channelJSON struct {
+	ID         string `json:"id"`
+	Vendor     string `json:"vendor"`
+	Name       string `json:"name"`
+	Kind       string `json:"kind"`
+	Category   string `json:"category"`
+	Unpausable bool   `json:"unpausable"`
+}
+
+func toChannelJSON(c store.Channel) channelJSON {
+	return channelJSON{ID: c.ID, Vendor: c.Vendor, Name: c.Name, Kind: string(c.Kind), Category: c.Category, Unpausable: c.Unpausable}
+}
+
+func (s *Server) createChannel(w http.ResponseWriter, r *http.Request, p Principal) error {
+	var req channelJSON
+	if err := decodeJSON(w, r, 64<<10, &req); err != nil {
+		return err
+	}
+	if !p.vendorAccess(req.Vendor, true) {
+		return forbidden("token may not create channels for vendor %q", req.Vendor)
+	}
+	if !validName(req.Name) {
+		return badRequest("name: %q is not a valid name", req.Name)
+	}
+	if req.Kind == "" {
+		req.Kind = string(store.ChannelContent)
+	}
+	if req.Kind != string(store.ChannelContent) && req.Kind != string(store.ChannelAgent) {
+		return badRequest("kind: want content or agent, got %q", req.Kind)
+	}
+	if req.Category == "" {
+		req.Category = "detection"
+	}
+	if !validName(req.Category) {
+		return badRequest("category: %q is not a valid name", req.Category)
+	}
+	t, err := s.store.GetTenant(r.Context(), req.Vendor)
+	if err != nil || t.Kind != store.TenantVendor {
+		return badRequest("vendor: %q is not a vendor tenant", req.Vendor)
+	}
+	c := store.Channel{ID: req.Vendor + "/" + req.Name, Vendor: req.Vendor, Name: req.Name, Kind: store.ChannelKind(req.Kind),
+		Category: req.Category, Unpausable: req.Unpausable, CreatedAt: s.now()}
+	if err := s.store.CreateChannel(r.Context(), c); err != nil {
+		return storeError("channel "+c.ID, err)
+	}
+	if err := s.audit(r.Context(), p, "channel.create", c.ID, fmt.Sprintf("kind %s, category %s, unpausable %v", c.Kind, c.Category, c.Unpausable)); err != nil {
+		return err
+	}
+	s.changed(r.Context())
+	writeJSON(w, http.StatusCreated, toChannelJSON(c))
+	return nil
+}
+
+func (s *Server) listChannels(w http.ResponseWriter, r *http.Request, p Principal) error {
+	cs, err := s.store.ListChannels(r.Context(), "")
+	if err != nil {
+		return storeError("channels", err)
+	}
+	orgRole := p.Role == store.RoleOrgAdmin || (p.Role == store.RoleViewer && s.tenantKind(p.Tenant) == store.TenantOrg)
+	out := []channelJSON{}
+	for _, c := range cs {
+		// Organisations see every vendor's channels: releases on any of
+		// them may touch their fleet.
+		if p.isAdmin() || orgRole || p.vendorAccess(c.Vendor, false) {
+			out = append(out, toChannelJSON(c))
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (s *Server) tenantKind(id string) store.TenantKind {
+	if t, ok := s.snap.Load().tenants[id]; ok {
+		return t.Kind
+	}
+	return ""
+}
+
+// --- tokens ---
+
+type tokenJSON struct {
+	ID        string    `json:"id"`
+	Tenant    string    `json:"tenant"`
+	Role      string    `json:"role"`
+	Name      string    `json:"name"`
+	Token     string    `json:"token,omitempty"` // only when created
+	CreatedAt time.Time `json:"created_at"`
+	Revoked   bool      `json:"revoked"`
+}
+
+var roleKinds = map[store.Role]store.TenantKind{
+	store.RolePublisher: store.TenantVendor, store.RoleApprover: store.TenantVendor, store.RoleOrgAdmin: store.TenantOrg,
+}
+
+func (s *Server) createToken(w http.ResponseWriter, r *http.Request, p Principal) error {
+	var req tokenJSON
+	if err := decodeJSON(w, r, 64<<10, &req); err != nil {
+		return err
+	}
+	role := store.Role(req.Role)
+	switch role {
+	case store.RoleAdmin, store.RolePublisher, store.RoleApprover, store.RoleOrgAdmin, store.RoleViewer:
+	default:
+		return badRequest("role: want admin, publisher, approver, org-admin or viewer, got %q", req.Role)
+	}
+	if role == store.RoleAdmin && req.Tenant != "" {
+		return badRequest("tenant: admin tokens are the operator's and take no tenant")
+	}
+	if role != store.RoleAdmin {
+		t, err := s.store.GetTenant(r.Context(), req.Tenant)
+		if err != nil {
+			return badRequest("tenant: %q does not exist", req.Tenant)
+		}
+		if want, ok := roleKinds[role]; ok && t.Kind != want {
+			return badRequest("role %s belongs to %s tenants; %s is a %s", role, want, t.ID, t.Kind)
+		}
+	}
+	// Org admins may hand out their own organisation's roles; everything
+	// else is the operator's.
+	if !p.isAdmin() && !(p.Role == store.RoleOrgAdmin && p.Tenant == req.Tenant && (role == store.RoleOrgAdmin || role == store.RoleViewer)) {
+		return forbidden("token may not create %s tokens for %q", role, req.Tenant)
+	}
+	if len(req.Name) > 200 || !printable(req.Name) {
+		return badRequest("name: at most 200 printable characters")
+	}
+	sec := "rft_" + secret(32)
+	t := store.APIToken{ID: "tok-" + secret(8), Tenant: req.Tenant, Role: role, Name: req.Name, Hash: hashSecret(sec), CreatedAt: s.now()}
+	if err := s.store.CreateAPIToken(r.Context(), t); err != nil {
+		return storeError("token", err)
+	}
+	if err := s.audit(r.Context(), p, "token.create", t.ID, fmt.Sprintf("%s for %q (%s)", role, req.Tenant, req.Name)); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, tokenJSON{ID: t.ID, Tenant: t.Tenant, Role: string(t.Role), Name: t.Name, Token: sec, CreatedAt: t.CreatedAt})
+	return nil
+}
+
+func (s *Server) listTokens(w http.ResponseWriter, r *http.Request, p Principal) error {
+	tenant := p.Tenant
+	if p.isAdmin() {
+		tenant = r.URL.Query().Get("tenant")
+	} else if p.Role != store.RoleOrgAdmin {
+		return forbidden("token may not list tokens")
+	}
+	ts, err := s.store.ListAPITokens(r.Context(), tenant)
+	if err != nil {
+		return storeError("tokens", err)
+	}
+	out := []tokenJSON{}
+	for _, t := range ts {
+		if p.isAdmin() || t.Tenant == p.Tenant {
+			out = append(out, tokenJSON{ID: t.ID, Tenant: t.Tenant, Role: string(t.Role), Name: t.Name, CreatedAt: t.CreatedAt, Revoked: t.Revoked})
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request, p Principal) error {
+	id := r.PathValue("id")
+	ts, err := s.store.ListAPITokens(r.Context(), "")
+	if err != nil {
+		return storeError("tokens", err)
+	}
+	i := slices.IndexFunc(ts, func(t store.APIToken) bool { return t.ID == id })
+	// Another tenant's token is "not found", not "forbidden": ids do not
+	// leak across tenants.
+	if i < 0 || !(p.isAdmin() || (p.Role == store.RoleOrgAdmin && ts[i].Tenant == p.Tenant)) {
+		return notFound("token %s", id)
+	}
+	if err := s.store.RevokeAPIToken(r.Context(), id); err != nil {
+		return storeError("token "+id, err)
+	}
+	if err := s.audit(r.Context(), p, "token.revoke", id, ""); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"id": id, "revoked": true})
+	return nil
+}
+
+func (s *Server) createEnrollToken(w http.ResponseWriter, r *http.Request, p Principal) error {
+	org := r.PathValue("org")
+	if !p.orgAccess(org, true) {
+		return forbidden("token may not create enrolment tokens for %q", org)
+	}
+	var req struct {
+		ExpiresInHours int `json:"expires_in_hours"`
+	}
+	if err := decodeJSON(w, r, 64<<10, &req); err != nil {
+		return err
+	}
+	if req.ExpiresInHours < 0 || req.ExpiresInHours > 24*365 {
+		return badRequest("expires_in_hours: 0 (never) to 8760")
+	}
+	t, err := s.store.GetTenant(r.Context(), org)
+	if err != nil || t.Kind != store.TenantOrg {
+		return notFound("organisation %s", org)
+	}
+	sec := "rfe_" + secret(32)
+	et := store.EnrollToken{ID: "enr-" + secret(8), Org: org, Hash: hashSecret(sec), CreatedAt: s.now()}
+	if req.ExpiresInHours > 0 {
+		et.ExpiresAt = et.CreatedAt.Add(time.Duration(req.ExpiresInHours) * time.Hour)
+	}
+	if err := s.store.CreateEnrollToken(r.Context(), et); err != nil {
+		return storeError("enrolment token", err)
+	}
+	if err := s.audit(r.Context(), p, "enroll-token.create", et.ID, "org "+org); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, map[string]any{"id": et.ID, "org": org, "token": sec, "expires_at": et.ExpiresAt})
+	return nil
+}
+
+// --- policies ---
+
+type policyJSON struct {
+	Org     string   `json:"org"`
+	Channel string   `json:"channel"`
+	Track   string   `json:"track"`
+	Windows []string `json:"windows"`
+}
+
+func (s *Server) putPolicy(w http.ResponseWriter, r *http.Request, p Principal) error {
+	org := r.PathValue("org")
+	ch := r.PathValue("vendor") + "/" + r.PathValue("channel")
+	if !p.orgAccess(org, true) {
+		return forbidden("token may not set policies for %q", org)
+	}
+	var req policyJSON
+	if err := decodeJSON(w, r, 64<<10, &req); err != nil {
+		return err
+	}
+	if _, err := rollout.ParseTrack(req.Track); err != nil {
+		return badRequest("track: %v", err)
+	}
+	for i, win := range req.Windows {
+		if err := checkWindow(win); err != nil {
+			return badRequest("windows[%d]: %v", i, err)
+		}
+	}
+	t, err := s.store.GetTenant(r.Context(), org)
+	if err != nil || t.Kind != store.TenantOrg {
+		return notFound("organisation %s", org)
+	}
+	c, err := s.store.GetChannel(r.Context(), ch)
+	if err != nil {
+		return notFound("channel %s", ch)
+	}
+	if strings.HasPrefix(req.Track, "paused") && c.Unpausable {
+		// Accepted, but say plainly that it will not freeze this channel.
+		w.Header().Set("Warning", `299 ringfence "channel is unpausable: paused reads as ga"`)
+	}
+	pol := store.Policy{Org: org, Channel: ch, Track: req.Track, Windows: req.Windows, UpdatedAt: s.now()}
+	if err := s.store.PutPolicy(r.Context(), pol); err != nil {
+		return storeError("policy", err)
+	}
+	if err := s.audit(r.Context(), p, "policy.set", org+" "+ch, req.Track); err != nil {
+		return err
+	}
+	s.changed(r.Context())
+	writeJSON(w, http.StatusOK, policyJSON{Org: org, Channel: ch, Track: req.Track, Windows: req.Windows})
+	return nil
+}
+
+// checkWindow validates "DAYS HH:MM-HH:MM" in UTC, e.g. "mon-fri 01:00-05:00"
+// or "sat,sun 00:00-23:59".
+func checkWindow(s string) error {
+	days, span, ok := strings.Cut(s, " ")
+	from, to, ok2 := strings.Cut(span, "-")
+	if !ok || !ok2 {
+		return fmt.Errorf("%q: want DAYS HH:MM-HH:MM, e.g. mon-fri 01:00-05:00", s)
+	}
+	valid := map[string]bool{"mon": true, "tue": true, "wed": true, "thu": true, "fri": true, "sat": true, "sun": true, "daily": true}
+	for _, part := range strings.Split(days, ",") {
+		a, b, isRange := strings.Cut(part, "-")
+		if !valid[a] || (isRange && !valid[b]) {
+			return fmt.Errorf("%q: unknown day %q (mon..sun, daily)", s, part)
+		}
+	}
+	for _, t := range []string{from, to} {
+		if _, err := time.Parse("15:04", t); err != nil {
+			return fmt.Errorf("%q: %q is not HH:MM", s, t)
+		}
+	}
+	return nil
+}
+
+func (s *Server) listPolicies(w http.ResponseWriter, r *http.Request, p Principal) error {
+	org := r.PathValue("org")
+	if !p.orgAccess(org, false) {
+		return forbidden("token may not read policies of %q", org)
+	}
+	ps, err := s.store.ListPolicies(r.Context(), org)
+	if err != nil {
+		return storeError("policies", err)
+	}
+	out := []policyJSON{}
+	for _, pol := range ps {
+		out = append(out, policyJSON{Org: pol.Org, Channel: pol.Channel, Track: pol.Track, Windows: pol.Windows})
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// --- devices ---
+
+type deviceJSON struct {
+	ID           string                `json:"id"`
+	Org          string                `json:"org"`
+	Platform     string                `json:"platform"`
+	OSBuild      string                `json:"os_build"`
+	AgentVersion string                `json:"agent_version"`
+	EnrolledAt   time.Time             `json:"enrolled_at"`
+	LastSeen     time.Time             `json:"last_seen"`
+	Revoked      bool                  `json:"revoked"`
+	Channels     []store.DeviceChannel `json:"channels,omitempty"`
+}
+
+func toDeviceJSON(d store.Device) deviceJSON {
+	return deviceJSON{ID: d.ID, Org: d.Org, Platform: d.Platform, OSBuild: d.OSBuild, AgentVersion: d.AgentVersion,
+		EnrolledAt: d.EnrolledAt, LastSeen: d.LastSeen, Revoked: d.Revoked}
+}
+
+func (s *Server) listDevices(w http.ResponseWriter, r *http.Request, p Principal) error {
+	q := r.URL.Query()
+	org := q.Get("org")
+	if org == "" && !p.isAdmin() {
+		org = p.Tenant
+	}
+	if !p.orgAccess(org, false) && !(p.isAdmin() && org == "") {
+		return forbidden("token may not list devices of %q; vendors see aggregate figures of their releases only", org)
+	}
+	limit := 1000
+	if l := q.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 || n > 10000 {
+			return badRequest("limit: a number from 1 to 10000")
+		}
+		limit = n
+	}
+	ds, err := s.store.ListDevices(r.Context(), store.DeviceFilter{Org: org, Platform: q.Get("platform"), AgentVersion: q.Get("agent_version"), After: q.Get("after"), Limit: limit})
+	if err != nil {
+		return storeError("devices", err)
+	}
+	out := []deviceJSON{}
+	for _, d := range ds {
+		out = append(out, toDeviceJSON(d))
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// deviceFor loads a device the principal may see; others are not found.
+func (s *Server) deviceFor(ctx context.Context, p Principal, id string, write bool) (store.Device, error) {
+	d, err := s.store.GetDevice(ctx, id)
+	if err != nil {
+		if isNotFound(err) {
+			return d, notFound("device %s", id)
+		}
+		return d, storeError("device", err)
+	}
+	if !p.orgAccess(d.Org, false) {
+		return d, notFound("device %s", id)
+	}
+	if write && !p.orgAccess(d.Org, true) {
+		return d, forbidden("token may not change devices of %q", d.Org)
+	}
+	return d, nil
+}
+
+func (s *Server) getDevice(w http.ResponseWriter, r *http.Request, p Principal) error {
+	d, err := s.deviceFor(r.Context(), p, r.PathValue("id"), false)
+	if err != nil {
+		return err
+	}
+	dj := toDeviceJSON(d)
+	if dj.Channels, err = s.store.DeviceChannels(r.Context(), d.ID); err != nil {
+		return storeError("device channels", err)
+	}
+	writeJSON(w, http.StatusOK, dj)
+	return nil
+}
+
+func (s *Server) revokeDevice(w http.ResponseWriter, r *http.Request, p Principal) error {
+	d, err := s.deviceFor(r.Context(), p, r.PathValue("id"), true)
+	if err != nil {
+		return err
+	}
+	if err := s.store.RevokeDevice(r.Context(), d.ID); err != nil {
+		return storeError("device", err)
+	}
+	s.forgetDevice(d.ID)
+	if err := s.audit(r.Context(), p, "device.revoke", d.ID, "org "+d.Org); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"id": d.ID, "revoked": true})
+	return nil
+}
+
+// --- publishing and releases ---
+
+type publishResponse struct {
+	Channel  string           `json:"channel"`
+	Version  uint64           `json:"version"`
+	SHA256   string           `json:"sha256"`
+	Size     int              `json:"size"`
+	Findings content.Findings `json:"findings"`
+}
+
+// publish validates a bundle against the server's catalog and every
+// targeted agent, and stores the compiled artifact. A rejected bundle is a
+// 422 carrying the validator's findings.
+func (s *Server) publish(w http.ResponseWriter, r *http.Request, p Principal) error {
+	vendor, name := r.PathValue("vendor"), r.PathValue("channel")
+	ch := vendor + "/" + name
+	if !p.vendorAccess(vendor, true) {
+		return forbidden("token may not publish to %s", ch)
+	}
+	c, err := s.store.GetChannel(r.Context(), ch)
+	if err != nil {
+		return storeError("channel "+ch, err)
+	}
+	if c.Kind != store.ChannelContent {
+		return badRequest("channel %s carries %s artifacts; publish content bundles to a content channel", ch, c.Kind)
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, content.MaxSourceSize))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return &HTTPError{Code: http.StatusRequestEntityTooLarge, Msg: "request too large", Detail: fmt.Sprintf("bundle is larger than %d bytes", content.MaxSourceSize)}
+		}
+		return badRequest("read body: %v", err)
+	}
+	b, err := content.ParseBundle("bundle", body)
+	if err != nil {
+		return &HTTPError{Code: http.StatusUnprocessableEntity, Msg: "bundle rejected", Detail: err.Error()}
+	}
+	if b.Vendor != vendor || b.Channel != name {
+		return &HTTPError{Code: http.StatusUnprocessableEntity, Msg: "bundle rejected",
+			Detail: fmt.Sprintf("bundle is for %s/%s, published to %s", b.Vendor, b.Channel, ch)}
+	}
+	current, err := s.store.LatestArtifactVersion(r.Context(), ch)
+	if err != nil {
+		return storeError("channel "+ch, err)
+	}
+	v := s.cfg.Catalog.Validate(b, current)
+	resp := publishResponse{Channel: ch, Version: b.Version, Findings: v.Findings}
+	if resp.Findings == nil {
+		resp.Findings = content.Findings{}
+	}
+	if !v.Accepted() {
+		var lines []string
+		for _, f := range v.Findings {
+			if f.Level == content.LevelError {
+				lines = append(lines, f.String())
+			}
+		}
+		writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"error": "bundle rejected", "detail": strings.Join(lines, "\n"), "findings": resp.Findings})
+		return nil
+	}
+	bytes := v.Compiled.Marshal()
+	resp.SHA256, resp.Size = content.Hash(bytes), len(bytes)
+	a := store.Artifact{Channel: ch, Version: b.Version, SHA256: resp.SHA256, Size: int64(len(bytes)), Bytes: bytes, CreatedAt: s.now()}
+	if err := s.store.PutArtifact(r.Context(), a); err != nil {
+		return storeError(fmt.Sprintf("artifact %s@%d", ch, b.Version), err)
+	}
+	if err := s.audit(r.Context(), p, "artifact.publish", fmt.Sprintf("%s@%d", ch, b.Version), "sha256 "+resp.SHA256); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, resp)
+	return nil
+}
+
+type releaseJSON struct {
+	ID        string       `json:"id"`
+	Channel   string       `json:"channel"`
+	Version   uint64       `json:"version"`
+	State     string       `json:"state"`
+	Wave      int          `json:"wave"`
+	WaveName  string       `json:"wave_name"`
+	Plan      rollout.Plan `json:"plan"`
+	Reason    string       `json:"reason,omitempty"`
+	CreatedBy string       `json:"created_by"`
+	CreatedAt time.Time    `json:"created_at"`
+	UpdatedAt time.Time    `json:"updated_at"`
+	Figures   []figure     `json:"figures,omitempty"`
+}
+
+type figure struct {
+	Wave    int    `json:"wave"`
+	Org     string `json:"org,omitempty"`
+	Stratum string `json:"stratum,omitempty"`
+	Metric  string `json:"metric"`
+	Value   int64  `json:"value"`
+}
+
+func toReleaseJSON(r store.Release) releaseJSON {
+	out := releaseJSON{ID: r.ID, Channel: r.Channel, Version: r.Version, State: string(r.State), Wave: r.Wave, Reason: r.Reason,
+		CreatedBy: r.CreatedBy, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt}
+	if plan, err := rollout.ParsePlan(r.Plan); err == nil {
+		out.Plan = plan
+		if r.Wave >= 0 && r.Wave < len(plan.Waves) {
+			out.WaveName = plan.Waves[r.Wave].Name
+		}
+	}
+	return out
+}
+
+func (s *Server) createRelease(w http.ResponseWriter, r *http.Request, p Principal) error {
+	var req struct {
+		Channel string        `json:"channel"`
+		Version uint64        `json:"version"`
+		Plan    *rollout.Plan `json:"plan"`
+	}
+	if err := decodeJSON(w, r, 64<<10, &req); err != nil {
+		return err
+	}
+	vendor, _, _ := strings.Cut(req.Channel, "/")
+	if !validChannelID(req.Channel) {
+		return badRequest("channel: %q is not VENDOR/CHANNEL", req.Channel)
+	}
+	if !p.vendorAccess(vendor, true) {
+		return forbidden("token may not release on %s", req.Channel)
+	}
+	c, err := s.store.GetChannel(r.Context(), req.Channel)
+	if err != nil {
+		return storeError("channel "+req.Channel, err)
+	}
+	if _, err := s.store.GetArtifact(r.Context(), req.Channel, req.Version); err != nil {
+		if isNotFound(err) {
+			return badRequest("version: %s@%d was never published", req.Channel, req.Version)
+		}
+		return storeError("artifact", err)
+	}
+	plan := rollout.DefaultContentPlan()
+	if c.Kind == store.ChannelAgent {
+		plan = rollout.DefaultAgentPlan()
+	}
+	if req.Plan != nil {
+		if err := req.Plan.Validate(); err != nil {
+			return badRequest("plan: %v", err)
+		}
+		plan = *req.Plan
+	}
+	planJSON, _ := jsonMarshal(plan)
+	now := s.now()
+	rel := store.Release{ID: fmt.Sprintf("rel-%s-%d-%s", strings.ReplaceAll(req.Channel, "/", "-"), req.Version, secret(3)),
+		Channel: req.Channel, Version: req.Version, Plan: planJSON, State: store.ReleaseRollingOut, Wave: 0,
+		CreatedBy: p.actor(), CreatedAt: now, UpdatedAt: now, WaveStartedAt: now}
+	if err := s.store.CreateRelease(r.Context(), rel); err != nil {
+		return storeError(fmt.Sprintf("release of %s@%d", req.Channel, req.Version), err)
+	}
+	if err := s.audit(r.Context(), p, "release.create", rel.ID, fmt.Sprintf("%s@%d", req.Channel, req.Version)); err != nil {
+		return err
+	}
+	s.changed(r.Context())
+	rel.Revision = 1
+	writeJSON(w, http.StatusCreated, toReleaseJSON(rel))
+	return nil
+}
+
+// releaseFor loads a release the principal may see: vendors their own,
+// organisations and admins all.
+func (s *Server) releaseFor(ctx context.Context, p Principal, id string) (store.Release, error) {
+	rel, err := s.store.GetRelease(ctx, id)
+	if err != nil {
+		if isNotFound(err) {
+			return rel, notFound("release %s", id)
+		}
+		return rel, storeError("release", err)
+	}
+	vendor, _, _ := strings.Cut(rel.Channel, "/")
+	if !s.mayReadRelease(p, vendor) {
+		return rel, notFound("release %s", id)
+	}
+	return rel, nil
+}
+
+func (s *Server) mayReadRelease(p Principal, vendor string) bool {
+	return p.isAdmin() || p.vendorAccess(vendor, false) || s.tenantKind(p.Tenant) == store.TenantOrg
+}
+
+func (s *Server) listReleases(w http.ResponseWriter, r *http.Request, p Principal) error {
+	rs, err := s.store.ListReleases(r.Context(), r.URL.Query().Get("channel"))
+	if err != nil {
+		return storeError("releases", err)
+	}
+	out := []releaseJSON{}
+	for _, rel := range rs {
+		vendor, _, _ := strings.Cut(rel.Channel, "/")
+		if s.mayReadRelease(p, vendor) {
+			out = append(out, toReleaseJSON(rel))
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// getRelease adds the telemetry figures the principal may see: a vendor
+// gets totals per wave and metric (no organisation, no stratum); an
+// organisation only its own cells; the operator everything.
+func (s *Server) getRelease(w http.ResponseWriter, r *http.Request, p Principal) error {
+	rel, err := s.releaseFor(r.Context(), p, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	cs, err := s.store.Counters(r.Context(), rel.ID)
+	if err != nil {
+		return storeError("counters", err)
+	}
+	out := toReleaseJSON(rel)
+	type key struct {
+		wave            int
+		org, st, metric string
+	}
+	sum := map[key]int64{}
+	var order []key
+	for _, c := range cs {
+		var k key
+		switch {
+		case p.isAdmin():
+			k = key{c.Wave, c.Org, c.Stratum, c.Metric}
+		case s.tenantKind(p.Tenant) == store.TenantOrg:
+			if c.Org != p.Tenant {
+				continue
+			}
+			k = key{c.Wave, c.Org, c.Stratum, c.Metric}
+		default:
+			k = key{wave: c.Wave, metric: c.Metric}
+		}
+		if _, ok := sum[k]; !ok {
+			order = append(order, k)
+		}
+		sum[k] += c.Value
+	}
+	for _, k := range order {
+		out.Figures = append(out.Figures, figure{Wave: k.wave, Org: k.org, Stratum: k.st, Metric: k.metric, Value: sum[k]})
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (s *Server) changeRelease(w http.ResponseWriter, r *http.Request, p Principal, action string, change func(*store.Release) error) error {
+	var req struct {
+		Reason string `json:"reason"`
+	}
+	if err := decodeJSON(w, r, 64<<10, &req); err != nil {
+		return err
+	}
+	if req.Reason == "" || len(req.Reason) > 1024 || !printable(req.Reason) {
+		return badRequest("reason: say why, in 1 to 1024 printable characters")
+	}
+	rel, err := s.releaseFor(r.Context(), p, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	vendor, _, _ := strings.Cut(rel.Channel, "/")
+	if !p.vendorAccess(vendor, true) {
+		return forbidden("token may not change releases on %s", rel.Channel)
+	}
+	if err := change(&rel); err != nil {
+		return err
+	}
+	rel.UpdatedAt = s.now()
+	if rel.Reason == "" {
+		rel.Reason = req.Reason
+	}
+	rev, err := s.store.UpdateRelease(r.Context(), rel)
+	if err != nil {
+		return storeError("release "+rel.ID, err)
+	}
+	rel.Revision = rev
+	if err := s.audit(r.Context(), p, action, rel.ID, req.Reason); err != nil {
+		return err
+	}
+	s.changed(r.Context())
+	writeJSON(w, http.StatusOK, toReleaseJSON(rel))
+	return nil
+}
+
+func (s *Server) haltRelease(w http.ResponseWriter, r *http.Request, p Principal) error {
+	return s.changeRelease(w, r, p, "release.halt", func(rel *store.Release) error {
+		if rel.State == store.ReleaseHalted {
+			return conflict("release %s is already halted", rel.ID)
+		}
+		rel.State = store.ReleaseHalted
+		rel.Reason = ""
+		return nil
+	})
+}
+
+// promoteRelease moves a release to its next wave by hand, or completes
+// it after the last; the controller does this by itself once gates exist.
+func (s *Server) promoteRelease(w http.ResponseWriter, r *http.Request, p Principal) error {
+	return s.changeRelease(w, r, p, "release.promote", func(rel *store.Release) error {
+		if rel.State != store.ReleaseRollingOut {
+			return conflict("release %s is %s; only a rolling-out release is promoted", rel.ID, rel.State)
+		}
+		plan, err := rollout.ParsePlan(rel.Plan)
+		if err != nil {
+			return badRequest("release plan: %v", err)
+		}
+		now := s.now()
+		if rel.Wave+1 >= len(plan.Waves) {
+			rel.State, rel.CompletedAt = store.ReleaseCompleted, now
+		} else {
+			rel.Wave++
+			rel.WaveStartedAt = now
+		}
+		rel.Reason = ""
+		return nil
+	})
+}
+
+func (s *Server) listAudit(w http.ResponseWriter, r *http.Request, p Principal) error {
+	if !p.isAdmin() {
+		return forbidden("only the operator's admin tokens read the audit log")
+	}
+	after, _ := strconv.ParseInt(r.URL.Query().Get("after"), 10, 64)
+	limit, _ := strconv.Atoi(r.URL.Query().Get("limit"))
+	es, err := s.store.ListAudit(r.Context(), after, limit)
+	if err != nil {
+		return storeError("audit log", err)
+	}
+	if es == nil {
+		es = []store.AuditEntry{}
+	}
+	writeJSON(w, http.StatusOK, es)
+	return nil
+}

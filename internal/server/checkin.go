@@ -1,0 +1,338 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ringfence/ringfence/internal/content"
+	"github.com/ringfence/ringfence/internal/rollout"
+	"github.com/ringfence/ringfence/internal/store"
+)
+
+// CheckinRequest is what a device sends.
+type CheckinRequest struct {
+	DeviceID     string          `json:"device_id,omitempty"`
+	Platform     string          `json:"platform"`
+	OSBuild      string          `json:"os_build"`
+	AgentVersion string          `json:"agent_version"`
+	Channels     []ChannelReport `json:"channels"`
+	Events       []EventReport   `json:"events"`
+	Health       string          `json:"health,omitempty"` // ok, degraded
+}
+
+// ChannelReport is a device's state on one channel.
+type ChannelReport struct {
+	Channel       string `json:"channel"`
+	ActiveVersion uint64 `json:"active_version"`
+	LKGVersion    uint64 `json:"lkg_version"`
+	State         string `json:"state"` // active, pending, probation, reverted
+}
+
+// EventReport is one queued device event; Seq increases by one per event
+// on the device and makes retries harmless.
+type EventReport struct {
+	Seq     uint64           `json:"seq"`
+	Time    time.Time        `json:"time"`
+	Type    string           `json:"type"`
+	Channel string           `json:"channel,omitempty"`
+	Version uint64           `json:"version,omitempty"`
+	Reason  string           `json:"reason,omitempty"`
+	Counts  map[string]int64 `json:"counts,omitempty"`
+}
+
+// CheckinResponse is what the server answers.
+type CheckinResponse struct {
+	Channels     []ChannelDesired `json:"channels"`
+	NextCheckinS int              `json:"next_checkin_s"`
+	AckSeq       uint64           `json:"ack_seq"`
+}
+
+// ChannelDesired is the version a device should run on a channel.
+type ChannelDesired struct {
+	Channel        string    `json:"channel"`
+	DesiredVersion uint64    `json:"desired_version"`
+	Release        string    `json:"release,omitempty"`
+	Reason         string    `json:"reason"`
+	Artifact       *Artifact `json:"artifact,omitempty"`
+}
+
+// Artifact says where and what to download.
+type Artifact struct {
+	URL    string `json:"url"`
+	SHA256 string `json:"sha256"`
+	Size   int64  `json:"size"`
+	Target string `json:"target"` // the signed-metadata target path
+}
+
+var eventTypes = map[string]bool{
+	"applied": true, "apply-failed": true, "healthy": true, "reverted": true, "worker-crash": true,
+	"unclean-reboot": true, "boot-loop": true, "actions": true,
+}
+
+var deviceStates = map[string]bool{"": true, "active": true, "pending": true, "probation": true, "reverted": true}
+
+const (
+	maxChannelsPerCheckin = 64
+	maxEventsPerCheckin   = 1000
+)
+
+func (req *CheckinRequest) validate() error {
+	if err := checkDeviceFacts(req.Platform, req.OSBuild, req.AgentVersion); err != nil {
+		return err
+	}
+	if len(req.Channels) > maxChannelsPerCheckin {
+		return badRequest("channels: %d reported, at most %d", len(req.Channels), maxChannelsPerCheckin)
+	}
+	seen := map[string]bool{}
+	for i, c := range req.Channels {
+		if !validChannelID(c.Channel) {
+			return badRequest("channels[%d].channel: %q is not VENDOR/CHANNEL", i, c.Channel)
+		}
+		if seen[c.Channel] {
+			return badRequest("channels[%d].channel: %s reported twice", i, c.Channel)
+		}
+		seen[c.Channel] = true
+		if !deviceStates[c.State] {
+			return badRequest("channels[%d].state: %q is not one of active, pending, probation, reverted", i, c.State)
+		}
+	}
+	if len(req.Events) > maxEventsPerCheckin {
+		return badRequest("events: %d queued, at most %d per check-in; send the rest next time", len(req.Events), maxEventsPerCheckin)
+	}
+	var last uint64
+	for i, e := range req.Events {
+		if e.Seq == 0 || e.Seq <= last {
+			return badRequest("events[%d].seq: %d; sequence numbers start at 1 and increase", i, e.Seq)
+		}
+		last = e.Seq
+		if !eventTypes[e.Type] {
+			return badRequest("events[%d].type: unknown event type %q", i, e.Type)
+		}
+		if e.Channel != "" && !validChannelID(e.Channel) {
+			return badRequest("events[%d].channel: %q is not VENDOR/CHANNEL", i, e.Channel)
+		}
+		if len(e.Reason) > 1024 || !printable(e.Reason) {
+			return badRequest("events[%d].reason: at most 1024 printable characters", i)
+		}
+		for k, v := range e.Counts {
+			if k != "log" && k != "alert" && k != "block" {
+				return badRequest("events[%d].counts: unknown action %q (log, alert, block)", i, k)
+			}
+			if v < 0 || v > 1<<40 {
+				return badRequest("events[%d].counts.%s: %d is out of range", i, k, v)
+			}
+		}
+	}
+	return nil
+}
+
+func validChannelID(id string) bool {
+	v, c, ok := strings.Cut(id, "/")
+	return ok && validName(v) && validName(c)
+}
+
+func isNotFound(err error) bool { return errors.Is(err, store.ErrNotFound) }
+
+// handleCheckin answers from the snapshot and queues the device's writes.
+func (s *Server) handleCheckin(w http.ResponseWriter, r *http.Request) error {
+	e, err := s.authDevice(r.Context(), r)
+	if err != nil {
+		return err
+	}
+	var req CheckinRequest
+	if err := decodeJSON(w, r, maxCheckinBody, &req); err != nil {
+		return err
+	}
+	if err := req.validate(); err != nil {
+		return err
+	}
+	if req.DeviceID != "" && req.DeviceID != e.dev.ID {
+		return badRequest("device_id %q does not match the credential", req.DeviceID)
+	}
+	now := s.now()
+	sn := s.snap.Load()
+	agent, agentErr := content.ParseAgentVersion(req.AgentVersion)
+
+	e.mu.Lock()
+	id, org := e.dev.ID, e.dev.Org
+	wr := store.CheckinWrite{Device: store.Device{ID: id, Platform: req.Platform, OSBuild: req.OSBuild, AgentVersion: req.AgentVersion, LastSeen: now}}
+	mustWait := len(req.Events) > 0 || e.dev.Platform != req.Platform || e.dev.AgentVersion != req.AgentVersion || e.dev.OSBuild != req.OSBuild
+	reported := map[string]ChannelReport{}
+	for _, c := range req.Channels {
+		reported[c.Channel] = c
+		old, ok := e.channels[c.Channel]
+		if !ok || old.ActiveVersion != c.ActiveVersion || old.LKGVersion != c.LKGVersion || old.State != c.State {
+			dc := store.DeviceChannel{Device: id, Channel: c.Channel, ActiveVersion: c.ActiveVersion, LKGVersion: c.LKGVersion, State: c.State, UpdatedAt: now}
+			wr.Channels = append(wr.Channels, dc)
+			mustWait = true
+		}
+	}
+	lastSeq := e.dev.LastSeq
+	e.mu.Unlock()
+
+	stratum := req.Platform + "/" + req.AgentVersion + "/" + req.OSBuild
+	window := now.Truncate(s.cfg.CounterWindow)
+	for _, ev := range req.Events {
+		if ev.Seq <= lastSeq {
+			continue // already stored; the store would drop it too
+		}
+		t := ev.Time
+		if t.IsZero() || t.After(now.Add(5*time.Minute)) || t.Before(now.Add(-7*24*time.Hour)) {
+			t = now // a device clock is not trusted for windows
+		}
+		se := store.Event{Device: id, Seq: ev.Seq, Time: t, Type: ev.Type, Channel: ev.Channel, Version: ev.Version, Reason: ev.Reason, Counts: ev.Counts}
+		se.Counters = s.eventCounters(sn, org, stratum, t.Truncate(s.cfg.CounterWindow), ev)
+		wr.Events = append(wr.Events, se)
+	}
+	for _, c := range req.Channels {
+		for _, k := range s.cells(sn, org, stratum, window, c.Channel, c.ActiveVersion) {
+			k.Metric = prefix(k.Metric, "heartbeat")
+			wr.Heartbeat = append(wr.Heartbeat, k)
+		}
+	}
+
+	resp := CheckinResponse{Channels: []ChannelDesired{}, AckSeq: lastSeq}
+	for _, ch := range sn.channelIDs {
+		rels := sn.releases[ch]
+		rep, hasRep := reported[ch]
+		var views []rollout.ReleaseView
+		byVersion := map[uint64]*releaseInfo{}
+		for _, ri := range rels {
+			if ri.targetsDevice(req.Platform, agent, agentErr == nil) {
+				views = append(views, ri.view)
+				byVersion[ri.rel.Version] = ri
+			}
+		}
+		if len(views) == 0 && !hasRep {
+			continue
+		}
+		chInfo := sn.channels[ch]
+		dv := rollout.DeviceView{Position: rollout.CohortPosition(id, ch), Track: sn.track(org, ch), Active: rep.ActiveVersion,
+			Internal: false}
+		d := rollout.Desired(now, views, dv, chInfo.Unpausable, nil)
+		cd := ChannelDesired{Channel: ch, DesiredVersion: d.Version, Release: d.Release, Reason: d.Reason}
+		if ri, ok := byVersion[d.Version]; ok && d.Version != 0 {
+			vendor, name, _ := strings.Cut(ch, "/")
+			target := fmt.Sprintf("%s/%s/%d.bundle", vendor, name, d.Version)
+			cd.Artifact = &Artifact{URL: s.cfg.BaseURL + "/v1/artifacts/" + ch + "/" + strconv.FormatUint(d.Version, 10),
+				SHA256: ri.sha256, Size: ri.size, Target: target}
+		}
+		resp.Channels = append(resp.Channels, cd)
+	}
+
+	req2 := &writeReq{checkin: &wr}
+	if mustWait {
+		req2.done = make(chan writeResult, 1)
+	}
+	if err := s.writer.submit(req2); err != nil {
+		return busy()
+	}
+	if mustWait {
+		res := <-req2.done
+		if res.err != nil {
+			if errors.Is(res.err, store.ErrUnavailable) {
+				return unavailable(res.err)
+			}
+			if isNotFound(res.err) {
+				s.forgetDevice(id)
+				return errUnauthorized
+			}
+			return storeError("check-in", res.err)
+		}
+		resp.AckSeq = res.res.LastSeq
+		e.mu.Lock()
+		e.dev.LastSeq = max(e.dev.LastSeq, res.res.LastSeq)
+		e.dev.Platform, e.dev.OSBuild, e.dev.AgentVersion = req.Platform, req.OSBuild, req.AgentVersion
+		for _, c := range wr.Channels {
+			e.channels[c.Channel] = c
+		}
+		e.mu.Unlock()
+	}
+	// Jitter spreads the fleet so it never checks in, or retries, in step.
+	base := float64(s.cfg.CheckinInterval) / float64(time.Second)
+	resp.NextCheckinS = max(1, int(base*(0.8+0.4*rand.Float64())))
+	writeJSON(w, http.StatusOK, resp)
+	return nil
+}
+
+func prefix(metric, name string) string {
+	if metric == "control" {
+		return "control-" + name
+	}
+	return name
+}
+
+// cells names the counter cells that a device on version v of a channel
+// feeds: the release of v itself, and, when another release is rolling out
+// on the channel, that release's control group.
+func (s *Server) cells(sn *snapshot, org, stratum string, window time.Time, channel string, v uint64) []store.CounterKey {
+	var out []store.CounterKey
+	for _, ri := range sn.releases[channel] {
+		switch {
+		case ri.rel.Version == v:
+			out = append(out, store.CounterKey{Release: ri.rel.ID, Wave: ri.rel.Wave, Org: org, Stratum: stratum, Window: window, Metric: "treatment"})
+		case ri.rel.State == store.ReleaseRollingOut:
+			out = append(out, store.CounterKey{Release: ri.rel.ID, Wave: ri.rel.Wave, Org: org, Stratum: stratum, Window: window, Metric: "control"})
+		}
+	}
+	return out
+}
+
+func (s *Server) eventCounters(sn *snapshot, org, stratum string, window time.Time, ev EventReport) []store.Counter {
+	if ev.Channel == "" {
+		return nil
+	}
+	var out []store.Counter
+	for _, k := range s.cells(sn, org, stratum, window, ev.Channel, ev.Version) {
+		if ev.Type == "actions" {
+			for _, a := range []string{"log", "alert", "block"} {
+				if n := ev.Counts[a]; n > 0 {
+					kk := k
+					kk.Metric = prefix(k.Metric, "action-"+a)
+					out = append(out, store.Counter{CounterKey: kk, Value: n})
+				}
+			}
+			continue
+		}
+		k.Metric = prefix(k.Metric, ev.Type)
+		out = append(out, store.Counter{CounterKey: k, Value: 1})
+	}
+	return out
+}
+
+// handleArtifact serves an artifact's bytes to enrolled devices.
+func (s *Server) handleArtifact(w http.ResponseWriter, r *http.Request) error {
+	if _, err := s.authDevice(r.Context(), r); err != nil {
+		return err
+	}
+	ch := r.PathValue("vendor") + "/" + r.PathValue("channel")
+	v, err := strconv.ParseUint(r.PathValue("version"), 10, 63)
+	if err != nil || !validChannelID(ch) {
+		return badRequest("want /v1/artifacts/VENDOR/CHANNEL/VERSION")
+	}
+	// Only versions with a release are served: a device cannot fetch an
+	// artifact nobody decided to ship.
+	sn := s.snap.Load()
+	released := false
+	for _, ri := range sn.releases[ch] {
+		released = released || (ri.rel.Version == v && ri.rel.State != store.ReleaseHalted)
+	}
+	if !released {
+		return notFound("no released artifact %s@%d", ch, v)
+	}
+	a, err := s.store.GetArtifact(r.Context(), ch, v)
+	if err != nil {
+		return storeError(fmt.Sprintf("artifact %s@%d", ch, v), err)
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Length", strconv.FormatInt(int64(len(a.Bytes)), 10))
+	w.Header().Set("X-Ringfence-SHA256", a.SHA256)
+	w.WriteHeader(http.StatusOK)
+	_, err = w.Write(a.Bytes)
+	return err
+}

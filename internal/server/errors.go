@@ -1,0 +1,147 @@
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+
+	"github.com/ringfence/ringfence/internal/store"
+)
+
+// HTTPError is an error a client may see: Code is the HTTP status, Msg a
+// short stable text, Detail what was wrong and where. Err is internal and
+// only logged.
+type HTTPError struct {
+	Code       int
+	Msg        string
+	Detail     string
+	Err        error
+	RetryAfter int // seconds, for 503
+}
+
+func (e *HTTPError) Error() string {
+	if e.Err != nil {
+		return fmt.Sprintf("%d %s: %s: %v", e.Code, e.Msg, e.Detail, e.Err)
+	}
+	return fmt.Sprintf("%d %s: %s", e.Code, e.Msg, e.Detail)
+}
+
+func (e *HTTPError) Unwrap() error { return e.Err }
+
+func badRequest(format string, args ...any) *HTTPError {
+	return &HTTPError{Code: http.StatusBadRequest, Msg: "bad request", Detail: fmt.Sprintf(format, args...)}
+}
+
+func notFound(format string, args ...any) *HTTPError {
+	return &HTTPError{Code: http.StatusNotFound, Msg: "not found", Detail: fmt.Sprintf(format, args...)}
+}
+
+func forbidden(format string, args ...any) *HTTPError {
+	return &HTTPError{Code: http.StatusForbidden, Msg: "forbidden", Detail: fmt.Sprintf(format, args...)}
+}
+
+func conflict(format string, args ...any) *HTTPError {
+	return &HTTPError{Code: http.StatusConflict, Msg: "conflict", Detail: fmt.Sprintf(format, args...)}
+}
+
+var errUnauthorized = &HTTPError{Code: http.StatusUnauthorized, Msg: "unauthorized", Detail: "missing, unknown or revoked credential"}
+
+// storeError maps a store error to what the client may see.
+func storeError(what string, err error) *HTTPError {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return notFound("%s does not exist", what)
+	case errors.Is(err, store.ErrConflict):
+		return conflict("%s already exists", what)
+	case errors.Is(err, store.ErrStale):
+		return conflict("%s was changed concurrently; retry", what)
+	case errors.Is(err, store.ErrUnavailable):
+		return unavailable(err)
+	}
+	return &HTTPError{Code: http.StatusInternalServerError, Msg: "internal error", Detail: "the server could not complete the request", Err: err}
+}
+
+func unavailable(err error) *HTTPError {
+	return &HTTPError{Code: http.StatusServiceUnavailable, Msg: "unavailable", Detail: "the store is unreachable; retry later", Err: err, RetryAfter: 30}
+}
+
+// handler is an http.Handler that returns its error; serve renders it.
+type handler func(w http.ResponseWriter, r *http.Request) error
+
+func (s *Server) serve(h handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if p := recover(); p != nil {
+				s.log.Error("panic in handler", "path", r.URL.Path, "panic", p)
+				writeError(w, &HTTPError{Code: http.StatusInternalServerError, Msg: "internal error", Detail: "the server could not complete the request"})
+			}
+		}()
+		err := h(w, r)
+		if err == nil {
+			return
+		}
+		var he *HTTPError
+		if !errors.As(err, &he) {
+			he = storeError("resource", err)
+		}
+		if he.Code >= 500 {
+			s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "status", he.Code, "err", he.Err)
+		} else {
+			s.log.Debug("request refused", "method", r.Method, "path", r.URL.Path, "status", he.Code, "detail", he.Detail)
+		}
+		writeError(w, he)
+	})
+}
+
+func writeError(w http.ResponseWriter, he *HTTPError) {
+	if he.RetryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(he.RetryAfter))
+	}
+	writeJSON(w, he.Code, map[string]string{"error": he.Msg, "detail": he.Detail})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	if err := json.NewEncoder(w).Encode(v); err != nil {
+		slog.Debug("write response", "err", err)
+	}
+}
+
+// maxBody caps request bodies: a check-in is small; a bundle upload may
+// be as large as a content source.
+const (
+	maxCheckinBody = 1 << 20
+	maxAdminBody   = 9 << 20
+)
+
+// decodeJSON reads a JSON body strictly: size-capped, unknown fields
+// refused, one value only. Errors name the field or offset.
+func decodeJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) error {
+	r.Body = http.MaxBytesReader(w, r.Body, limit)
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		var se *json.SyntaxError
+		var te *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &mbe):
+			return &HTTPError{Code: http.StatusRequestEntityTooLarge, Msg: "request too large", Detail: fmt.Sprintf("body is larger than %d bytes", limit)}
+		case errors.As(err, &se):
+			return badRequest("malformed JSON at byte offset %d: %v", se.Offset, err)
+		case errors.As(err, &te):
+			return badRequest("field %q: want %s, got JSON %s (byte offset %d)", te.Field, te.Type, te.Value, te.Offset)
+		}
+		return badRequest("malformed JSON body: %v", err)
+	}
+	if dec.More() {
+		return badRequest("trailing data after the JSON body")
+	}
+	return nil
+}
+
+func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }

@@ -1,0 +1,193 @@
+// Package server is Ringfence's control plane over HTTP: the device API
+// (enrolment, check-in, artifact download), the admin API, health and
+// readiness. Check-ins are served from an in-memory snapshot of releases
+// and policies and written to the store in batches; nothing on the
+// check-in path runs an aggregate query.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ringfence/ringfence/internal/content"
+	"github.com/ringfence/ringfence/internal/store"
+)
+
+// Config holds the server's tunables; zero values take the defaults.
+type Config struct {
+	// CheckinInterval is the base interval the server asks devices to
+	// wait between check-ins; each response jitters it by ±20%.
+	CheckinInterval time.Duration
+	// CounterWindow is the width of telemetry aggregation windows.
+	CounterWindow time.Duration
+	// SnapshotRefresh is how often the release snapshot is rebuilt from
+	// the store, so that replicas see each other's changes.
+	SnapshotRefresh time.Duration
+	// BaseURL prefixes artifact URLs; empty means relative URLs.
+	BaseURL string
+	// Catalog is what bundles are validated against at publish.
+	Catalog *content.Catalog
+}
+
+func (c *Config) defaults() {
+	if c.CheckinInterval == 0 {
+		c.CheckinInterval = 5 * time.Minute
+	}
+	if c.CounterWindow == 0 {
+		c.CounterWindow = time.Minute
+	}
+	if c.SnapshotRefresh == 0 {
+		c.SnapshotRefresh = 5 * time.Second
+	}
+	if c.Catalog == nil {
+		c.Catalog = &content.Catalog{Types: map[content.TypeRef]*content.TemplateType{}}
+	}
+}
+
+// Server is the control plane.
+type Server struct {
+	cfg   Config
+	store store.Store
+	now   func() time.Time
+	log   *slog.Logger
+
+	snap    atomic.Pointer[snapshot]
+	rebuild chan struct{}
+	devices sync.Map // device id -> *deviceEntry
+	writer  *batchWriter
+
+	ready atomic.Bool
+}
+
+// New builds a server on a store. now is the clock (time.Now in
+// production, a fake in tests).
+func New(cfg Config, st store.Store, now func() time.Time, log *slog.Logger) *Server {
+	cfg.defaults()
+	s := &Server{cfg: cfg, store: st, now: now, log: log, rebuild: make(chan struct{}, 1)}
+	s.writer = newBatchWriter(st, log)
+	s.snap.Store(&snapshot{})
+	return s
+}
+
+// Start loads the first snapshot and starts the background loops; they
+// stop when ctx is done.
+func (s *Server) Start(ctx context.Context) error {
+	if err := s.refresh(ctx); err != nil {
+		s.log.Warn("first snapshot failed; will retry", "err", err)
+	}
+	go s.writer.run(ctx)
+	go s.snapshotLoop(ctx)
+	return nil
+}
+
+// Drain waits until every queued check-in write is stored.
+func (s *Server) Drain() { s.writer.drain() }
+
+func (s *Server) snapshotLoop(ctx context.Context) {
+	t := time.NewTicker(s.cfg.SnapshotRefresh)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-s.rebuild:
+		}
+		if err := s.refresh(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("snapshot refresh failed", "err", err)
+		}
+	}
+}
+
+// changed asks for a snapshot rebuild after an admin change; it also
+// rebuilds synchronously so the caller's next request sees the change.
+func (s *Server) changed(ctx context.Context) {
+	if err := s.refresh(ctx); err != nil {
+		s.log.Warn("snapshot refresh failed", "err", err)
+		select {
+		case s.rebuild <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Handler returns the HTTP API.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.Handle("GET /readyz", s.serve(s.handleReady))
+
+	mux.Handle("POST /v1/enroll", s.serve(s.handleEnroll))
+	mux.Handle("POST /v1/checkin", s.serve(s.handleCheckin))
+	mux.Handle("GET /v1/artifacts/{vendor}/{channel}/{version}", s.serve(s.handleArtifact))
+
+	s.adminRoutes(mux)
+	mux.Handle("/", s.serve(func(w http.ResponseWriter, r *http.Request) error {
+		return notFound("no such endpoint: %s %s", r.Method, r.URL.Path)
+	}))
+	return mux
+}
+
+func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) error {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.store.Ping(ctx); err != nil {
+		return &HTTPError{Code: http.StatusServiceUnavailable, Msg: "not ready", Detail: "store unreachable or schema not migrated", Err: err, RetryAfter: 5}
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	return nil
+}
+
+// ListenAndServe serves on addr until ctx is done, then shuts down
+// gracefully: it stops accepting, finishes requests in flight and flushes
+// queued writes. ready, if not nil, receives the bound address.
+func (s *Server) ListenAndServe(ctx context.Context, addr string, ready func(net.Addr)) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	defer stop()
+	if err := s.Start(runCtx); err != nil {
+		return err
+	}
+	hs := &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	s.log.Info("serving", "addr", ln.Addr().String())
+	if ready != nil {
+		ready(ln.Addr())
+	}
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	s.log.Info("shutting down")
+	shutCtx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	err = hs.Shutdown(shutCtx)
+	s.writer.drain()
+	stop()
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}

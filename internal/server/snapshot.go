@@ -1,0 +1,164 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/ringfence/ringfence/internal/content"
+	"github.com/ringfence/ringfence/internal/rollout"
+	"github.com/ringfence/ringfence/internal/store"
+)
+
+// snapshot is the read-only view check-ins are answered from. It is
+// rebuilt whole and swapped atomically; a check-in never waits for it.
+type snapshot struct {
+	builtAt  time.Time
+	tenants  map[string]store.Tenant
+	channels map[string]store.Channel
+	// releases per channel, ascending version
+	releases map[string][]*releaseInfo
+	byID     map[string]*releaseInfo
+	policies map[policyKey]rollout.Track
+	// channel order for responses
+	channelIDs []string
+}
+
+type policyKey struct{ org, channel string }
+
+type releaseInfo struct {
+	rel     store.Release
+	view    rollout.ReleaseView
+	sha256  string
+	size    int64
+	targets content.Targets
+	// kind-specific: content bundles know their targets; nil means all
+	hasTargets bool
+}
+
+// artifactMeta caches what the snapshot needs of an artifact, keyed by
+// channel and version: artifacts are immutable, so it never goes stale.
+type artifactMeta struct {
+	sha256     string
+	size       int64
+	targets    content.Targets
+	hasTargets bool
+}
+
+var metaCache sync.Map // "channel@version" -> artifactMeta
+
+func (s *Server) refresh(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	sn := &snapshot{
+		builtAt:  s.now(),
+		tenants:  map[string]store.Tenant{},
+		channels: map[string]store.Channel{},
+		releases: map[string][]*releaseInfo{},
+		byID:     map[string]*releaseInfo{},
+		policies: map[policyKey]rollout.Track{},
+	}
+	ts, err := s.store.ListTenants(ctx)
+	if err != nil {
+		return fmt.Errorf("snapshot tenants: %w", err)
+	}
+	for _, t := range ts {
+		sn.tenants[t.ID] = t
+	}
+	cs, err := s.store.ListChannels(ctx, "")
+	if err != nil {
+		return fmt.Errorf("snapshot channels: %w", err)
+	}
+	for _, c := range cs {
+		sn.channels[c.ID] = c
+		sn.channelIDs = append(sn.channelIDs, c.ID)
+	}
+	ps, err := s.store.AllPolicies(ctx)
+	if err != nil {
+		return fmt.Errorf("snapshot policies: %w", err)
+	}
+	for _, p := range ps {
+		tr, err := rollout.ParseTrack(p.Track)
+		if err != nil {
+			s.log.Warn("stored policy has a bad track; using ga", "org", p.Org, "channel", p.Channel, "track", p.Track)
+			tr = rollout.DefaultTrack
+		}
+		sn.policies[policyKey{p.Org, p.Channel}] = tr
+	}
+	rs, err := s.store.ListReleases(ctx, "")
+	if err != nil {
+		return fmt.Errorf("snapshot releases: %w", err)
+	}
+	for _, r := range rs {
+		meta, err := s.artifactMeta(ctx, r.Channel, r.Version)
+		if err != nil {
+			return fmt.Errorf("snapshot release %s: %w", r.ID, err)
+		}
+		plan, err := rollout.ParsePlan(r.Plan)
+		if err != nil {
+			s.log.Warn("stored release has a bad plan; it is skipped", "release", r.ID, "err", err)
+			continue
+		}
+		ri := &releaseInfo{rel: r, sha256: meta.sha256, size: meta.size, targets: meta.targets, hasTargets: meta.hasTargets,
+			view: rollout.ReleaseView{ID: r.ID, Version: r.Version, State: rollout.ReleaseState(r.State), Wave: r.Wave, Plan: plan, CompletedAt: r.CompletedAt}}
+		sn.releases[r.Channel] = append(sn.releases[r.Channel], ri)
+		sn.byID[r.ID] = ri
+	}
+	for _, l := range sn.releases {
+		slices.SortFunc(l, func(a, b *releaseInfo) int { return compareU64(a.rel.Version, b.rel.Version) })
+	}
+	s.snap.Store(sn)
+	s.ready.Store(true)
+	return nil
+}
+
+func compareU64(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func (s *Server) artifactMeta(ctx context.Context, channel string, version uint64) (artifactMeta, error) {
+	key := fmt.Sprintf("%s@%d", channel, version)
+	if m, ok := metaCache.Load(key); ok {
+		return m.(artifactMeta), nil
+	}
+	a, err := s.store.GetArtifact(ctx, channel, version)
+	if err != nil {
+		return artifactMeta{}, err
+	}
+	m := artifactMeta{sha256: a.SHA256, size: a.Size}
+	if content.IsCompiled(a.Bytes) {
+		if c, err := content.Unmarshal(a.Bytes); err == nil {
+			if t, err := content.TargetsOf(c); err == nil {
+				m.targets, m.hasTargets = t, true
+			}
+		}
+	}
+	metaCache.Store(key, m)
+	return m, nil
+}
+
+// targets reports whether a release's artifact is meant for the device.
+func (ri *releaseInfo) targetsDevice(platform string, agent content.AgentVersion, agentOK bool) bool {
+	if !ri.hasTargets {
+		return true
+	}
+	if !agentOK {
+		return false
+	}
+	return ri.targets.Matches(&content.Manifest{Platform: platform, AgentVersion: agent})
+}
+
+func (sn *snapshot) track(org, channel string) rollout.Track {
+	if t, ok := sn.policies[policyKey{org, channel}]; ok {
+		return t
+	}
+	return rollout.DefaultTrack
+}
