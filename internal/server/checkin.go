@@ -151,29 +151,29 @@ func (s *Server) handleCheckin(w http.ResponseWriter, r *http.Request) error {
 	if err := req.validate(); err != nil {
 		return err
 	}
-	if req.DeviceID != "" && req.DeviceID != e.dev.ID {
+	if req.DeviceID != "" && req.DeviceID != e.id {
 		return badRequest("device_id %q does not match the credential", req.DeviceID)
 	}
 	now := s.now()
 	sn := s.snap.Load()
 	agent, agentErr := content.ParseAgentVersion(req.AgentVersion)
 
-	e.mu.Lock()
-	id, org := e.dev.ID, e.dev.Org
+	s.devices.lock(e)
+	id, org := e.id, e.org
 	wr := store.CheckinWrite{Device: store.Device{ID: id, Platform: req.Platform, OSBuild: req.OSBuild, AgentVersion: req.AgentVersion, LastSeen: now}}
-	mustWait := len(req.Events) > 0 || e.dev.Platform != req.Platform || e.dev.AgentVersion != req.AgentVersion || e.dev.OSBuild != req.OSBuild
+	mustWait := len(req.Events) > 0 || e.facts != factsOf(req.Platform, req.OSBuild, req.AgentVersion)
 	reported := map[string]ChannelReport{}
 	for _, c := range req.Channels {
 		reported[c.Channel] = c
-		old, ok := e.channels[c.Channel]
-		if !ok || old.ActiveVersion != c.ActiveVersion || old.LKGVersion != c.LKGVersion || old.State != c.State {
+		old, ok := e.channel(c.Channel)
+		if !ok || old.active != c.ActiveVersion || old.lkg != c.LKGVersion || old.state != c.State {
 			dc := store.DeviceChannel{Device: id, Channel: c.Channel, ActiveVersion: c.ActiveVersion, LKGVersion: c.LKGVersion, State: c.State, UpdatedAt: now}
 			wr.Channels = append(wr.Channels, dc)
 			mustWait = true
 		}
 	}
-	lastSeq := e.dev.LastSeq
-	e.mu.Unlock()
+	lastSeq := e.lastSeq
+	s.devices.unlock(e)
 
 	stratum := req.Platform + "/" + req.AgentVersion + "/" + req.OSBuild
 	window := now.Truncate(s.cfg.CounterWindow)
@@ -189,12 +189,22 @@ func (s *Server) handleCheckin(w http.ResponseWriter, r *http.Request) error {
 		se.Counters = s.eventCounters(sn, org, stratum, t.Truncate(s.cfg.CounterWindow), ev)
 		wr.Events = append(wr.Events, se)
 	}
-	for _, c := range req.Channels {
-		for _, k := range s.cells(sn, org, stratum, window, c.Channel, c.ActiveVersion) {
-			k.Metric = prefix(k.Metric, "heartbeat")
-			wr.Heartbeat = append(wr.Heartbeat, k)
+	// One heartbeat per device and window, however often it checks in.
+	var beats []store.CounterKey
+	win := now.UnixNano() / int64(s.cfg.CounterWindow)
+	s.devices.lock(e)
+	countBeat := e.hbWindow < win
+	e.hbWindow = max(e.hbWindow, win)
+	s.devices.unlock(e)
+	if countBeat {
+		for _, c := range req.Channels {
+			for _, k := range s.cells(sn, org, stratum, window, c.Channel, c.ActiveVersion) {
+				k.Metric = prefix(k.Metric, "heartbeat")
+				beats = append(beats, k)
+			}
 		}
 	}
+	s.hb.touch(id, now, beats)
 
 	resp := CheckinResponse{Channels: []ChannelDesired{}, AckSeq: lastSeq}
 	for _, ch := range sn.channelIDs {
@@ -225,14 +235,11 @@ func (s *Server) handleCheckin(w http.ResponseWriter, r *http.Request) error {
 		resp.Channels = append(resp.Channels, cd)
 	}
 
-	req2 := &writeReq{checkin: &wr}
 	if mustWait {
-		req2.done = make(chan writeResult, 1)
-	}
-	if err := s.writer.submit(req2); err != nil {
-		return busy()
-	}
-	if mustWait {
+		req2 := &writeReq{checkin: &wr, done: make(chan writeResult, 1)}
+		if err := s.writer.submit(req2); err != nil {
+			return busy()
+		}
 		res := <-req2.done
 		if res.err != nil {
 			if errors.Is(res.err, store.ErrUnavailable) {
@@ -245,13 +252,13 @@ func (s *Server) handleCheckin(w http.ResponseWriter, r *http.Request) error {
 			return storeError("check-in", res.err)
 		}
 		resp.AckSeq = res.res.LastSeq
-		e.mu.Lock()
-		e.dev.LastSeq = max(e.dev.LastSeq, res.res.LastSeq)
-		e.dev.Platform, e.dev.OSBuild, e.dev.AgentVersion = req.Platform, req.OSBuild, req.AgentVersion
+		s.devices.lock(e)
+		e.lastSeq = max(e.lastSeq, res.res.LastSeq)
+		e.facts = factsOf(req.Platform, req.OSBuild, req.AgentVersion)
 		for _, c := range wr.Channels {
-			e.channels[c.Channel] = c
+			e.setChannel(c)
 		}
-		e.mu.Unlock()
+		s.devices.unlock(e)
 	}
 	// Jitter spreads the fleet so it never checks in, or retries, in step.
 	base := float64(s.cfg.CheckinInterval) / float64(time.Second)

@@ -10,18 +10,125 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unique"
 
 	"github.com/ringfence/ringfence/internal/store"
 )
 
-// deviceEntry caches one device for the check-in path. The store stays
-// the authority: entries expire, so a revocation made on another replica
-// takes effect within deviceTTL.
+// deviceEntry caches one device for the check-in path, compactly (about
+// 250 bytes with its map slot): a fleet lives in memory. What devices share
+// (organisation, platform/OS/agent facts, channel names) is interned. Its
+// mutable fields are guarded by its shard's lock. The store stays the
+// authority: entries expire, so a revocation made on another replica takes
+// effect within deviceTTL.
 type deviceEntry struct {
-	mu       sync.Mutex
-	dev      store.Device
-	channels map[string]store.DeviceChannel
-	loadedAt time.Time
+	id       string
+	org      string
+	credHash [sha256.Size]byte
+	facts    unique.Handle[deviceFacts]
+	lastSeq  uint64
+	loadedAt int64 // unix nanoseconds
+	channels []chanState
+	hbWindow int64 // last heartbeat window counted, in windows since the epoch
+	revoked  bool
+	shard    uint8
+}
+
+type deviceFacts struct{ platform, osBuild, agent string }
+
+type chanState struct {
+	channel, state string
+	active, lkg    uint64
+}
+
+func intern(s string) string { return unique.Make(s).Value() }
+
+func factsOf(platform, osBuild, agent string) unique.Handle[deviceFacts] {
+	return unique.Make(deviceFacts{platform, osBuild, agent})
+}
+
+func newDeviceEntry(d store.Device, chs []store.DeviceChannel, now time.Time) *deviceEntry {
+	e := &deviceEntry{id: d.ID, org: intern(d.Org), revoked: d.Revoked, facts: factsOf(d.Platform, d.OSBuild, d.AgentVersion),
+		lastSeq: d.LastSeq, loadedAt: now.UnixNano()}
+	if b, err := hex.DecodeString(d.CredHash); err == nil && len(b) == sha256.Size {
+		copy(e.credHash[:], b)
+	}
+	for _, c := range chs {
+		e.setChannel(c)
+	}
+	return e
+}
+
+func (e *deviceEntry) channel(ch string) (chanState, bool) {
+	for _, c := range e.channels {
+		if c.channel == ch {
+			return c, true
+		}
+	}
+	return chanState{}, false
+}
+
+func (e *deviceEntry) setChannel(c store.DeviceChannel) {
+	cs := chanState{channel: intern(c.Channel), state: intern(c.State), active: c.ActiveVersion, lkg: c.LKGVersion}
+	for i := range e.channels {
+		if e.channels[i].channel == cs.channel {
+			e.channels[i] = cs
+			return
+		}
+	}
+	e.channels = append(e.channels, cs)
+}
+
+// deviceCache is a sharded map: one lock per shard keeps concurrent
+// check-ins from queueing on a single mutex, and plain maps cost far less
+// per entry than sync.Map.
+type deviceCache struct {
+	shards [64]struct {
+		sync.RWMutex
+		m map[string]*deviceEntry
+	}
+}
+
+func (c *deviceCache) shard(id string) int {
+	h := uint32(2166136261)
+	for i := 0; i < len(id); i++ {
+		h = (h ^ uint32(id[i])) * 16777619
+	}
+	return int(h % uint32(len(c.shards)))
+}
+
+func (c *deviceCache) get(id string) *deviceEntry {
+	sh := &c.shards[c.shard(id)]
+	sh.RLock()
+	defer sh.RUnlock()
+	return sh.m[id]
+}
+
+// lock and unlock guard an entry's mutable fields.
+func (c *deviceCache) lock(e *deviceEntry)   { c.shards[e.shard].Lock() }
+func (c *deviceCache) unlock(e *deviceEntry) { c.shards[e.shard].Unlock() }
+
+// put stores e unless an entry exists, and returns the one kept.
+func (c *deviceCache) put(e *deviceEntry) *deviceEntry {
+	e.shard = uint8(c.shard(e.id))
+	sh := &c.shards[e.shard]
+	sh.Lock()
+	defer sh.Unlock()
+	if sh.m == nil {
+		sh.m = map[string]*deviceEntry{}
+	}
+	if old, ok := sh.m[e.id]; ok {
+		return old
+	}
+	sh.m[e.id] = e
+	return e
+}
+
+func (c *deviceCache) delete(id string) {
+	sh := &c.shards[c.shard(id)]
+	sh.Lock()
+	defer sh.Unlock()
+	delete(sh.m, id)
 }
 
 const deviceTTL = time.Minute
@@ -60,23 +167,24 @@ func (s *Server) authDevice(ctx context.Context, r *http.Request) (*deviceEntry,
 	if err != nil {
 		return nil, err
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if subtle.ConstantTimeCompare([]byte(hashSecret(sec)), []byte(e.dev.CredHash)) != 1 {
+	s.devices.lock(e)
+	defer s.devices.unlock(e)
+	got := sha256.Sum256([]byte(sec))
+	if subtle.ConstantTimeCompare(got[:], e.credHash[:]) != 1 {
 		return nil, errUnauthorized
 	}
-	if e.dev.Revoked {
+	if e.revoked {
 		return nil, forbidden("device %s is revoked; enrol it again", id)
 	}
 	return e, nil
 }
 
 func (s *Server) device(ctx context.Context, id string) (*deviceEntry, error) {
-	if v, ok := s.devices.Load(id); ok {
-		e := v.(*deviceEntry)
-		e.mu.Lock()
-		fresh := s.now().Sub(e.loadedAt) < deviceTTL
-		e.mu.Unlock()
+	now := s.now()
+	if e := s.devices.get(id); e != nil {
+		s.devices.lock(e)
+		fresh := now.UnixNano()-e.loadedAt < int64(deviceTTL)
+		s.devices.unlock(e)
 		if fresh {
 			return e, nil
 		}
@@ -92,22 +200,18 @@ func (s *Server) device(ctx context.Context, id string) (*deviceEntry, error) {
 	if err != nil {
 		return nil, storeError("device", err)
 	}
-	e := &deviceEntry{dev: d, channels: map[string]store.DeviceChannel{}, loadedAt: s.now()}
-	for _, c := range chs {
-		e.channels[c.Channel] = c
-	}
-	if v, loaded := s.devices.LoadOrStore(id, e); loaded {
-		old := v.(*deviceEntry)
-		old.mu.Lock()
-		// Keep newer in-memory state (a write may be queued), but take the
-		// stored revocation.
-		old.dev.Revoked = d.Revoked
-		old.loadedAt = s.now()
-		old.mu.Unlock()
-		return old, nil
+	e := newDeviceEntry(d, chs, now)
+	if kept := s.devices.put(e); kept != e {
+		s.devices.lock(kept)
+		// Keep the newer in-memory state (a write may be queued), but take
+		// the stored revocation.
+		kept.revoked = d.Revoked
+		kept.loadedAt = now.UnixNano()
+		s.devices.unlock(kept)
+		return kept, nil
 	}
 	return e, nil
 }
 
 // forgetDevice drops a cached device after an admin change.
-func (s *Server) forgetDevice(id string) { s.devices.Delete(id) }
+func (s *Server) forgetDevice(id string) { s.devices.delete(id) }

@@ -58,7 +58,7 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) error {
 	if res := <-done; res.err != nil {
 		return storeError("device", res.err)
 	}
-	s.devices.Store(id, &deviceEntry{dev: d, channels: map[string]store.DeviceChannel{}, loadedAt: now})
+	s.devices.put(newDeviceEntry(d, nil, now))
 	writeJSON(w, http.StatusCreated, enrollResponse{DeviceID: id, Credential: id + "." + sec, Org: tok.Org,
 		CheckinInterval: int(s.cfg.CheckinInterval / time.Second)})
 	return nil

@@ -60,8 +60,10 @@ type Server struct {
 
 	snap    atomic.Pointer[snapshot]
 	rebuild chan struct{}
-	devices sync.Map // device id -> *deviceEntry
+	devices deviceCache
 	writer  *batchWriter
+	hb      heartbeats
+	hbMu    sync.Mutex
 
 	ready atomic.Bool
 }
@@ -84,11 +86,18 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	go s.writer.run(ctx)
 	go s.snapshotLoop(ctx)
+	go s.heartbeatLoop(ctx)
 	return nil
 }
 
-// Drain waits until every queued check-in write is stored.
-func (s *Server) Drain() { s.writer.drain() }
+// Drain waits until every queued check-in write is stored and writes the
+// pending heartbeats.
+func (s *Server) Drain() {
+	s.writer.drain()
+	if err := s.flushHeartbeats(context.Background()); err != nil {
+		s.log.Warn("heartbeats not written", "err", err)
+	}
+}
 
 func (s *Server) snapshotLoop(ctx context.Context) {
 	t := time.NewTicker(s.cfg.SnapshotRefresh)
@@ -184,7 +193,7 @@ func (s *Server) ListenAndServe(ctx context.Context, addr string, ready func(net
 	shutCtx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	err = hs.Shutdown(shutCtx)
-	s.writer.drain()
+	s.Drain()
 	stop()
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil

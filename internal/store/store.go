@@ -226,6 +226,12 @@ type CheckinWrite struct {
 	Heartbeat []CounterKey
 }
 
+// DeviceSeen is a device's latest check-in time.
+type DeviceSeen struct {
+	ID       string
+	LastSeen time.Time
+}
+
 // CheckinResult says, per write, which events were new (the rest were
 // retries already stored).
 type CheckinResult struct {
@@ -300,6 +306,10 @@ type Store interface {
 	// device last-seen and reported state, new events (those above the
 	// device's stored sequence number) and counter increments for them.
 	ApplyCheckins(ctx context.Context, ws []CheckinWrite) ([]CheckinResult, error)
+	// TouchDevices records last-seen times (never moving one back) and
+	// adds counter increments, in one transaction: the server batches the
+	// heartbeats of plain check-ins into it about once a second.
+	TouchDevices(ctx context.Context, seen []DeviceSeen, counters []Counter) error
 	Counters(ctx context.Context, release string) ([]Counter, error)
 
 	// AppendAudit adds an entry to the chain and returns it with its

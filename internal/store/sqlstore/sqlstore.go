@@ -753,6 +753,29 @@ func (s *Store) ApplyCheckins(ctx context.Context, ws []store.CheckinWrite) ([]s
 	return out, nil
 }
 
+func (s *Store) TouchDevices(ctx context.Context, seen []store.DeviceSeen, counters []store.Counter) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		if len(seen) > 0 {
+			stmt, err := tx.PrepareContext(ctx, s.q(`UPDATE devices SET last_seen = ? WHERE id = ? AND last_seen < ?`))
+			if err != nil {
+				return err
+			}
+			defer stmt.Close()
+			for _, d := range seen {
+				if _, err := stmt.ExecContext(ctx, ms(d.LastSeen), d.ID, ms(d.LastSeen)); err != nil {
+					return err
+				}
+			}
+		}
+		for _, c := range counters {
+			if err := s.addCounter(ctx, tx, c); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
 func (s *Store) addCounter(ctx context.Context, tx *sql.Tx, c store.Counter) error {
 	_, err := tx.ExecContext(ctx, s.q(`INSERT INTO counters (release, wave, org, stratum, win, metric, value) VALUES (?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (release, wave, org, stratum, win, metric) DO UPDATE SET value = counters.value + excluded.value`),

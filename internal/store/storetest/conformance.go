@@ -346,6 +346,24 @@ func testCheckins(t *testing.T, s store.Store, _ Hasher) {
 	}
 	_, err = s.ApplyCheckins(ctx, []store.CheckinWrite{{Device: store.Device{ID: "ghost"}}})
 	wantErr(t, err, store.ErrNotFound)
+
+	// Batched heartbeats: last-seen moves forward only; counters add up;
+	// an unknown device in the batch changes nothing and fails nothing.
+	later := t0.Add(time.Minute)
+	must(t, s.TouchDevices(ctx, []store.DeviceSeen{{ID: "dev-1", LastSeen: later}, {ID: "ghost", LastSeen: later}},
+		[]store.Counter{{CounterKey: key("heartbeat"), Value: 41}}))
+	must(t, s.TouchDevices(ctx, []store.DeviceSeen{{ID: "dev-1", LastSeen: t0}}, nil))
+	d, _ = s.GetDevice(ctx, "dev-1")
+	if !d.LastSeen.Equal(later) || d.LastSeq != 2 {
+		t.Errorf("after touches: last seen %v, last seq %d; want %v, 2", d.LastSeen, d.LastSeq, later)
+	}
+	cs, err = s.Counters(ctx, "rel-1")
+	must(t, err)
+	for _, c := range cs {
+		if c.Metric == "heartbeat" && c.Value != 42 {
+			t.Errorf("heartbeat counter = %d, want 42", c.Value)
+		}
+	}
 }
 
 func testAudit(t *testing.T, s store.Store, hash Hasher) {

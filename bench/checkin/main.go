@@ -1,0 +1,328 @@
+// Command checkin measures the control plane's check-in path on the
+// embedded default store: it starts `ringfence server --dev` logic in a
+// child process (so the server's memory is measured alone), enrols
+// -devices devices over loopback HTTP, drives check-ins from all of them
+// over -conns keep-alive connections, and in the same run drives a trivial
+// JSON handler, served by the same child, with the same client as the
+// ceiling. It prints one JSON object last.
+//
+//	go run ./bench/checkin [-devices 100000] [-conns 64] [-duration 20s]
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	_ "net/http/pprof"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/ringfence/ringfence/internal/server"
+	"github.com/ringfence/ringfence/internal/store/sqlstore"
+)
+
+type result struct {
+	Devices               int     `json:"devices"`
+	CheckinsPerS          float64 `json:"checkins_per_s"`
+	P50ms                 float64 `json:"p50_ms"`
+	P99ms                 float64 `json:"p99_ms"`
+	TrivialPerS           float64 `json:"trivial_per_s"`
+	Ratio                 float64 `json:"ratio"`
+	RSSBytes              int64   `json:"rss_bytes"`
+	RSSBytesPer100kDevice int64   `json:"rss_bytes_per_100k_devices"`
+	EnrolPerS             float64 `json:"enrol_per_s"`
+	FirstCheckinsPerS     float64 `json:"first_checkins_per_s"`
+	EventCheckinShare     float64 `json:"event_checkin_share"`
+	Errors                int64   `json:"errors"`
+}
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "-child" {
+		if err := child(os.Args[2]); err != nil {
+			fmt.Fprintln(os.Stderr, "child:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	devices := flag.Int("devices", 100000, "devices to enrol")
+	conns := flag.Int("conns", 64, "keep-alive connections")
+	duration := flag.Duration("duration", 20*time.Second, "how long to drive steady-state check-ins (and the trivial handler)")
+	eventShare := flag.Float64("event-share", 0.01, "share of check-ins carrying an event (written durably before the answer)")
+	flag.Parse()
+	if err := run(*devices, *conns, *duration, *eventShare); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+// child serves the real server and the trivial handler until stdin closes.
+func child(dir string) error {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	st, err := sqlstore.Open(ctx, "", dir)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	cat, err := server.ExampleCatalog()
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	srv := server.New(server.Config{Catalog: cat}, st, time.Now, log)
+
+	trivial, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	go http.Serve(trivial, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var v map[string]any
+		json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&v)
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]any{"ok": true, "next_checkin_s": 300})
+	}))
+	if a := os.Getenv("BENCH_PPROF"); a != "" {
+		go http.ListenAndServe(a, nil) // net/http/pprof, for investigating the server
+	}
+	return srv.ListenAndServe(ctx, "127.0.0.1:0", func(addr net.Addr) {
+		creds, err := srv.SeedDev(ctx, dir, "http://"+addr.String())
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "seed:", err)
+			os.Exit(1)
+		}
+		fmt.Printf("READY %s %s %s\n", addr, trivial.Addr(), creds.EnrollToken)
+	})
+}
+
+func run(devices, conns int, duration time.Duration, eventShare float64) error {
+	dir, err := os.MkdirTemp("", "ringfence-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	cmd := exec.Command(os.Args[0], "-child", dir)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	defer func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+	}()
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		return fmt.Errorf("server did not start: %w", err)
+	}
+	f := strings.Fields(line)
+	if len(f) != 4 || f[0] != "READY" {
+		return fmt.Errorf("unexpected server output %q", line)
+	}
+	base, trivialURL, enroll := "http://"+f[1], "http://"+f[2], f[3]
+	client := &http.Client{Transport: &http.Transport{MaxIdleConns: conns, MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns, IdleConnTimeout: time.Minute}, Timeout: 30 * time.Second}
+
+	// Enrolment.
+	creds := make([]string, devices)
+	t0 := time.Now()
+	var errs atomic.Int64
+	parallel(conns, devices, func(i int) {
+		platform, agent := "windows", []string{"7.10.0", "7.11.0", "7.12.0"}[i%3]
+		body := fmt.Sprintf(`{"token":%q,"platform":%q,"os_build":"22631","agent_version":%q}`, enroll, platform, agent)
+		var resp struct {
+			Credential string `json:"credential"`
+		}
+		if err := post(client, base+"/v1/enroll", "", body, &resp); err != nil {
+			errs.Add(1)
+			return
+		}
+		creds[i] = resp.Credential
+	})
+	enrolRate := float64(devices) / time.Since(t0).Seconds()
+	fmt.Fprintf(os.Stderr, "enrolled %d devices in %v (%d errors)\n", devices, time.Since(t0).Round(time.Millisecond), errs.Load())
+
+	// First check-in of every device: reports its state, written durably.
+	t0 = time.Now()
+	parallel(conns, devices, func(i int) {
+		if creds[i] == "" {
+			return
+		}
+		if err := post(client, base+"/v1/checkin", creds[i], checkinBody(i, 0), nil); err != nil {
+			errs.Add(1)
+		}
+	})
+	firstRate := float64(devices) / time.Since(t0).Seconds()
+	fmt.Fprintf(os.Stderr, "first check-ins in %v\n", time.Since(t0).Round(time.Millisecond))
+
+	// Steady state, then the trivial ceiling with the same client.
+	seqs := make([]atomic.Uint64, devices)
+	var withEvents atomic.Int64
+	lat, n := drive(conns, duration, func(k int) error {
+		i := k % devices
+		if creds[i] == "" {
+			return nil
+		}
+		seq := uint64(0)
+		if float64((k*7919)%10000)/10000 < eventShare {
+			seq = seqs[i].Add(1)
+			withEvents.Add(1)
+		}
+		return post(client, base+"/v1/checkin", creds[i], checkinBody(i, seq), nil)
+	}, &errs)
+	rss := childRSS(cmd.Process.Pid)
+	if os.Getenv("BENCH_SMAPS") != "" {
+		c := exec.Command("sh", "-c", fmt.Sprintf(`awk '/^[0-9a-f]+-[0-9a-f]+ /{name=$6; range=$1} /^Rss:/{ if ($2>1000) print $2" kB", range, name}' /proc/%d/smaps | sort -rn | head -12`, cmd.Process.Pid))
+		c.Stdout = os.Stderr
+		c.Run()
+	}
+	_, nt := drive(conns, duration, func(k int) error {
+		return post(client, trivialURL+"/", "", checkinBody(k%devices, 0), nil)
+	}, &errs)
+
+	slices.Sort(lat)
+	pct := func(p float64) float64 {
+		if len(lat) == 0 {
+			return 0
+		}
+		return float64(lat[min(len(lat)-1, int(p*float64(len(lat))))].Microseconds()) / 1000
+	}
+	r := result{Devices: devices, CheckinsPerS: float64(n) / duration.Seconds(), P50ms: pct(0.50), P99ms: pct(0.99),
+		TrivialPerS: float64(nt) / duration.Seconds(), RSSBytes: rss, EnrolPerS: enrolRate, FirstCheckinsPerS: firstRate, Errors: errs.Load()}
+	if n > 0 {
+		r.EventCheckinShare = float64(withEvents.Load()) / float64(n)
+	}
+	if r.TrivialPerS > 0 {
+		r.Ratio = r.CheckinsPerS / r.TrivialPerS
+	}
+	r.RSSBytesPer100kDevice = rss * 100000 / int64(devices)
+	b, _ := json.Marshal(r)
+	fmt.Println(string(b))
+	if r.Errors > 0 {
+		return fmt.Errorf("%d requests failed", r.Errors)
+	}
+	return nil
+}
+
+func checkinBody(i int, seq uint64) string {
+	agent := []string{"7.10.0", "7.11.0", "7.12.0"}[i%3]
+	events := "[]"
+	if seq > 0 {
+		events = fmt.Sprintf(`[{"seq":%d,"type":"actions","channel":"acme/ipc","version":292,"counts":{"alert":1}}]`, seq)
+	}
+	return fmt.Sprintf(`{"platform":"windows","os_build":"22631","agent_version":%q,"channels":[{"channel":"acme/ipc","active_version":292,"lkg_version":292,"state":"active"}],"events":%s}`, agent, events)
+}
+
+func post(c *http.Client, url, cred, body string, v any) error {
+	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if cred != "" {
+		req.Header.Set("Authorization", "Bearer "+cred)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode >= 300 {
+		return fmt.Errorf("%s: %s: %s", url, resp.Status, bytes.TrimSpace(b))
+	}
+	if v != nil {
+		return json.Unmarshal(b, v)
+	}
+	return nil
+}
+
+func parallel(workers, n int, fn func(i int)) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				fn(i)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// drive runs fn from workers goroutines for d and returns the latencies
+// and the number of calls made.
+func drive(workers int, d time.Duration, fn func(k int) error, errs *atomic.Int64) ([]time.Duration, int) {
+	var next atomic.Int64
+	var mu sync.Mutex
+	var all []time.Duration
+	deadline := time.Now().Add(d)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var local []time.Duration
+			for time.Now().Before(deadline) {
+				k := int(next.Add(1) - 1)
+				t := time.Now()
+				if err := fn(k); err != nil {
+					if errs.Add(1) <= 3 {
+						fmt.Fprintln(os.Stderr, "request failed:", err)
+					}
+					continue
+				}
+				local = append(local, time.Since(t))
+			}
+			mu.Lock()
+			all = append(all, local...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return all, len(all)
+}
+
+func childRSS(pid int) int64 {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "status"))
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "VmRSS:") {
+			f := strings.Fields(l)
+			if len(f) >= 2 {
+				kb, _ := strconv.ParseInt(f[1], 10, 64)
+				return kb * 1024
+			}
+		}
+	}
+	return 0
+}
+
