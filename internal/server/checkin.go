@@ -140,6 +140,9 @@ func isNotFound(err error) bool { return errors.Is(err, store.ErrNotFound) }
 
 // handleCheckin answers from the snapshot and queues the device's writes.
 func (s *Server) handleCheckin(w http.ResponseWriter, r *http.Request) error {
+	if s.storeDown.Load() {
+		return unavailable(nil)
+	}
 	e, err := s.authDevice(r.Context(), r)
 	if err != nil {
 		return err
@@ -243,6 +246,7 @@ func (s *Server) handleCheckin(w http.ResponseWriter, r *http.Request) error {
 		res := <-req2.done
 		if res.err != nil {
 			if errors.Is(res.err, store.ErrUnavailable) {
+				s.markStore(res.err)
 				return unavailable(res.err)
 			}
 			if isNotFound(res.err) {

@@ -194,6 +194,7 @@ func (s *Server) device(ctx context.Context, id string) (*deviceEntry, error) {
 		if isNotFound(err) {
 			return nil, errUnauthorized
 		}
+		s.markStore(err)
 		return nil, storeError("device", err)
 	}
 	chs, err := s.store.DeviceChannels(ctx, id)

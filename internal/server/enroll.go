@@ -56,6 +56,7 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) error {
 		return busy()
 	}
 	if res := <-done; res.err != nil {
+		s.markStore(res.err)
 		return storeError("device", res.err)
 	}
 	s.devices.put(newDeviceEntry(d, nil, now))

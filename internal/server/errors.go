@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"strconv"
 
@@ -65,7 +66,9 @@ func storeError(what string, err error) *HTTPError {
 }
 
 func unavailable(err error) *HTTPError {
-	return &HTTPError{Code: http.StatusServiceUnavailable, Msg: "unavailable", Detail: "the store is unreachable; retry later", Err: err, RetryAfter: 30}
+	// A spread of retry times keeps a fleet from returning in step.
+	return &HTTPError{Code: http.StatusServiceUnavailable, Msg: "unavailable", Detail: "the store is unreachable; keep queued events and retry later",
+		Err: err, RetryAfter: 15 + rand.IntN(46)}
 }
 
 // handler is an http.Handler that returns its error; serve renders it.

@@ -92,6 +92,7 @@ func (s *Server) flushHeartbeats(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := s.store.TouchDevices(ctx, ds, cs); err != nil {
+		s.markStore(err)
 		s.hb.putBack(seen, counters)
 		return err
 	}

@@ -66,6 +66,10 @@ type Server struct {
 	hbMu    sync.Mutex
 
 	ready atomic.Bool
+	// storeDown is set when a store call fails as unavailable and cleared
+	// when a ping succeeds again; while it is set, check-ins answer 503
+	// with Retry-After so devices keep their queued events and come back.
+	storeDown atomic.Bool
 }
 
 // New builds a server on a store. now is the clock (time.Now in
@@ -87,6 +91,7 @@ func (s *Server) Start(ctx context.Context) error {
 	go s.writer.run(ctx)
 	go s.snapshotLoop(ctx)
 	go s.heartbeatLoop(ctx)
+	go s.healthLoop(ctx)
 	return nil
 }
 
@@ -150,8 +155,10 @@ func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) error {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	if err := s.store.Ping(ctx); err != nil {
+		s.markStore(err)
 		return &HTTPError{Code: http.StatusServiceUnavailable, Msg: "not ready", Detail: "store unreachable or schema not migrated", Err: err, RetryAfter: 5}
 	}
+	s.storeDown.Store(false)
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	return nil
 }
@@ -199,4 +206,39 @@ func (s *Server) ListenAndServe(ctx context.Context, addr string, ready func(net
 		err = nil
 	}
 	return err
+}
+
+// markStore notes a store error; an unavailable store flips the server
+// into answering check-ins with 503 until a ping succeeds.
+func (s *Server) markStore(err error) {
+	if errors.Is(err, store.ErrUnavailable) && !s.storeDown.Swap(true) {
+		s.log.Error("store unavailable; check-ins answer 503 until it returns", "err", err)
+	}
+}
+
+// healthLoop pings the store: every second while it is down, so service
+// resumes promptly, and every ten seconds otherwise.
+func (s *Server) healthLoop(ctx context.Context) {
+	for {
+		wait := 10 * time.Second
+		if s.storeDown.Load() {
+			wait = time.Second
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := s.store.Ping(pctx)
+		cancel()
+		switch {
+		case err == nil:
+			if s.storeDown.Swap(false) {
+				s.log.Info("store reachable again; serving check-ins")
+			}
+		case ctx.Err() == nil:
+			s.markStore(err)
+		}
+	}
 }
