@@ -31,6 +31,10 @@ type DeviceView struct {
 	Internal bool
 	Track    Track
 	Active   uint64 // version the device runs now (0: none)
+	// OutsideWindow: the organisation's maintenance windows exclude now.
+	// Upgrades wait for the next window; moving off a halted or denied
+	// version does not.
+	OutsideWindow bool
 }
 
 // Decision is the version a device should run on a channel.
@@ -46,6 +50,27 @@ type Decision struct {
 // below. A paused organisation keeps what it has, unless the channel is
 // unpausable. It is a pure function of its arguments.
 func Desired(now time.Time, releases []ReleaseView, dev DeviceView, unpausable bool, denied func(uint64) bool) Decision {
+	d := desired(now, releases, dev, unpausable, denied)
+	if dev.OutsideWindow && d.Version > dev.Active && dev.Active != 0 && !bad(releases, dev.Active, denied) {
+		return Decision{Version: dev.Active, Reason: fmt.Sprintf("%d waits for the organisation's maintenance window", d.Version)}
+	}
+	return d
+}
+
+// bad reports whether v is halted or denied.
+func bad(releases []ReleaseView, v uint64, denied func(uint64) bool) bool {
+	if isDenied(denied, v) {
+		return true
+	}
+	for _, r := range releases {
+		if r.Version == v && r.State == StateHalted {
+			return true
+		}
+	}
+	return false
+}
+
+func desired(now time.Time, releases []ReleaseView, dev DeviceView, unpausable bool, denied func(uint64) bool) Decision {
 	if dev.Track.Kind == TrackPaused && !unpausable {
 		return Decision{Version: dev.Active, Reason: "paused by the organisation"}
 	}

@@ -48,6 +48,9 @@ func TestDesired(t *testing.T) {
 		{"unpausable-ignores-paused", []ReleaseView{completed}, DeviceView{Track: mustTrack(t, "paused"), Active: 291}, true, 0, 292},
 		{"nothing-released", nil, DeviceView{Track: mustTrack(t, "ga")}, false, 0, 0},
 		{"order-independent", []ReleaseView{canary, completed}, DeviceView{Position: 3, Track: mustTrack(t, "early")}, false, 0, 293},
+		{"outside-window-upgrade-waits", []ReleaseView{completed}, DeviceView{Track: mustTrack(t, "ga"), Active: 291, OutsideWindow: true}, false, 0, 291},
+		{"outside-window-first-install", []ReleaseView{completed}, DeviceView{Track: mustTrack(t, "ga"), OutsideWindow: true}, false, 0, 292},
+		{"outside-window-rollback-proceeds", []ReleaseView{completed, halted}, DeviceView{Position: 3, Track: mustTrack(t, "early"), Active: 293, OutsideWindow: true}, false, 0, 292},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -130,5 +133,46 @@ func TestCohortPosition(t *testing.T) {
 	}
 	if same > 50 {
 		t.Errorf("%d devices have the same position on two channels", same)
+	}
+}
+
+func TestWindow(t *testing.T) {
+	at := func(day time.Weekday, hh, mm int) time.Time {
+		// 2026-11-22 is a Sunday.
+		return time.Date(2026, 11, 22+int(day), hh, mm, 0, 0, time.UTC)
+	}
+	tests := []struct {
+		window string
+		t      time.Time
+		want   bool
+	}{
+		{"mon-fri 01:00-05:00", at(time.Monday, 1, 0), true},
+		{"mon-fri 01:00-05:00", at(time.Monday, 5, 0), false},
+		{"mon-fri 01:00-05:00", at(time.Saturday, 2, 0), false},
+		{"sat,sun 00:00-23:59", at(time.Sunday, 12, 0), true},
+		{"fri-mon 10:00-11:00", at(time.Sunday, 10, 30), true},
+		{"fri-mon 10:00-11:00", at(time.Wednesday, 10, 30), false},
+		{"daily 22:00-02:00", at(time.Tuesday, 23, 0), true},
+		{"daily 22:00-02:00", at(time.Tuesday, 1, 59), true},
+		{"daily 22:00-02:00", at(time.Tuesday, 2, 0), false},
+		{"fri 22:00-02:00", at(time.Saturday, 1, 0), true},
+		{"fri 22:00-02:00", at(time.Friday, 1, 0), false},
+	}
+	for _, tc := range tests {
+		w, err := ParseWindow(tc.window)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := w.Contains(tc.t); got != tc.want {
+			t.Errorf("%q contains %v = %v, want %v", tc.window, tc.t, got, tc.want)
+		}
+	}
+	for _, bad := range []string{"", "mon", "mon 1-2", "funday 01:00-02:00", "mon 25:00-26:00", "mon 01:00-01:00", "mon-xyz 01:00-02:00"} {
+		if _, err := ParseWindow(bad); err == nil {
+			t.Errorf("ParseWindow(%q) accepted", bad)
+		}
+	}
+	if !InAnyWindow(nil, at(time.Monday, 3, 0)) {
+		t.Error("no windows must mean any time")
 	}
 }

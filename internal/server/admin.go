@@ -332,7 +332,7 @@ func (s *Server) putPolicy(w http.ResponseWriter, r *http.Request, p Principal) 
 		return badRequest("track: %v", err)
 	}
 	for i, win := range req.Windows {
-		if err := checkWindow(win); err != nil {
+		if _, err := rollout.ParseWindow(win); err != nil {
 			return badRequest("windows[%d]: %v", i, err)
 		}
 	}
@@ -357,29 +357,6 @@ func (s *Server) putPolicy(w http.ResponseWriter, r *http.Request, p Principal) 
 	}
 	s.changed(r.Context())
 	writeJSON(w, http.StatusOK, policyJSON{Org: org, Channel: ch, Track: req.Track, Windows: req.Windows})
-	return nil
-}
-
-// checkWindow validates "DAYS HH:MM-HH:MM" in UTC, e.g. "mon-fri 01:00-05:00"
-// or "sat,sun 00:00-23:59".
-func checkWindow(s string) error {
-	days, span, ok := strings.Cut(s, " ")
-	from, to, ok2 := strings.Cut(span, "-")
-	if !ok || !ok2 {
-		return fmt.Errorf("%q: want DAYS HH:MM-HH:MM, e.g. mon-fri 01:00-05:00", s)
-	}
-	valid := map[string]bool{"mon": true, "tue": true, "wed": true, "thu": true, "fri": true, "sat": true, "sun": true, "daily": true}
-	for _, part := range strings.Split(days, ",") {
-		a, b, isRange := strings.Cut(part, "-")
-		if !valid[a] || (isRange && !valid[b]) {
-			return fmt.Errorf("%q: unknown day %q (mon..sun, daily)", s, part)
-		}
-	}
-	for _, t := range []string{from, to} {
-		if _, err := time.Parse("15:04", t); err != nil {
-			return fmt.Errorf("%q: %q is not HH:MM", s, t)
-		}
-	}
 	return nil
 }
 
@@ -518,8 +495,8 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request, p Principal) er
 	if err != nil {
 		return storeError("channel "+ch, err)
 	}
-	if c.Kind != store.ChannelContent {
-		return badRequest("channel %s carries %s artifacts; publish content bundles to a content channel", ch, c.Kind)
+	if c.Kind == store.ChannelAgent {
+		return s.publishAgentBuild(w, r, p, ch)
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, content.MaxSourceSize))
 	if err != nil {
@@ -566,6 +543,46 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request, p Principal) er
 		return err
 	}
 	writeJSON(w, http.StatusCreated, resp)
+	return nil
+}
+
+// maxAgentBuild caps an uploaded agent build.
+const maxAgentBuild = 64 << 20
+
+// publishAgentBuild stores an agent build: opaque bytes with a version
+// given in the query (?version=N). Agent channels are per platform (for
+// example acme/sensor-windows), so a build needs no targets of its own.
+func (s *Server) publishAgentBuild(w http.ResponseWriter, r *http.Request, p Principal, ch string) error {
+	v, err := strconv.ParseUint(r.URL.Query().Get("version"), 10, 63)
+	if err != nil || v == 0 {
+		return badRequest("version: an agent build needs ?version=N with N from 1")
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxAgentBuild))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return &HTTPError{Code: http.StatusRequestEntityTooLarge, Msg: "request too large", Detail: fmt.Sprintf("agent build is larger than %d bytes", maxAgentBuild)}
+		}
+		return badRequest("read body: %v", err)
+	}
+	if len(body) == 0 {
+		return badRequest("empty agent build")
+	}
+	current, err := s.store.LatestArtifactVersion(r.Context(), ch)
+	if err != nil {
+		return storeError("channel "+ch, err)
+	}
+	if v <= current {
+		return &HTTPError{Code: http.StatusUnprocessableEntity, Msg: "build rejected", Detail: fmt.Sprintf("version %d is not above the channel's current version %d", v, current)}
+	}
+	sum := content.Hash(body)
+	if err := s.store.PutArtifact(r.Context(), store.Artifact{Channel: ch, Version: v, SHA256: sum, Size: int64(len(body)), Bytes: body, CreatedAt: s.now()}); err != nil {
+		return storeError(fmt.Sprintf("artifact %s@%d", ch, v), err)
+	}
+	if err := s.audit(r.Context(), p, "artifact.publish", fmt.Sprintf("%s@%d", ch, v), "agent build, sha256 "+sum); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, publishResponse{Channel: ch, Version: v, SHA256: sum, Size: len(body), Findings: content.Findings{}})
 	return nil
 }
 

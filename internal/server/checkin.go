@@ -226,12 +226,16 @@ func (s *Server) handleCheckin(w http.ResponseWriter, r *http.Request) error {
 		}
 		chInfo := sn.channels[ch]
 		dv := rollout.DeviceView{Position: rollout.CohortPosition(id, ch), Track: sn.track(org, ch), Active: rep.ActiveVersion,
-			Internal: false}
+			OutsideWindow: !rollout.InAnyWindow(sn.windows[policyKey{org, ch}], now)}
 		d := rollout.Desired(now, views, dv, chInfo.Unpausable, nil)
 		cd := ChannelDesired{Channel: ch, DesiredVersion: d.Version, Release: d.Release, Reason: d.Reason}
 		if ri, ok := byVersion[d.Version]; ok && d.Version != 0 {
 			vendor, name, _ := strings.Cut(ch, "/")
-			target := fmt.Sprintf("%s/%s/%d.bundle", vendor, name, d.Version)
+			ext := "bundle"
+			if chInfo.Kind == store.ChannelAgent {
+				ext = "build"
+			}
+			target := fmt.Sprintf("%s/%s/%d.%s", vendor, name, d.Version, ext)
 			cd.Artifact = &Artifact{URL: s.cfg.BaseURL + "/v1/artifacts/" + ch + "/" + strconv.FormatUint(d.Version, 10),
 				SHA256: ri.sha256, Size: ri.size, Target: target}
 		}

@@ -22,6 +22,7 @@ type snapshot struct {
 	releases map[string][]*releaseInfo
 	byID     map[string]*releaseInfo
 	policies map[policyKey]rollout.Track
+	windows  map[policyKey][]rollout.Window
 	// channel order for responses
 	channelIDs []string
 }
@@ -59,6 +60,7 @@ func (s *Server) refresh(ctx context.Context) error {
 		releases: map[string][]*releaseInfo{},
 		byID:     map[string]*releaseInfo{},
 		policies: map[policyKey]rollout.Track{},
+		windows:  map[policyKey][]rollout.Window{},
 	}
 	ts, err := s.store.ListTenants(ctx)
 	if err != nil {
@@ -86,6 +88,14 @@ func (s *Server) refresh(ctx context.Context) error {
 			tr = rollout.DefaultTrack
 		}
 		sn.policies[policyKey{p.Org, p.Channel}] = tr
+		for _, ws := range p.Windows {
+			w, err := rollout.ParseWindow(ws)
+			if err != nil {
+				s.log.Warn("stored policy has a bad maintenance window; it is ignored", "org", p.Org, "channel", p.Channel, "window", ws)
+				continue
+			}
+			sn.windows[policyKey{p.Org, p.Channel}] = append(sn.windows[policyKey{p.Org, p.Channel}], w)
+		}
 	}
 	rs, err := s.store.ListReleases(ctx, "")
 	if err != nil {
