@@ -26,24 +26,12 @@ var fieldTypeNames = map[FieldType]string{
 	TypePath: "path", TypeIP: "ip", TypeSHA256: "sha256", TypeEnum: "enum",
 }
 
-func (t FieldType) String() string {
-	if s, ok := fieldTypeNames[t]; ok {
-		return s
-	}
-	return fmt.Sprintf("FieldType(%d)", uint8(t))
-}
+func (t FieldType) String() string { return nameOf(fieldTypeNames, t, "FieldType") }
 
 func (t FieldType) valid() bool { _, ok := fieldTypeNames[t]; return ok }
 
 // ParseFieldType parses a field type name as written in a template type.
-func ParseFieldType(s string) (FieldType, error) {
-	for t, n := range fieldTypeNames {
-		if n == s {
-			return t, nil
-		}
-	}
-	return 0, fmt.Errorf("unknown field type %q (want one of %s)", s, strings.Join(sortedNames(fieldTypeNames), ", "))
-}
+func ParseFieldType(s string) (FieldType, error) { return parseName(fieldTypeNames, "field type", s) }
 
 // stringLike reports whether values of the type are carried as strings in
 // events.
@@ -82,22 +70,10 @@ var opNames = map[Op]string{
 	OpCIDR: "cidr", OpIn: "in",
 }
 
-func (o Op) String() string {
-	if s, ok := opNames[o]; ok {
-		return s
-	}
-	return fmt.Sprintf("Op(%d)", uint8(o))
-}
+func (o Op) String() string { return nameOf(opNames, o, "Op") }
 
 // ParseOp parses an operator name.
-func ParseOp(s string) (Op, error) {
-	for o, n := range opNames {
-		if n == s {
-			return o, nil
-		}
-	}
-	return 0, fmt.Errorf("unknown op %q (want one of %s)", s, strings.Join(sortedNames(opNames), ", "))
-}
+func ParseOp(s string) (Op, error) { return parseName(opNames, "op", s) }
 
 // opsFor lists the operators each field type accepts.
 var opsFor = map[FieldType][]Op{
@@ -139,22 +115,10 @@ const (
 
 var actionNames = map[Action]string{ActionLog: "log", ActionAlert: "alert", ActionBlock: "block"}
 
-func (a Action) String() string {
-	if s, ok := actionNames[a]; ok {
-		return s
-	}
-	return fmt.Sprintf("Action(%d)", uint8(a))
-}
+func (a Action) String() string { return nameOf(actionNames, a, "Action") }
 
 // ParseAction parses an action name.
-func ParseAction(s string) (Action, error) {
-	for a, n := range actionNames {
-		if n == s {
-			return a, nil
-		}
-	}
-	return 0, fmt.Errorf("unknown action %q (want one of %s)", s, strings.Join(sortedNames(actionNames), ", "))
-}
+func ParseAction(s string) (Action, error) { return parseName(actionNames, "action", s) }
 
 // Severity ranks an instance's finding.
 type Severity uint8
@@ -172,21 +136,28 @@ var severityNames = map[Severity]string{
 	SeverityHigh: "high", SeverityCritical: "critical",
 }
 
-func (s Severity) String() string {
-	if n, ok := severityNames[s]; ok {
-		return n
-	}
-	return fmt.Sprintf("Severity(%d)", uint8(s))
-}
+func (s Severity) String() string { return nameOf(severityNames, s, "Severity") }
 
 // ParseSeverity parses a severity name.
-func ParseSeverity(s string) (Severity, error) {
-	for v, n := range severityNames {
+func ParseSeverity(s string) (Severity, error) { return parseName(severityNames, "severity", s) }
+
+// nameOf and parseName map the persisted numbers of an enumeration to
+// and from the names used in sources and messages.
+func nameOf[K ~uint8](names map[K]string, k K, typ string) string {
+	if s, ok := names[k]; ok {
+		return s
+	}
+	return fmt.Sprintf("%s(%d)", typ, uint8(k))
+}
+
+func parseName[K comparable](names map[K]string, what, s string) (K, error) {
+	for k, n := range names {
 		if n == s {
-			return v, nil
+			return k, nil
 		}
 	}
-	return 0, fmt.Errorf("unknown severity %q (want one of %s)", s, strings.Join(sortedNames(severityNames), ", "))
+	var zero K
+	return zero, fmt.Errorf("unknown %s %q (want one of %s)", what, s, strings.Join(sortedNames(names), ", "))
 }
 
 func sortedNames[K comparable](m map[K]string) []string {
