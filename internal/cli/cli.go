@@ -70,5 +70,6 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usage(fmt.Errorf("%s: %w", c.CommandPath(), err)) })
 	root.AddCommand(newContentCmd(), newServerCmd())
+	root.AddCommand(newAdminCmds(root)...)
 	return root
 }

@@ -50,7 +50,7 @@ which wins over the file.
 <data>/dev-credentials.json.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := applyConfig(cmd.Flags(), f.config); err != nil {
+			if err := applyConfig(cmd.LocalFlags(), f.config); err != nil {
 				return usage(err)
 			}
 			return runServer(cmd.Context(), f, cmd.OutOrStdout(), cmd.ErrOrStderr())

@@ -831,8 +831,22 @@ func (s *Server) listAudit(w http.ResponseWriter, r *http.Request, p Principal) 
 	if !p.isAdmin() {
 		return forbidden("only the operator's admin tokens read the audit log")
 	}
-	after, _ := strconv.ParseInt(r.URL.Query().Get("after"), 10, 64)
-	limit, _ := strconv.Atoi(r.URL.Query().Get("limit"))
+	var after int64
+	limit := 1000
+	if v := r.URL.Query().Get("after"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			return badRequest("after: want a sequence number from 0, got %q", v)
+		}
+		after = n
+	}
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 10000 {
+			return badRequest("limit: want a number from 1 to 10000, got %q", v)
+		}
+		limit = n
+	}
 	es, err := s.store.ListAudit(r.Context(), after, limit)
 	if err != nil {
 		return storeError("audit log", err)

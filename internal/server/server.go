@@ -185,12 +185,15 @@ func (s *Server) ListenAndServe(ctx context.Context, addr string, ready func(net
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
-	s.log.Info("serving", "addr", ln.Addr().String())
+	// ready runs before the first request is served (connections wait in
+	// the listen backlog), so what it sets up, such as dev-mode seeding, is
+	// in place when /readyz first answers.
 	if ready != nil {
 		ready(ln.Addr())
 	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	s.log.Info("serving", "addr", ln.Addr().String())
 	select {
 	case err := <-errc:
 		return err

@@ -1,0 +1,1071 @@
+package cli
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ringfence/ringfence/internal/content"
+	"github.com/ringfence/ringfence/internal/rollout"
+	"github.com/ringfence/ringfence/internal/store"
+)
+
+// The admin commands drive the server's admin API (internal/server/admin.go).
+// Exit status: 0 done; 1 the server read the request and refused it (bad
+// request, forbidden, not found, conflict, rejected bundle) or audit
+// verification failed; 2 usage, an unreachable or failing server, or a
+// missing, unknown or revoked token.
+
+// newAdminCmds registers the admin flags (--server, --token, --json) as
+// root's persistent flags and returns the admin commands.
+func newAdminCmds(root *cobra.Command) []*cobra.Command {
+	f := &adminFlags{}
+	f.register(root)
+	return []*cobra.Command{
+		newWhoamiCmd(f), newTenantsCmd(f), newChannelsCmd(f), newTokensCmd(f), newEnrollTokensCmd(f),
+		newDevicesCmd(f), newPoliciesCmd(f), newPublishCmd(f), newReleasesCmd(f), newAuditCmd(f),
+	}
+}
+
+// group is a command that only holds subcommands; an unknown subcommand is
+// a usage error, not help and exit 0.
+func group(use, short string, subs ...*cobra.Command) *cobra.Command {
+	c := &cobra.Command{
+		Use:                   use,
+		Short:                 short,
+		Args:                  cobra.NoArgs,
+		RunE:                  func(cmd *cobra.Command, args []string) error { return cmd.Help() },
+		DisableFlagsInUseLine: true,
+	}
+	c.AddCommand(subs...)
+	return c
+}
+
+// call is one admin request: the client is built (and the token demanded)
+// only after the arguments were checked.
+func (f *adminFlags) call(ctx context.Context, method, path string, query url.Values, body, out any) ([]byte, error) {
+	c, err := f.client()
+	if err != nil {
+		return nil, err
+	}
+	raw, err := c.call(ctx, method, path, query, body, out)
+	return raw, exit(err)
+}
+
+// show prints raw with --json, else runs the human printer.
+func (f *adminFlags) show(w io.Writer, raw []byte, human func(w io.Writer)) error {
+	if f.json {
+		return writeRawJSON(w, raw)
+	}
+	human(w)
+	return nil
+}
+
+// table prints rows aligned in columns under a header.
+func table(w io.Writer, header []string, rows [][]string) {
+	var buf bytes.Buffer
+	tw := tabwriter.NewWriter(&buf, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, strings.Join(header, "\t"))
+	for _, r := range rows {
+		fmt.Fprintln(tw, strings.Join(r, "\t"))
+	}
+	tw.Flush()
+	// tabwriter pads every cell but the last, even before an empty one.
+	for _, line := range strings.SplitAfter(buf.String(), "\n") {
+		if line != "" {
+			fmt.Fprintln(w, strings.TrimRight(line, " \n"))
+		}
+	}
+}
+
+// duration prints 30m, 1h, 1h30m rather than 30m0s, 1h0m0s.
+func duration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
+// fields prints "key  value" lines aligned.
+func fields(w io.Writer, kv ...string) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for i := 0; i+1 < len(kv); i += 2 {
+		fmt.Fprintf(tw, "%s\t%s\n", kv[i], kv[i+1])
+	}
+	tw.Flush()
+}
+
+func ts(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format("2006-01-02 15:04:05Z")
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+// splitChannel parses VENDOR/NAME.
+func splitChannel(what, s string) (string, string, error) {
+	v, n, ok := strings.Cut(s, "/")
+	if !ok || v == "" || n == "" || strings.Contains(n, "/") {
+		return "", "", usage(fmt.Errorf("%s %q: want VENDOR/NAME, e.g. acme/ipc", what, s))
+	}
+	return v, n, nil
+}
+
+func required(name, value, example string) error {
+	if value == "" {
+		return usage(fmt.Errorf("--%s is required (%s)", name, example))
+	}
+	return nil
+}
+
+// --- whoami ---
+
+type principalJSON struct {
+	TokenID string `json:"token_id"`
+	Name    string `json:"name"`
+	Tenant  string `json:"tenant"`
+	Role    string `json:"role"`
+}
+
+func newWhoamiCmd(f *adminFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "whoami",
+		Short: "Show the token's identity: tenant and role",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var p principalJSON
+			raw, err := f.call(cmd.Context(), http.MethodGet, "/v1/whoami", nil, nil, &p)
+			if err != nil {
+				return err
+			}
+			return f.show(cmd.OutOrStdout(), raw, func(w io.Writer) {
+				tenant := p.Tenant
+				if tenant == "" {
+					tenant = "(operator)"
+				}
+				fields(w, "token", p.TokenID, "name", orDash(p.Name), "tenant", tenant, "role", p.Role)
+			})
+		},
+	}
+}
+
+// --- tenants ---
+
+type tenantJSON struct {
+	ID        string    `json:"id"`
+	Kind      string    `json:"kind"`
+	Name      string    `json:"name"`
+	CreatedAt time.Time `json:"created_at,omitzero"`
+}
+
+func newTenantsCmd(f *adminFlags) *cobra.Command {
+	var kind, name string
+	create := &cobra.Command{
+		Use:   "create ID --kind vendor|org --name NAME",
+		Short: "Create a vendor or an organisation (operator admin tokens only)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := required("kind", kind, "vendor or org"); err != nil {
+				return err
+			}
+			if err := required("name", name, `a display name, e.g. "Contoso Hospitals"`); err != nil {
+				return err
+			}
+			var t tenantJSON
+			raw, err := f.call(cmd.Context(), http.MethodPost, "/v1/tenants", nil, tenantJSON{ID: args[0], Kind: kind, Name: name}, &t)
+			if err != nil {
+				return err
+			}
+			return f.show(cmd.OutOrStdout(), raw, func(w io.Writer) {
+				fmt.Fprintf(w, "created %s tenant %s (%s)\n", t.Kind, t.ID, t.Name)
+			})
+		},
+	}
+	create.Flags().StringVar(&kind, "kind", "", "vendor (publishes content) or org (owns devices)")
+	create.Flags().StringVar(&name, "name", "", "display name")
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List the tenants the token may see",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var tenants []tenantJSON
+			raw, err := f.call(cmd.Context(), http.MethodGet, "/v1/tenants", nil, nil, &tenants)
+			if err != nil {
+				return err
+			}
+			return f.show(cmd.OutOrStdout(), raw, func(w io.Writer) {
+				var rows [][]string
+				for _, t := range tenants {
+					rows = append(rows, []string{t.ID, t.Kind, t.Name, ts(t.CreatedAt)})
+				}
+				table(w, []string{"ID", "KIND", "NAME", "CREATED"}, rows)
+			})
+		},
+	}
+	return group("tenants", "Create and list vendors and organisations", create, list)
+}
+
+// --- channels ---
+
+type channelJSON struct {
+	ID         string `json:"id,omitempty"`
+	Vendor     string `json:"vendor"`
+	Name       string `json:"name"`
+	Kind       string `json:"kind,omitempty"`
+	Category   string `json:"category,omitempty"`
+	Unpausable bool   `json:"unpausable"`
+}
+
+func newChannelsCmd(f *adminFlags) *cobra.Command {
+	var kind, category string
+	var unpausable bool
+	create := &cobra.Command{
+		Use:   "create VENDOR/NAME [--kind content|agent] [--category C] [--unpausable]",
+		Short: "Create a channel: a vendor's stream of artifacts of one kind",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			vendor, name, err := splitChannel("channel", args[0])
+			if err != nil {
+				return err
+			}
+			var c channelJSON
+			req := channelJSON{Vendor: vendor, Name: name, Kind: kind, Category: category, Unpausable: unpausable}
+			raw, err := f.call(cmd.Context(), http.MethodPost, "/v1/channels", nil, req, &c)
+			if err != nil {
+				return err
+			}
+			return f.show(cmd.OutOrStdout(), raw, func(w io.Writer) {
+				fmt.Fprintf(w, "created channel %s (kind %s, category %s, unpausable %s)\n", c.ID, c.Kind, c.Category, yesNo(c.Unpausable))
+			})
+		},
+	}
+	create.Flags().StringVar(&kind, "kind", "content", "content (detection bundles) or agent (agent builds)")
+	create.Flags().StringVar(&category, "category", "detection", "category, e.g. detection or system-critical")
+	create.Flags().BoolVar(&unpausable, "unpausable", false, "organisations' paused track does not hold this channel back")
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List the channels the token may see",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var cs []channelJSON
+			raw, err := f.call(cmd.Context(), http.MethodGet, "/v1/channels", nil, nil, &cs)
+			if err != nil {
+				return err
+			}
+			return f.show(cmd.OutOrStdout(), raw, func(w io.Writer) {
+				var rows [][]string
+				for _, c := range cs {
+					rows = append(rows, []string{c.ID, c.Kind, c.Category, yesNo(c.Unpausable)})
+				}
+				table(w, []string{"CHANNEL", "KIND", "CATEGORY", "UNPAUSABLE"}, rows)
+			})
+		},
+	}
+	return group("channels", "Create and list channels", create, list)
+}
+
+// --- tokens ---
+
+type tokenJSON struct {
+	ID        string    `json:"id,omitempty"`
+	Tenant    string    `json:"tenant"`
+	Role      string    `json:"role"`
+	Name      string    `json:"name"`
+	Token     string    `json:"token,omitempty"`
+	CreatedAt time.Time `json:"created_at,omitzero"`
+	Revoked   bool      `json:"revoked,omitempty"`
+}
+
+func newTokensCmd(f *adminFlags) *cobra.Command {
+	var tenant, role, name string
+	create := &cobra.Command{
+		Use:   "create --tenant T --role R [--name N]",
+		Short: "Create an API token and print its secret, once",
+		Long: `Create an API token. Roles: admin (the operator's; no tenant), publisher and
+approver (vendor tenants), org-admin (organisations), viewer (either). The secret
+is printed once; the server keeps only its hash.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := required("role", role, "admin, publisher, approver, org-admin or viewer"); err != nil {
+				return err
+			}
+			if tenant == "" && role != string(store.RoleAdmin) {
+				return usage(fmt.Errorf("--tenant is required for a %s token", role))
+			}
+			var t tokenJSON
+			raw, err := f.call(cmd.Context(), http.MethodPost, "/v1/tokens", nil, tokenJSON{Tenant: tenant, Role: role, Name: name}, &t)
+			if err != nil {
+				return err
+			}
+			return f.show(cmd.OutOrStdout(), raw, func(w io.Writer) {
+				scope := "the operator"
+				if t.Tenant != "" {
+					scope = t.Tenant
+				}
+				fmt.Fprintf(w, "created token %s: %s for %s\n", t.ID, t.Role, scope)
+				fmt.Fprintf(w, "secret: %s\n", t.Token)
+				fmt.Fprintln(cmd.ErrOrStderr(), "The secret is shown only now; the server keeps its hash. Store it safely.")
+			})
+		},
+	}
+	create.Flags().StringVar(&tenant, "tenant", "", "tenant the token acts for (none for admin)")
+	create.Flags().StringVar(&role, "role", "", "admin, publisher, approver, org-admin or viewer")
+	create.Flags().StringVar(&name, "name", "", "what the token is for, e.g. ci-pipeline")
+
+	var listTenant string
+	list := &cobra.Command{
+		Use:   "list [--tenant T]",
+		Short: "List API tokens (never their secrets)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			q := url.Values{}
+			if listTenant != "" {
+				q.Set("tenant", listTenant)
+			}
+			var toks []tokenJSON
+			raw, err := f.call(cmd.Context(), http.MethodGet, "/v1/tokens", q, nil, &toks)
+			if err != nil {
+				return err
+			}
+			return f.show(cmd.OutOrStdout(), raw, func(w io.Writer) {
+				var rows [][]string
+				for _, t := range toks {
+					rows = append(rows, []string{t.ID, orDash(t.Tenant), t.Role, orDash(t.Name), ts(t.CreatedAt), yesNo(t.Revoked)})
+				}
+				table(w, []string{"ID", "TENANT", "ROLE", "NAME", "CREATED", "REVOKED"}, rows)
+			})
+		},
+	}
+	list.Flags().StringVar(&listTenant, "tenant", "", "only this tenant's tokens (operator admin tokens)")
+	revoke := &cobra.Command{
+		Use:   "revoke ID",
+		Short: "Revoke an API token; requests with it fail from now on",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			raw, err := f.call(cmd.Context(), http.MethodDelete, "/v1/tokens/"+url.PathEscape(args[0]), nil, nil, nil)
+			if err != nil {
+				return err
+			}
+			return f.show(cmd.OutOrStdout(), raw, func(w io.Writer) { fmt.Fprintf(w, "revoked token %s\n", args[0]) })
+		},
+	}
+	return group("tokens", "Create, list and revoke API tokens", create, list, revoke)
+}
+
+// --- enrolment tokens ---
+
+func newEnrollTokensCmd(f *adminFlags) *cobra.Command {
+	var hours int
+	create := &cobra.Command{
+		Use:   "create ORG [--expires-in-hours H]",
+		Short: "Create a token that lets an organisation's devices enrol, and print it once",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if hours < 0 {
+				return usage(fmt.Errorf("--expires-in-hours %d: want 0 (never) or more", hours))
+			}
+			var t struct {
+				ID        string    `json:"id"`
+				Org       string    `json:"org"`
+				Token     string    `json:"token"`
+				ExpiresAt time.Time `json:"expires_at"`
+			}
+			body := map[string]int{"expires_in_hours": hours}
+			raw, err := f.call(cmd.Context(), http.MethodPost, "/v1/orgs/"+url.PathEscape(args[0])+"/enroll-tokens", nil, body, &t)
+			if err != nil {
+				return err
+			}
+			return f.show(cmd.OutOrStdout(), raw, func(w io.Writer) {
+				expires := "never"
+				if !t.ExpiresAt.IsZero() {
+					expires = ts(t.ExpiresAt)
+				}
+				fmt.Fprintf(w, "created enrolment token %s for %s (expires %s)\n", t.ID, t.Org, expires)
+				fmt.Fprintf(w, "secret: %s\n", t.Token)
+				fmt.Fprintln(cmd.ErrOrStderr(), "The secret is shown only now; give it to the devices' installer.")
+			})
+		},
+	}
+	create.Flags().IntVar(&hours, "expires-in-hours", 0, "hours until the token expires (0: never, at most 8760)")
+	return group("enroll-tokens", "Create device enrolment tokens", create)
+}
+
+// --- devices ---
+
+type deviceJSON struct {
+	ID           string    `json:"id"`
+	Org          string    `json:"org"`
+	Platform     string    `json:"platform"`
+	OSBuild      string    `json:"os_build"`
+	AgentVersion string    `json:"agent_version"`
+	EnrolledAt   time.Time `json:"enrolled_at"`
+	LastSeen     time.Time `json:"last_seen"`
+	Revoked      bool      `json:"revoked"`
+	Channels     []struct {
+		Channel       string    `json:"channel"`
+		ActiveVersion uint64    `json:"active_version"`
+		LKGVersion    uint64    `json:"lkg_version"`
+		State         string    `json:"state"`
+		UpdatedAt     time.Time `json:"updated_at"`
+	} `json:"channels"`
+}
+
+// serverDeviceLimit is the page size the server uses without ?limit.
+const serverDeviceLimit = 1000
+
+func newDevicesCmd(f *adminFlags) *cobra.Command {
+	var org, platform, agent, after string
+	var limit int
+	list := &cobra.Command{
+		Use:   "list [--org O] [--platform P] [--agent-version V] [--limit N] [--after ID]",
+		Short: "List enrolled devices, a page at a time",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if limit < 0 || limit > 10000 {
+				return usage(fmt.Errorf("--limit %d: want 1 to 10000", limit))
+			}
+			q := url.Values{}
+			for k, v := range map[string]string{"org": org, "platform": platform, "agent_version": agent, "after": after} {
+				if v != "" {
+					q.Set(k, v)
+				}
+			}
+			if limit > 0 {
+				q.Set("limit", strconv.Itoa(limit))
+			}
+			var ds []deviceJSON
+			raw, err := f.call(cmd.Context(), http.MethodGet, "/v1/devices", q, nil, &ds)
+			if err != nil {
+				return err
+			}
+			page := limit
+			if page == 0 {
+				page = serverDeviceLimit
+			}
+			if len(ds) == page {
+				fmt.Fprintf(cmd.ErrOrStderr(), "More devices may follow: add --after %s\n", ds[len(ds)-1].ID)
+			}
+			return f.show(cmd.OutOrStdout(), raw, func(w io.Writer) {
+				var rows [][]string
+				for _, d := range ds {
+					rows = append(rows, []string{d.ID, d.Org, d.Platform, orDash(d.OSBuild), d.AgentVersion, ts(d.LastSeen), yesNo(d.Revoked)})
+				}
+				table(w, []string{"ID", "ORG", "PLATFORM", "OS BUILD", "AGENT", "LAST SEEN", "REVOKED"}, rows)
+			})
+		},
+	}
+	lf := list.Flags()
+	lf.StringVar(&org, "org", "", "organisation (default: the token's own; operator tokens see all)")
+	lf.StringVar(&platform, "platform", "", "only devices on this platform, e.g. windows")
+	lf.StringVar(&agent, "agent-version", "", "only devices running this agent version, e.g. 7.12.0")
+	lf.IntVar(&limit, "limit", 0, "page size, 1 to 10000 (default 1000)")
+	lf.StringVar(&after, "after", "", "continue after this device id")
+
+	show := &cobra.Command{
+		Use:   "show ID",
+		Short: "Show a device and what it reports per channel",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var d deviceJSON
+			raw, err := f.call(cmd.Context(), http.MethodGet, "/v1/devices/"+url.PathEscape(args[0]), nil, nil, &d)
+			if err != nil {
+				return err
+			}
+			return f.show(cmd.OutOrStdout(), raw, func(w io.Writer) {
+				fields(w, "device", d.ID, "org", d.Org, "platform", d.Platform, "os build", orDash(d.OSBuild),
+					"agent", d.AgentVersion, "enrolled", ts(d.EnrolledAt), "last seen", ts(d.LastSeen), "revoked", yesNo(d.Revoked))
+				if len(d.Channels) == 0 {
+					fmt.Fprintln(w, "\nno channel reported yet")
+					return
+				}
+				fmt.Fprintln(w)
+				var rows [][]string
+				for _, c := range d.Channels {
+					rows = append(rows, []string{c.Channel, strconv.FormatUint(c.ActiveVersion, 10), strconv.FormatUint(c.LKGVersion, 10), orDash(c.State), ts(c.UpdatedAt)})
+				}
+				table(w, []string{"CHANNEL", "ACTIVE", "LAST-KNOWN-GOOD", "STATE", "UPDATED"}, rows)
+			})
+		},
+	}
+	revoke := &cobra.Command{
+		Use:   "revoke ID",
+		Short: "Revoke a device's credential; its check-ins fail from now on",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			raw, err := f.call(cmd.Context(), http.MethodPost, "/v1/devices/"+url.PathEscape(args[0])+"/revoke", nil, nil, nil)
+			if err != nil {
+				return err
+			}
+			return f.show(cmd.OutOrStdout(), raw, func(w io.Writer) { fmt.Fprintf(w, "revoked device %s\n", args[0]) })
+		},
+	}
+	return group("devices", "List, show and revoke enrolled devices", list, show, revoke)
+}
+
+// --- policies ---
+
+type policyJSON struct {
+	Org     string   `json:"org,omitempty"`
+	Channel string   `json:"channel,omitempty"`
+	Track   string   `json:"track"`
+	Windows []string `json:"windows"`
+}
+
+func newPoliciesCmd(f *adminFlags) *cobra.Command {
+	var track string
+	var windows []string
+	set := &cobra.Command{
+		Use:   `set ORG VENDOR/CHANNEL --track T [--window "mon-fri 01:00-05:00"]...`,
+		Short: "Choose an organisation's track and maintenance windows for a channel",
+		Long: `Set an organisation's policy for one channel. Tracks: early (takes part in the
+waves), ga (after the last gate passed), ga-delay:HOURS, pinned:VERSION, paused.
+Maintenance windows are "DAYS HH:MM-HH:MM" in UTC, e.g. "mon-fri 01:00-05:00" or
+"sat,sun 00:00-23:59"; repeat --window for several; none means any time.`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			vendor, name, err := splitChannel("channel", args[1])
+			if err != nil {
+				return err
+			}
+			if err := required("track", track, "early, ga, ga-delay:HOURS, pinned:VERSION or paused"); err != nil {
+				return err
+			}
+			if _, err := rollout.ParseTrack(track); err != nil {
+				return usage(fmt.Errorf("--track: %v", err))
+			}
+			c, err := f.client()
+			if err != nil {
+				return err
+			}
+			path := "/v1/orgs/" + url.PathEscape(args[0]) + "/policies/" + url.PathEscape(vendor) + "/" + url.PathEscape(name)
+			raw, hdr, err := c.do(cmd.Context(), http.MethodPut, path, nil, policyJSON{Track: track, Windows: append([]string{}, windows...)}, "")
+			if err != nil {
+				return exit(err)
+			}
+			var p policyJSON
+			if err := json.Unmarshal(raw, &p); err != nil {
+				return usage(fmt.Errorf("PUT %s: unexpected response from the server: %v", path, err))
+			}
+			if warn := hdr.Get("Warning"); warn != "" {
+				fmt.Fprintln(cmd.ErrOrStderr(), "warning:", warningText(warn))
+			}
+			return f.show(cmd.OutOrStdout(), raw, func(w io.Writer) {
+				fmt.Fprintf(w, "policy set: %s on %s tracks %s, windows %s\n", p.Org, p.Channel, p.Track, windowsText(p.Windows))
+			})
+		},
+	}
+	set.Flags().StringVar(&track, "track", "", "early, ga, ga-delay:HOURS, pinned:VERSION or paused")
+	// StringArray, not StringSlice: "sat,sun 00:00-23:59" holds a comma.
+	set.Flags().StringArrayVar(&windows, "window", nil, `maintenance window "DAYS HH:MM-HH:MM" in UTC (repeatable)`)
+	list := &cobra.Command{
+		Use:   "list ORG",
+		Short: "List an organisation's policies",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var ps []policyJSON
+			raw, err := f.call(cmd.Context(), http.MethodGet, "/v1/orgs/"+url.PathEscape(args[0])+"/policies", nil, nil, &ps)
+			if err != nil {
+				return err
+			}
+			return f.show(cmd.OutOrStdout(), raw, func(w io.Writer) {
+				var rows [][]string
+				for _, p := range ps {
+					rows = append(rows, []string{p.Channel, p.Track, windowsText(p.Windows)})
+				}
+				table(w, []string{"CHANNEL", "TRACK", "WINDOWS"}, rows)
+			})
+		},
+	}
+	return group("policies", "Set and list organisations' tracks and maintenance windows", set, list)
+}
+
+func windowsText(ws []string) string {
+	if len(ws) == 0 {
+		return "any time"
+	}
+	return strings.Join(ws, "; ")
+}
+
+// warningText extracts the text of a `299 agent "text"` Warning header.
+func warningText(h string) string {
+	if i := strings.IndexByte(h, '"'); i >= 0 {
+		if s, err := strconv.Unquote(h[i:]); err == nil {
+			return s
+		}
+	}
+	return h
+}
+
+// --- publish ---
+
+type publishJSON struct {
+	Channel  string           `json:"channel"`
+	Version  uint64           `json:"version"`
+	SHA256   string           `json:"sha256"`
+	Size     int              `json:"size"`
+	Findings content.Findings `json:"findings"`
+}
+
+func newPublishCmd(f *adminFlags) *cobra.Command {
+	var channel, types, manifests string
+	c := &cobra.Command{
+		Use:   "publish BUNDLE [--channel VENDOR/NAME] [--types DIR --manifests DIR]",
+		Short: "Publish a bundle source to its channel; the server validates and compiles it",
+		Long: `Publish a bundle (YAML or JSON source, at most 8 MiB) to a channel: the bundle's
+own vendor/channel unless --channel says otherwise. The server validates it
+against every targeted agent's capability manifest and the channel's current
+version, and stores the compiled artifact. With --types and --manifests the
+bundle is first validated here, and not sent if it is rejected.
+
+Exit status: 0 published, 1 rejected (findings are printed, one per line) or
+refused, 2 usage, I/O error, unreachable server or bad token.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return f.publish(cmd, args[0], channel, types, manifests)
+		},
+	}
+	c.Flags().StringVar(&channel, "channel", "", "publish to VENDOR/NAME (default: the bundle's vendor/channel)")
+	c.Flags().StringVar(&types, "types", "", "validate locally first: directory of template types")
+	c.Flags().StringVar(&manifests, "manifests", "", "validate locally first: directory of capability manifests")
+	return c
+}
+
+func (f *adminFlags) publish(cmd *cobra.Command, path, channel, types, manifests string) error {
+	w := cmd.OutOrStdout()
+	if (types == "") != (manifests == "") {
+		return usage(errors.New("--types and --manifests go together: give both to validate locally, or neither"))
+	}
+	vendor, name := "", ""
+	if channel != "" {
+		var err error
+		if vendor, name, err = splitChannel("--channel", channel); err != nil {
+			return err
+		}
+	}
+	raw, err := readUpTo(path, content.MaxSourceSize+1)
+	if err != nil {
+		return usage(err)
+	}
+	if len(raw) > content.MaxSourceSize {
+		return rejected(fmt.Errorf("%s: file is larger than the %d MiB limit for content sources: %v", path, content.MaxSourceSize>>20, content.ErrTooLarge))
+	}
+	if content.IsCompiled(raw) {
+		return rejected(fmt.Errorf("%s is a compiled bundle: publish its source (YAML or JSON); the server compiles and hashes it", path))
+	}
+	b, err := content.ParseBundle(path, raw)
+	if err != nil {
+		r, err := sourceReport(path, err)
+		if err != nil {
+			return err
+		}
+		return writeReports(w, f.json, []*bundleReport{r})
+	}
+	if channel == "" {
+		vendor, name = b.Vendor, b.Channel
+	}
+	if types != "" {
+		cat, err := content.LoadCatalog(types, manifests)
+		if err != nil {
+			return classify(err)
+		}
+		if v := cat.Validate(b, 0); !v.Accepted() {
+			r := &bundleReport{File: path, Bundle: b.Name(), Findings: v.Findings}
+			for _, m := range v.Targeted {
+				r.Targeted = append(r.Targeted, m.Agent())
+			}
+			fmt.Fprintln(cmd.ErrOrStderr(), "ringfence: rejected by local validation; not sent to the server")
+			return writeReports(w, f.json, []*bundleReport{r})
+		}
+	}
+
+	c, err := f.client()
+	if err != nil {
+		return err
+	}
+	contentType := "application/yaml"
+	if t := strings.TrimSpace(string(raw[:min(len(raw), 64)])); strings.HasPrefix(t, "{") {
+		contentType = "application/json"
+	}
+	apiPath := "/v1/channels/" + url.PathEscape(vendor) + "/" + url.PathEscape(name) + "/publish"
+	body, _, err := c.do(cmd.Context(), http.MethodPost, apiPath, nil, raw, contentType)
+	var ae *apiError
+	if errors.As(err, &ae) && ae.Status == http.StatusUnprocessableEntity && len(ae.Findings) > 0 {
+		if f.json {
+			if err := writeRawJSON(w, ae.body); err != nil {
+				return err
+			}
+		} else {
+			fmt.Fprintf(w, "REJECTED %s (%s) by the server at %s\n", path, b.Name(), c.base)
+			printFindings(w, path, localFindings(ae.Findings, path))
+		}
+		return rejected(fmt.Errorf("bundle rejected: %s: %s", b.Name(), plural(ae.Findings.Errors(), "error")))
+	}
+	if err != nil {
+		return exit(err)
+	}
+	var res publishJSON
+	if err := json.Unmarshal(body, &res); err != nil {
+		return usage(fmt.Errorf("POST %s: unexpected response from the server: %v", apiPath, err))
+	}
+	return f.show(w, body, func(w io.Writer) {
+		fmt.Fprintf(w, "PUBLISHED %s (%s@%d)\n", path, res.Channel, res.Version)
+		fields(w, "  channel", res.Channel, "  version", strconv.FormatUint(res.Version, 10), "  sha256", res.SHA256, "  size", fmt.Sprintf("%d bytes", res.Size))
+		printFindings(w, path, localFindings(res.Findings, path))
+	})
+}
+
+// printFindings prints one finding per line, as content validate does.
+func printFindings(w io.Writer, path string, fs content.Findings) {
+	for _, f := range fs {
+		fmt.Fprintf(w, "  %s: %s [%s]: %s\n", cmp.Or(f.Location, path), f.Level, f.Rule, f)
+	}
+}
+
+// localFindings points the server's findings, located in its "bundle"
+// pseudo-file, at the file the operator published.
+func localFindings(fs content.Findings, path string) content.Findings {
+	out := make(content.Findings, len(fs))
+	for i, f := range fs {
+		switch {
+		case f.Location == "bundle":
+			f.Location = path
+		case strings.HasPrefix(f.Location, "bundle:"):
+			f.Location = path + strings.TrimPrefix(f.Location, "bundle")
+		}
+		out[i] = f
+	}
+	return out
+}
+
+// --- releases ---
+
+type releaseJSON struct {
+	ID        string       `json:"id"`
+	Channel   string       `json:"channel"`
+	Version   uint64       `json:"version"`
+	State     string       `json:"state"`
+	Wave      int          `json:"wave"`
+	WaveName  string       `json:"wave_name"`
+	Plan      rollout.Plan `json:"plan"`
+	Reason    string       `json:"reason"`
+	CreatedBy string       `json:"created_by"`
+	CreatedAt time.Time    `json:"created_at"`
+	UpdatedAt time.Time    `json:"updated_at"`
+	Figures   []struct {
+		Wave    int    `json:"wave"`
+		Org     string `json:"org"`
+		Stratum string `json:"stratum"`
+		Metric  string `json:"metric"`
+		Value   int64  `json:"value"`
+	} `json:"figures"`
+}
+
+func (r *releaseJSON) wave() string {
+	if r.State == string(store.ReleaseCompleted) {
+		return "done"
+	}
+	if r.WaveName == "" {
+		return strconv.Itoa(r.Wave)
+	}
+	return fmt.Sprintf("%d %s", r.Wave, r.WaveName)
+}
+
+// maxPlanFile caps a --plan file; the server takes 64 KiB request bodies.
+const maxPlanFile = 64 << 10
+
+func newReleasesCmd(f *adminFlags) *cobra.Command {
+	var planFile string
+	create := &cobra.Command{
+		Use:   "create VENDOR/NAME VERSION [--plan FILE.json]",
+		Short: "Start rolling a published version out, in waves",
+		Long: `Start a release of a published version on a channel. Without --plan the channel
+kind's default plan applies (content: internal, canary 0.1%, early 1%, 10%,
+broad). A plan file is JSON: {"waves": [{"name": "canary", "share": 10,
+"min_devices": 20, "bake": "1h"}, ...]}, shares in basis points (10000 = all),
+cumulative, the last wave reaching every device.`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if _, _, err := splitChannel("channel", args[0]); err != nil {
+				return err
+			}
+			version, err := strconv.ParseUint(args[1], 10, 63)
+			if err != nil || version == 0 {
+				return usage(fmt.Errorf("version %q: want a version number from 1", args[1]))
+			}
+			req := struct {
+				Channel string          `json:"channel"`
+				Version uint64          `json:"version"`
+				Plan    json.RawMessage `json:"plan,omitempty"`
+			}{Channel: args[0], Version: version}
+			if planFile != "" {
+				plan, err := readUpTo(planFile, maxPlanFile+1)
+				if err != nil {
+					return usage(err)
+				}
+				if len(plan) > maxPlanFile {
+					return rejected(fmt.Errorf("%s: plan is larger than %d KiB", planFile, maxPlanFile>>10))
+				}
+				if _, err := rollout.ParsePlan(plan); err != nil {
+					return rejected(fmt.Errorf("%s: %v", planFile, err))
+				}
+				req.Plan = plan
+			}
+			var rel releaseJSON
+			raw, err := f.call(cmd.Context(), http.MethodPost, "/v1/releases", nil, req, &rel)
+			if err != nil {
+				return err
+			}
+			return f.show(cmd.OutOrStdout(), raw, func(w io.Writer) {
+				fmt.Fprintf(w, "created release %s: %s@%d, %s, wave %s of %d\n", rel.ID, rel.Channel, rel.Version, rel.State, rel.wave(), len(rel.Plan.Waves))
+			})
+		},
+	}
+	create.Flags().StringVar(&planFile, "plan", "", "rollout plan as a JSON file (default: the channel kind's default plan)")
+
+	var listChannel string
+	list := &cobra.Command{
+		Use:   "list [--channel VENDOR/NAME]",
+		Short: "List releases the token may see",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			q := url.Values{}
+			if listChannel != "" {
+				q.Set("channel", listChannel)
+			}
+			var rs []releaseJSON
+			raw, err := f.call(cmd.Context(), http.MethodGet, "/v1/releases", q, nil, &rs)
+			if err != nil {
+				return err
+			}
+			return f.show(cmd.OutOrStdout(), raw, func(w io.Writer) {
+				var rows [][]string
+				for _, r := range rs {
+					rows = append(rows, []string{r.ID, r.Channel, strconv.FormatUint(r.Version, 10), r.State, r.wave(), ts(r.UpdatedAt), orDash(r.Reason)})
+				}
+				table(w, []string{"ID", "CHANNEL", "VERSION", "STATE", "WAVE", "UPDATED", "REASON"}, rows)
+			})
+		},
+	}
+	list.Flags().StringVar(&listChannel, "channel", "", "only releases on this channel")
+
+	show := &cobra.Command{
+		Use:   "show ID",
+		Short: "Show a release: its plan, where it is, and the health figures the token may see",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var r releaseJSON
+			raw, err := f.call(cmd.Context(), http.MethodGet, "/v1/releases/"+url.PathEscape(args[0]), nil, nil, &r)
+			if err != nil {
+				return err
+			}
+			return f.show(cmd.OutOrStdout(), raw, func(w io.Writer) { printRelease(w, &r) })
+		},
+	}
+
+	var reason string
+	change := func(verb, short string) *cobra.Command {
+		c := &cobra.Command{
+			Use:   verb + " ID --reason R",
+			Short: short,
+			Args:  cobra.ExactArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				if err := required("reason", reason, "say why; it goes into the audit log"); err != nil {
+					return err
+				}
+				var r releaseJSON
+				raw, err := f.call(cmd.Context(), http.MethodPost, "/v1/releases/"+url.PathEscape(args[0])+"/"+verb, nil, map[string]string{"reason": reason}, &r)
+				if err != nil {
+					return err
+				}
+				return f.show(cmd.OutOrStdout(), raw, func(w io.Writer) {
+					fmt.Fprintf(w, "release %s (%s@%d): %s, wave %s of %d\n", r.ID, r.Channel, r.Version, r.State, r.wave(), len(r.Plan.Waves))
+				})
+			},
+		}
+		c.Flags().StringVar(&reason, "reason", "", "why (recorded in the audit log)")
+		return c
+	}
+	halt := change("halt", "Halt a release: its devices go back to their last-known-good version")
+	promote := change("promote", "Move a release to its next wave by hand, or complete it after the last")
+	return group("releases", "Create, list, show, halt and promote releases", create, list, show, halt, promote)
+}
+
+func printRelease(w io.Writer, r *releaseJSON) {
+	created := ts(r.CreatedAt)
+	if r.CreatedBy != "" {
+		created += " by " + r.CreatedBy
+	}
+	wave := fmt.Sprintf("%s of %d", r.wave(), len(r.Plan.Waves))
+	if r.State == string(store.ReleaseCompleted) {
+		wave = fmt.Sprintf("all %d passed", len(r.Plan.Waves))
+	}
+	fields(w, "release", r.ID, "channel", r.Channel, "version", strconv.FormatUint(r.Version, 10), "state", r.State,
+		"wave", wave, "reason", orDash(r.Reason), "created", created, "updated", ts(r.UpdatedAt))
+	fmt.Fprintln(w)
+	var rows [][]string
+	for i, wv := range r.Plan.Waves {
+		mark := ""
+		if i == r.Wave && r.State != string(store.ReleaseCompleted) {
+			mark = "<- " + r.State
+		}
+		share := strconv.FormatFloat(float64(wv.Share)/100, 'f', -1, 64) + "%"
+		if wv.InternalOnly {
+			share = "internal orgs"
+		}
+		rows = append(rows, []string{strconv.Itoa(i), wv.Name, share, strconv.Itoa(wv.MinDevices), duration(time.Duration(wv.Bake)), mark})
+	}
+	table(w, []string{"WAVE", "NAME", "SHARE", "MIN DEVICES", "BAKE", ""}, rows)
+	fmt.Fprintln(w)
+	if len(r.Figures) == 0 {
+		fmt.Fprintln(w, "no figures yet: no device on or beside this release has reported")
+		return
+	}
+	rows = rows[:0]
+	for _, fg := range r.Figures {
+		rows = append(rows, []string{strconv.Itoa(fg.Wave), orDash(fg.Org), orDash(fg.Stratum), fg.Metric, strconv.FormatInt(fg.Value, 10)})
+	}
+	table(w, []string{"WAVE", "ORG", "STRATUM", "METRIC", "VALUE"}, rows)
+}
+
+// --- audit ---
+
+// auditPage is the page size audit verify reads.
+const auditPage = 1000
+
+func newAuditCmd(f *adminFlags) *cobra.Command {
+	var after int64
+	var limit int
+	list := &cobra.Command{
+		Use:   "list [--after SEQ] [--limit N]",
+		Short: "List audit log entries (operator admin tokens)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if after < 0 || limit < 1 || limit > 10000 {
+				return usage(errors.New("--after: 0 or more; --limit: 1 to 10000"))
+			}
+			q := url.Values{"after": {strconv.FormatInt(after, 10)}, "limit": {strconv.Itoa(limit)}}
+			var es []store.AuditEntry
+			raw, err := f.call(cmd.Context(), http.MethodGet, "/v1/audit", q, nil, &es)
+			if err != nil {
+				return err
+			}
+			if len(es) == limit {
+				fmt.Fprintf(cmd.ErrOrStderr(), "More entries may follow: add --after %d\n", es[len(es)-1].Seq)
+			}
+			return f.show(cmd.OutOrStdout(), raw, func(w io.Writer) {
+				var rows [][]string
+				for _, e := range es {
+					rows = append(rows, []string{strconv.FormatInt(e.Seq, 10), ts(e.Time), e.Actor, e.Action, e.Target, orDash(e.Reason)})
+				}
+				table(w, []string{"SEQ", "TIME", "ACTOR", "ACTION", "TARGET", "REASON"}, rows)
+			})
+		},
+	}
+	list.Flags().Int64Var(&after, "after", 0, "start after this sequence number")
+	list.Flags().IntVar(&limit, "limit", 100, "entries to list, 1 to 10000")
+
+	verify := &cobra.Command{
+		Use:   "verify",
+		Short: "Check that the audit log's hash chain is intact from its first entry",
+		Long: `Read the whole audit log and check its hash chain: every entry's hash covers its
+content and the previous entry's hash, so an entry altered or removed breaks
+every later link. Exit status 1 names the first broken entry. (A chain that
+links up cannot show that entries were cut from its end; compare the count
+with one recorded earlier.)`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := f.client()
+			if err != nil {
+				return err
+			}
+			n, seq, why, err := verifyAudit(cmd.Context(), c)
+			if err != nil {
+				return exit(err)
+			}
+			w := cmd.OutOrStdout()
+			if f.json {
+				out := map[string]any{"verified": seq == 0, "entries": n}
+				if seq != 0 {
+					out["broken_seq"], out["reason"] = seq, why
+				}
+				b, _ := json.Marshal(out)
+				if err := writeRawJSON(w, b); err != nil {
+					return err
+				}
+			}
+			if seq != 0 {
+				return rejected(fmt.Errorf("audit log broken at entry %d (%d entries before it link up): %s", seq, n, why))
+			}
+			if !f.json {
+				fmt.Fprintf(w, "audit log verified: %d entries\n", n)
+			}
+			return nil
+		},
+	}
+	return group("audit", "List and verify the hash-chained audit log", list, verify)
+}
+
+// verifyAudit pages through the audit log and checks its chain. It
+// returns how many entries link up and, if one does not, its sequence
+// number and why.
+func verifyAudit(ctx context.Context, c *client) (n int, seq int64, why string, err error) {
+	prev := ""
+	var after int64
+	for {
+		q := url.Values{"after": {strconv.FormatInt(after, 10)}, "limit": {strconv.Itoa(auditPage)}}
+		var es []store.AuditEntry
+		if _, err := c.call(ctx, http.MethodGet, "/v1/audit", q, nil, &es); err != nil {
+			return n, 0, "", err
+		}
+		for i, e := range es {
+			if want := after + int64(i) + 1; e.Seq != want {
+				return n + i, want, fmt.Sprintf("entry %d is missing: the log goes from %d to %d", want, want-1, e.Seq), nil
+			}
+		}
+		if bad, reason := store.VerifyChain(prev, es); bad != 0 {
+			return n + int(bad-after-1), bad, reason, nil
+		}
+		n += len(es)
+		if len(es) < auditPage {
+			return n, 0, "", nil
+		}
+		prev, after = es[len(es)-1].Hash, es[len(es)-1].Seq
+	}
+}

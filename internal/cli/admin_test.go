@@ -1,0 +1,554 @@
+package cli_test
+
+// The admin commands are tested against a real `ringfence server --dev`
+// process on a free port, driven by the binary TestMain built, as an
+// operator would: tenants, tokens, a rejected and an accepted publish,
+// a release promoted and halted, policies, a device enrolled, the audit
+// chain verified, and a graceful shutdown. Audit verification's failure
+// paths run against a fake API serving a tampered chain.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ringfence/ringfence/internal/store"
+)
+
+// rfEnv runs the binary with RINGFENCE_* taken from env only, so the
+// developer's own environment does not leak into the test.
+func rfEnv(t *testing.T, env []string, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd.Env = append(cleanEnv(), env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	r := result{stdout: stdout.String(), stderr: stderr.String()}
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		r.code = ee.ExitCode()
+	default:
+		t.Fatalf("ringfence %s: %v", strings.Join(args, " "), err)
+	}
+	if ctx.Err() != nil {
+		t.Fatalf("ringfence %s: timed out\n%s", strings.Join(args, " "), r)
+	}
+	if r.code < 0 || r.code > 2 {
+		t.Errorf("ringfence %s: got exit %d, want 0, 1 or 2\n%s", strings.Join(args, " "), r.code, r)
+	}
+	assertNoCrash(t, r)
+	return r
+}
+
+// cleanEnv is the test's environment without RINGFENCE_* variables.
+func cleanEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "RINGFENCE_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+// lockedBuffer collects a child process's output while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// devServer is a running `ringfence server --dev`.
+type devServer struct {
+	url   string
+	creds struct {
+		Admin     string `json:"admin_token"`
+		Publisher string `json:"publisher_token"`
+		OrgAdmin  string `json:"org_admin_token"`
+		Viewer    string `json:"viewer_token"`
+		Enroll    string `json:"enroll_token"`
+		Server    string `json:"server"`
+	}
+	cmd            *exec.Cmd
+	exited         chan struct{}
+	waitErr        error
+	stdout, stderr lockedBuffer
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+// startDevServer starts the server on a free port and waits until it has
+// written its credentials and answers /readyz.
+func startDevServer(t *testing.T) *devServer {
+	t.Helper()
+	data := t.TempDir()
+	s := &devServer{exited: make(chan struct{})}
+	s.cmd = exec.Command(binary, "server", "--dev", "--data", data, "--listen", freePort(t), "--log-level", "warn")
+	s.cmd.Env = cleanEnv()
+	s.cmd.Stdout, s.cmd.Stderr = &s.stdout, &s.stderr
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { s.waitErr = s.cmd.Wait(); close(s.exited) }()
+	t.Cleanup(func() {
+		select {
+		case <-s.exited:
+		default:
+			s.cmd.Process.Kill()
+			<-s.exited
+		}
+	})
+	path := filepath.Join(data, "dev-credentials.json")
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		select {
+		case <-s.exited:
+			t.Fatalf("server exited before it was ready: %v\n--- stderr:\n%s", s.waitErr, s.stderr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("server not ready after 15s\n--- stderr:\n%s", s.stderr.String())
+		}
+		if b, err := os.ReadFile(path); err == nil && json.Unmarshal(b, &s.creds) == nil && s.creds.Server != "" {
+			s.url = s.creds.Server
+			if resp, err := http.Get(s.url + "/readyz"); err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					return s
+				}
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// as runs the binary against the server with a token.
+func (s *devServer) as(t *testing.T, token string, args ...string) result {
+	t.Helper()
+	return rfEnv(t, []string{"RINGFENCE_SERVER=" + s.url, "RINGFENCE_TOKEN=" + token}, args...)
+}
+
+// stop sends SIGTERM and checks that the server shuts down cleanly.
+func (s *devServer) stop(t *testing.T) {
+	t.Helper()
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-s.exited:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("server still running 20s after SIGTERM\n--- stderr:\n%s", s.stderr.String())
+	}
+	if s.waitErr != nil {
+		t.Errorf("server after SIGTERM: %v, want exit 0\n--- stderr:\n%s", s.waitErr, s.stderr.String())
+	}
+}
+
+func ok(t *testing.T, r result) result {
+	t.Helper()
+	wantCode(t, r, 0)
+	return r
+}
+
+func decodeJSON(t *testing.T, r result, v any) {
+	t.Helper()
+	if err := json.Unmarshal([]byte(r.stdout), v); err != nil {
+		t.Fatalf("stdout is not JSON: %v\n%s", err, r)
+	}
+}
+
+var secretLine = regexp.MustCompile(`(?m)^secret: (\S+)$`)
+
+func secretOf(t *testing.T, r result) string {
+	t.Helper()
+	m := secretLine.FindStringSubmatch(r.stdout)
+	if r.code != 0 || m == nil {
+		t.Fatalf("got no secret line\n%s", r)
+	}
+	return m[1]
+}
+
+func TestAdminStory(t *testing.T) {
+	s := startDevServer(t)
+	admin := s.creds.Admin
+
+	// Who am I: the operator's admin token.
+	r := ok(t, s.as(t, admin, "whoami"))
+	wantContains(t, r.stdout, "(operator)")
+	var who struct{ Role, Tenant string }
+	decodeJSON(t, ok(t, s.as(t, admin, "whoami", "--json")), &who)
+	if who.Role != "admin" || who.Tenant != "" {
+		t.Errorf("got whoami %+v, want role admin and no tenant", who)
+	}
+
+	// A second vendor and organisation, a channel.
+	ok(t, s.as(t, admin, "tenants", "create", "initech", "--kind", "vendor", "--name", "Initech Security"))
+	ok(t, s.as(t, admin, "tenants", "create", "globex", "--kind", "org", "--name", "Globex Air"))
+	r = s.as(t, admin, "tenants", "create", "globex", "--kind", "org", "--name", "Again")
+	wantCode(t, r, 1)
+	wantContains(t, r.stderr, "ringfence: conflict: tenant globex already exists")
+	r = ok(t, s.as(t, admin, "tenants", "list"))
+	wantContains(t, r.stdout, "globex   org     Globex Air")
+	ok(t, s.as(t, admin, "channels", "create", "initech/dns", "--category", "system-critical", "--unpausable"))
+	var chans []struct {
+		ID         string
+		Category   string
+		Unpausable bool
+	}
+	decodeJSON(t, ok(t, s.as(t, admin, "channels", "list", "--json")), &chans)
+	if len(chans) != 2 || chans[1].ID != "initech/dns" || chans[1].Category != "system-critical" || !chans[1].Unpausable {
+		t.Errorf("got channels %+v, want acme/ipc and an unpausable system-critical initech/dns", chans)
+	}
+
+	// Tokens: a CI publisher for acme, an admin for globex.
+	ci := secretOf(t, s.as(t, admin, "tokens", "create", "--tenant", "acme", "--role", "publisher", "--name", "ci"))
+	globex := secretOf(t, s.as(t, admin, "tokens", "create", "--tenant", "globex", "--role", "org-admin"))
+	r = ok(t, s.as(t, ci, "whoami"))
+	wantContains(t, r.stdout, "publisher")
+	r = s.as(t, admin, "tokens", "create", "--tenant", "initech", "--role", "org-admin")
+	wantCode(t, r, 1)
+	wantContains(t, r.stderr, "ringfence: bad request: role org-admin belongs to org tenants")
+	enroll := secretOf(t, s.as(t, globex, "enroll-tokens", "create", "globex", "--expires-in-hours", "1"))
+
+	// Channel File 291 is refused by the server, naming input 21 and the
+	// agent that lacks it, at its place in the file.
+	r = s.as(t, ci, "publish", ch291)
+	wantCode(t, r, 1)
+	wantContains(t, r.stdout, "REJECTED "+ch291)
+	wantContains(t, r.stdout, ch291+":25:9: error [input-not-supplied]: bundle acme/ipc@291: instance c2-pipe-7: "+inputNotSupplied)
+	wantContains(t, r.stderr, "ringfence: bundle rejected: acme/ipc@291")
+	r = s.as(t, ci, "publish", "--json", ch291)
+	wantCode(t, r, 1)
+	var rej struct {
+		Error    string
+		Findings []struct {
+			Rule      string
+			FieldName string `json:"field_name"`
+		}
+	}
+	decodeJSON(t, r, &rej)
+	if rej.Error != "bundle rejected" || !strings.Contains(fmt.Sprint(rej.Findings), "input-not-supplied pipe_owner_sid") {
+		t.Errorf("got %+v, want the server's rejection with an input-not-supplied finding", rej)
+	}
+	// Validated here first, it never reaches the server.
+	r = s.as(t, ci, "publish", "--types", types, "--manifests", manifs, ch291)
+	wantCode(t, r, 1)
+	wantContains(t, r.stdout, inputNotSupplied)
+	wantContains(t, r.stderr, "not sent to the server")
+
+	// Version 293, otherwise ipc-292, is published; the server's content
+	// hash is the one local validation computes.
+	src, err := os.ReadFile(ipc292)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ipc293 := writeFile(t, t.TempDir(), "ipc-293.yaml", bytes.Replace(src, []byte("\nversion: 292\n"), []byte("\nversion: 293\n"), 1))
+	r = ok(t, s.as(t, ci, "publish", "--types", types, "--manifests", manifs, ipc293))
+	wantContains(t, r.stdout, "PUBLISHED "+ipc293+" (acme/ipc@293)")
+	local := parseReport(t, ringfence(t, validateArgs("--json", ipc293)...))
+	wantContains(t, r.stdout, "sha256   "+local.Bundles[0].SHA256)
+	r = s.as(t, ci, "publish", ipc293)
+	wantCode(t, r, 1)
+	wantContains(t, r.stdout, "[version-not-increasing]")
+	r = s.as(t, ci, "publish", ipc293, "--channel", "initech/dns")
+	wantCode(t, r, 1)
+	wantContains(t, r.stderr, "ringfence: forbidden: token may not publish to initech/dns")
+	r = s.as(t, admin, "publish", ipc293, "--channel", "initech/dns")
+	wantCode(t, r, 1)
+	wantContains(t, r.stderr, "ringfence: bundle rejected: bundle is for acme/ipc, published to initech/dns")
+
+	// Roll it out: promote by hand, then halt.
+	var rel struct {
+		ID, State string
+		WaveName  string `json:"wave_name"`
+	}
+	decodeJSON(t, ok(t, s.as(t, ci, "releases", "create", "acme/ipc", "293", "--json")), &rel)
+	if rel.State != "rolling-out" || rel.WaveName != "internal" {
+		t.Errorf("got release %+v, want rolling-out in wave internal", rel)
+	}
+	wantContains(t, ok(t, s.as(t, ci, "releases", "promote", rel.ID, "--reason", "internal fleet healthy")).stdout, "rolling-out, wave 1 canary of 5")
+	wantContains(t, ok(t, s.as(t, ci, "releases", "halt", rel.ID, "--reason", "crash spike in canary")).stdout, "halted")
+	r = s.as(t, ci, "releases", "halt", rel.ID, "--reason", "again")
+	wantCode(t, r, 1)
+	wantContains(t, r.stderr, "ringfence: conflict: release "+rel.ID+" is already halted")
+	r = ok(t, s.as(t, s.creds.OrgAdmin, "releases", "show", rel.ID))
+	for _, want := range []string{"state    halted", "reason   crash spike in canary", "canary       0.1%           20           1h    <- halted"} {
+		wantContains(t, r.stdout, want)
+	}
+	wantContains(t, ok(t, s.as(t, admin, "releases", "list", "--channel", "acme/ipc")).stdout, rel.ID)
+
+	// Globex's policies: a delayed track in two windows; "paused" on an
+	// unpausable channel is accepted with a warning.
+	ok(t, s.as(t, globex, "policies", "set", "globex", "acme/ipc", "--track", "ga-delay:24",
+		"--window", "mon-fri 01:00-05:00", "--window", "sat,sun 00:00-23:59"))
+	r = ok(t, s.as(t, globex, "policies", "set", "globex", "initech/dns", "--track", "paused"))
+	wantContains(t, r.stderr, "warning: channel is unpausable")
+	var pols []struct {
+		Channel, Track string
+		Windows        []string
+	}
+	decodeJSON(t, ok(t, s.as(t, globex, "policies", "list", "globex", "--json")), &pols)
+	if len(pols) != 2 || pols[0].Track != "ga-delay:24" || len(pols[0].Windows) != 2 || pols[0].Windows[1] != "sat,sun 00:00-23:59" {
+		t.Errorf("got policies %+v, want acme/ipc on ga-delay:24 in two windows, and initech/dns", pols)
+	}
+	wantCode(t, s.as(t, s.creds.OrgAdmin, "policies", "set", "globex", "acme/ipc", "--track", "ga"), 1)
+
+	// A device enrols; its organisation sees it, a vendor may not.
+	body := fmt.Sprintf(`{"token":%q,"platform":"windows","os_build":"22631","agent_version":"7.12.0"}`, enroll)
+	resp, err := http.Post(s.url+"/v1/enroll", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dev struct {
+		DeviceID string `json:"device_id"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&dev)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusCreated {
+		t.Fatalf("enrol: got %d, %v, want 201", resp.StatusCode, err)
+	}
+	r = ok(t, s.as(t, globex, "devices", "list", "--platform", "windows"))
+	wantContains(t, r.stdout, dev.DeviceID+"  globex  windows   22631     7.12.0")
+	var devs []struct{ ID, Org string }
+	decodeJSON(t, ok(t, s.as(t, s.creds.OrgAdmin, "devices", "list", "--json")), &devs)
+	if len(devs) != 0 {
+		t.Errorf("got contoso seeing devices %+v, want none (the device is globex's)", devs)
+	}
+	wantContains(t, ok(t, s.as(t, globex, "devices", "show", dev.DeviceID)).stdout, "agent      7.12.0")
+	r = s.as(t, ci, "devices", "list")
+	wantCode(t, r, 1)
+	wantContains(t, r.stderr, `ringfence: forbidden: token may not list devices of "acme"; vendors see aggregate figures`)
+	wantContains(t, ok(t, s.as(t, globex, "devices", "revoke", dev.DeviceID)).stdout, "revoked device "+dev.DeviceID)
+
+	// Revoking a token locks it out: exit 2, a credential problem.
+	var toks []struct{ ID, Name string }
+	decodeJSON(t, ok(t, s.as(t, admin, "tokens", "list", "--tenant", "acme", "--json")), &toks)
+	for _, tok := range toks {
+		if tok.Name == "ci" {
+			ok(t, s.as(t, admin, "tokens", "revoke", tok.ID))
+		}
+	}
+	r = s.as(t, ci, "whoami")
+	wantCode(t, r, 2)
+	wantContains(t, r.stderr, "ringfence: unauthorized: missing, unknown or revoked credential")
+
+	// The audit log recorded every change and its chain is intact.
+	var entries []store.AuditEntry
+	decodeJSON(t, ok(t, s.as(t, admin, "audit", "list", "--limit", "1000", "--json")), &entries)
+	actions := map[string]int{}
+	for _, e := range entries {
+		actions[e.Action]++
+	}
+	for _, a := range []string{"tenant.create", "channel.create", "token.create", "artifact.publish", "release.create",
+		"release.promote", "release.halt", "policy.set", "device.revoke", "token.revoke"} {
+		if actions[a] == 0 {
+			t.Errorf("got audit actions %v, want %s among them", actions, a)
+		}
+	}
+	r = ok(t, s.as(t, admin, "audit", "verify"))
+	if want := fmt.Sprintf("audit log verified: %d entries\n", len(entries)); r.stdout != want {
+		t.Errorf("got %q, want %q", r.stdout, want)
+	}
+	r = s.as(t, globex, "audit", "verify")
+	wantCode(t, r, 1)
+	wantContains(t, r.stderr, "ringfence: forbidden: only the operator's admin tokens read the audit log")
+
+	s.stop(t)
+	r = s.as(t, admin, "whoami")
+	wantCode(t, r, 2)
+	wantContains(t, r.stderr, "cannot reach the server at "+s.url)
+}
+
+// fakeAudit serves GET /v1/audit from entries, honouring after and limit.
+func fakeAudit(t *testing.T, entries []store.AuditEntry) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/audit" || r.Header.Get("Authorization") != "Bearer rft_test" {
+			http.Error(w, `{"error":"not found","detail":"fake"}`, http.StatusNotFound)
+			return
+		}
+		after, _ := strconv.ParseInt(r.URL.Query().Get("after"), 10, 64)
+		limit, _ := strconv.Atoi(r.URL.Query().Get("limit"))
+		page := []store.AuditEntry{}
+		for _, e := range entries {
+			if e.Seq > after && len(page) < limit {
+				page = append(page, e)
+			}
+		}
+		json.NewEncoder(w).Encode(page)
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func auditChain(n int) []store.AuditEntry {
+	var es []store.AuditEntry
+	prev := ""
+	t0 := time.Date(2024, 7, 19, 4, 9, 0, 0, time.UTC)
+	for i := 1; i <= n; i++ {
+		e := store.AuditEntry{Seq: int64(i), Time: t0.Add(time.Duration(i) * time.Second), Actor: "ci (tok-1)",
+			Action: "release.create", Target: fmt.Sprintf("rel-%d", i), PrevHash: prev}
+		e.Hash = store.AuditHash(e)
+		prev = e.Hash
+		es = append(es, e)
+	}
+	return es
+}
+
+func TestAuditVerify(t *testing.T) {
+	const n = 2500 // three pages
+	tests := []struct {
+		name   string
+		tamper func([]store.AuditEntry) []store.AuditEntry
+		code   int
+		want   string
+	}{
+		{"intact", func(es []store.AuditEntry) []store.AuditEntry { return es }, 0, "audit log verified: 2500 entries"},
+		{"empty", func(es []store.AuditEntry) []store.AuditEntry { return nil }, 0, "audit log verified: 0 entries"},
+		{"altered-on-second-page", func(es []store.AuditEntry) []store.AuditEntry {
+			es[1699].Reason = "nothing to see"
+			return es
+		}, 1, "audit log broken at entry 1700 (1699 entries before it link up): entry 1700 was altered"},
+		{"removed", func(es []store.AuditEntry) []store.AuditEntry {
+			return append(es[:4:4], es[5:]...)
+		}, 1, "audit log broken at entry 5 (4 entries before it link up): entry 5 is missing"},
+		{"relinked-after-removal", func(es []store.AuditEntry) []store.AuditEntry {
+			// Renumbered and re-hashed from entry 1001 on, but entry
+			// 1001 still names the removed entry's hash as its previous.
+			es = append(es[:1000:1000], es[1001:]...)
+			for i := 1000; i < len(es); i++ {
+				es[i].Seq = int64(i + 1)
+				es[i].Hash = store.AuditHash(es[i])
+			}
+			return es
+		}, 1, "audit log broken at entry 1001"},
+		{"first-not-genesis", func(es []store.AuditEntry) []store.AuditEntry {
+			es[0].PrevHash = "ab"
+			es[0].Hash = store.AuditHash(es[0])
+			return es
+		}, 1, "audit log broken at entry 1 (0 entries before it link up)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := fakeAudit(t, tt.tamper(auditChain(n)))
+			r := rfEnv(t, []string{"RINGFENCE_TOKEN=rft_test"}, "audit", "verify", "--server", srv.URL)
+			wantCode(t, r, tt.code)
+			wantContains(t, r.stdout+r.stderr, tt.want)
+		})
+	}
+	t.Run("server-error", func(t *testing.T) {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			w.Write([]byte(`{"error":"unavailable","detail":"the store is unreachable; retry later"}`))
+		}))
+		defer srv.Close()
+		r := rfEnv(t, []string{"RINGFENCE_TOKEN=rft_test", "RINGFENCE_SERVER=" + srv.URL}, "audit", "verify")
+		wantCode(t, r, 2)
+		wantContains(t, r.stderr, "ringfence: unavailable: the store is unreachable; retry later")
+	})
+}
+
+func TestAdminUsage(t *testing.T) {
+	dir := t.TempDir()
+	big := filepath.Join(dir, "big.yaml")
+	if err := os.WriteFile(big, append([]byte("kind: Bundle\n# "), bytes.Repeat([]byte("x"), 9<<20)...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	down := "http://" + freePort(t) // nothing listens there
+	token := []string{"RINGFENCE_TOKEN=rft_x", "RINGFENCE_SERVER=" + down}
+	tests := []struct {
+		name string
+		env  []string
+		args []string
+		code int
+		want string
+	}{
+		{"missing-token", nil, []string{"whoami"}, 2, "no API token: pass --token or set RINGFENCE_TOKEN"},
+		{"unreachable", token, []string{"tenants", "list"}, 2, "cannot reach the server at " + down},
+		{"unreachable-flag-wins", []string{"RINGFENCE_TOKEN=rft_x", "RINGFENCE_SERVER=http://127.0.0.1:9"}, []string{"--server", down, "whoami"}, 2, down},
+		{"bad-server-url", token, []string{"whoami", "--server", "localhost:8080"}, 2, `--server "localhost:8080": want a URL`},
+		{"tenant-without-kind", token, []string{"tenants", "create", "x", "--name", "X"}, 2, "--kind is required"},
+		{"channel-without-vendor", token, []string{"channels", "create", "ipc"}, 2, `want VENDOR/NAME`},
+		{"token-without-role", token, []string{"tokens", "create", "--tenant", "acme"}, 2, "--role is required"},
+		{"token-without-tenant", token, []string{"tokens", "create", "--role", "publisher"}, 2, "--tenant is required"},
+		{"policy-without-track", token, []string{"policies", "set", "acme", "acme/ipc"}, 2, "--track is required"},
+		{"policy-bad-track", token, []string{"policies", "set", "acme", "acme/ipc", "--track", "soon"}, 2, `unknown track "soon"`},
+		{"halt-without-reason", token, []string{"releases", "halt", "rel-1"}, 2, "--reason is required"},
+		{"release-bad-version", token, []string{"releases", "create", "acme/ipc", "v2"}, 2, `version "v2"`},
+		{"publish-missing-file", token, []string{"publish", filepath.Join(dir, "nope.yaml")}, 2, "nope.yaml"},
+		{"publish-types-alone", token, []string{"publish", ipc292, "--types", types}, 2, "--types and --manifests go together"},
+		{"publish-bad-channel", token, []string{"publish", ipc292, "--channel", "acme"}, 2, `--channel "acme"`},
+		{"devices-bad-limit", token, []string{"devices", "list", "--limit", "20000"}, 2, "--limit 20000"},
+		{"unknown-subcommand", token, []string{"tenants", "nope"}, 2, `unknown command "nope"`},
+		{"unknown-flag", token, []string{"whoami", "--bogus"}, 2, "unknown flag: --bogus"},
+		// Refused before any request: the input itself is wanting (1).
+		{"publish-too-large", token, []string{"publish", big}, 1, "larger than the 8 MiB limit"},
+		{"publish-malformed", token, []string{"publish", writeFile(t, dir, "bad.yaml", []byte("kind: Bundle\nvendor: [acme\n"))}, 1, "malformed YAML/JSON"},
+		{"release-bad-plan", token, []string{"releases", "create", "acme/ipc", "293", "--plan", writeFile(t, dir, "plan.json", []byte(`{"waves": []}`))}, 1, "plan has no waves"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := rfEnv(t, tt.env, tt.args...)
+			wantCode(t, r, tt.code)
+			wantContains(t, r.stdout+r.stderr, tt.want)
+			if tt.code == 2 && r.stdout != "" {
+				t.Errorf("got stdout %q, want nothing on stdout for a usage error", r.stdout)
+			}
+		})
+	}
+	t.Run("help-hides-token", func(t *testing.T) {
+		r := rfEnv(t, []string{"RINGFENCE_TOKEN=rft_secret_value"}, "tokens", "list", "--help")
+		wantCode(t, r, 0)
+		wantContains(t, r.stdout, "--token string")
+		if strings.Contains(r.stdout, "rft_secret_value") {
+			t.Errorf("help prints the token from the environment:\n%s", r.stdout)
+		}
+	})
+	t.Run("server-config-refuses-admin-keys", func(t *testing.T) {
+		// --token is a root flag for the admin commands, not a server setting.
+		cfg := writeFile(t, dir, "server.yaml", []byte("token: rft_x\n"))
+		r := rfEnv(t, nil, "server", "--data", t.TempDir(), "--listen", freePort(t), "--config", cfg)
+		wantCode(t, r, 2)
+		wantContains(t, r.stderr, `unknown key "token"`)
+	})
+}
