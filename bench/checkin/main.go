@@ -325,4 +325,3 @@ func childRSS(pid int) int64 {
 	}
 	return 0
 }
-
