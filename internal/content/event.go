@@ -142,6 +142,9 @@ func parseInput(raw json.RawMessage) (Value, error) {
 		return Uint(u), nil
 	}
 	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		if n >= 0 {
+			return Uint(uint64(n)), nil // "-0" is zero like any other
+		}
 		return Int(n), nil
 	}
 	if f, err := strconv.ParseFloat(s, 64); err == nil && !math.IsInf(f, 0) {
