@@ -410,7 +410,9 @@ func (d *decoder) criterion(n *yaml.Node, what string) Criterion {
 
 func (d *decoder) name(n *yaml.Node, what string) string {
 	s := d.str(n, what)
-	if s != "" && !namePattern.MatchString(s) {
+	if s == "" && n.Kind == yaml.ScalarNode && n.Tag != "!!null" {
+		d.errorf(n, "%s: must not be empty", what)
+	} else if s != "" && !namePattern.MatchString(s) {
 		d.errorf(n, "%s: %q is not a valid name (lowercase letters, digits, '-' and '_', starting with a letter, at most 63)", what, s)
 	}
 	return s
