@@ -204,6 +204,12 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request, p Principal
 	if role == store.RoleAdmin && req.Tenant != "" {
 		return badRequest("tenant: admin tokens are the operator's and take no tenant")
 	}
+	// Org admins may hand out their own organisation's roles; everything
+	// else is the operator's. Checked before the tenant is looked up, so
+	// that only the operator learns which tenants exist.
+	if !p.isAdmin() && !(p.Role == store.RoleOrgAdmin && p.Tenant == req.Tenant && (role == store.RoleOrgAdmin || role == store.RoleViewer)) {
+		return forbidden("token may not create %s tokens for %q", role, req.Tenant)
+	}
 	if role != store.RoleAdmin {
 		t, err := s.store.GetTenant(r.Context(), req.Tenant)
 		if err != nil {
@@ -212,11 +218,6 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request, p Principal
 		if want, ok := roleKinds[role]; ok && t.Kind != want {
 			return badRequest("role %s belongs to %s tenants; %s is a %s", role, want, t.ID, t.Kind)
 		}
-	}
-	// Org admins may hand out their own organisation's roles; everything
-	// else is the operator's.
-	if !p.isAdmin() && !(p.Role == store.RoleOrgAdmin && p.Tenant == req.Tenant && (role == store.RoleOrgAdmin || role == store.RoleViewer)) {
-		return forbidden("token may not create %s tokens for %q", role, req.Tenant)
 	}
 	if len(req.Name) > 200 || !printable(req.Name) {
 		return badRequest("name: at most 200 printable characters")
@@ -362,7 +363,7 @@ func (s *Server) putPolicy(w http.ResponseWriter, r *http.Request, p Principal) 
 
 func (s *Server) listPolicies(w http.ResponseWriter, r *http.Request, p Principal) error {
 	org := r.PathValue("org")
-	if !p.orgAccess(org, false) {
+	if !s.mayReadOrg(p, org) {
 		return forbidden("token may not read policies of %q", org)
 	}
 	ps, err := s.store.ListPolicies(r.Context(), org)
@@ -402,7 +403,7 @@ func (s *Server) listDevices(w http.ResponseWriter, r *http.Request, p Principal
 	if org == "" && !p.isAdmin() {
 		org = p.Tenant
 	}
-	if !p.orgAccess(org, false) && !(p.isAdmin() && org == "") {
+	if !s.mayReadOrg(p, org) {
 		return forbidden("token may not list devices of %q; vendors see aggregate figures of their releases only", org)
 	}
 	limit := 1000
@@ -423,6 +424,12 @@ func (s *Server) listDevices(w http.ResponseWriter, r *http.Request, p Principal
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
+}
+
+// mayReadOrg: may p read org's devices and policies? Only organisations
+// have them: a vendor's viewer is no organisation's viewer.
+func (s *Server) mayReadOrg(p Principal, org string) bool {
+	return p.isAdmin() || (p.orgAccess(org, false) && s.tenantKind(org) == store.TenantOrg)
 }
 
 // deviceFor loads a device the principal may see; others are not found.

@@ -4,10 +4,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/ringfence/ringfence/internal/store"
 )
@@ -131,13 +133,21 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) erro
 		var mbe *http.MaxBytesError
 		var se *json.SyntaxError
 		var te *json.UnmarshalTypeError
+		var pe *time.ParseError
 		switch {
 		case errors.As(err, &mbe):
 			return &HTTPError{Code: http.StatusRequestEntityTooLarge, Msg: "request too large", Detail: fmt.Sprintf("body is larger than %d bytes", limit)}
+		case errors.Is(err, io.EOF):
+			return badRequest("empty body: want a JSON object")
 		case errors.As(err, &se):
 			return badRequest("malformed JSON at byte offset %d: %v", se.Offset, err)
+		case errors.As(err, &te) && te.Field == "":
+			return badRequest("body: want a JSON object, got JSON %s", te.Value)
 		case errors.As(err, &te):
 			return badRequest("field %q: want %s, got JSON %s (byte offset %d)", te.Field, te.Type, te.Value, te.Offset)
+		case errors.As(err, &pe):
+			// A time field: in a check-in, events[].time.
+			return badRequest("time: %q is not an RFC 3339 time such as 2026-01-02T15:04:05Z (before byte offset %d)", pe.Value, dec.InputOffset())
 		}
 		return badRequest("malformed JSON body: %v", err)
 	}

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -58,12 +59,15 @@ type Server struct {
 	now   func() time.Time
 	log   *slog.Logger
 
-	snap    atomic.Pointer[snapshot]
-	rebuild chan struct{}
-	devices deviceCache
-	writer  *batchWriter
-	hb      heartbeats
-	hbMu    sync.Mutex
+	snap atomic.Pointer[snapshot]
+	// metaCache maps "channel@version" to artifactMeta; artifacts are
+	// immutable, so entries never go stale.
+	metaCache sync.Map
+	rebuild   chan struct{}
+	devices   deviceCache
+	writer    *batchWriter
+	hb        heartbeats
+	hbMu      sync.Mutex
 
 	ready atomic.Bool
 	// storeDown is set when a store call fails as unavailable and cleared
@@ -145,10 +149,33 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /v1/artifacts/{vendor}/{channel}/{version}", s.serve(s.handleArtifact))
 
 	s.adminRoutes(mux)
+	// The catch-all keeps 404s in JSON; it also takes requests that the
+	// mux would answer 405, so it answers those itself.
 	mux.Handle("/", s.serve(func(w http.ResponseWriter, r *http.Request) error {
+		if allow := allowedMethods(mux, r); len(allow) > 0 {
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+			return &HTTPError{Code: http.StatusMethodNotAllowed, Msg: "method not allowed",
+				Detail: fmt.Sprintf("%s %s: use %s", r.Method, r.URL.Path, strings.Join(allow, " or "))}
+		}
 		return notFound("no such endpoint: %s %s", r.Method, r.URL.Path)
 	}))
 	return mux
+}
+
+// allowedMethods lists the methods that have a route for r's path.
+func allowedMethods(mux *http.ServeMux, r *http.Request) []string {
+	var out []string
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete} {
+		if m == r.Method {
+			continue
+		}
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if _, pattern := mux.Handler(probe); pattern != "" && pattern != "/" {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) error {

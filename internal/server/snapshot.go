@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/ringfence/ringfence/internal/content"
@@ -47,8 +46,6 @@ type artifactMeta struct {
 	targets    content.Targets
 	hasTargets bool
 }
-
-var metaCache sync.Map // "channel@version" -> artifactMeta
 
 func (s *Server) refresh(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -136,7 +133,7 @@ func compareU64(a, b uint64) int {
 
 func (s *Server) artifactMeta(ctx context.Context, channel string, version uint64) (artifactMeta, error) {
 	key := fmt.Sprintf("%s@%d", channel, version)
-	if m, ok := metaCache.Load(key); ok {
+	if m, ok := s.metaCache.Load(key); ok {
 		return m.(artifactMeta), nil
 	}
 	a, err := s.store.GetArtifact(ctx, channel, version)
@@ -151,7 +148,7 @@ func (s *Server) artifactMeta(ctx context.Context, channel string, version uint6
 			}
 		}
 	}
-	metaCache.Store(key, m)
+	s.metaCache.Store(key, m)
 	return m, nil
 }
 
