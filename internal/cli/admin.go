@@ -192,11 +192,13 @@ type tenantJSON struct {
 	ID        string    `json:"id"`
 	Kind      string    `json:"kind"`
 	Name      string    `json:"name"`
+	Internal  bool      `json:"internal,omitempty"`
 	CreatedAt time.Time `json:"created_at,omitzero"`
 }
 
 func newTenantsCmd(f *adminFlags) *cobra.Command {
 	var kind, name string
+	var internal bool
 	create := &cobra.Command{
 		Use:   "create ID --kind vendor|org --name NAME",
 		Short: "Create a vendor or an organisation (operator admin tokens only)",
@@ -209,7 +211,7 @@ func newTenantsCmd(f *adminFlags) *cobra.Command {
 				return err
 			}
 			var t tenantJSON
-			raw, err := f.call(cmd.Context(), http.MethodPost, "/v1/tenants", nil, tenantJSON{ID: args[0], Kind: kind, Name: name}, &t)
+			raw, err := f.call(cmd.Context(), http.MethodPost, "/v1/tenants", nil, tenantJSON{ID: args[0], Kind: kind, Name: name, Internal: internal}, &t)
 			if err != nil {
 				return err
 			}
@@ -220,6 +222,7 @@ func newTenantsCmd(f *adminFlags) *cobra.Command {
 	}
 	create.Flags().StringVar(&kind, "kind", "", "vendor (publishes content) or org (owns devices)")
 	create.Flags().StringVar(&name, "name", "", "display name")
+	create.Flags().BoolVar(&internal, "internal", false, "an organisation of the vendor's own machines, reached by a plan's internal-only first wave")
 	list := &cobra.Command{
 		Use:   "list",
 		Short: "List the tenants the token may see",

@@ -49,6 +49,7 @@ type tenantJSON struct {
 	ID        string    `json:"id"`
 	Kind      string    `json:"kind"`
 	Name      string    `json:"name"`
+	Internal  bool      `json:"internal,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
 }
 
@@ -69,7 +70,10 @@ func (s *Server) createTenant(w http.ResponseWriter, r *http.Request, p Principa
 	if req.Name == "" || len(req.Name) > 200 || !printable(req.Name) {
 		return badRequest("name: want 1 to 200 printable characters")
 	}
-	t := store.Tenant{ID: req.ID, Kind: store.TenantKind(req.Kind), Name: req.Name, CreatedAt: s.now()}
+	if req.Internal && req.Kind != string(store.TenantOrg) {
+		return badRequest("internal: only organisations are internal (the vendor's own machines)")
+	}
+	t := store.Tenant{ID: req.ID, Kind: store.TenantKind(req.Kind), Name: req.Name, Internal: req.Internal, CreatedAt: s.now()}
 	if err := s.store.CreateTenant(r.Context(), t); err != nil {
 		return storeError("tenant "+req.ID, err)
 	}
@@ -77,7 +81,7 @@ func (s *Server) createTenant(w http.ResponseWriter, r *http.Request, p Principa
 		return err
 	}
 	s.changed(r.Context())
-	writeJSON(w, http.StatusCreated, tenantJSON{ID: t.ID, Kind: string(t.Kind), Name: t.Name, CreatedAt: t.CreatedAt})
+	writeJSON(w, http.StatusCreated, tenantJSON{ID: t.ID, Kind: string(t.Kind), Name: t.Name, Internal: t.Internal, CreatedAt: t.CreatedAt})
 	return nil
 }
 
@@ -89,7 +93,7 @@ func (s *Server) listTenants(w http.ResponseWriter, r *http.Request, p Principal
 	out := []tenantJSON{}
 	for _, t := range ts {
 		if p.isAdmin() || t.ID == p.Tenant {
-			out = append(out, tenantJSON{ID: t.ID, Kind: string(t.Kind), Name: t.Name, CreatedAt: t.CreatedAt})
+			out = append(out, tenantJSON{ID: t.ID, Kind: string(t.Kind), Name: t.Name, Internal: t.Internal, CreatedAt: t.CreatedAt})
 		}
 	}
 	writeJSON(w, http.StatusOK, out)

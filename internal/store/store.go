@@ -38,9 +38,12 @@ const (
 // Tenant is a vendor (publishes to its channels) or an organisation (owns
 // devices).
 type Tenant struct {
-	ID        string // short name: acme, contoso
-	Kind      TenantKind
-	Name      string
+	ID   string // short name: acme, contoso
+	Kind TenantKind
+	Name string
+	// Internal organisations are the vendor's own machines: the first,
+	// internal-only wave of a plan reaches them before any customer.
+	Internal  bool
 	CreatedAt time.Time
 }
 

@@ -128,6 +128,8 @@ CREATE TABLE audit_log (
 	hash      TEXT NOT NULL
 );
 `,
+	// 2: internal organisations, reached by a plan's internal-only waves.
+	`ALTER TABLE tenants ADD COLUMN internal BOOLEAN NOT NULL DEFAULT FALSE`,
 }
 
 func (d dialect) migration(i int) string {

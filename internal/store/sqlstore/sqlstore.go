@@ -280,7 +280,7 @@ func notFoundIfNone(r sql.Result, what string) error {
 // --- tenants ---
 
 func (s *Store) CreateTenant(ctx context.Context, t store.Tenant) error {
-	_, err := s.exec(ctx, `INSERT INTO tenants (id, kind, name, created_at) VALUES (?, ?, ?, ?)`, t.ID, string(t.Kind), t.Name, ms(t.CreatedAt))
+	_, err := s.exec(ctx, `INSERT INTO tenants (id, kind, name, internal, created_at) VALUES (?, ?, ?, ?, ?)`, t.ID, string(t.Kind), t.Name, t.Internal, ms(t.CreatedAt))
 	if err != nil {
 		return fmt.Errorf("create tenant %s: %w", t.ID, err)
 	}
@@ -291,7 +291,7 @@ func (s *Store) GetTenant(ctx context.Context, id string) (store.Tenant, error) 
 	var t store.Tenant
 	var kind string
 	var at int64
-	err := s.db.QueryRowContext(ctx, s.q(`SELECT id, kind, name, created_at FROM tenants WHERE id = ?`), id).Scan(&t.ID, &kind, &t.Name, &at)
+	err := s.db.QueryRowContext(ctx, s.q(`SELECT id, kind, name, internal, created_at FROM tenants WHERE id = ?`), id).Scan(&t.ID, &kind, &t.Name, &t.Internal, &at)
 	if err != nil {
 		return t, fmt.Errorf("tenant %s: %w", id, s.wrap(err))
 	}
@@ -300,7 +300,7 @@ func (s *Store) GetTenant(ctx context.Context, id string) (store.Tenant, error) 
 }
 
 func (s *Store) ListTenants(ctx context.Context) ([]store.Tenant, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, kind, name, created_at FROM tenants ORDER BY id`)
+	rows, err := s.db.QueryContext(ctx, `SELECT id, kind, name, internal, created_at FROM tenants ORDER BY id`)
 	if err != nil {
 		return nil, s.wrap(err)
 	}
@@ -310,7 +310,7 @@ func (s *Store) ListTenants(ctx context.Context) ([]store.Tenant, error) {
 		var t store.Tenant
 		var kind string
 		var at int64
-		if err := rows.Scan(&t.ID, &kind, &t.Name, &at); err != nil {
+		if err := rows.Scan(&t.ID, &kind, &t.Name, &t.Internal, &at); err != nil {
 			return nil, s.wrap(err)
 		}
 		t.Kind, t.CreatedAt = store.TenantKind(kind), fromMS(at)

@@ -65,6 +65,7 @@ func seed(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	must(t, s.CreateTenant(ctx, store.Tenant{ID: "acme", Kind: store.TenantVendor, Name: "Acme Security", CreatedAt: t0}))
 	must(t, s.CreateTenant(ctx, store.Tenant{ID: "contoso", Kind: store.TenantOrg, Name: "Contoso Hospitals", CreatedAt: t0}))
+	must(t, s.CreateTenant(ctx, store.Tenant{ID: "acme-it", Kind: store.TenantOrg, Name: "Acme IT", Internal: true, CreatedAt: t0}))
 	must(t, s.CreateChannel(ctx, store.Channel{ID: "acme/ipc", Vendor: "acme", Name: "ipc", Kind: store.ChannelContent, Category: "detection", CreatedAt: t0}))
 	must(t, s.PutArtifact(ctx, store.Artifact{Channel: "acme/ipc", Version: 292, SHA256: "aa", Size: 3, Bytes: []byte{1, 2, 3}, CreatedAt: t0}))
 }
@@ -82,8 +83,13 @@ func testTenants(t *testing.T, s store.Store, _ Hasher) {
 	wantErr(t, err, store.ErrNotFound)
 	all, err := s.ListTenants(ctx)
 	must(t, err)
-	if len(all) != 2 || all[0].ID != "acme" || all[1].ID != "contoso" {
+	if len(all) != 3 || all[0].ID != "acme" || !all[1].Internal || all[1].ID != "acme-it" || all[2].Internal {
 		t.Errorf("ListTenants = %+v", all)
+	}
+	it, err := s.GetTenant(ctx, "acme-it")
+	must(t, err)
+	if !it.Internal {
+		t.Error("internal flag lost")
 	}
 }
 
