@@ -31,6 +31,7 @@ type DeviceView struct {
 	Internal bool
 	Track    Track
 	Active   uint64 // version the device runs now (0: none)
+	LKG      uint64 // its last-known-good version (0: none)
 	// OutsideWindow: the organisation's maintenance windows exclude now.
 	// Upgrades wait for the next window; moving off a halted or denied
 	// version does not.
@@ -51,10 +52,29 @@ type Decision struct {
 // unpausable. It is a pure function of its arguments.
 func Desired(now time.Time, releases []ReleaseView, dev DeviceView, unpausable bool, denied func(uint64) bool) Decision {
 	d := desired(now, releases, dev, unpausable, denied)
+	if dev.Active != 0 && d.Version == dev.Active && bad(releases, dev.Active, denied) {
+		// Never leave a device on a halted or denied version, whatever its
+		// track: not even a paused or pinned organisation keeps it.
+		return leaveBad(now, releases, dev, denied)
+	}
 	if dev.OutsideWindow && d.Version > dev.Active && dev.Active != 0 && !bad(releases, dev.Active, denied) {
 		return Decision{Version: dev.Active, Reason: fmt.Sprintf("%d waits for the organisation's maintenance window", d.Version)}
 	}
 	return d
+}
+
+// leaveBad picks where a device on a halted or denied version goes: the
+// newest good completed release, else its last-known-good, else nothing.
+func leaveBad(now time.Time, releases []ReleaseView, dev DeviceView, denied func(uint64) bool) Decision {
+	ga := dev
+	ga.Track = Track{Kind: TrackGA}
+	if g := desired(now, releases, ga, true, denied); g.Version != 0 && !bad(releases, g.Version, denied) {
+		return Decision{Version: g.Version, Release: g.Release, Reason: fmt.Sprintf("%d is halted: back to %s", dev.Active, g.Reason)}
+	}
+	if dev.LKG != 0 && dev.LKG != dev.Active && !bad(releases, dev.LKG, denied) {
+		return Decision{Version: dev.LKG, Reason: fmt.Sprintf("%d is halted: back to last-known-good %d", dev.Active, dev.LKG)}
+	}
+	return Decision{Version: 0, Reason: fmt.Sprintf("%d is halted and there is no good version to return to", dev.Active)}
 }
 
 // bad reports whether v is halted or denied.

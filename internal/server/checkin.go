@@ -225,7 +225,7 @@ func (s *Server) handleCheckin(w http.ResponseWriter, r *http.Request) error {
 			continue
 		}
 		chInfo := sn.channels[ch]
-		dv := rollout.DeviceView{Position: rollout.CohortPosition(id, ch), Track: sn.track(org, ch), Active: rep.ActiveVersion,
+		dv := rollout.DeviceView{Position: rollout.CohortPosition(id, ch), Track: sn.track(org, ch), Active: rep.ActiveVersion, LKG: rep.LKGVersion,
 			OutsideWindow: !rollout.InAnyWindow(sn.windows[policyKey{org, ch}], now), Internal: sn.tenants[org].Internal}
 		d := rollout.Desired(now, views, dv, chInfo.Unpausable, nil)
 		cd := ChannelDesired{Channel: ch, DesiredVersion: d.Version, Release: d.Release, Reason: d.Reason}
