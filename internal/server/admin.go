@@ -310,7 +310,11 @@ func (s *Server) createEnrollToken(w http.ResponseWriter, r *http.Request, p Pri
 	if err := s.audit(r.Context(), p, "enroll-token.create", et.ID, "org "+org); err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, map[string]any{"id": et.ID, "org": org, "token": sec, "expires_at": et.ExpiresAt})
+	resp := map[string]any{"id": et.ID, "org": org, "token": sec}
+	if !et.ExpiresAt.IsZero() {
+		resp["expires_at"] = et.ExpiresAt
+	}
+	writeJSON(w, http.StatusCreated, resp)
 	return nil
 }
 
@@ -352,6 +356,9 @@ func (s *Server) putPolicy(w http.ResponseWriter, r *http.Request, p Principal) 
 	if strings.HasPrefix(req.Track, "paused") && c.Unpausable {
 		// Accepted, but say plainly that it will not freeze this channel.
 		w.Header().Set("Warning", `299 ringfence "channel is unpausable: paused reads as ga"`)
+	}
+	if req.Windows == nil {
+		req.Windows = []string{}
 	}
 	pol := store.Policy{Org: org, Channel: ch, Track: req.Track, Windows: req.Windows, UpdatedAt: s.now()}
 	if err := s.store.PutPolicy(r.Context(), pol); err != nil {

@@ -196,8 +196,11 @@ func (s *Server) handleCheckin(w http.ResponseWriter, r *http.Request) error {
 	var beats []store.CounterKey
 	win := now.UnixNano() / int64(s.cfg.CounterWindow)
 	s.devices.lock(e)
-	countBeat := e.hbWindow < win
-	e.hbWindow = max(e.hbWindow, win)
+	// A check-in that reports no channel does not use up the window.
+	countBeat := e.hbWindow < win && len(req.Channels) > 0
+	if countBeat {
+		e.hbWindow = win
+	}
 	s.devices.unlock(e)
 	if countBeat {
 		for _, c := range req.Channels {
