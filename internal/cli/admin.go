@@ -19,6 +19,7 @@ import (
 
 	"github.com/ringfence/ringfence/internal/content"
 	"github.com/ringfence/ringfence/internal/rollout"
+	"github.com/ringfence/ringfence/internal/server"
 	"github.com/ringfence/ringfence/internal/store"
 )
 
@@ -779,26 +780,8 @@ func localFindings(fs content.Findings, path string) content.Findings {
 
 // --- releases ---
 
-type releaseJSON struct {
-	ID        string       `json:"id"`
-	Channel   string       `json:"channel"`
-	Version   uint64       `json:"version"`
-	State     string       `json:"state"`
-	Wave      int          `json:"wave"`
-	WaveName  string       `json:"wave_name"`
-	Plan      rollout.Plan `json:"plan"`
-	Reason    string       `json:"reason"`
-	CreatedBy string       `json:"created_by"`
-	CreatedAt time.Time    `json:"created_at"`
-	UpdatedAt time.Time    `json:"updated_at"`
-	Figures   []struct {
-		Wave    int    `json:"wave"`
-		Org     string `json:"org"`
-		Stratum string `json:"stratum"`
-		Metric  string `json:"metric"`
-		Value   int64  `json:"value"`
-	} `json:"figures"`
-}
+// releaseJSON is the server's release report.
+type releaseJSON server.ReleaseReport
 
 func (r *releaseJSON) wave() string {
 	if r.State == string(store.ReleaseCompleted) {

@@ -9,9 +9,7 @@ package cli_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -34,30 +32,7 @@ import (
 // developer's own environment does not leak into the test.
 func rfEnv(t *testing.T, env []string, args ...string) result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, binary, args...)
-	cmd.Env = append(cleanEnv(), env...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	r := result{stdout: stdout.String(), stderr: stderr.String()}
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &ee):
-		r.code = ee.ExitCode()
-	default:
-		t.Fatalf("ringfence %s: %v", strings.Join(args, " "), err)
-	}
-	if ctx.Err() != nil {
-		t.Fatalf("ringfence %s: timed out\n%s", strings.Join(args, " "), r)
-	}
-	if r.code < 0 || r.code > 2 {
-		t.Errorf("ringfence %s: got exit %d, want 0, 1 or 2\n%s", strings.Join(args, " "), r.code, r)
-	}
-	assertNoCrash(t, r)
-	return r
+	return runBinary(t, append(cleanEnv(), env...), args...)
 }
 
 // cleanEnv is the test's environment without RINGFENCE_* variables.

@@ -87,9 +87,16 @@ func (r result) String() string {
 // of the documented statuses or if it crashed.
 func ringfence(t *testing.T, args ...string) result {
 	t.Helper()
+	return runBinary(t, nil, args...)
+}
+
+// runBinary runs the binary with env (nil: the test's own environment).
+func runBinary(t *testing.T, env []string, args ...string) result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd.Env = env
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()

@@ -604,7 +604,9 @@ func (s *Server) publishAgentBuild(w http.ResponseWriter, r *http.Request, p Pri
 	return nil
 }
 
-type releaseJSON struct {
+// ReleaseReport is a release as the admin API shows it, with the
+// telemetry figures the caller may see.
+type ReleaseReport struct {
 	ID        string       `json:"id"`
 	Channel   string       `json:"channel"`
 	Version   uint64       `json:"version"`
@@ -616,10 +618,11 @@ type releaseJSON struct {
 	CreatedBy string       `json:"created_by"`
 	CreatedAt time.Time    `json:"created_at"`
 	UpdatedAt time.Time    `json:"updated_at"`
-	Figures   []figure     `json:"figures,omitempty"`
+	Figures   []Figure     `json:"figures,omitempty"`
 }
 
-type figure struct {
+// Figure is one telemetry counter, summed to what the caller may see.
+type Figure struct {
 	Wave    int    `json:"wave"`
 	Org     string `json:"org,omitempty"`
 	Stratum string `json:"stratum,omitempty"`
@@ -627,8 +630,8 @@ type figure struct {
 	Value   int64  `json:"value"`
 }
 
-func toReleaseJSON(r store.Release) releaseJSON {
-	out := releaseJSON{ID: r.ID, Channel: r.Channel, Version: r.Version, State: string(r.State), Wave: r.Wave, Reason: r.Reason,
+func toReleaseReport(r store.Release) ReleaseReport {
+	out := ReleaseReport{ID: r.ID, Channel: r.Channel, Version: r.Version, State: string(r.State), Wave: r.Wave, Reason: r.Reason,
 		CreatedBy: r.CreatedBy, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt}
 	if plan, err := rollout.ParsePlan(r.Plan); err == nil {
 		out.Plan = plan
@@ -688,7 +691,7 @@ func (s *Server) createRelease(w http.ResponseWriter, r *http.Request, p Princip
 	}
 	s.changed(r.Context())
 	rel.Revision = 1
-	writeJSON(w, http.StatusCreated, toReleaseJSON(rel))
+	writeJSON(w, http.StatusCreated, toReleaseReport(rel))
 	return nil
 }
 
@@ -718,11 +721,11 @@ func (s *Server) listReleases(w http.ResponseWriter, r *http.Request, p Principa
 	if err != nil {
 		return storeError("releases", err)
 	}
-	out := []releaseJSON{}
+	out := []ReleaseReport{}
 	for _, rel := range rs {
 		vendor, _, _ := strings.Cut(rel.Channel, "/")
 		if s.mayReadRelease(p, vendor) {
-			out = append(out, toReleaseJSON(rel))
+			out = append(out, toReleaseReport(rel))
 		}
 	}
 	writeJSON(w, http.StatusOK, out)
@@ -741,7 +744,7 @@ func (s *Server) getRelease(w http.ResponseWriter, r *http.Request, p Principal)
 	if err != nil {
 		return storeError("counters", err)
 	}
-	out := toReleaseJSON(rel)
+	out := toReleaseReport(rel)
 	type key struct {
 		wave            int
 		org, st, metric string
@@ -767,7 +770,7 @@ func (s *Server) getRelease(w http.ResponseWriter, r *http.Request, p Principal)
 		sum[k] += c.Value
 	}
 	for _, k := range order {
-		out.Figures = append(out.Figures, figure{Wave: k.wave, Org: k.org, Stratum: k.st, Metric: k.metric, Value: sum[k]})
+		out.Figures = append(out.Figures, Figure{Wave: k.wave, Org: k.org, Stratum: k.st, Metric: k.metric, Value: sum[k]})
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
@@ -807,7 +810,7 @@ func (s *Server) changeRelease(w http.ResponseWriter, r *http.Request, p Princip
 		return err
 	}
 	s.changed(r.Context())
-	writeJSON(w, http.StatusOK, toReleaseJSON(rel))
+	writeJSON(w, http.StatusOK, toReleaseReport(rel))
 	return nil
 }
 
