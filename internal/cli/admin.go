@@ -158,20 +158,13 @@ func required(name, value, example string) error {
 
 // --- whoami ---
 
-type principalJSON struct {
-	TokenID string `json:"token_id"`
-	Name    string `json:"name"`
-	Tenant  string `json:"tenant"`
-	Role    string `json:"role"`
-}
-
 func newWhoamiCmd(f *adminFlags) *cobra.Command {
 	return &cobra.Command{
 		Use:   "whoami",
 		Short: "Show the token's identity: tenant and role",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var p principalJSON
+			var p server.Principal
 			raw, err := f.call(cmd.Context(), http.MethodGet, "/v1/whoami", nil, nil, &p)
 			if err != nil {
 				return err
@@ -181,21 +174,13 @@ func newWhoamiCmd(f *adminFlags) *cobra.Command {
 				if tenant == "" {
 					tenant = "(operator)"
 				}
-				fields(w, "token", p.TokenID, "name", orDash(p.Name), "tenant", tenant, "role", p.Role)
+				fields(w, "token", p.TokenID, "name", orDash(p.Name), "tenant", tenant, "role", string(p.Role))
 			})
 		},
 	}
 }
 
 // --- tenants ---
-
-type tenantJSON struct {
-	ID        string    `json:"id"`
-	Kind      string    `json:"kind"`
-	Name      string    `json:"name"`
-	Internal  bool      `json:"internal,omitempty"`
-	CreatedAt time.Time `json:"created_at,omitzero"`
-}
 
 func newTenantsCmd(f *adminFlags) *cobra.Command {
 	var kind, name string
@@ -211,8 +196,8 @@ func newTenantsCmd(f *adminFlags) *cobra.Command {
 			if err := required("name", name, `a display name, e.g. "Contoso Hospitals"`); err != nil {
 				return err
 			}
-			var t tenantJSON
-			raw, err := f.call(cmd.Context(), http.MethodPost, "/v1/tenants", nil, tenantJSON{ID: args[0], Kind: kind, Name: name, Internal: internal}, &t)
+			var t server.TenantInfo
+			raw, err := f.call(cmd.Context(), http.MethodPost, "/v1/tenants", nil, server.TenantInfo{ID: args[0], Kind: kind, Name: name, Internal: internal}, &t)
 			if err != nil {
 				return err
 			}
@@ -229,7 +214,7 @@ func newTenantsCmd(f *adminFlags) *cobra.Command {
 		Short: "List the tenants the token may see",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var tenants []tenantJSON
+			var tenants []server.TenantInfo
 			raw, err := f.call(cmd.Context(), http.MethodGet, "/v1/tenants", nil, nil, &tenants)
 			if err != nil {
 				return err
@@ -248,15 +233,6 @@ func newTenantsCmd(f *adminFlags) *cobra.Command {
 
 // --- channels ---
 
-type channelJSON struct {
-	ID         string `json:"id,omitempty"`
-	Vendor     string `json:"vendor"`
-	Name       string `json:"name"`
-	Kind       string `json:"kind,omitempty"`
-	Category   string `json:"category,omitempty"`
-	Unpausable bool   `json:"unpausable"`
-}
-
 func newChannelsCmd(f *adminFlags) *cobra.Command {
 	var kind, category string
 	var unpausable bool
@@ -269,8 +245,8 @@ func newChannelsCmd(f *adminFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var c channelJSON
-			req := channelJSON{Vendor: vendor, Name: name, Kind: kind, Category: category, Unpausable: unpausable}
+			var c server.ChannelInfo
+			req := server.ChannelInfo{Vendor: vendor, Name: name, Kind: kind, Category: category, Unpausable: unpausable}
 			raw, err := f.call(cmd.Context(), http.MethodPost, "/v1/channels", nil, req, &c)
 			if err != nil {
 				return err
@@ -288,7 +264,7 @@ func newChannelsCmd(f *adminFlags) *cobra.Command {
 		Short: "List the channels the token may see",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var cs []channelJSON
+			var cs []server.ChannelInfo
 			raw, err := f.call(cmd.Context(), http.MethodGet, "/v1/channels", nil, nil, &cs)
 			if err != nil {
 				return err
@@ -307,16 +283,6 @@ func newChannelsCmd(f *adminFlags) *cobra.Command {
 
 // --- tokens ---
 
-type tokenJSON struct {
-	ID        string    `json:"id,omitempty"`
-	Tenant    string    `json:"tenant"`
-	Role      string    `json:"role"`
-	Name      string    `json:"name"`
-	Token     string    `json:"token,omitempty"`
-	CreatedAt time.Time `json:"created_at,omitzero"`
-	Revoked   bool      `json:"revoked,omitempty"`
-}
-
 func newTokensCmd(f *adminFlags) *cobra.Command {
 	var tenant, role, name string
 	create := &cobra.Command{
@@ -333,8 +299,8 @@ is printed once; the server keeps only its hash.`,
 			if tenant == "" && role != string(store.RoleAdmin) {
 				return usage(fmt.Errorf("--tenant is required for a %s token", role))
 			}
-			var t tokenJSON
-			raw, err := f.call(cmd.Context(), http.MethodPost, "/v1/tokens", nil, tokenJSON{Tenant: tenant, Role: role, Name: name}, &t)
+			var t server.TokenInfo
+			raw, err := f.call(cmd.Context(), http.MethodPost, "/v1/tokens", nil, server.TokenInfo{Tenant: tenant, Role: role, Name: name}, &t)
 			if err != nil {
 				return err
 			}
@@ -363,7 +329,7 @@ is printed once; the server keeps only its hash.`,
 			if listTenant != "" {
 				q.Set("tenant", listTenant)
 			}
-			var toks []tokenJSON
+			var toks []server.TokenInfo
 			raw, err := f.call(cmd.Context(), http.MethodGet, "/v1/tokens", q, nil, &toks)
 			if err != nil {
 				return err
@@ -433,24 +399,6 @@ func newEnrollTokensCmd(f *adminFlags) *cobra.Command {
 
 // --- devices ---
 
-type deviceJSON struct {
-	ID           string    `json:"id"`
-	Org          string    `json:"org"`
-	Platform     string    `json:"platform"`
-	OSBuild      string    `json:"os_build"`
-	AgentVersion string    `json:"agent_version"`
-	EnrolledAt   time.Time `json:"enrolled_at"`
-	LastSeen     time.Time `json:"last_seen"`
-	Revoked      bool      `json:"revoked"`
-	Channels     []struct {
-		Channel       string    `json:"channel"`
-		ActiveVersion uint64    `json:"active_version"`
-		LKGVersion    uint64    `json:"lkg_version"`
-		State         string    `json:"state"`
-		UpdatedAt     time.Time `json:"updated_at"`
-	} `json:"channels"`
-}
-
 // serverDeviceLimit is the page size the server uses without ?limit.
 const serverDeviceLimit = 1000
 
@@ -474,7 +422,7 @@ func newDevicesCmd(f *adminFlags) *cobra.Command {
 			if limit > 0 {
 				q.Set("limit", strconv.Itoa(limit))
 			}
-			var ds []deviceJSON
+			var ds []server.DeviceInfo
 			raw, err := f.call(cmd.Context(), http.MethodGet, "/v1/devices", q, nil, &ds)
 			if err != nil {
 				return err
@@ -507,7 +455,7 @@ func newDevicesCmd(f *adminFlags) *cobra.Command {
 		Short: "Show a device and what it reports per channel",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var d deviceJSON
+			var d server.DeviceInfo
 			raw, err := f.call(cmd.Context(), http.MethodGet, "/v1/devices/"+url.PathEscape(args[0]), nil, nil, &d)
 			if err != nil {
 				return err
@@ -545,13 +493,6 @@ func newDevicesCmd(f *adminFlags) *cobra.Command {
 
 // --- policies ---
 
-type policyJSON struct {
-	Org     string   `json:"org,omitempty"`
-	Channel string   `json:"channel,omitempty"`
-	Track   string   `json:"track"`
-	Windows []string `json:"windows"`
-}
-
 func newPoliciesCmd(f *adminFlags) *cobra.Command {
 	var track string
 	var windows []string
@@ -579,11 +520,11 @@ Maintenance windows are "DAYS HH:MM-HH:MM" in UTC, e.g. "mon-fri 01:00-05:00" or
 				return err
 			}
 			path := "/v1/orgs/" + url.PathEscape(args[0]) + "/policies/" + url.PathEscape(vendor) + "/" + url.PathEscape(name)
-			raw, hdr, err := c.do(cmd.Context(), http.MethodPut, path, nil, policyJSON{Track: track, Windows: append([]string{}, windows...)}, "")
+			raw, hdr, err := c.do(cmd.Context(), http.MethodPut, path, nil, server.PolicyInfo{Track: track, Windows: append([]string{}, windows...)}, "")
 			if err != nil {
 				return exit(err)
 			}
-			var p policyJSON
+			var p server.PolicyInfo
 			if err := json.Unmarshal(raw, &p); err != nil {
 				return usage(fmt.Errorf("PUT %s: unexpected response from the server: %v", path, err))
 			}
@@ -603,7 +544,7 @@ Maintenance windows are "DAYS HH:MM-HH:MM" in UTC, e.g. "mon-fri 01:00-05:00" or
 		Short: "List an organisation's policies",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var ps []policyJSON
+			var ps []server.PolicyInfo
 			raw, err := f.call(cmd.Context(), http.MethodGet, "/v1/orgs/"+url.PathEscape(args[0])+"/policies", nil, nil, &ps)
 			if err != nil {
 				return err
@@ -638,14 +579,6 @@ func warningText(h string) string {
 }
 
 // --- publish ---
-
-type publishJSON struct {
-	Channel  string           `json:"channel"`
-	Version  uint64           `json:"version"`
-	SHA256   string           `json:"sha256"`
-	Size     int              `json:"size"`
-	Findings content.Findings `json:"findings"`
-}
 
 func newPublishCmd(f *adminFlags) *cobra.Command {
 	var channel, types, manifests string
@@ -744,7 +677,7 @@ func (f *adminFlags) publish(cmd *cobra.Command, path, channel, types, manifests
 	if err != nil {
 		return exit(err)
 	}
-	var res publishJSON
+	var res server.PublishResult
 	if err := json.Unmarshal(body, &res); err != nil {
 		return usage(fmt.Errorf("POST %s: unexpected response from the server: %v", apiPath, err))
 	}

@@ -101,7 +101,7 @@ type bundleReport struct {
 	Agents   []content.AgentRun `json:"agents,omitempty"`
 	Errors   []string           `json:"errors,omitempty"`
 	Targeted []string           `json:"targeted_agents,omitempty"`
-	compiled *content.Compiled  `json:"-"`
+	encoded  []byte             `json:"-"`
 	extra    func(w io.Writer)  `json:"-"`
 	_        struct{}           `json:"-"`
 }
@@ -186,13 +186,13 @@ func (f *contentFlags) validateFile(cat *content.Catalog, path string) (*bundleR
 		return nil, err
 	}
 	v := cat.Validate(b, cur)
-	r := &bundleReport{File: path, Bundle: b.Name(), Findings: v.Findings, Accepted: v.Accepted(), compiled: v.Compiled}
+	r := &bundleReport{File: path, Bundle: b.Name(), Findings: v.Findings, Accepted: v.Accepted()}
 	for _, m := range v.Targeted {
 		r.Targeted = append(r.Targeted, m.Agent())
 	}
 	if v.Compiled != nil {
-		bytes := v.Compiled.Marshal()
-		r.SHA256, r.Size = content.Hash(bytes), len(bytes)
+		r.encoded = v.Encoded
+		r.SHA256, r.Size = content.Hash(v.Encoded), len(v.Encoded)
 	}
 	return r, nil
 }
@@ -246,7 +246,7 @@ written to a temporary file and renamed, so OUT is never left half-written.`,
 				return err
 			}
 			if r.Accepted {
-				if err := writeFileAtomic(out, r.compiled.Marshal()); err != nil {
+				if err := writeFileAtomic(out, r.encoded); err != nil {
 					return usage(err)
 				}
 				r.Output = out

@@ -83,11 +83,17 @@ func Hash(b []byte) string {
 // compiled form. Findings hold every error and warning; c is nil when any
 // finding is an error. Checks against agent manifests are the validator's.
 func Compile(b *Bundle, tt *TemplateType) (c *Compiled, findings Findings) {
+	c, _, findings = compile(b, tt)
+	return c, findings
+}
+
+// compile also returns the encoding, which the size check needs anyway.
+func compile(b *Bundle, tt *TemplateType) (c *Compiled, encoded []byte, findings Findings) {
 	s := &findingSink{bundle: b.Name()}
 	if tt.Ref() != b.TemplateType {
 		s.add(LevelError, "template-type-mismatch", b.Pos, "", nil, nil,
 			"bundle is for template type %s but was compiled against %s", b.TemplateType, tt.Ref())
-		return nil, s.out
+		return nil, nil, s.out
 	}
 	c = &Compiled{
 		Vendor: b.Vendor, Channel: b.Channel, Version: b.Version, Type: tt.Ref(),
@@ -145,14 +151,15 @@ func Compile(b *Bundle, tt *TemplateType) (c *Compiled, findings Findings) {
 			"bundle has %d criterion values, more than the limit of %d", total, MaxTotalValues)
 	}
 	if s.out.Errors() > 0 {
-		return nil, s.out
+		return nil, nil, s.out
 	}
-	if n := len(c.Marshal()); n > MaxCompiledSize {
+	encoded = c.Marshal()
+	if n := len(encoded); n > MaxCompiledSize {
 		s.add(LevelError, "bundle-too-large", b.Pos, "", nil, nil,
 			"compiled bundle is %d bytes, more than the limit of %d", n, MaxCompiledSize)
-		return nil, s.out
+		return nil, nil, s.out
 	}
-	return c, s.out
+	return c, encoded, s.out
 }
 
 func compileCriterion(s *findingSink, tt *TemplateType, inst string, cr *Criterion) (CompiledCriterion, bool) {

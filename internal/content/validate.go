@@ -113,6 +113,8 @@ type Validation struct {
 	// Compiled is set when the bundle compiled; it may still be rejected
 	// by findings against the manifests.
 	Compiled *Compiled
+	// Encoded is Compiled's canonical bytes, what ships.
+	Encoded []byte
 	// Targeted lists the manifests of the agents the bundle targets.
 	Targeted []*Manifest
 }
@@ -147,9 +149,9 @@ func (cat *Catalog) Validate(b *Bundle, current uint64) *Validation {
 		v.Findings = sortFindings(s.out)
 		return v
 	}
-	c, fs := Compile(b, tt)
+	c, encoded, fs := compile(b, tt)
 	s.out = append(s.out, fs...)
-	v.Compiled = c
+	v.Compiled, v.Encoded = c, encoded
 
 	for _, m := range cat.Manifests {
 		if b.Targets.Matches(m) {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -45,20 +44,25 @@ func (s *Server) adminRoutes(mux *http.ServeMux) {
 
 // --- tenants and channels ---
 
-type tenantJSON struct {
+// The admin API's wire types, shared with the CLI. Fields the server sets
+// itself are omitted when zero, so that requests built from these types
+// carry only what the client says; responses always have them set.
+
+// TenantInfo is a vendor or an organisation.
+type TenantInfo struct {
 	ID        string    `json:"id"`
 	Kind      string    `json:"kind"`
 	Name      string    `json:"name"`
 	Internal  bool      `json:"internal,omitempty"`
-	CreatedAt time.Time `json:"created_at"`
+	CreatedAt time.Time `json:"created_at,omitzero"`
 }
 
 func (s *Server) createTenant(w http.ResponseWriter, r *http.Request, p Principal) error {
 	if !p.isAdmin() {
 		return forbidden("only the operator's admin tokens create tenants")
 	}
-	var req tenantJSON
-	if err := decodeJSON(w, r, 64<<10, &req); err != nil {
+	var req TenantInfo
+	if err := decodeJSON(w, r, maxAdminJSON, &req); err != nil {
 		return err
 	}
 	if !validName(req.ID) {
@@ -81,7 +85,7 @@ func (s *Server) createTenant(w http.ResponseWriter, r *http.Request, p Principa
 		return err
 	}
 	s.changed(r.Context())
-	writeJSON(w, http.StatusCreated, tenantJSON{ID: t.ID, Kind: string(t.Kind), Name: t.Name, Internal: t.Internal, CreatedAt: t.CreatedAt})
+	writeJSON(w, http.StatusCreated, TenantInfo{ID: t.ID, Kind: string(t.Kind), Name: t.Name, Internal: t.Internal, CreatedAt: t.CreatedAt})
 	return nil
 }
 
@@ -90,32 +94,33 @@ func (s *Server) listTenants(w http.ResponseWriter, r *http.Request, p Principal
 	if err != nil {
 		return storeError("tenants", err)
 	}
-	out := []tenantJSON{}
+	out := []TenantInfo{}
 	for _, t := range ts {
 		if p.isAdmin() || t.ID == p.Tenant {
-			out = append(out, tenantJSON{ID: t.ID, Kind: string(t.Kind), Name: t.Name, Internal: t.Internal, CreatedAt: t.CreatedAt})
+			out = append(out, TenantInfo{ID: t.ID, Kind: string(t.Kind), Name: t.Name, Internal: t.Internal, CreatedAt: t.CreatedAt})
 		}
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
 }
 
-type channelJSON struct {
-	ID         string `json:"id"`
+// ChannelInfo is a vendor's channel.
+type ChannelInfo struct {
+	ID         string `json:"id,omitempty"`
 	Vendor     string `json:"vendor"`
 	Name       string `json:"name"`
-	Kind       string `json:"kind"`
-	Category   string `json:"category"`
+	Kind       string `json:"kind,omitempty"`
+	Category   string `json:"category,omitempty"`
 	Unpausable bool   `json:"unpausable"`
 }
 
-func toChannelJSON(c store.Channel) channelJSON {
-	return channelJSON{ID: c.ID, Vendor: c.Vendor, Name: c.Name, Kind: string(c.Kind), Category: c.Category, Unpausable: c.Unpausable}
+func toChannelInfo(c store.Channel) ChannelInfo {
+	return ChannelInfo{ID: c.ID, Vendor: c.Vendor, Name: c.Name, Kind: string(c.Kind), Category: c.Category, Unpausable: c.Unpausable}
 }
 
 func (s *Server) createChannel(w http.ResponseWriter, r *http.Request, p Principal) error {
-	var req channelJSON
-	if err := decodeJSON(w, r, 64<<10, &req); err != nil {
+	var req ChannelInfo
+	if err := decodeJSON(w, r, maxAdminJSON, &req); err != nil {
 		return err
 	}
 	if !p.vendorAccess(req.Vendor, true) {
@@ -149,7 +154,7 @@ func (s *Server) createChannel(w http.ResponseWriter, r *http.Request, p Princip
 		return err
 	}
 	s.changed(r.Context())
-	writeJSON(w, http.StatusCreated, toChannelJSON(c))
+	writeJSON(w, http.StatusCreated, toChannelInfo(c))
 	return nil
 }
 
@@ -159,12 +164,12 @@ func (s *Server) listChannels(w http.ResponseWriter, r *http.Request, p Principa
 		return storeError("channels", err)
 	}
 	orgRole := p.Role == store.RoleOrgAdmin || (p.Role == store.RoleViewer && s.tenantKind(p.Tenant) == store.TenantOrg)
-	out := []channelJSON{}
+	out := []ChannelInfo{}
 	for _, c := range cs {
 		// Organisations see every vendor's channels: releases on any of
 		// them may touch their fleet.
 		if p.isAdmin() || orgRole || p.vendorAccess(c.Vendor, false) {
-			out = append(out, toChannelJSON(c))
+			out = append(out, toChannelInfo(c))
 		}
 	}
 	writeJSON(w, http.StatusOK, out)
@@ -180,13 +185,14 @@ func (s *Server) tenantKind(id string) store.TenantKind {
 
 // --- tokens ---
 
-type tokenJSON struct {
-	ID        string    `json:"id"`
+// TokenInfo is an API token; the secret is shown only when it is created.
+type TokenInfo struct {
+	ID        string    `json:"id,omitempty"`
 	Tenant    string    `json:"tenant"`
 	Role      string    `json:"role"`
 	Name      string    `json:"name"`
-	Token     string    `json:"token,omitempty"` // only when created
-	CreatedAt time.Time `json:"created_at"`
+	Token     string    `json:"token,omitempty"`
+	CreatedAt time.Time `json:"created_at,omitzero"`
 	Revoked   bool      `json:"revoked"`
 }
 
@@ -195,8 +201,8 @@ var roleKinds = map[store.Role]store.TenantKind{
 }
 
 func (s *Server) createToken(w http.ResponseWriter, r *http.Request, p Principal) error {
-	var req tokenJSON
-	if err := decodeJSON(w, r, 64<<10, &req); err != nil {
+	var req TokenInfo
+	if err := decodeJSON(w, r, maxAdminJSON, &req); err != nil {
 		return err
 	}
 	role := store.Role(req.Role)
@@ -234,7 +240,7 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request, p Principal
 	if err := s.audit(r.Context(), p, "token.create", t.ID, fmt.Sprintf("%s for %q (%s)", role, req.Tenant, req.Name)); err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, tokenJSON{ID: t.ID, Tenant: t.Tenant, Role: string(t.Role), Name: t.Name, Token: sec, CreatedAt: t.CreatedAt})
+	writeJSON(w, http.StatusCreated, TokenInfo{ID: t.ID, Tenant: t.Tenant, Role: string(t.Role), Name: t.Name, Token: sec, CreatedAt: t.CreatedAt})
 	return nil
 }
 
@@ -249,10 +255,10 @@ func (s *Server) listTokens(w http.ResponseWriter, r *http.Request, p Principal)
 	if err != nil {
 		return storeError("tokens", err)
 	}
-	out := []tokenJSON{}
+	out := []TokenInfo{}
 	for _, t := range ts {
 		if p.isAdmin() || t.Tenant == p.Tenant {
-			out = append(out, tokenJSON{ID: t.ID, Tenant: t.Tenant, Role: string(t.Role), Name: t.Name, CreatedAt: t.CreatedAt, Revoked: t.Revoked})
+			out = append(out, TokenInfo{ID: t.ID, Tenant: t.Tenant, Role: string(t.Role), Name: t.Name, CreatedAt: t.CreatedAt, Revoked: t.Revoked})
 		}
 	}
 	writeJSON(w, http.StatusOK, out)
@@ -261,14 +267,13 @@ func (s *Server) listTokens(w http.ResponseWriter, r *http.Request, p Principal)
 
 func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request, p Principal) error {
 	id := r.PathValue("id")
-	ts, err := s.store.ListAPITokens(r.Context(), "")
-	if err != nil {
-		return storeError("tokens", err)
+	t, err := s.store.GetAPIToken(r.Context(), id)
+	if err != nil && !isNotFound(err) {
+		return storeError("token", err)
 	}
-	i := slices.IndexFunc(ts, func(t store.APIToken) bool { return t.ID == id })
 	// Another tenant's token is "not found", not "forbidden": ids do not
 	// leak across tenants.
-	if i < 0 || !(p.isAdmin() || (p.Role == store.RoleOrgAdmin && ts[i].Tenant == p.Tenant)) {
+	if err != nil || !(p.isAdmin() || (p.Role == store.RoleOrgAdmin && t.Tenant == p.Tenant)) {
 		return notFound("token %s", id)
 	}
 	if err := s.store.RevokeAPIToken(r.Context(), id); err != nil {
@@ -289,7 +294,7 @@ func (s *Server) createEnrollToken(w http.ResponseWriter, r *http.Request, p Pri
 	var req struct {
 		ExpiresInHours int `json:"expires_in_hours"`
 	}
-	if err := decodeJSON(w, r, 64<<10, &req); err != nil {
+	if err := decodeJSON(w, r, maxAdminJSON, &req); err != nil {
 		return err
 	}
 	if req.ExpiresInHours < 0 || req.ExpiresInHours > 24*365 {
@@ -320,9 +325,10 @@ func (s *Server) createEnrollToken(w http.ResponseWriter, r *http.Request, p Pri
 
 // --- policies ---
 
-type policyJSON struct {
-	Org     string   `json:"org"`
-	Channel string   `json:"channel"`
+// PolicyInfo is an organisation's policy for one channel.
+type PolicyInfo struct {
+	Org     string   `json:"org,omitempty"`
+	Channel string   `json:"channel,omitempty"`
 	Track   string   `json:"track"`
 	Windows []string `json:"windows"`
 }
@@ -333,8 +339,8 @@ func (s *Server) putPolicy(w http.ResponseWriter, r *http.Request, p Principal) 
 	if !p.orgAccess(org, true) {
 		return forbidden("token may not set policies for %q", org)
 	}
-	var req policyJSON
-	if err := decodeJSON(w, r, 64<<10, &req); err != nil {
+	var req PolicyInfo
+	if err := decodeJSON(w, r, maxAdminJSON, &req); err != nil {
 		return err
 	}
 	if _, err := rollout.ParseTrack(req.Track); err != nil {
@@ -368,7 +374,7 @@ func (s *Server) putPolicy(w http.ResponseWriter, r *http.Request, p Principal) 
 		return err
 	}
 	s.changed(r.Context())
-	writeJSON(w, http.StatusOK, policyJSON{Org: org, Channel: ch, Track: req.Track, Windows: req.Windows})
+	writeJSON(w, http.StatusOK, PolicyInfo{Org: org, Channel: ch, Track: req.Track, Windows: req.Windows})
 	return nil
 }
 
@@ -381,9 +387,9 @@ func (s *Server) listPolicies(w http.ResponseWriter, r *http.Request, p Principa
 	if err != nil {
 		return storeError("policies", err)
 	}
-	out := []policyJSON{}
+	out := []PolicyInfo{}
 	for _, pol := range ps {
-		out = append(out, policyJSON{Org: pol.Org, Channel: pol.Channel, Track: pol.Track, Windows: pol.Windows})
+		out = append(out, PolicyInfo{Org: pol.Org, Channel: pol.Channel, Track: pol.Track, Windows: pol.Windows})
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
@@ -391,7 +397,8 @@ func (s *Server) listPolicies(w http.ResponseWriter, r *http.Request, p Principa
 
 // --- devices ---
 
-type deviceJSON struct {
+// DeviceInfo is an enrolled device, with its channels when shown alone.
+type DeviceInfo struct {
 	ID           string                `json:"id"`
 	Org          string                `json:"org"`
 	Platform     string                `json:"platform"`
@@ -403,8 +410,8 @@ type deviceJSON struct {
 	Channels     []store.DeviceChannel `json:"channels,omitempty"`
 }
 
-func toDeviceJSON(d store.Device) deviceJSON {
-	return deviceJSON{ID: d.ID, Org: d.Org, Platform: d.Platform, OSBuild: d.OSBuild, AgentVersion: d.AgentVersion,
+func toDeviceInfo(d store.Device) DeviceInfo {
+	return DeviceInfo{ID: d.ID, Org: d.Org, Platform: d.Platform, OSBuild: d.OSBuild, AgentVersion: d.AgentVersion,
 		EnrolledAt: d.EnrolledAt, LastSeen: d.LastSeen, Revoked: d.Revoked}
 }
 
@@ -429,9 +436,9 @@ func (s *Server) listDevices(w http.ResponseWriter, r *http.Request, p Principal
 	if err != nil {
 		return storeError("devices", err)
 	}
-	out := []deviceJSON{}
+	out := []DeviceInfo{}
 	for _, d := range ds {
-		out = append(out, toDeviceJSON(d))
+		out = append(out, toDeviceInfo(d))
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
@@ -466,7 +473,7 @@ func (s *Server) getDevice(w http.ResponseWriter, r *http.Request, p Principal) 
 	if err != nil {
 		return err
 	}
-	dj := toDeviceJSON(d)
+	dj := toDeviceInfo(d)
 	if dj.Channels, err = s.store.DeviceChannels(r.Context(), d.ID); err != nil {
 		return storeError("device channels", err)
 	}
@@ -492,7 +499,8 @@ func (s *Server) revokeDevice(w http.ResponseWriter, r *http.Request, p Principa
 
 // --- publishing and releases ---
 
-type publishResponse struct {
+// PublishResult is an accepted artifact.
+type PublishResult struct {
 	Channel  string           `json:"channel"`
 	Version  uint64           `json:"version"`
 	SHA256   string           `json:"sha256"`
@@ -537,7 +545,7 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request, p Principal) er
 		return storeError("channel "+ch, err)
 	}
 	v := s.cfg.Catalog.Validate(b, current)
-	resp := publishResponse{Channel: ch, Version: b.Version, Findings: v.Findings}
+	resp := PublishResult{Channel: ch, Version: b.Version, Findings: v.Findings}
 	if resp.Findings == nil {
 		resp.Findings = content.Findings{}
 	}
@@ -551,7 +559,7 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request, p Principal) er
 		writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"error": "bundle rejected", "detail": strings.Join(lines, "\n"), "findings": resp.Findings})
 		return nil
 	}
-	bytes := v.Compiled.Marshal()
+	bytes := v.Encoded
 	resp.SHA256, resp.Size = content.Hash(bytes), len(bytes)
 	a := store.Artifact{Channel: ch, Version: b.Version, SHA256: resp.SHA256, Size: int64(len(bytes)), Bytes: bytes, CreatedAt: s.now()}
 	if err := s.store.PutArtifact(r.Context(), a); err != nil {
@@ -600,7 +608,7 @@ func (s *Server) publishAgentBuild(w http.ResponseWriter, r *http.Request, p Pri
 	if err := s.audit(r.Context(), p, "artifact.publish", fmt.Sprintf("%s@%d", ch, v), "agent build, sha256 "+sum); err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, publishResponse{Channel: ch, Version: v, SHA256: sum, Size: len(body), Findings: content.Findings{}})
+	writeJSON(w, http.StatusCreated, PublishResult{Channel: ch, Version: v, SHA256: sum, Size: len(body), Findings: content.Findings{}})
 	return nil
 }
 
@@ -648,7 +656,7 @@ func (s *Server) createRelease(w http.ResponseWriter, r *http.Request, p Princip
 		Version uint64        `json:"version"`
 		Plan    *rollout.Plan `json:"plan"`
 	}
-	if err := decodeJSON(w, r, 64<<10, &req); err != nil {
+	if err := decodeJSON(w, r, maxAdminJSON, &req); err != nil {
 		return err
 	}
 	vendor, _, _ := strings.Cut(req.Channel, "/")
@@ -780,7 +788,7 @@ func (s *Server) changeRelease(w http.ResponseWriter, r *http.Request, p Princip
 	var req struct {
 		Reason string `json:"reason"`
 	}
-	if err := decodeJSON(w, r, 64<<10, &req); err != nil {
+	if err := decodeJSON(w, r, maxAdminJSON, &req); err != nil {
 		return err
 	}
 	if req.Reason == "" || len(req.Reason) > 1024 || !printable(req.Reason) {

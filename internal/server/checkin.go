@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -204,10 +205,7 @@ func (s *Server) handleCheckin(w http.ResponseWriter, r *http.Request) error {
 	s.devices.unlock(e)
 	if countBeat {
 		for _, c := range req.Channels {
-			for _, k := range s.cells(sn, org, stratum, window, c.Channel, c.ActiveVersion) {
-				k.Metric = prefix(k.Metric, "heartbeat")
-				beats = append(beats, k)
-			}
+			beats = append(beats, s.cells(sn, org, stratum, window, c.Channel, c.ActiveVersion, "heartbeat")...)
 		}
 	}
 	s.hb.touch(id, now, beats)
@@ -217,11 +215,11 @@ func (s *Server) handleCheckin(w http.ResponseWriter, r *http.Request) error {
 		rels := sn.releases[ch]
 		rep, hasRep := reported[ch]
 		var views []rollout.ReleaseView
-		byVersion := map[uint64]*releaseInfo{}
+		var targeted []*releaseInfo // parallel to views
 		for _, ri := range rels {
 			if ri.targetsDevice(req.Platform, agent, agentErr == nil) {
 				views = append(views, ri.view)
-				byVersion[ri.rel.Version] = ri
+				targeted = append(targeted, ri)
 			}
 		}
 		if len(views) == 0 && !hasRep {
@@ -232,7 +230,8 @@ func (s *Server) handleCheckin(w http.ResponseWriter, r *http.Request) error {
 			OutsideWindow: !rollout.InAnyWindow(sn.windows[policyKey{org, ch}], now), Internal: sn.tenants[org].Internal}
 		d := rollout.Desired(now, views, dv, chInfo.Unpausable, nil)
 		cd := ChannelDesired{Channel: ch, DesiredVersion: d.Version, Release: d.Release, Reason: d.Reason}
-		if ri, ok := byVersion[d.Version]; ok && d.Version != 0 {
+		if i := slices.IndexFunc(views, func(v rollout.ReleaseView) bool { return v.Version == d.Version }); i >= 0 && d.Version != 0 {
+			ri := targeted[i]
 			vendor, name, _ := strings.Cut(ch, "/")
 			ext := "bundle"
 			if chInfo.Kind == store.ChannelAgent {
@@ -278,24 +277,20 @@ func (s *Server) handleCheckin(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func prefix(metric, name string) string {
-	if metric == "control" {
-		return "control-" + name
-	}
-	return name
-}
-
-// cells names the counter cells that a device on version v of a channel
-// feeds: the release of v itself, and, when another release is rolling out
-// on the channel, that release's control group.
-func (s *Server) cells(sn *snapshot, org, stratum string, window time.Time, channel string, v uint64) []store.CounterKey {
+// cells names the counter cells for metric that a device on version v of a
+// channel feeds: the release of v itself, and, when another release is
+// rolling out on the channel, that release's control group
+// ("control-"+metric).
+func (s *Server) cells(sn *snapshot, org, stratum string, window time.Time, channel string, v uint64, metric string) []store.CounterKey {
 	var out []store.CounterKey
 	for _, ri := range sn.releases[channel] {
+		k := store.CounterKey{Release: ri.rel.ID, Wave: ri.rel.Wave, Org: org, Stratum: stratum, Window: window, Metric: metric}
 		switch {
 		case ri.rel.Version == v:
-			out = append(out, store.CounterKey{Release: ri.rel.ID, Wave: ri.rel.Wave, Org: org, Stratum: stratum, Window: window, Metric: "treatment"})
+			out = append(out, k)
 		case ri.rel.State == store.ReleaseRollingOut:
-			out = append(out, store.CounterKey{Release: ri.rel.ID, Wave: ri.rel.Wave, Org: org, Stratum: stratum, Window: window, Metric: "control"})
+			k.Metric = "control-" + metric
+			out = append(out, k)
 		}
 	}
 	return out
@@ -306,19 +301,18 @@ func (s *Server) eventCounters(sn *snapshot, org, stratum string, window time.Ti
 		return nil
 	}
 	var out []store.Counter
-	for _, k := range s.cells(sn, org, stratum, window, ev.Channel, ev.Version) {
-		if ev.Type == "actions" {
-			for _, a := range []string{"log", "alert", "block"} {
-				if n := ev.Counts[a]; n > 0 {
-					kk := k
-					kk.Metric = prefix(k.Metric, "action-"+a)
-					out = append(out, store.Counter{CounterKey: kk, Value: n})
-				}
-			}
-			continue
+	if ev.Type != "actions" {
+		for _, k := range s.cells(sn, org, stratum, window, ev.Channel, ev.Version, ev.Type) {
+			out = append(out, store.Counter{CounterKey: k, Value: 1})
 		}
-		k.Metric = prefix(k.Metric, ev.Type)
-		out = append(out, store.Counter{CounterKey: k, Value: 1})
+		return out
+	}
+	for _, a := range []string{"log", "alert", "block"} {
+		if n := ev.Counts[a]; n > 0 {
+			for _, k := range s.cells(sn, org, stratum, window, ev.Channel, ev.Version, "action-"+a) {
+				out = append(out, store.Counter{CounterKey: k, Value: n})
+			}
+		}
 	}
 	return out
 }

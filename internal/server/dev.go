@@ -98,7 +98,7 @@ func (s *Server) SeedDev(ctx context.Context, dataDir, serverURL string) (*DevCr
 	if !v.Accepted() {
 		return nil, fmt.Errorf("dev mode: the embedded bundle is rejected: %v", v.Findings)
 	}
-	bytes := v.Compiled.Marshal()
+	bytes := v.Encoded
 	if err := s.store.PutArtifact(ctx, store.Artifact{Channel: "acme/ipc", Version: b.Version, SHA256: content.Hash(bytes), Size: int64(len(bytes)), Bytes: bytes, CreatedAt: now}); err != nil {
 		return nil, fmt.Errorf("dev mode: %w", err)
 	}

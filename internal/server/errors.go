@@ -116,11 +116,12 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	}
 }
 
-// maxBody caps request bodies: a check-in is small; a bundle upload may
-// be as large as a content source.
+// Request body caps for JSON: a check-in carries up to a thousand events;
+// an admin request is a handful of fields. (Uploads have their own caps:
+// content.MaxSourceSize for bundles, maxAgentBuild for agent builds.)
 const (
 	maxCheckinBody = 1 << 20
-	maxAdminBody   = 9 << 20
+	maxAdminJSON   = 64 << 10
 )
 
 // decodeJSON reads a JSON body strictly: size-capped, unknown fields

@@ -218,15 +218,13 @@ type Counter struct {
 	Value int64
 }
 
-// CheckinWrite is everything one check-in changes. The server batches
-// them; ApplyCheckins writes a batch in one transaction.
+// CheckinWrite is what one check-in changes durably; heartbeats go through
+// TouchDevices. The server batches them; ApplyCheckins writes a batch in
+// one transaction.
 type CheckinWrite struct {
 	Device   Device // ID, Platform, OSBuild, AgentVersion, LastSeen
 	Channels []DeviceChannel
 	Events   []Event
-	// Heartbeat cells are incremented once per device and window: only
-	// when the device's stored last-seen time is before the cell's window.
-	Heartbeat []CounterKey
 }
 
 // DeviceSeen is a device's latest check-in time.
@@ -289,6 +287,7 @@ type Store interface {
 
 	CreateAPIToken(ctx context.Context, t APIToken) error
 	APITokenByHash(ctx context.Context, hash string) (APIToken, error)
+	GetAPIToken(ctx context.Context, id string) (APIToken, error)
 	ListAPITokens(ctx context.Context, tenant string) ([]APIToken, error)
 	RevokeAPIToken(ctx context.Context, id string) error
 

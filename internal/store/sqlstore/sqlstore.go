@@ -544,6 +544,14 @@ func (s *Store) APITokenByHash(ctx context.Context, hash string) (store.APIToken
 	return t, nil
 }
 
+func (s *Store) GetAPIToken(ctx context.Context, id string) (store.APIToken, error) {
+	t, err := scanAPIToken(s.db.QueryRowContext(ctx, s.q(`SELECT `+apiTokenCols+` FROM api_tokens WHERE id = ?`), id))
+	if err != nil {
+		return t, fmt.Errorf("api token %s: %w", id, s.wrap(err))
+	}
+	return t, nil
+}
+
 func (s *Store) ListAPITokens(ctx context.Context, tenant string) ([]store.APIToken, error) {
 	rows, err := s.db.QueryContext(ctx, s.q(`SELECT `+apiTokenCols+` FROM api_tokens WHERE ? = '' OR tenant = ? ORDER BY id`), tenant, tenant)
 	if err != nil {
@@ -725,13 +733,6 @@ func (s *Store) ApplyCheckins(ctx context.Context, ws []store.CheckinWrite) ([]s
 				out[i].NewEvents++
 			}
 			out[i].LastSeq = seq
-			for _, k := range w.Heartbeat {
-				if lastSeen < ms(k.Window) {
-					if err := s.addCounter(ctx, tx, store.Counter{CounterKey: k, Value: 1}); err != nil {
-						return err
-					}
-				}
-			}
 			if _, err := tx.ExecContext(ctx, s.q(`UPDATE devices SET platform = ?, os_build = ?, agent_version = ?, last_seen = ?, last_seq = ? WHERE id = ?`),
 				w.Device.Platform, w.Device.OSBuild, w.Device.AgentVersion, max(lastSeen, ms(w.Device.LastSeen)), int64(seq), w.Device.ID); err != nil {
 				return err

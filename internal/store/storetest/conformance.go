@@ -210,6 +210,13 @@ func testTokens(t *testing.T, s store.Store, _ Hasher) {
 	if tok.Role != store.RolePublisher || tok.Tenant != "acme" || tok.Revoked {
 		t.Errorf("got %+v", tok)
 	}
+	byID, err := s.GetAPIToken(ctx, "tok-1")
+	must(t, err)
+	if byID.Hash != "h1" || byID.Role != store.RolePublisher {
+		t.Errorf("GetAPIToken = %+v", byID)
+	}
+	_, err = s.GetAPIToken(ctx, "nope")
+	wantErr(t, err, store.ErrNotFound)
 	must(t, s.RevokeAPIToken(ctx, "tok-1"))
 	tok, err = s.APITokenByHash(ctx, "h1")
 	must(t, err)
@@ -308,7 +315,6 @@ func testCheckins(t *testing.T, s store.Store, _ Hasher) {
 			{Seq: 2, Time: t0, Type: "actions", Channel: "acme/ipc", Version: 292, Counts: map[string]int64{"block": 3},
 				Counters: []store.Counter{{CounterKey: key("action-block"), Value: 3}}},
 		},
-		Heartbeat: []store.CounterKey{key("heartbeat")},
 	}
 	res, err := s.ApplyCheckins(ctx, []store.CheckinWrite{w})
 	must(t, err)
@@ -322,6 +328,8 @@ func testCheckins(t *testing.T, s store.Store, _ Hasher) {
 	if res[0].NewEvents != 0 || res[0].LastSeq != 2 {
 		t.Errorf("retry: %+v, want 0 new events, last seq 2", res[0])
 	}
+	// The heartbeat of the window, batched by the server.
+	must(t, s.TouchDevices(ctx, nil, []store.Counter{{CounterKey: key("heartbeat"), Value: 1}}))
 	cs, err := s.Counters(ctx, "rel-1")
 	must(t, err)
 	got := map[string]int64{}
