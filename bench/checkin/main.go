@@ -75,6 +75,7 @@ func main() {
 func child(dir string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
+	server.TuneGC() // as `ringfence server` does
 	st, err := sqlstore.Open(ctx, "", dir)
 	if err != nil {
 		return err

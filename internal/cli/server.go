@@ -142,6 +142,7 @@ func runServer(ctx context.Context, f serverFlags, stdout, stderr io.Writer) err
 	if err != nil {
 		return usage(fmt.Errorf("catalog: %w", err))
 	}
+	server.TuneGC()
 	st, err := sqlstore.Open(ctx, f.db, f.data)
 	if err != nil {
 		return usage(err)
