@@ -43,7 +43,11 @@ type Tenant struct {
 	Name string
 	// Internal organisations are the vendor's own machines: the first,
 	// internal-only wave of a plan reaches them before any customer.
-	Internal  bool
+	Internal bool
+	// HourlyCap is the share of an organisation's fleet, in basis points,
+	// that new releases of all vendors together may reach per hour (0:
+	// no cap).
+	HourlyCap int
 	CreatedAt time.Time
 }
 
@@ -80,15 +84,26 @@ type Artifact struct {
 	CreatedAt time.Time
 }
 
-// ReleaseState is a release's phase. The strings are persisted.
+// ReleaseState is a release's phase. The strings are persisted; package
+// rollout owns the transitions between them.
 type ReleaseState string
 
 const (
-	ReleaseRollingOut ReleaseState = "rolling-out"
-	ReleasePaused     ReleaseState = "paused"
-	ReleaseCompleted  ReleaseState = "completed"
-	ReleaseHalted     ReleaseState = "halted"
+	ReleaseDraft            ReleaseState = "draft"
+	ReleaseRolling          ReleaseState = "rolling"
+	ReleaseAwaitingApproval ReleaseState = "awaiting-approval"
+	ReleasePaused           ReleaseState = "paused"
+	ReleaseCompleted        ReleaseState = "completed"
+	ReleaseHalted           ReleaseState = "halted"
+	ReleaseRolledBack       ReleaseState = "rolled-back"
 )
+
+// Approval is one person's sign-off on a release.
+type Approval struct {
+	Actor  string    `json:"actor"`
+	At     time.Time `json:"at"`
+	Reason string    `json:"reason"`
+}
 
 // Release is the decision to roll one artifact version out on a channel.
 type Release struct {
@@ -107,6 +122,18 @@ type Release struct {
 	// from it); CompletedAt when the last wave passed.
 	WaveStartedAt time.Time
 	CompletedAt   time.Time
+
+	Lane  string // normal or emergency
+	Phase string // while rolling: baking or gating
+	// HaltedBy is "controller" or the person who halted the release.
+	HaltedBy  string
+	Approvals []Approval
+	// GatesSince is when the gates start counting telemetry: the release's
+	// start, or the last time a person resumed it.
+	GatesSince time.Time
+	// Cohort is the stratified canary state (JSON owned by package
+	// rollout), computed by the controller when a wave starts.
+	Cohort []byte
 }
 
 // Policy is an organisation's choice for one channel.
@@ -218,6 +245,18 @@ type Counter struct {
 	Value int64
 }
 
+// Offer records that a device was first told to install a release's
+// version. It is stored before the device hears the answer, so a device
+// that dies applying it still counts as exposed: the silence gate and the
+// organisations' hourly budgets count offers.
+type Offer struct {
+	Release string
+	Device  string
+	Org     string
+	Wave    int
+	At      time.Time
+}
+
 // CheckinWrite is what one check-in changes durably; heartbeats go through
 // TouchDevices. The server batches them; ApplyCheckins writes a batch in
 // one transaction.
@@ -225,7 +264,49 @@ type CheckinWrite struct {
 	Device   Device // ID, Platform, OSBuild, AgentVersion, LastSeen
 	Channels []DeviceChannel
 	Events   []Event
+	Offers   []Offer // stored once per (release, device); repeats are ignored
 }
+
+// SilenceQuery asks, per stratum, how many devices went quiet.
+type SilenceQuery struct {
+	Release string
+	// Since bounds both groups to devices seen since then (the release's
+	// start), so that long-gone devices count in neither.
+	Since time.Time
+	// OverdueBefore: a device last seen before it is silent.
+	OverdueBefore time.Time
+}
+
+// SilenceStat is one stratum's silence figures: devices offered the
+// release and, as the control group, devices seen since the release
+// started that were not offered it.
+type SilenceStat struct {
+	Stratum       string // platform/agent version/OS build
+	Offered       int64
+	OfferedSilent int64
+	Control       int64
+	ControlSilent int64
+}
+
+// KillSwitch stops new versions on one channel, or on all ("*").
+type KillSwitch struct {
+	Scope   string    `json:"scope"` // "*" or a channel id
+	Engaged bool      `json:"engaged"`
+	Reason  string    `json:"reason"`
+	Actor   string    `json:"actor"`
+	At      time.Time `json:"at"`
+}
+
+// Lease is held by the one active rollout controller.
+type Lease interface {
+	// Check reports whether the lease is still held; an error means it
+	// may have been lost, and the holder must stop acting.
+	Check(ctx context.Context) error
+	Release() error
+}
+
+// ErrNotLeader is returned by Lead when another replica holds the lease.
+var ErrNotLeader = errors.New("another replica is the controller")
 
 // DeviceSeen is a device's latest check-in time.
 type DeviceSeen struct {
@@ -313,6 +394,30 @@ type Store interface {
 	// heartbeats of plain check-ins into it about once a second.
 	TouchDevices(ctx context.Context, seen []DeviceSeen, counters []Counter) error
 	Counters(ctx context.Context, release string) ([]Counter, error)
+
+	// SetHourlyCap sets an organisation's hourly budget (basis points).
+	SetHourlyCap(ctx context.Context, org string, bp int) error
+	// OffersSince counts the offers made to an organisation's devices
+	// since a time, across all releases.
+	OffersSince(ctx context.Context, org string, since time.Time) (int64, error)
+	// FleetSizes counts the enrolled, unrevoked devices per organisation.
+	FleetSizes(ctx context.Context) (map[string]int64, error)
+	// SilenceStats groups the devices offered a release, and the control
+	// group, by stratum, counting those last seen before OverdueBefore.
+	SilenceStats(ctx context.Context, q SilenceQuery) ([]SilenceStat, error)
+	// DevicesOnVersion counts unrevoked devices that report running a
+	// version of a channel.
+	DevicesOnVersion(ctx context.Context, channel string, version uint64) (int64, error)
+
+	SetKillSwitch(ctx context.Context, k KillSwitch) error
+	// KillSwitches lists every scope ever set, engaged or not.
+	KillSwitches(ctx context.Context) ([]KillSwitch, error)
+
+	// Lead tries to become the rollout controller. SQLite is single-node
+	// and always grants it; PostgreSQL grants it to one session at a time
+	// (an advisory lock, freed when the holder's connection dies).
+	// ErrNotLeader means someone else holds it.
+	Lead(ctx context.Context) (Lease, error)
 
 	// AppendAudit adds an entry to the chain and returns it with its
 	// sequence number and hashes.

@@ -130,6 +130,37 @@ CREATE TABLE audit_log (
 `,
 	// 2: internal organisations, reached by a plan's internal-only waves.
 	`ALTER TABLE tenants ADD COLUMN internal BOOLEAN NOT NULL DEFAULT FALSE`,
+	// 3: staged rollouts: release lanes, phases, approvals and canary
+	// cohorts; offers (the exposure the silence gate and the hourly
+	// budgets count); kill switches. "rolling-out" is now "rolling".
+	// SQLite adds one column per ALTER TABLE.
+	`
+ALTER TABLE releases ADD COLUMN lane TEXT NOT NULL DEFAULT '';
+ALTER TABLE releases ADD COLUMN phase TEXT NOT NULL DEFAULT '';
+ALTER TABLE releases ADD COLUMN halted_by TEXT NOT NULL DEFAULT '';
+ALTER TABLE releases ADD COLUMN approvals TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE releases ADD COLUMN gates_since BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE releases ADD COLUMN cohort TEXT NOT NULL DEFAULT '';
+UPDATE releases SET state = 'rolling' WHERE state = 'rolling-out';
+ALTER TABLE tenants ADD COLUMN hourly_cap INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE offers (
+	release TEXT NOT NULL,
+	device  TEXT NOT NULL,
+	org     TEXT NOT NULL,
+	wave    INTEGER NOT NULL,
+	at      BIGINT NOT NULL,
+	PRIMARY KEY (release, device)
+);
+CREATE INDEX offers_org_at ON offers (org, at);
+CREATE INDEX device_channels_version ON device_channels (channel, active_version);
+CREATE TABLE kill_switches (
+	scope   TEXT PRIMARY KEY,
+	engaged BOOLEAN NOT NULL,
+	reason  TEXT NOT NULL,
+	actor   TEXT NOT NULL,
+	at      BIGINT NOT NULL
+);
+`,
 }
 
 func (d dialect) migration(i int) string {

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -47,12 +48,21 @@ type Store struct {
 
 	mu      sync.Mutex
 	queries map[string]string
+
+	closed  atomic.Bool
+	leaseMu sync.Mutex
+	leases  map[*pgLease]struct{} // held controller leases, released by Close
 }
 
 // Open opens the store named by url: "" or "sqlite:PATH" for SQLite (""
 // means dataDir/ringfence.db), "postgres://..." for PostgreSQL. It applies
 // pending migrations.
 func Open(ctx context.Context, url, dataDir string) (*Store, error) {
+	return open(ctx, url, dataDir, len(migrations))
+}
+
+// open opens the store and applies the first n migrations.
+func open(ctx context.Context, url, dataDir string, n int) (*Store, error) {
 	var s *Store
 	switch {
 	case url == "" || strings.HasPrefix(url, "sqlite:"):
@@ -87,7 +97,8 @@ func Open(ctx context.Context, url, dataDir string) (*Store, error) {
 		return nil, fmt.Errorf("open store: unsupported database URL %q (want sqlite:PATH or postgres://...)", redact(url))
 	}
 	s.queries = map[string]string{}
-	if err := s.migrate(ctx); err != nil {
+	s.leases = map[*pgLease]struct{}{}
+	if err := s.migrate(ctx, n); err != nil {
 		s.db.Close()
 		return nil, err
 	}
@@ -133,11 +144,11 @@ func (s *Store) q(query string) string {
 	return s.queries[query]
 }
 
-func (s *Store) migrate(ctx context.Context) error {
+func (s *Store) migrate(ctx context.Context, n int) error {
 	if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)`); err != nil {
 		return fmt.Errorf("migrate: %w", s.wrap(err))
 	}
-	for i := range migrations {
+	for i := range min(n, len(migrations)) {
 		err := s.tx(ctx, func(tx *sql.Tx) error {
 			if s.d.lockHead != "" {
 				// Replicas starting together: one migrates, the others wait.
@@ -226,7 +237,8 @@ func (s *Store) wrap(err error) error {
 	var ne net.Error
 	var ce *pgconn.ConnectError
 	if errors.As(err, &ne) || errors.As(err, &ce) || errors.Is(err, sql.ErrConnDone) || errors.Is(err, context.DeadlineExceeded) ||
-		strings.Contains(err.Error(), "conn closed") || strings.Contains(err.Error(), "bad connection") {
+		strings.Contains(err.Error(), "conn closed") || strings.Contains(err.Error(), "bad connection") ||
+		strings.Contains(err.Error(), "sql: database is closed") {
 		return fmt.Errorf("%w: %v", store.ErrUnavailable, err)
 	}
 	return err
@@ -258,8 +270,21 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+// Close releases any controller lease this store holds (so another
+// replica can take over at once) and closes the database.
+func (s *Store) Close() error {
+	s.closed.Store(true)
+	s.leaseMu.Lock()
+	held := make([]*pgLease, 0, len(s.leases))
+	for l := range s.leases {
+		held = append(held, l)
+	}
+	s.leaseMu.Unlock()
+	for _, l := range held {
+		l.Release()
+	}
+	return s.db.Close()
+}
 
 func (s *Store) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
 	r, err := s.db.ExecContext(ctx, s.q(query), args...)
@@ -280,7 +305,8 @@ func notFoundIfNone(r sql.Result, what string) error {
 // --- tenants ---
 
 func (s *Store) CreateTenant(ctx context.Context, t store.Tenant) error {
-	_, err := s.exec(ctx, `INSERT INTO tenants (id, kind, name, internal, created_at) VALUES (?, ?, ?, ?, ?)`, t.ID, string(t.Kind), t.Name, t.Internal, ms(t.CreatedAt))
+	_, err := s.exec(ctx, `INSERT INTO tenants (id, kind, name, internal, hourly_cap, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
+		t.ID, string(t.Kind), t.Name, t.Internal, t.HourlyCap, ms(t.CreatedAt))
 	if err != nil {
 		return fmt.Errorf("create tenant %s: %w", t.ID, err)
 	}
@@ -291,7 +317,8 @@ func (s *Store) GetTenant(ctx context.Context, id string) (store.Tenant, error) 
 	var t store.Tenant
 	var kind string
 	var at int64
-	err := s.db.QueryRowContext(ctx, s.q(`SELECT id, kind, name, internal, created_at FROM tenants WHERE id = ?`), id).Scan(&t.ID, &kind, &t.Name, &t.Internal, &at)
+	err := s.db.QueryRowContext(ctx, s.q(`SELECT id, kind, name, internal, hourly_cap, created_at FROM tenants WHERE id = ?`), id).
+		Scan(&t.ID, &kind, &t.Name, &t.Internal, &t.HourlyCap, &at)
 	if err != nil {
 		return t, fmt.Errorf("tenant %s: %w", id, s.wrap(err))
 	}
@@ -300,7 +327,7 @@ func (s *Store) GetTenant(ctx context.Context, id string) (store.Tenant, error) 
 }
 
 func (s *Store) ListTenants(ctx context.Context) ([]store.Tenant, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, kind, name, internal, created_at FROM tenants ORDER BY id`)
+	rows, err := s.db.QueryContext(ctx, `SELECT id, kind, name, internal, hourly_cap, created_at FROM tenants ORDER BY id`)
 	if err != nil {
 		return nil, s.wrap(err)
 	}
@@ -310,7 +337,7 @@ func (s *Store) ListTenants(ctx context.Context) ([]store.Tenant, error) {
 		var t store.Tenant
 		var kind string
 		var at int64
-		if err := rows.Scan(&t.ID, &kind, &t.Name, &t.Internal, &at); err != nil {
+		if err := rows.Scan(&t.ID, &kind, &t.Name, &t.Internal, &t.HourlyCap, &at); err != nil {
 			return nil, s.wrap(err)
 		}
 		t.Kind, t.CreatedAt = store.TenantKind(kind), fromMS(at)
@@ -406,23 +433,63 @@ func (s *Store) LatestArtifactVersion(ctx context.Context, channel string) (uint
 
 // --- releases ---
 
-const releaseCols = `id, channel, version, plan, state, wave, reason, revision, created_by, created_at, updated_at, wave_started_at, completed_at`
+const releaseCols = `id, channel, version, plan, state, wave, reason, revision, created_by, created_at, updated_at, wave_started_at, completed_at,
+	lane, phase, halted_by, approvals, gates_since, cohort`
 
 func scanRelease(sc interface{ Scan(...any) error }) (store.Release, error) {
 	var r store.Release
 	var version int64
-	var plan, state string
-	var created, updated, waveAt, doneAt int64
-	err := sc.Scan(&r.ID, &r.Channel, &version, &plan, &state, &r.Wave, &r.Reason, &r.Revision, &r.CreatedBy, &created, &updated, &waveAt, &doneAt)
+	var plan, state, approvals, cohort string
+	var created, updated, waveAt, doneAt, gatesAt int64
+	err := sc.Scan(&r.ID, &r.Channel, &version, &plan, &state, &r.Wave, &r.Reason, &r.Revision, &r.CreatedBy, &created, &updated, &waveAt, &doneAt,
+		&r.Lane, &r.Phase, &r.HaltedBy, &approvals, &gatesAt, &cohort)
+	if err != nil {
+		return r, err
+	}
 	r.Version, r.Plan, r.State = uint64(version), []byte(plan), store.ReleaseState(state)
 	r.CreatedAt, r.UpdatedAt, r.WaveStartedAt, r.CompletedAt = fromMS(created), fromMS(updated), fromMS(waveAt), fromMS(doneAt)
-	return r, err
+	r.GatesSince = fromMS(gatesAt)
+	if cohort != "" {
+		r.Cohort = []byte(cohort)
+	}
+	if r.Approvals, err = decodeApprovals(approvals); err != nil {
+		return r, fmt.Errorf("release %s: stored approvals: %w", r.ID, err)
+	}
+	return r, nil
+}
+
+// encodeApprovals stores approvals as a JSON array ("[]" when there are
+// none), times in UTC milliseconds like every other stored time.
+func encodeApprovals(as []store.Approval) string {
+	norm := make([]store.Approval, len(as))
+	for i, a := range as {
+		a.At = fromMS(ms(a.At))
+		norm[i] = a
+	}
+	b, _ := json.Marshal(norm)
+	return string(b)
+}
+
+// decodeApprovals reads what encodeApprovals stored; none reads back nil.
+func decodeApprovals(s string) ([]store.Approval, error) {
+	if s == "" || s == "[]" || s == "null" {
+		return nil, nil
+	}
+	var as []store.Approval
+	if err := json.Unmarshal([]byte(s), &as); err != nil {
+		return nil, err
+	}
+	if len(as) == 0 {
+		return nil, nil
+	}
+	return as, nil
 }
 
 func (s *Store) CreateRelease(ctx context.Context, r store.Release) error {
-	_, err := s.exec(ctx, `INSERT INTO releases (`+releaseCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?)`,
+	_, err := s.exec(ctx, `INSERT INTO releases (`+releaseCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		r.ID, r.Channel, int64(r.Version), string(r.Plan), string(r.State), r.Wave, r.Reason, r.CreatedBy,
-		ms(r.CreatedAt), ms(r.UpdatedAt), ms(r.WaveStartedAt), ms(r.CompletedAt))
+		ms(r.CreatedAt), ms(r.UpdatedAt), ms(r.WaveStartedAt), ms(r.CompletedAt),
+		r.Lane, r.Phase, r.HaltedBy, encodeApprovals(r.Approvals), ms(r.GatesSince), string(r.Cohort))
 	if err != nil {
 		return fmt.Errorf("create release %s: %w", r.ID, err)
 	}
@@ -456,8 +523,10 @@ func (s *Store) ListReleases(ctx context.Context, channel string) ([]store.Relea
 
 func (s *Store) UpdateRelease(ctx context.Context, r store.Release) (int64, error) {
 	res, err := s.exec(ctx, `UPDATE releases SET plan = ?, state = ?, wave = ?, reason = ?, revision = revision + 1,
-		updated_at = ?, wave_started_at = ?, completed_at = ? WHERE id = ? AND revision = ?`,
-		string(r.Plan), string(r.State), r.Wave, r.Reason, ms(r.UpdatedAt), ms(r.WaveStartedAt), ms(r.CompletedAt), r.ID, r.Revision)
+		updated_at = ?, wave_started_at = ?, completed_at = ?,
+		lane = ?, phase = ?, halted_by = ?, approvals = ?, gates_since = ?, cohort = ? WHERE id = ? AND revision = ?`,
+		string(r.Plan), string(r.State), r.Wave, r.Reason, ms(r.UpdatedAt), ms(r.WaveStartedAt), ms(r.CompletedAt),
+		r.Lane, r.Phase, r.HaltedBy, encodeApprovals(r.Approvals), ms(r.GatesSince), string(r.Cohort), r.ID, r.Revision)
 	if err != nil {
 		return 0, fmt.Errorf("update release %s: %w", r.ID, err)
 	}
@@ -710,7 +779,8 @@ func (s *Store) ApplyCheckins(ctx context.Context, ws []store.CheckinWrite) ([]s
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		for i, w := range ws {
 			var lastSeq, lastSeen int64
-			err := tx.QueryRowContext(ctx, s.q(`SELECT last_seq, last_seen FROM devices WHERE id = ?`), w.Device.ID).Scan(&lastSeq, &lastSeen)
+			var org string
+			err := tx.QueryRowContext(ctx, s.q(`SELECT last_seq, last_seen, org FROM devices WHERE id = ?`), w.Device.ID).Scan(&lastSeq, &lastSeen, &org)
 			if err != nil {
 				return fmt.Errorf("check-in of device %s: %w", w.Device.ID, s.wrap(err))
 			}
@@ -742,6 +812,19 @@ func (s *Store) ApplyCheckins(ctx context.Context, ws []store.CheckinWrite) ([]s
 					ON CONFLICT (device, channel) DO UPDATE SET active_version = excluded.active_version, lkg_version = excluded.lkg_version,
 					state = excluded.state, updated_at = excluded.updated_at`),
 					w.Device.ID, c.Channel, int64(c.ActiveVersion), int64(c.LKGVersion), c.State, ms(c.UpdatedAt)); err != nil {
+					return err
+				}
+			}
+			for _, o := range w.Offers {
+				// An offer without device or organisation is this device's.
+				if o.Device == "" {
+					o.Device = w.Device.ID
+				}
+				if o.Org == "" && o.Device == w.Device.ID {
+					o.Org = org
+				}
+				if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO offers (release, device, org, wave, at) VALUES (?, ?, ?, ?, ?)
+					ON CONFLICT (release, device) DO NOTHING`), o.Release, o.Device, o.Org, o.Wave, ms(o.At)); err != nil {
 					return err
 				}
 			}

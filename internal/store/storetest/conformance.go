@@ -34,6 +34,14 @@ func Run(t *testing.T, open Opener, hash Hasher) {
 		{"tokens", testTokens},
 		{"devices", testDevices},
 		{"checkins-are-idempotent", testCheckins},
+		{"release-staged-fields", testReleaseStagedFields},
+		{"hourly-cap", testHourlyCap},
+		{"offers-stored-once", testOffers},
+		{"fleet-sizes", testFleetSizes},
+		{"silence-stats", testSilenceStats},
+		{"devices-on-version", testDevicesOnVersion},
+		{"kill-switches", testKillSwitches},
+		{"lead", testLead},
 		{"audit-chain", testAudit},
 		{"audit-concurrent-appends", testAuditConcurrent},
 	}
@@ -147,16 +155,16 @@ func testArtifacts(t *testing.T, s store.Store, _ Hasher) {
 func testReleases(t *testing.T, s store.Store, _ Hasher) {
 	ctx := context.Background()
 	seed(t, s)
-	r := store.Release{ID: "rel-1", Channel: "acme/ipc", Version: 292, Plan: []byte(`{"waves":[]}`), State: store.ReleaseRollingOut,
+	r := store.Release{ID: "rel-1", Channel: "acme/ipc", Version: 292, Plan: []byte(`{"waves":[]}`), State: store.ReleaseRolling,
 		CreatedBy: "alice", CreatedAt: t0, UpdatedAt: t0, WaveStartedAt: t0}
 	must(t, s.CreateRelease(ctx, r))
-	wantErr(t, s.CreateRelease(ctx, store.Release{ID: "rel-2", Channel: "acme/ipc", Version: 292, Plan: []byte(`{}`), State: store.ReleaseRollingOut}), store.ErrConflict)
-	if err := s.CreateRelease(ctx, store.Release{ID: "rel-3", Channel: "acme/ipc", Version: 999, Plan: []byte(`{}`), State: store.ReleaseRollingOut}); err == nil {
+	wantErr(t, s.CreateRelease(ctx, store.Release{ID: "rel-2", Channel: "acme/ipc", Version: 292, Plan: []byte(`{}`), State: store.ReleaseRolling}), store.ErrConflict)
+	if err := s.CreateRelease(ctx, store.Release{ID: "rel-3", Channel: "acme/ipc", Version: 999, Plan: []byte(`{}`), State: store.ReleaseRolling}); err == nil {
 		t.Error("a release of a version without an artifact was accepted")
 	}
 	got, err := s.GetRelease(ctx, "rel-1")
 	must(t, err)
-	if got.Revision != 1 || got.State != store.ReleaseRollingOut || string(got.Plan) != `{"waves":[]}` || !got.WaveStartedAt.Equal(t0) {
+	if got.Revision != 1 || got.State != store.ReleaseRolling || string(got.Plan) != `{"waves":[]}` || !got.WaveStartedAt.Equal(t0) {
 		t.Fatalf("got %+v", got)
 	}
 	got.State, got.Wave, got.Reason = store.ReleaseHalted, 1, "crash rate 4.1% > limit 0.5%"

@@ -1,0 +1,421 @@
+package storetest
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/ringfence/ringfence/internal/store"
+)
+
+// Conformance cases for staged rollouts (issue 4).
+
+// releaseDiff describes how got differs from want, or returns "".
+func releaseDiff(got, want store.Release) string {
+	var d []string
+	check := func(name string, ok bool, g, w any) {
+		if !ok {
+			d = append(d, fmt.Sprintf("%s = %v, want %v", name, g, w))
+		}
+	}
+	check("ID", got.ID == want.ID, got.ID, want.ID)
+	check("Channel", got.Channel == want.Channel, got.Channel, want.Channel)
+	check("Version", got.Version == want.Version, got.Version, want.Version)
+	check("Plan", string(got.Plan) == string(want.Plan), string(got.Plan), string(want.Plan))
+	check("State", got.State == want.State, got.State, want.State)
+	check("Wave", got.Wave == want.Wave, got.Wave, want.Wave)
+	check("Reason", got.Reason == want.Reason, got.Reason, want.Reason)
+	check("Revision", got.Revision == want.Revision, got.Revision, want.Revision)
+	check("CreatedBy", got.CreatedBy == want.CreatedBy, got.CreatedBy, want.CreatedBy)
+	check("CreatedAt", got.CreatedAt.Equal(want.CreatedAt), got.CreatedAt, want.CreatedAt)
+	check("UpdatedAt", got.UpdatedAt.Equal(want.UpdatedAt), got.UpdatedAt, want.UpdatedAt)
+	check("WaveStartedAt", got.WaveStartedAt.Equal(want.WaveStartedAt), got.WaveStartedAt, want.WaveStartedAt)
+	check("CompletedAt", got.CompletedAt.Equal(want.CompletedAt), got.CompletedAt, want.CompletedAt)
+	check("Lane", got.Lane == want.Lane, got.Lane, want.Lane)
+	check("Phase", got.Phase == want.Phase, got.Phase, want.Phase)
+	check("HaltedBy", got.HaltedBy == want.HaltedBy, got.HaltedBy, want.HaltedBy)
+	check("GatesSince", got.GatesSince.Equal(want.GatesSince) && got.GatesSince.IsZero() == want.GatesSince.IsZero(), got.GatesSince, want.GatesSince)
+	// Cohort: nil reads back nil, bytes read back as they were.
+	check("Cohort", (got.Cohort == nil) == (want.Cohort == nil) && string(got.Cohort) == string(want.Cohort), fmt.Sprintf("%q", got.Cohort), fmt.Sprintf("%q", want.Cohort))
+	// Approvals: none reads back nil.
+	sameApprovals := slices.EqualFunc(got.Approvals, want.Approvals, func(a, b store.Approval) bool {
+		return a.Actor == b.Actor && a.Reason == b.Reason && a.At.Equal(b.At)
+	}) && (got.Approvals == nil) == (len(want.Approvals) == 0)
+	check("Approvals", sameApprovals, got.Approvals, want.Approvals)
+	if len(d) == 0 {
+		return ""
+	}
+	return fmt.Sprint(d)
+}
+
+func testReleaseStagedFields(t *testing.T, s store.Store, _ Hasher) {
+	ctx := context.Background()
+	seed(t, s)
+	must(t, s.PutArtifact(ctx, store.Artifact{Channel: "acme/ipc", Version: 293, SHA256: "bb", Size: 1, Bytes: []byte{4}, CreatedAt: t0}))
+
+	// Every new field set on create.
+	full := store.Release{ID: "rel-1", Channel: "acme/ipc", Version: 292, Plan: []byte(`{"waves":[]}`), State: store.ReleaseAwaitingApproval,
+		CreatedBy: "alice", CreatedAt: t0, UpdatedAt: t0, WaveStartedAt: t0,
+		Lane: "emergency", Phase: "baking", HaltedBy: "",
+		Approvals: []store.Approval{
+			{Actor: "bob", At: t0.Add(time.Minute), Reason: "reviewed the diff"},
+			{Actor: "carol", At: t0.Add(2*time.Minute + 250*time.Millisecond), Reason: "second pair of eyes"},
+		},
+		GatesSince: t0.Add(90 * time.Second),
+		Cohort:     []byte(`{"strata":{"windows/7.11.0/22631":["dev-1","dev-2"]}}`)}
+	must(t, s.CreateRelease(ctx, full))
+	// Every new field left empty.
+	empty := store.Release{ID: "rel-2", Channel: "acme/ipc", Version: 293, Plan: []byte(`{}`), State: store.ReleaseDraft, CreatedBy: "alice", CreatedAt: t0, UpdatedAt: t0}
+	must(t, s.CreateRelease(ctx, empty))
+
+	full.Revision, empty.Revision = 1, 1
+	for _, want := range []store.Release{full, empty} {
+		got, err := s.GetRelease(ctx, want.ID)
+		must(t, err)
+		if d := releaseDiff(got, want); d != "" {
+			t.Errorf("GetRelease(%s) after create: %s", want.ID, d)
+		}
+	}
+	list, err := s.ListReleases(ctx, "")
+	must(t, err)
+	if len(list) != 2 {
+		t.Fatalf("ListReleases = %d releases, want 2", len(list))
+	}
+	for i, want := range []store.Release{full, empty} {
+		if d := releaseDiff(list[i], want); d != "" {
+			t.Errorf("ListReleases[%d]: %s", i, d)
+		}
+	}
+
+	// An update writes every field: the full release loses its approvals
+	// and cohort, the empty one gains them.
+	upd := full
+	upd.State, upd.Phase, upd.HaltedBy, upd.Reason = store.ReleaseHalted, "gating", "controller", "silence 3.2% above control"
+	upd.Lane, upd.Approvals, upd.Cohort, upd.GatesSince = "normal", nil, nil, time.Time{}
+	upd.UpdatedAt = t0.Add(time.Hour)
+	rev, err := s.UpdateRelease(ctx, upd)
+	must(t, err)
+	if rev != 2 {
+		t.Errorf("revision after update = %d, want 2", rev)
+	}
+	upd.Revision = rev
+	got, err := s.GetRelease(ctx, "rel-1")
+	must(t, err)
+	if d := releaseDiff(got, upd); d != "" {
+		t.Errorf("after clearing update: %s", d)
+	}
+
+	upd2 := empty
+	upd2.State, upd2.Lane, upd2.Phase = store.ReleaseRolling, "emergency", "baking"
+	upd2.Approvals = []store.Approval{{Actor: "dave", At: t0.Add(3 * time.Minute), Reason: "ok"}}
+	upd2.Cohort = []byte(`[1,2,3]`)
+	upd2.GatesSince = t0.Add(4 * time.Minute)
+	rev, err = s.UpdateRelease(ctx, upd2)
+	must(t, err)
+	upd2.Revision = rev
+	got, err = s.GetRelease(ctx, "rel-2")
+	must(t, err)
+	if d := releaseDiff(got, upd2); d != "" {
+		t.Errorf("after filling update: %s", d)
+	}
+	// An empty, non-nil approval list reads back nil too.
+	upd2.Approvals = []store.Approval{}
+	rev, err = s.UpdateRelease(ctx, upd2)
+	must(t, err)
+	upd2.Revision = rev
+	got, err = s.GetRelease(ctx, "rel-2")
+	must(t, err)
+	if got.Approvals != nil {
+		t.Errorf("empty approvals read back as %#v, want nil", got.Approvals)
+	}
+
+	// A writer holding an old revision changes none of the new fields.
+	stale := full // revision 1; stored is 2
+	stale.Lane, stale.Phase, stale.HaltedBy = "stale", "stale", "stale"
+	stale.Approvals = []store.Approval{{Actor: "mallory", At: t0}}
+	stale.Cohort, stale.GatesSince = []byte(`"stale"`), t0.Add(time.Hour)
+	_, err = s.UpdateRelease(ctx, stale)
+	wantErr(t, err, store.ErrStale)
+	got, err = s.GetRelease(ctx, "rel-1")
+	must(t, err)
+	if d := releaseDiff(got, upd); d != "" {
+		t.Errorf("stale update changed the release: %s", d)
+	}
+}
+
+func testHourlyCap(t *testing.T, s store.Store, _ Hasher) {
+	ctx := context.Background()
+	seed(t, s)
+	must(t, s.CreateTenant(ctx, store.Tenant{ID: "fabrikam", Kind: store.TenantOrg, Name: "Fabrikam", HourlyCap: 250, CreatedAt: t0}))
+	caps := func() map[string]int {
+		all, err := s.ListTenants(ctx)
+		must(t, err)
+		m := map[string]int{}
+		for _, tn := range all {
+			m[tn.ID] = tn.HourlyCap
+		}
+		return m
+	}
+	if got, want := fmt.Sprint(caps()), fmt.Sprint(map[string]int{"acme": 0, "acme-it": 0, "contoso": 0, "fabrikam": 250}); got != want {
+		t.Errorf("caps after create = %s, want %s", got, want)
+	}
+	must(t, s.SetHourlyCap(ctx, "contoso", 100))
+	must(t, s.SetHourlyCap(ctx, "fabrikam", 0))
+	c, err := s.GetTenant(ctx, "contoso")
+	must(t, err)
+	if c.HourlyCap != 100 || c.Name != "Contoso Hospitals" || c.Kind != store.TenantOrg {
+		t.Errorf("contoso after SetHourlyCap: %+v", c)
+	}
+	if got, want := fmt.Sprint(caps()), fmt.Sprint(map[string]int{"acme": 0, "acme-it": 0, "contoso": 100, "fabrikam": 0}); got != want {
+		t.Errorf("caps after set = %s, want %s", got, want)
+	}
+	wantErr(t, s.SetHourlyCap(ctx, "nobody", 100), store.ErrNotFound)
+}
+
+// offerWrite is a check-in by d (reporting its stored attributes) that
+// records offers.
+func offerWrite(d store.Device, offers ...store.Offer) store.CheckinWrite {
+	return store.CheckinWrite{Device: d, Offers: offers}
+}
+
+func testOffers(t *testing.T, s store.Store, _ Hasher) {
+	ctx := context.Background()
+	seed(t, s)
+	d1 := store.Device{ID: "dev-1", Org: "contoso", Platform: "windows", OSBuild: "22631", AgentVersion: "7.11.0", EnrolledAt: t0, LastSeen: t0}
+	d2 := store.Device{ID: "dev-2", Org: "contoso", Platform: "windows", OSBuild: "22631", AgentVersion: "7.11.0", EnrolledAt: t0, LastSeen: t0}
+	it := store.Device{ID: "it-1", Org: "acme-it", Platform: "linux", OSBuild: "6.8", AgentVersion: "7.11.0", EnrolledAt: t0, LastSeen: t0}
+	must(t, s.CreateDevices(ctx, []store.Device{d1, d2, it}))
+	since := func(org string, at time.Time) int64 {
+		t.Helper()
+		n, err := s.OffersSince(ctx, org, at)
+		must(t, err)
+		return n
+	}
+
+	_, err := s.ApplyCheckins(ctx, []store.CheckinWrite{
+		offerWrite(d1, store.Offer{Release: "rel-1", Device: "dev-1", Org: "contoso", Wave: 1, At: t0}),
+		offerWrite(it, store.Offer{Release: "rel-1", Device: "it-1", Org: "acme-it", Wave: 0, At: t0}),
+	})
+	must(t, err)
+	// A repeat (the device asked again, or the batch was retried) is
+	// ignored, even in a later batch and at a later time; another release
+	// offered to the same device counts.
+	_, err = s.ApplyCheckins(ctx, []store.CheckinWrite{
+		offerWrite(d1, store.Offer{Release: "rel-1", Device: "dev-1", Org: "contoso", Wave: 2, At: t0.Add(time.Minute)},
+			store.Offer{Release: "rel-2", Device: "dev-1", Org: "contoso", Wave: 1, At: t0.Add(2 * time.Minute)}),
+		offerWrite(d2, store.Offer{Release: "rel-1", Device: "dev-2", Org: "contoso", Wave: 1, At: t0.Add(3 * time.Minute)}),
+	})
+	must(t, err)
+	for _, c := range []struct {
+		org  string
+		at   time.Time
+		want int64
+	}{
+		{"contoso", t0, 3},
+		{"contoso", t0.Add(time.Minute), 2}, // the repeat at +1m did not replace the offer at t0
+		{"contoso", t0.Add(2 * time.Minute), 2},
+		{"contoso", t0.Add(2*time.Minute + time.Millisecond), 1},
+		{"contoso", t0.Add(time.Hour), 0},
+		{"acme-it", t0, 1},
+		{"acme-it", t0.Add(time.Second), 0},
+		{"nobody", t0, 0},
+	} {
+		if got := since(c.org, c.at); got != c.want {
+			t.Errorf("OffersSince(%s, t0+%v) = %d, want %d", c.org, c.at.Sub(t0), got, c.want)
+		}
+	}
+	// Offers are written in the batch's transaction: a batch that fails
+	// stores none of them.
+	_, err = s.ApplyCheckins(ctx, []store.CheckinWrite{
+		offerWrite(d2, store.Offer{Release: "rel-3", Device: "dev-2", Org: "contoso", Wave: 0, At: t0.Add(time.Hour)}),
+		{Device: store.Device{ID: "ghost"}},
+	})
+	wantErr(t, err, store.ErrNotFound)
+	if got := since("contoso", t0.Add(time.Hour)); got != 0 {
+		t.Errorf("a failed batch stored %d offers", got)
+	}
+}
+
+func testFleetSizes(t *testing.T, s store.Store, _ Hasher) {
+	ctx := context.Background()
+	seed(t, s)
+	got, err := s.FleetSizes(ctx)
+	must(t, err)
+	if len(got) != 0 {
+		t.Errorf("FleetSizes with no devices = %v, want empty", got)
+	}
+	var ds []store.Device
+	for i := range 5 {
+		ds = append(ds, store.Device{ID: fmt.Sprintf("c-%d", i), Org: "contoso", EnrolledAt: t0})
+	}
+	ds = append(ds, store.Device{ID: "it-1", Org: "acme-it", EnrolledAt: t0}, store.Device{ID: "it-2", Org: "acme-it", EnrolledAt: t0})
+	must(t, s.CreateDevices(ctx, ds))
+	must(t, s.RevokeDevice(ctx, "c-3"))
+	must(t, s.RevokeDevice(ctx, "it-1"))
+	must(t, s.RevokeDevice(ctx, "it-2"))
+	got, err = s.FleetSizes(ctx)
+	must(t, err)
+	if fmt.Sprint(got) != fmt.Sprint(map[string]int64{"contoso": 4}) {
+		t.Errorf("FleetSizes = %v, want map[contoso:4] (revoked devices excluded)", got)
+	}
+}
+
+func testSilenceStats(t *testing.T, s store.Store, _ Hasher) {
+	ctx := context.Background()
+	seed(t, s)
+	since, overdue := t0, t0.Add(time.Hour)
+	dev := func(id, platform, osBuild string, lastSeen time.Time) store.Device {
+		return store.Device{ID: id, Org: "contoso", Platform: platform, OSBuild: osBuild, AgentVersion: "7.11.0", EnrolledAt: t0.Add(-time.Hour), LastSeen: lastSeen}
+	}
+	win := func(id string, lastSeen time.Time) store.Device { return dev(id, "windows", "22631", lastSeen) }
+	lin := func(id string, lastSeen time.Time) store.Device { return dev(id, "linux", "6.8", lastSeen) }
+	fine, quiet, gone := t0.Add(2*time.Hour), t0.Add(30*time.Minute), t0.Add(-time.Hour)
+	type fd struct {
+		d       store.Device
+		offered string // release offered, if any
+		revoked bool
+	}
+	fleet := []fd{
+		// windows/7.11.0/22631
+		{d: win("w-offered-fine", fine), offered: "rel-1"},
+		{d: win("w-offered-quiet", quiet), offered: "rel-1"},
+		{d: win("w-offered-gone", gone), offered: "rel-1"}, // offered: counts though last seen before Since
+		{d: win("w-control-fine", fine)},
+		{d: win("w-control-quiet", t0.Add(10*time.Minute))},
+		{d: win("w-control-gone", gone)},                                      // before Since, not offered: in neither group
+		{d: win("w-offered-revoked", quiet), offered: "rel-1", revoked: true}, // revoked: in neither group
+		{d: win("w-control-revoked", fine), revoked: true},
+		{d: win("w-other-release", fine), offered: "rel-2"},   // offered another release: control
+		{d: win("w-control-edge", since)},                     // last seen exactly at Since: control, silent
+		{d: win("w-offered-edge", overdue), offered: "rel-1"}, // last seen exactly at OverdueBefore: not silent
+		// linux/7.11.0/6.8
+		{d: lin("l-offered-fine", fine), offered: "rel-1"},
+		{d: lin("l-control-quiet", t0.Add(20*time.Minute))},
+		// macos/7.10.0/14.5: only long-gone devices, so no row.
+		{d: store.Device{ID: "m-gone", Org: "contoso", Platform: "macos", OSBuild: "14.5", AgentVersion: "7.10.0", LastSeen: gone}},
+	}
+	var ds []store.Device
+	var ws []store.CheckinWrite
+	for _, f := range fleet {
+		ds = append(ds, f.d)
+		if f.offered != "" {
+			ws = append(ws, offerWrite(f.d, store.Offer{Release: f.offered, Device: f.d.ID, Org: "contoso", Wave: 1, At: t0.Add(time.Minute)}))
+		}
+	}
+	must(t, s.CreateDevices(ctx, ds))
+	_, err := s.ApplyCheckins(ctx, ws)
+	must(t, err)
+	for _, f := range fleet {
+		if f.revoked {
+			must(t, s.RevokeDevice(ctx, f.d.ID))
+		}
+	}
+	got, err := s.SilenceStats(ctx, store.SilenceQuery{Release: "rel-1", Since: since, OverdueBefore: overdue})
+	must(t, err)
+	want := []store.SilenceStat{
+		{Stratum: "linux/7.11.0/6.8", Offered: 1, OfferedSilent: 0, Control: 1, ControlSilent: 1},
+		{Stratum: "windows/7.11.0/22631", Offered: 4, OfferedSilent: 2, Control: 4, ControlSilent: 2},
+	}
+	if fmt.Sprintf("%+v", got) != fmt.Sprintf("%+v", want) {
+		t.Errorf("SilenceStats =\n%+v\nwant\n%+v", got, want)
+	}
+	// A release offered to nobody: everyone seen since is control.
+	got, err = s.SilenceStats(ctx, store.SilenceQuery{Release: "rel-9", Since: since, OverdueBefore: overdue})
+	must(t, err)
+	want = []store.SilenceStat{
+		{Stratum: "linux/7.11.0/6.8", Control: 2, ControlSilent: 1},
+		{Stratum: "windows/7.11.0/22631", Control: 7, ControlSilent: 3},
+	}
+	if fmt.Sprintf("%+v", got) != fmt.Sprintf("%+v", want) {
+		t.Errorf("SilenceStats of an unoffered release =\n%+v\nwant\n%+v", got, want)
+	}
+}
+
+func testDevicesOnVersion(t *testing.T, s store.Store, _ Hasher) {
+	ctx := context.Background()
+	seed(t, s)
+	var ds []store.Device
+	var ws []store.CheckinWrite
+	for i, v := range []uint64{292, 292, 291, 292, 292} {
+		d := store.Device{ID: fmt.Sprintf("dev-%d", i), Org: "contoso", Platform: "windows", AgentVersion: "7.11.0", EnrolledAt: t0}
+		ds = append(ds, d)
+		chans := []store.DeviceChannel{{Channel: "acme/ipc", ActiveVersion: v, LKGVersion: 290, State: "active", UpdatedAt: t0}}
+		if i == 0 {
+			chans = append(chans, store.DeviceChannel{Channel: "acme/other", ActiveVersion: 292, State: "active", UpdatedAt: t0})
+		}
+		ws = append(ws, store.CheckinWrite{Device: d, Channels: chans})
+	}
+	must(t, s.CreateDevices(ctx, ds))
+	_, err := s.ApplyCheckins(ctx, ws)
+	must(t, err)
+	must(t, s.RevokeDevice(ctx, "dev-3"))
+	// dev-4 moved on to 293: its old version no longer counts.
+	_, err = s.ApplyCheckins(ctx, []store.CheckinWrite{{Device: ds[4], Channels: []store.DeviceChannel{{Channel: "acme/ipc", ActiveVersion: 293, LKGVersion: 292, State: "probation", UpdatedAt: t0}}}})
+	must(t, err)
+	for _, c := range []struct {
+		channel string
+		version uint64
+		want    int64
+	}{
+		{"acme/ipc", 292, 2}, // dev-0, dev-1; dev-3 is revoked
+		{"acme/ipc", 291, 1},
+		{"acme/ipc", 293, 1},
+		{"acme/ipc", 290, 0}, // last known good is not running
+		{"acme/other", 292, 1},
+		{"acme/none", 292, 0},
+	} {
+		n, err := s.DevicesOnVersion(ctx, c.channel, c.version)
+		must(t, err)
+		if n != c.want {
+			t.Errorf("DevicesOnVersion(%s, %d) = %d, want %d", c.channel, c.version, n, c.want)
+		}
+	}
+}
+
+func testKillSwitches(t *testing.T, s store.Store, _ Hasher) {
+	ctx := context.Background()
+	ks, err := s.KillSwitches(ctx)
+	must(t, err)
+	if len(ks) != 0 {
+		t.Errorf("kill switches of a new store: %+v", ks)
+	}
+	must(t, s.SetKillSwitch(ctx, store.KillSwitch{Scope: "acme/ipc", Engaged: true, Reason: "bad bundle", Actor: "alice", At: t0}))
+	must(t, s.SetKillSwitch(ctx, store.KillSwitch{Scope: "*", Engaged: true, Reason: "incident 17", Actor: "bob", At: t0.Add(time.Minute)}))
+	must(t, s.SetKillSwitch(ctx, store.KillSwitch{Scope: "*", Engaged: false, Reason: "incident 17 resolved", Actor: "carol", At: t0.Add(time.Hour)}))
+	ks, err = s.KillSwitches(ctx)
+	must(t, err)
+	want := []store.KillSwitch{
+		{Scope: "*", Engaged: false, Reason: "incident 17 resolved", Actor: "carol", At: t0.Add(time.Hour)},
+		{Scope: "acme/ipc", Engaged: true, Reason: "bad bundle", Actor: "alice", At: t0},
+	}
+	if len(ks) != len(want) {
+		t.Fatalf("kill switches = %+v, want %+v", ks, want)
+	}
+	for i := range want {
+		g, w := ks[i], want[i]
+		if g.Scope != w.Scope || g.Engaged != w.Engaged || g.Reason != w.Reason || g.Actor != w.Actor || !g.At.Equal(w.At) {
+			t.Errorf("kill switch %d = %+v, want %+v", i, g, w)
+		}
+	}
+}
+
+func testLead(t *testing.T, s store.Store, _ Hasher) {
+	ctx := context.Background()
+	l, err := s.Lead(ctx)
+	must(t, err)
+	must(t, l.Check(ctx))
+	must(t, l.Release())
+	must(t, l.Release()) // idempotent
+	// Released, the lease can be taken again.
+	l, err = s.Lead(ctx)
+	must(t, err)
+	must(t, l.Check(ctx))
+	// Once the store is closed the lease is gone.
+	must(t, s.Close())
+	wantErr(t, l.Check(ctx), store.ErrUnavailable)
+	must(t, l.Release())
+	_, err = s.Lead(ctx)
+	wantErr(t, err, store.ErrUnavailable)
+}
