@@ -29,6 +29,8 @@ type serverFlags struct {
 	logFormat       string
 	logLevel        string
 	checkinInterval time.Duration
+	controllerTick  time.Duration
+	silenceGrace    time.Duration
 	catalog         string
 	config          string
 }
@@ -64,6 +66,8 @@ which wins over the file.
 	fl.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fl.DurationVar(&f.checkinInterval, "checkin-interval", 5*time.Minute, "base interval between device check-ins (jittered ±20%)")
+	fl.DurationVar(&f.controllerTick, "controller-tick", 5*time.Second, "how often the rollout controller judges live releases (a failing gate halts within one tick)")
+	fl.DurationVar(&f.silenceGrace, "silence-grace", 9*time.Minute, "grace after a device's longest jittered check-in interval before it counts as silent")
 	fl.StringVar(&f.catalog, "catalog", "", "directory with template-types/ and manifests/ to validate published bundles against (default: the embedded examples)")
 	fl.StringVar(&f.config, "config", "", "YAML config file")
 	return c
@@ -135,6 +139,12 @@ func runServer(ctx context.Context, f serverFlags, stdout, stderr io.Writer) err
 	if f.checkinInterval < time.Second {
 		return usage(fmt.Errorf("--checkin-interval: %v is below one second", f.checkinInterval))
 	}
+	if f.controllerTick < 10*time.Millisecond || f.controllerTick > time.Minute {
+		return usage(fmt.Errorf("--controller-tick: %v is outside 10ms-1m", f.controllerTick))
+	}
+	if f.silenceGrace <= 0 {
+		return usage(fmt.Errorf("--silence-grace: %v must be above zero", f.silenceGrace))
+	}
 	cat, err := server.ExampleCatalog()
 	if f.catalog != "" {
 		cat, err = content.LoadCatalog(filepath.Join(f.catalog, "template-types"), filepath.Join(f.catalog, "manifests"))
@@ -149,7 +159,7 @@ func runServer(ctx context.Context, f serverFlags, stdout, stderr io.Writer) err
 	}
 	defer st.Close()
 	log.Info("store open", "dialect", st.Dialect(), "data", f.data)
-	srv := server.New(server.Config{CheckinInterval: f.checkinInterval, Catalog: cat}, st, time.Now, log)
+	srv := server.New(server.Config{CheckinInterval: f.checkinInterval, ControllerTick: f.controllerTick, SilenceGrace: f.silenceGrace, Catalog: cat}, st, time.Now, log)
 	return srv.ListenAndServe(ctx, f.listen, func(addr net.Addr) {
 		url := "http://" + addr.String()
 		if !f.dev {
@@ -168,7 +178,7 @@ Ringfence is running in development mode at %s
 
 Try:
   export RINGFENCE_SERVER=%s RINGFENCE_TOKEN=%s
-  ringfence releases list
+  ringfence release list
   curl -s %s/v1/enroll -d '{"token":"%s","platform":"windows","os_build":"22631","agent_version":"7.12.0"}'
 
 Development mode keeps secrets in a plain file; never use it for real fleets.

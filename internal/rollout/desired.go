@@ -5,16 +5,6 @@ import (
 	"time"
 )
 
-// ReleaseState mirrors the persisted release phases.
-type ReleaseState string
-
-const (
-	StateRollingOut ReleaseState = "rolling-out"
-	StatePaused     ReleaseState = "paused"
-	StateCompleted  ReleaseState = "completed"
-	StateHalted     ReleaseState = "halted"
-)
-
 // ReleaseView is what the desired-version decision needs of a release.
 type ReleaseView struct {
 	ID          string
@@ -23,11 +13,16 @@ type ReleaseView struct {
 	Wave        int // current wave index
 	Plan        Plan
 	CompletedAt time.Time
+	// Strata are the stratified canary bounds: a device of a listed
+	// stratum is in a public wave from the first canary wave on when its
+	// position is below the bound, even if the wave's share is smaller.
+	Strata map[string]int
 }
 
 // DeviceView is what it needs of a device on one channel.
 type DeviceView struct {
-	Position int // cohort position on the channel
+	Position int    // cohort position on the channel
+	Stratum  string // platform/agent version/OS build
 	Internal bool
 	Track    Track
 	Active   uint64 // version the device runs now (0: none)
@@ -83,7 +78,7 @@ func bad(releases []ReleaseView, v uint64, denied func(uint64) bool) bool {
 		return true
 	}
 	for _, r := range releases {
-		if r.Version == v && r.State == StateHalted {
+		if r.Version == v && r.State.Bad() {
 			return true
 		}
 	}
@@ -96,7 +91,7 @@ func desired(now time.Time, releases []ReleaseView, dev DeviceView, unpausable b
 	}
 	if dev.Track.Kind == TrackPinned {
 		for _, r := range releases {
-			if r.Version == dev.Track.Version && r.State != StateHalted && !isDenied(denied, r.Version) {
+			if r.Version == dev.Track.Version && r.State.Reaches() && !isDenied(denied, r.Version) {
 				return Decision{Version: r.Version, Release: r.ID, Reason: "pinned"}
 			}
 		}
@@ -108,7 +103,7 @@ func desired(now time.Time, releases []ReleaseView, dev DeviceView, unpausable b
 		if best >= 0 && r.Version <= releases[best].Version {
 			continue
 		}
-		if r.State == StateHalted || isDenied(denied, r.Version) {
+		if !r.State.Reaches() || isDenied(denied, r.Version) {
 			continue
 		}
 		if ok, why := eligible(now, r, dev); ok {
@@ -139,17 +134,33 @@ func eligible(now time.Time, r ReleaseView, dev DeviceView) (bool, string) {
 			return true, "completed release"
 		}
 	}
-	// Rolling out or paused by a person: only the waves reached so far.
+	// Rolling out, awaiting approval or paused by a person: only the waves
+	// reached so far.
 	if r.Wave < 0 || r.Wave >= len(r.Plan.Waves) {
 		return false, ""
 	}
+	from := r.Plan.stratifiedFrom()
 	for i := 0; i <= r.Wave; i++ {
 		w := r.Plan.Waves[i]
-		switch {
-		case w.InternalOnly && dev.Internal:
-			return true, "wave " + w.Name + " (internal)"
-		case !w.InternalOnly && effective.Kind == TrackEarly && dev.Position < w.Share:
-			return true, fmt.Sprintf("wave %s (cohort position %d < %d)", w.Name, dev.Position, w.Share)
+		if w.InternalOnly {
+			if dev.Internal {
+				return true, "wave " + w.Name + " (internal)"
+			}
+			continue
+		}
+		if effective.Kind != TrackEarly {
+			continue
+		}
+		bound := w.Share
+		if from >= 0 && i >= from {
+			if b, ok := r.Strata[dev.Stratum]; ok && b > bound {
+				if dev.Position < b {
+					return true, fmt.Sprintf("wave %s (stratified canary: position %d < %d in %s)", w.Name, dev.Position, b, dev.Stratum)
+				}
+			}
+		}
+		if dev.Position < bound {
+			return true, fmt.Sprintf("wave %s (cohort position %d < %d)", w.Name, dev.Position, bound)
 		}
 	}
 	return false, ""

@@ -19,8 +19,8 @@ func TestDesired(t *testing.T) {
 	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
 	plan := DefaultContentPlan()
 	completed := ReleaseView{ID: "r292", Version: 292, State: StateCompleted, Plan: plan, CompletedAt: now.Add(-10 * time.Hour)}
-	canary := ReleaseView{ID: "r293", Version: 293, State: StateRollingOut, Wave: 1, Plan: plan}
-	internal := ReleaseView{ID: "r293", Version: 293, State: StateRollingOut, Wave: 0, Plan: plan}
+	canary := ReleaseView{ID: "r293", Version: 293, State: StateRolling, Wave: 1, Plan: plan}
+	internal := ReleaseView{ID: "r293", Version: 293, State: StateRolling, Wave: 0, Plan: plan}
 	halted := ReleaseView{ID: "r293", Version: 293, State: StateHalted, Wave: 2, Plan: plan}
 	tests := []struct {
 		name       string

@@ -21,6 +21,49 @@ type Wave struct {
 	MinDevices int `json:"min_devices"`
 	// Bake is the least time the wave runs before its gates may pass it.
 	Bake Duration `json:"bake"`
+	// Deadline: a wave whose gates have not all passed this long after it
+	// started halts for a person to look (0: four times the bake time,
+	// at least an hour).
+	Deadline Duration `json:"deadline,omitempty"`
+	// Canary waves are the first, small ones. Leaving the last canary wave
+	// needs approval by a second person; public canary waves give every
+	// stratum of the fleet at least K devices.
+	Canary bool `json:"canary,omitempty"`
+	// Gates judge the wave; empty means DefaultGates.
+	Gates []GateSpec `json:"gates,omitempty"`
+}
+
+// deadline is the wave's effective deadline.
+func (w Wave) deadline() time.Duration {
+	if w.Deadline > 0 {
+		return time.Duration(w.Deadline)
+	}
+	return max(4*time.Duration(w.Bake), time.Hour)
+}
+
+// gates is the wave's effective gate list.
+func (w Wave) gates() []GateSpec {
+	if len(w.Gates) > 0 {
+		return w.Gates
+	}
+	return DefaultGates()
+}
+
+// stratifiedFrom is the index of the first public canary wave, from which
+// on stratified bounds apply, or -1.
+func (p Plan) stratifiedFrom() int {
+	for i, w := range p.Waves {
+		if w.Canary && !w.InternalOnly {
+			return i
+		}
+	}
+	return -1
+}
+
+// exitNeedsApproval reports whether moving on from wave i leaves the
+// canary waves.
+func (p Plan) exitNeedsApproval(i int) bool {
+	return i+1 < len(p.Waves) && p.Waves[i].Canary && !p.Waves[i+1].Canary
 }
 
 // Plan is an ordered list of waves; a release passes them in order.
@@ -51,8 +94,8 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 // and everyone, each wave baking longer than the last.
 func DefaultContentPlan() Plan {
 	return Plan{Waves: []Wave{
-		{Name: "internal", Share: Positions, InternalOnly: true, MinDevices: 1, Bake: Duration(30 * time.Minute)},
-		{Name: "canary", Share: 10, MinDevices: 20, Bake: Duration(1 * time.Hour)},
+		{Name: "internal", Share: Positions, InternalOnly: true, Canary: true, MinDevices: 1, Bake: Duration(30 * time.Minute)},
+		{Name: "canary", Share: 10, Canary: true, MinDevices: 20, Bake: Duration(1 * time.Hour)},
 		{Name: "early", Share: 100, MinDevices: 200, Bake: Duration(2 * time.Hour)},
 		{Name: "ten-percent", Share: 1000, MinDevices: 2000, Bake: Duration(4 * time.Hour)},
 		{Name: "broad", Share: Positions, MinDevices: 0, Bake: Duration(4 * time.Hour)},
@@ -62,8 +105,8 @@ func DefaultContentPlan() Plan {
 // DefaultAgentPlan is slower: agent builds touch the host itself.
 func DefaultAgentPlan() Plan {
 	return Plan{Waves: []Wave{
-		{Name: "internal", Share: Positions, InternalOnly: true, MinDevices: 1, Bake: Duration(24 * time.Hour)},
-		{Name: "canary", Share: 10, MinDevices: 20, Bake: Duration(24 * time.Hour)},
+		{Name: "internal", Share: Positions, InternalOnly: true, Canary: true, MinDevices: 1, Bake: Duration(24 * time.Hour)},
+		{Name: "canary", Share: 10, Canary: true, MinDevices: 20, Bake: Duration(24 * time.Hour)},
 		{Name: "early", Share: 100, MinDevices: 200, Bake: Duration(48 * time.Hour)},
 		{Name: "ten-percent", Share: 1000, MinDevices: 2000, Bake: Duration(72 * time.Hour)},
 		{Name: "broad", Share: Positions, MinDevices: 0, Bake: Duration(72 * time.Hour)},
@@ -85,8 +128,19 @@ func (p Plan) Validate() error {
 		if w.Share < 0 || w.Share > Positions {
 			return fmt.Errorf("wave %q: share %d is outside 0-%d basis points", w.Name, w.Share, Positions)
 		}
-		if w.MinDevices < 0 || w.Bake < 0 {
-			return fmt.Errorf("wave %q: negative minimum devices or bake time", w.Name)
+		if w.MinDevices < 0 || w.Bake < 0 || w.Deadline < 0 {
+			return fmt.Errorf("wave %q: negative minimum devices, bake time or deadline", w.Name)
+		}
+		if w.Deadline > 0 && w.Deadline < w.Bake {
+			return fmt.Errorf("wave %q: deadline %s is shorter than the bake time %s", w.Name, time.Duration(w.Deadline), time.Duration(w.Bake))
+		}
+		if w.Canary && i > 0 && !p.Waves[i-1].Canary {
+			return fmt.Errorf("wave %q: canary waves must come first", w.Name)
+		}
+		for j, g := range w.Gates {
+			if err := g.Validate(); err != nil {
+				return fmt.Errorf("wave %q: gate %d: %w", w.Name, j+1, err)
+			}
 		}
 		if w.InternalOnly {
 			continue

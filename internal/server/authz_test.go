@@ -224,9 +224,36 @@ func matrix() []struct {
 		{"promote-release-acme", func(t testing.TB, a *authz) request {
 			return request{"POST", "/v1/releases/" + a.release(t) + "/promote", map[string]string{"reason": "bake passed"}}
 		}, all(403).with(200, pAdmin, pPubAcme).with(404, pPubGlobex)},
+		// Stopping is always safe: approvers may halt too.
 		{"halt-release-acme", func(t testing.TB, a *authz) request {
 			return request{"POST", "/v1/releases/" + a.release(t) + "/halt", map[string]string{"reason": "looks bad"}}
+		}, all(403).with(200, pAdmin, pPubAcme, pApprAcme).with(404, pPubGlobex)},
+		// Two-person rule: only the vendor's approvers sign off, not even
+		// the operator.
+		{"approve-release-acme", func(t testing.TB, a *authz) request {
+			return request{"POST", "/v1/releases/" + a.release(t) + "/approve", map[string]string{"reason": "reviewed"}}
+		}, all(403).with(200, pApprAcme).with(404, pPubGlobex)},
+		{"pause-release-acme", func(t testing.TB, a *authz) request {
+			return request{"POST", "/v1/releases/" + a.release(t) + "/pause", map[string]string{"reason": "weekend"}}
 		}, all(403).with(200, pAdmin, pPubAcme).with(404, pPubGlobex)},
+		{"resume-release-acme", func(t testing.TB, a *authz) request {
+			id := a.release(t)
+			a.must(t, http.StatusOK, "POST", "/v1/releases/"+id+"/pause", a.creds.AdminToken, map[string]string{"reason": "weekend"}, nil)
+			return request{"POST", "/v1/releases/" + id + "/resume", map[string]string{"reason": "monday"}}
+		}, all(403).with(200, pAdmin, pPubAcme).with(404, pPubGlobex)},
+		// Gate figures are fleet-wide: the vendor and the operator see them.
+		{"release-status-acme", func(t testing.TB, a *authz) request { return request{"GET", "/v1/releases/" + seedRelease + "/status", nil} },
+			all(403).with(200, pAdmin, pPubAcme, pApprAcme, pViewAcme).with(404, pPubGlobex)},
+		{"list-kill-switches", func(t testing.TB, a *authz) request { return request{"GET", "/v1/kill-switches", nil} }, all(200)},
+		{"kill-switch-global", func(t testing.TB, a *authz) request {
+			return request{"PUT", "/v1/kill-switch", map[string]any{"engaged": false, "reason": "drill"}}
+		}, only(200, 403, pAdmin)},
+		{"kill-switch-acme-ipc", func(t testing.TB, a *authz) request {
+			return request{"PUT", "/v1/channels/acme/ipc/kill-switch", map[string]any{"engaged": false, "reason": "drill"}}
+		}, only(200, 403, pAdmin)},
+		{"budget-contoso", func(t testing.TB, a *authz) request {
+			return request{"PUT", "/v1/orgs/contoso/budget", map[string]any{"hourly_cap_bp": 0}}
+		}, only(200, 403, pAdmin, pOrgContoso)},
 		{"read-audit", func(t testing.TB, a *authz) request { return request{"GET", "/v1/audit", nil} }, only(200, 403, pAdmin)},
 		// The device API takes device credentials only.
 		{"checkin-with-api-token", func(t testing.TB, a *authz) request { return request{"POST", "/v1/checkin", a.devC.report(292)} }, all(401)},

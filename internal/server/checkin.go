@@ -179,7 +179,7 @@ func (s *Server) handleCheckin(w http.ResponseWriter, r *http.Request) error {
 	lastSeq := e.lastSeq
 	s.devices.unlock(e)
 
-	stratum := req.Platform + "/" + req.AgentVersion + "/" + req.OSBuild
+	stratum := stratumOf(req.Platform, req.AgentVersion, req.OSBuild)
 	window := now.Truncate(s.cfg.CounterWindow)
 	for _, ev := range req.Events {
 		if ev.Seq <= lastSeq {
@@ -211,6 +211,7 @@ func (s *Server) handleCheckin(w http.ResponseWriter, r *http.Request) error {
 	s.hb.touch(id, now, beats)
 
 	resp := CheckinResponse{Channels: []ChannelDesired{}, AckSeq: lastSeq}
+	var offerKeys []string
 	for _, ch := range sn.channelIDs {
 		rels := sn.releases[ch]
 		rep, hasRep := reported[ch]
@@ -228,9 +229,34 @@ func (s *Server) handleCheckin(w http.ResponseWriter, r *http.Request) error {
 		chInfo := sn.channels[ch]
 		dv := rollout.DeviceView{Position: rollout.CohortPosition(id, ch), Track: sn.track(org, ch), Active: rep.ActiveVersion, LKG: rep.LKGVersion,
 			OutsideWindow: !rollout.InAnyWindow(sn.windows[policyKey{org, ch}], now), Internal: sn.tenants[org].Internal}
+		dv.Stratum = stratum
 		d := rollout.Desired(now, views, dv, chInfo.Unpausable, nil)
 		cd := ChannelDesired{Channel: ch, DesiredVersion: d.Version, Release: d.Release, Reason: d.Reason}
-		if i := slices.IndexFunc(views, func(v rollout.ReleaseView) bool { return v.Version == d.Version }); i >= 0 && d.Version != 0 {
+		i := slices.IndexFunc(views, func(v rollout.ReleaseView) bool { return v.Version == d.Version })
+		if i >= 0 && d.Version != 0 && d.Version > rep.ActiveVersion && views[i].State.Reaches() {
+			// An upgrade: record the offer before the device hears it, so a
+			// device that dies applying it still counts as exposed.
+			key := d.Release + "\x00" + id
+			if _, known := s.offered.Load(key); !known {
+				if !s.budgets.admit(sn, org) {
+					cd = ChannelDesired{Channel: ch, DesiredVersion: rep.ActiveVersion,
+						Reason: fmt.Sprintf("%d waits: the organisation's hourly budget for new versions is spent", d.Version)}
+					resp.Channels = append(resp.Channels, cd)
+					continue
+				}
+				wr.Offers = append(wr.Offers, store.Offer{Release: d.Release, Device: id, Org: org, Wave: views[i].Wave, At: now})
+				offerKeys = append(offerKeys, key)
+				mustWait = true
+			}
+		}
+		if hasRep && rep.ActiveVersion != 0 {
+			for _, ri := range rels {
+				if ri.rel.Version == rep.ActiveVersion {
+					s.offered.Delete(ri.rel.ID + "\x00" + id)
+				}
+			}
+		}
+		if i >= 0 && d.Version != 0 {
 			ri := targeted[i]
 			vendor, name, _ := strings.Cut(ch, "/")
 			ext := "bundle"
@@ -251,6 +277,9 @@ func (s *Server) handleCheckin(w http.ResponseWriter, r *http.Request) error {
 		}
 		res := <-req2.done
 		if res.err != nil {
+			for _, o := range wr.Offers {
+				s.budgets.release(o.Org)
+			}
 			if errors.Is(res.err, store.ErrUnavailable) {
 				s.markStore(res.err)
 				return unavailable(res.err)
@@ -262,6 +291,9 @@ func (s *Server) handleCheckin(w http.ResponseWriter, r *http.Request) error {
 			return storeError("check-in", res.err)
 		}
 		resp.AckSeq = res.res.LastSeq
+		for _, k := range offerKeys {
+			s.offered.Store(k, struct{}{})
+		}
 		s.devices.lock(e)
 		e.lastSeq = max(e.lastSeq, res.res.LastSeq)
 		e.facts = factsOf(req.Platform, req.OSBuild, req.AgentVersion)
@@ -288,7 +320,7 @@ func (s *Server) cells(sn *snapshot, org, stratum string, window time.Time, chan
 		switch {
 		case ri.rel.Version == v:
 			out = append(out, k)
-		case ri.rel.State == store.ReleaseRollingOut:
+		case ri.view.State.Live():
 			k.Metric = "control-" + metric
 			out = append(out, k)
 		}
@@ -332,7 +364,7 @@ func (s *Server) handleArtifact(w http.ResponseWriter, r *http.Request) error {
 	sn := s.snap.Load()
 	released := false
 	for _, ri := range sn.releases[ch] {
-		released = released || (ri.rel.Version == v && ri.rel.State != store.ReleaseHalted)
+		released = released || (ri.rel.Version == v && ri.view.State.Reaches())
 	}
 	if !released {
 		return notFound("no released artifact %s@%d", ch, v)

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/ringfence/ringfence/internal/content"
+	"github.com/ringfence/ringfence/internal/rollout"
 	"github.com/ringfence/ringfence/internal/store"
 )
 
@@ -37,6 +38,15 @@ type Config struct {
 	BaseURL string
 	// Catalog is what bundles are validated against at publish.
 	Catalog *content.Catalog
+	// ControllerTick is how often the rollout controller judges every
+	// live release: new telemetry halts a bad release within one tick.
+	ControllerTick time.Duration
+	// SilenceGrace is added to the longest jittered check-in interval
+	// before a device that was offered a release counts as silent.
+	SilenceGrace time.Duration
+	// StratumMin is K: every stratum of the early fleet with at least K
+	// devices gets at least K of them in the canary wave.
+	StratumMin int
 }
 
 func (c *Config) defaults() {
@@ -48,6 +58,15 @@ func (c *Config) defaults() {
 	}
 	if c.SnapshotRefresh == 0 {
 		c.SnapshotRefresh = 5 * time.Second
+	}
+	if c.ControllerTick == 0 {
+		c.ControllerTick = 5 * time.Second
+	}
+	if c.SilenceGrace == 0 {
+		c.SilenceGrace = 9 * time.Minute
+	}
+	if c.StratumMin == 0 {
+		c.StratumMin = rollout.DefaultStratumMin
 	}
 	if c.Catalog == nil {
 		c.Catalog = &content.Catalog{Types: map[content.TypeRef]*content.TemplateType{}}
@@ -76,6 +95,15 @@ type Server struct {
 	// when a ping succeeds again; while it is set, check-ins answer 503
 	// with Retry-After so devices keep their queued events and come back.
 	storeDown atomic.Bool
+
+	// The controller lease, held by one replica at a time.
+	leaseMu  sync.Mutex
+	lease    store.Lease
+	isLeader atomic.Bool
+	// offered remembers "release\x00device" offers already stored, until
+	// the device reports running the version.
+	offered sync.Map
+	budgets budgets
 }
 
 // New builds a server on a store. now is the clock (time.Now in
@@ -98,6 +126,7 @@ func (s *Server) Start(ctx context.Context) error {
 	go s.snapshotLoop(ctx)
 	go s.heartbeatLoop(ctx)
 	go s.healthLoop(ctx)
+	go s.controllerLoop(ctx)
 	return nil
 }
 
@@ -125,6 +154,10 @@ func (s *Server) snapshotLoop(ctx context.Context) {
 		}
 	}
 }
+
+// Refresh rebuilds the snapshot check-ins are answered from now, rather
+// than at the next refresh tick.
+func (s *Server) Refresh(ctx context.Context) error { return s.refresh(ctx) }
 
 // changed asks for a snapshot rebuild after an admin change; it also
 // rebuilds synchronously so the caller's next request sees the change.

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"time"
@@ -24,6 +25,21 @@ type snapshot struct {
 	windows  map[policyKey][]rollout.Window
 	// channel order for responses
 	channelIDs []string
+	// engaged kill switches by scope ("*" or a channel)
+	kills map[string]store.KillSwitch
+	// hourly budgets of the organisations that set one
+	budget map[string]orgBudget
+}
+
+// orgBudget is an organisation's hourly cap in devices and the offers
+// stored in the last hour when the snapshot was built.
+type orgBudget struct{ limit, used int64 }
+
+// frozen reports whether a kill switch covers a channel.
+func (sn *snapshot) frozen(channel string) bool {
+	_, all := sn.kills["*"]
+	_, one := sn.kills[channel]
+	return all || one
 }
 
 type policyKey struct{ org, channel string }
@@ -58,13 +74,31 @@ func (s *Server) refresh(ctx context.Context) error {
 		byID:     map[string]*releaseInfo{},
 		policies: map[policyKey]rollout.Track{},
 		windows:  map[policyKey][]rollout.Window{},
+		kills:    map[string]store.KillSwitch{},
+		budget:   map[string]orgBudget{},
 	}
 	ts, err := s.store.ListTenants(ctx)
 	if err != nil {
 		return fmt.Errorf("snapshot tenants: %w", err)
 	}
+	capped := false
 	for _, t := range ts {
 		sn.tenants[t.ID] = t
+		capped = capped || t.HourlyCap > 0
+	}
+	if capped {
+		if err := s.loadBudgets(ctx, sn); err != nil {
+			return err
+		}
+	}
+	ks, err := s.store.KillSwitches(ctx)
+	if err != nil {
+		return fmt.Errorf("snapshot kill switches: %w", err)
+	}
+	for _, k := range ks {
+		if k.Engaged {
+			sn.kills[k.Scope] = k
+		}
 	}
 	cs, err := s.store.ListChannels(ctx, "")
 	if err != nil {
@@ -110,6 +144,17 @@ func (s *Server) refresh(ctx context.Context) error {
 		}
 		ri := &releaseInfo{rel: r, sha256: meta.sha256, size: meta.size, targets: meta.targets, hasTargets: meta.hasTargets,
 			view: rollout.ReleaseView{ID: r.ID, Version: r.Version, State: rollout.ReleaseState(r.State), Wave: r.Wave, Plan: plan, CompletedAt: r.CompletedAt}}
+		if len(r.Cohort) > 0 {
+			var c rollout.Cohort
+			if err := json.Unmarshal(r.Cohort, &c); err == nil {
+				ri.view.Strata = c.Bounds
+			}
+		}
+		if sn.frozen(r.Channel) && ri.view.State.Live() {
+			// A kill switch: nobody gets a version still rolling out, and
+			// devices on one go back to their last-known-good.
+			ri.view.State = rollout.StateHalted
+		}
 		sn.releases[r.Channel] = append(sn.releases[r.Channel], ri)
 		sn.byID[r.ID] = ri
 	}
@@ -168,4 +213,26 @@ func (sn *snapshot) track(org, channel string) rollout.Track {
 		return t
 	}
 	return rollout.DefaultTrack
+}
+
+// loadBudgets reads, for each organisation with an hourly cap, its fleet
+// size and the offers its devices got in the last hour.
+func (s *Server) loadBudgets(ctx context.Context, sn *snapshot) error {
+	sizes, err := s.store.FleetSizes(ctx)
+	if err != nil {
+		return fmt.Errorf("snapshot fleet sizes: %w", err)
+	}
+	for id, t := range sn.tenants {
+		if t.HourlyCap <= 0 {
+			continue
+		}
+		used, err := s.store.OffersSince(ctx, id, sn.builtAt.Add(-time.Hour))
+		if err != nil {
+			return fmt.Errorf("snapshot offers of %s: %w", id, err)
+		}
+		limit := max(1, sizes[id]*int64(t.HourlyCap)/rollout.Positions)
+		sn.budget[id] = orgBudget{limit: limit, used: used}
+	}
+	s.budgets.reset()
+	return nil
 }

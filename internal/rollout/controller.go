@@ -1,0 +1,168 @@
+package rollout
+
+import (
+	"fmt"
+	"time"
+)
+
+// ReleaseStatus is what the controller knows of a release when it judges
+// it.
+type ReleaseStatus struct {
+	State         ReleaseState
+	Wave          int
+	Phase         Phase
+	Lane          Lane
+	Plan          Plan
+	WaveStartedAt time.Time
+	// Approvals counts distinct approvers other than the creator.
+	Approvals int
+	// Frozen: a kill switch covers the release's channel; nothing moves.
+	Frozen bool
+	// Confirmed is how many devices confirmed the release healthy after
+	// their probation, over all waves so far; Targeted how many devices
+	// the current wave reaches in total (-1: not known yet).
+	Confirmed int64
+	Targeted  int
+}
+
+// Verdict is the controller's verdict for one release in one tick.
+type Verdict struct {
+	State ReleaseState
+	Wave  int
+	Phase Phase
+	// Reason says why, in words: the halt reason, or what the release
+	// waits for.
+	Reason string
+	// Advanced: the release entered a new wave (or completed); the caller
+	// restarts the wave clock and recomputes the cohort.
+	Advanced bool
+}
+
+// Changed reports whether the decision differs from the status.
+func (d Verdict) Changed(st ReleaseStatus) bool {
+	return d.State != st.State || d.Wave != st.Wave || d.Phase != st.Phase || d.Advanced
+}
+
+// Bake is the wave's bake time in the release's lane.
+func (st ReleaseStatus) Bake() time.Duration {
+	return st.Lane.scale(time.Duration(st.Plan.Waves[st.Wave].Bake))
+}
+
+// Deadline is the wave's deadline in the release's lane.
+func (st ReleaseStatus) Deadline() time.Duration {
+	return st.Lane.scale(st.Plan.Waves[st.Wave].deadline())
+}
+
+// WaveGates are the current wave's gates.
+func (st ReleaseStatus) WaveGates() []GateSpec { return st.Plan.Waves[st.Wave].gates() }
+
+// Required is how many confirmed devices the wave needs: its minimum,
+// but never more than the wave reaches.
+func (st ReleaseStatus) Required() int64 {
+	need := int64(st.Plan.Waves[st.Wave].MinDevices)
+	if st.Targeted >= 0 {
+		need = min(need, int64(st.Targeted))
+	}
+	return need
+}
+
+// Step judges a release: a failing gate halts it at once, in any live
+// state; a wave moves on only when its bake time is over, enough devices
+// confirmed healthy, every gate passed and, leaving the canary waves,
+// enough people approved. A wave still short of that at its deadline
+// halts for a person to look. It is pure: the server's controller and the
+// simulator call it with their own clocks and figures.
+func Step(now time.Time, st ReleaseStatus, gates []GateResult) Verdict {
+	d := Verdict{State: st.State, Wave: st.Wave, Phase: st.Phase}
+	if !st.State.Live() || st.Wave < 0 || st.Wave >= len(st.Plan.Waves) {
+		return d
+	}
+	wave := st.Plan.Waves[st.Wave]
+	for _, g := range gates {
+		if g.Outcome == Fail {
+			d.State, d.Phase = StateHalted, ""
+			d.Reason = "halted: " + g.Message
+			return d
+		}
+	}
+	if st.State == StatePaused {
+		d.Reason = "paused by a person"
+		return d
+	}
+	if st.Frozen {
+		d.Reason = "kill switch engaged: the release waits"
+		return d
+	}
+	elapsed := now.Sub(st.WaveStartedAt)
+	if st.Targeted == 0 && st.Wave+1 < len(st.Plan.Waves) && !st.Plan.exitNeedsApproval(st.Wave) {
+		// An empty wave (no internal organisation, say) has nothing to
+		// judge; waiting for its deadline would only halt the release.
+		return advance(d, st, fmt.Sprintf("wave %s reaches no device: skipped", wave.Name))
+	}
+	allPass := len(gates) > 0
+	for _, g := range gates {
+		allPass = allPass && g.Outcome == Pass
+	}
+	switch {
+	case elapsed < st.Bake() || st.Confirmed < st.Required():
+		d.Phase = PhaseBaking
+		d.Reason = fmt.Sprintf("wave %s baking: %s of %s, %d of %d devices confirmed healthy",
+			wave.Name, elapsed.Round(time.Second), st.Bake(), st.Confirmed, st.Required())
+	case !allPass:
+		d.Phase = PhaseGating
+		d.Reason = fmt.Sprintf("wave %s gating: %s", wave.Name, Summary(gates))
+	case st.Plan.exitNeedsApproval(st.Wave) && st.Approvals < st.Lane.Approvals():
+		d.State, d.Phase = StateAwaitingApproval, PhaseGating
+		d.Reason = fmt.Sprintf("wave %s passed; leaving the canary waves needs %d approval(s), %d given", wave.Name, st.Lane.Approvals(), st.Approvals)
+		return d
+	default:
+		return advance(d, st, fmt.Sprintf("wave %s passed: %s", wave.Name, Summary(gates)))
+	}
+	if elapsed >= st.Deadline() {
+		d.State, d.Phase = StateHalted, ""
+		d.Reason = fmt.Sprintf("halted: wave %s still undecided at its %s deadline (%d of %d devices confirmed healthy; %s); a person must look",
+			wave.Name, st.Deadline(), st.Confirmed, st.Required(), Summary(gates))
+		return d
+	}
+	if st.State == StateAwaitingApproval {
+		// Gates that stopped passing take the release back to gating.
+		d.State = StateRolling
+	}
+	return d
+}
+
+func advance(d Verdict, st ReleaseStatus, why string) Verdict {
+	d.Advanced = true
+	if st.Wave+1 >= len(st.Plan.Waves) {
+		d.State, d.Phase, d.Reason = StateCompleted, "", why+"; release completed"
+		return d
+	}
+	d.State, d.Wave, d.Phase = StateRolling, st.Wave+1, PhaseBaking
+	d.Reason = why + "; now in wave " + st.Plan.Waves[st.Wave+1].Name
+	return d
+}
+
+// Promote is a person moving a release on by hand, with a reason: it
+// skips what remains of the bake time and the wait for undecided gates,
+// but never a failing gate or a missing approval.
+func Promote(st ReleaseStatus, gates []GateResult) (Verdict, error) {
+	d := Verdict{State: st.State, Wave: st.Wave, Phase: st.Phase}
+	if _, err := Apply(st.State, ActPromote); err != nil {
+		return d, err
+	}
+	if st.State == StateDraft {
+		d.State, d.Phase, d.Advanced = StateRolling, PhaseBaking, true
+		d.Reason = "started by a person"
+		return d, nil
+	}
+	for _, g := range gates {
+		if g.Outcome == Fail {
+			return d, &TransitionError{Action: ActPromote, State: st.State, Why: "a gate fails: " + g.Message}
+		}
+	}
+	if st.Plan.exitNeedsApproval(st.Wave) && st.Approvals < st.Lane.Approvals() {
+		return d, &TransitionError{Action: ActPromote, State: st.State,
+			Why: fmt.Sprintf("leaving the canary waves needs %d approval(s) by someone other than the creator, %d given", st.Lane.Approvals(), st.Approvals)}
+	}
+	return advance(d, st, "promoted by a person"), nil
+}

@@ -1,0 +1,443 @@
+package rollout
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Metric names what a gate measures.
+type Metric string
+
+const (
+	// Rates per device-hour, treated devices against control devices of
+	// the same strata over the same windows.
+	GateWorkerCrash   Metric = "worker-crash"
+	GateUncleanReboot Metric = "unclean-reboot" // unclean reboots and boot loops
+	GateActionRate    Metric = "action-rate"    // blocks and alerts
+	// Shares of devices.
+	GateSilence      Metric = "silence"       // offered the release, then not heard from in time
+	GateApplyFailure Metric = "apply-failure" // against the previous release on the channel
+	GateRevert       Metric = "revert"        // against the previous release on the channel
+)
+
+var metrics = []Metric{GateWorkerCrash, GateUncleanReboot, GateSilence, GateApplyFailure, GateRevert, GateActionRate}
+
+// GateSpec is one gate: an absolute limit and a relative test with a
+// stated false-alarm rate, judged only after a minimum exposure.
+type GateSpec struct {
+	Metric Metric `json:"metric"`
+	// Limit is the absolute limit: events per device-hour for rates, a
+	// fraction of devices for shares. The gate fails when the one-sided
+	// (1-Alpha) lower confidence bound is above it.
+	Limit float64 `json:"limit"`
+	// Ratio is the effect the relative test is built to detect: the
+	// treated rate this many times the control rate.
+	Ratio float64 `json:"ratio"`
+	// Alpha is the false-alarm rate of the relative test.
+	Alpha float64 `json:"alpha"`
+	// MinExposure is device-hours (rates) or devices (shares) the treated
+	// group must reach before the gate decides anything.
+	MinExposure float64 `json:"min_exposure"`
+}
+
+// Validate checks a gate's numbers.
+func (g GateSpec) Validate() error {
+	known := false
+	for _, m := range metrics {
+		known = known || g.Metric == m
+	}
+	switch {
+	case !known:
+		return fmt.Errorf("unknown metric %q", g.Metric)
+	case !(g.Limit > 0) || math.IsInf(g.Limit, 0):
+		return fmt.Errorf("%s: limit %v must be above 0", g.Metric, g.Limit)
+	case g.share() && g.Limit > 1:
+		return fmt.Errorf("%s: limit %v is a fraction of devices, at most 1", g.Metric, g.Limit)
+	case !(g.Ratio > 1) || math.IsInf(g.Ratio, 0):
+		return fmt.Errorf("%s: ratio %v must be above 1", g.Metric, g.Ratio)
+	case !(g.Alpha > 0 && g.Alpha < 0.5):
+		return fmt.Errorf("%s: alpha %v must be between 0 and 0.5", g.Metric, g.Alpha)
+	case !(g.MinExposure >= 0) || math.IsInf(g.MinExposure, 0):
+		return fmt.Errorf("%s: min_exposure %v must be 0 or more", g.Metric, g.MinExposure)
+	}
+	return nil
+}
+
+func (g GateSpec) share() bool {
+	return g.Metric == GateSilence || g.Metric == GateApplyFailure || g.Metric == GateRevert
+}
+
+// DefaultGates judge every wave unless its plan says otherwise.
+func DefaultGates() []GateSpec {
+	return []GateSpec{
+		{Metric: GateWorkerCrash, Limit: 0.05, Ratio: 3, Alpha: 0.001, MinExposure: 5},
+		{Metric: GateUncleanReboot, Limit: 0.02, Ratio: 3, Alpha: 0.001, MinExposure: 5},
+		{Metric: GateSilence, Limit: 0.10, Ratio: 3, Alpha: 0.001, MinExposure: 10},
+		{Metric: GateApplyFailure, Limit: 0.05, Ratio: 3, Alpha: 0.001, MinExposure: 10},
+		{Metric: GateRevert, Limit: 0.02, Ratio: 3, Alpha: 0.001, MinExposure: 10},
+		{Metric: GateActionRate, Limit: 100, Ratio: 5, Alpha: 0.001, MinExposure: 5},
+	}
+}
+
+// Outcome is a gate's typed verdict. Only pass promotes; fail halts;
+// inconclusive and no-data wait (until the wave's deadline); error means
+// the figures could not be read, and also waits.
+type Outcome string
+
+const (
+	Pass         Outcome = "pass"
+	Fail         Outcome = "fail"
+	Inconclusive Outcome = "inconclusive"
+	NoData       Outcome = "no-data"
+	Error        Outcome = "error"
+)
+
+// GateResult is one gate's verdict with its figures.
+type GateResult struct {
+	Metric  Metric  `json:"metric"`
+	Outcome Outcome `json:"outcome"`
+	// Treated and Control are rates per device-hour or shares (0-1).
+	Treated float64 `json:"treated"`
+	Control float64 `json:"control"`
+	// Exposure is device-hours (rates) or devices (shares) in the treated
+	// group; Events what it counted there.
+	Exposure float64 `json:"exposure"`
+	Events   int64   `json:"events"`
+	// Evidence is the relative test's statistic: the likelihood ratio of
+	// the sequential test, or 1/p of the exact test (0: not run).
+	Evidence float64 `json:"evidence,omitempty"`
+	Message  string  `json:"message"`
+}
+
+// Count is a telemetry counter summed over organisations and windows.
+// Metrics are the server's counter names: heartbeat, applied,
+// apply-failed, healthy, reverted, worker-crash, unclean-reboot,
+// boot-loop, action-log, action-alert, action-block, and the same with a
+// "control-" prefix for devices of the stratum not on the release.
+type Count struct {
+	Wave    int
+	Stratum string
+	Metric  string
+	Value   int64
+}
+
+// SilenceCount is one stratum's silence figures (see store.SilenceStat).
+type SilenceCount struct {
+	Stratum       string
+	Offered       int64
+	OfferedSilent int64
+	Control       int64
+	ControlSilent int64
+}
+
+// Telemetry is everything the gates read about a release.
+type Telemetry struct {
+	Counts []Count
+	// Previous are the counters of the channel's previous completed
+	// release: the baseline for apply failures and reverts.
+	Previous []Count
+	Silence  []SilenceCount
+	// HeartbeatSpan is the device time one heartbeat stands for: the
+	// server counts at most one per device and check-in interval.
+	HeartbeatSpan time.Duration
+	// SilentAfter is how long a device may stay quiet before it counts as
+	// silent (its check-in interval with jitter, plus a grace).
+	SilentAfter time.Duration
+	// Err is why the figures could not be read, if they could not.
+	Err error
+}
+
+// sums adds counts per stratum and metric.
+type sums map[string]map[string]int64
+
+func sumCounts(cs []Count) sums {
+	out := sums{}
+	for _, c := range cs {
+		m := out[c.Stratum]
+		if m == nil {
+			m = map[string]int64{}
+			out[c.Stratum] = m
+		}
+		m[c.Metric] += c.Value
+	}
+	return out
+}
+
+func (s sums) total(metrics ...string) int64 {
+	var n int64
+	for _, m := range s {
+		for _, k := range metrics {
+			n += m[k]
+		}
+	}
+	return n
+}
+
+func (s sums) strata() []string {
+	out := make([]string, 0, len(s))
+	for k := range s {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Evaluate runs a wave's gates on the telemetry.
+func Evaluate(gates []GateSpec, wave string, t Telemetry) []GateResult {
+	out := make([]GateResult, 0, len(gates))
+	for _, g := range gates {
+		out = append(out, evaluate(g, wave, t))
+	}
+	return out
+}
+
+func evaluate(g GateSpec, wave string, t Telemetry) GateResult {
+	res := GateResult{Metric: g.Metric}
+	if t.Err != nil {
+		res.Outcome, res.Message = Error, fmt.Sprintf("%s: could not measure: %v", g.Metric, t.Err)
+		return res
+	}
+	if err := g.Validate(); err != nil {
+		res.Outcome, res.Message = Error, fmt.Sprintf("%s: bad gate: %v", g.Metric, err)
+		return res
+	}
+	switch g.Metric {
+	case GateWorkerCrash:
+		return rateGate(g, wave, t, true, "worker-crash")
+	case GateUncleanReboot:
+		return rateGate(g, wave, t, true, "unclean-reboot", "boot-loop")
+	case GateActionRate:
+		return rateGate(g, wave, t, false, "action-alert", "action-block")
+	case GateSilence:
+		return silenceGate(g, wave, t)
+	case GateApplyFailure:
+		return shareGate(g, wave, t, "apply-failed", []string{"applied", "apply-failed"})
+	default: // GateRevert
+		return shareGate(g, wave, t, "reverted", []string{"applied"})
+	}
+}
+
+func prefixed(p string, ms []string) []string {
+	out := make([]string, len(ms))
+	for i, m := range ms {
+		out[i] = p + m
+	}
+	return out
+}
+
+// rateGate compares event rates per device-hour. Crash-like metrics use
+// Wald's sequential probability ratio test, summed over strata: its
+// likelihood ratio stays below 1/alpha with probability at least 1-alpha
+// when the rates are equal, however often it is looked at, so the
+// controller may judge every tick. Action counts are too bursty for a
+// Poisson model per event, so they use an exact test against the rate the
+// control group's strata predict, plus the ratio as a minimum effect.
+func rateGate(g GateSpec, wave string, t Telemetry, sequential bool, names ...string) GateResult {
+	res := GateResult{Metric: g.Metric}
+	s := sumCounts(t.Counts)
+	span := t.HeartbeatSpan.Hours()
+	if span <= 0 {
+		span = 1.0 / 60
+	}
+	var x, y int64
+	var tExp, cExp, expected, llr float64
+	for _, st := range s.strata() {
+		m := s[st]
+		tx, cx := float64(m["heartbeat"])*span, float64(m["control-heartbeat"])*span
+		xs, ys := sum(m, names), sum(m, prefixed("control-", names))
+		x, y = x+xs, y+ys
+		tExp, cExp = tExp+tx, cExp+cx
+		if tx > 0 && cx > 0 {
+			llr += sprtLLR(xs, ys, tx, cx, g.Ratio)
+			expected += tx * (float64(ys) + 0.5) / cx
+		}
+	}
+	res.Exposure, res.Events = tExp, x
+	if tExp > 0 {
+		res.Treated = float64(x) / tExp
+	}
+	if cExp > 0 {
+		res.Control = float64(y) / cExp
+	}
+	what := fmt.Sprintf("%s rate %.3g vs %.3g per device-hour in control", g.Metric, res.Treated, res.Control)
+	where := fmt.Sprintf("%s, %.1f device-hours", wave, tExp)
+	if tExp == 0 && x == 0 {
+		res.Outcome, res.Message = NoData, fmt.Sprintf("%s: no device on the release has reported yet (%s)", g.Metric, wave)
+		return res
+	}
+	if tExp < g.MinExposure {
+		res.Outcome, res.Message = Inconclusive, fmt.Sprintf("%s (%s; judged from %.3g)", what, where, g.MinExposure)
+		return res
+	}
+	if lo := poissonLower(x, g.Alpha) / tExp; lo > g.Limit {
+		res.Outcome, res.Message = Fail, fmt.Sprintf("%s, above the limit of %.3g (%s)", what, g.Limit, where)
+		return res
+	}
+	bound := math.Log(1 / g.Alpha)
+	leaning := false
+	if sequential {
+		res.Evidence = math.Exp(math.Min(llr, 700))
+		if llr >= bound {
+			res.Outcome, res.Message = Fail, fmt.Sprintf("%s (%s; evidence ratio %.0f for a %gx rate, limit %.0f)", what, where, res.Evidence, g.Ratio, 1/g.Alpha)
+			return res
+		}
+		leaning = llr >= bound/2
+	} else if expected > 0 {
+		p := poissonSF(x, expected)
+		res.Evidence = 1 / math.Max(p, 1e-300)
+		if float64(x) >= g.Ratio*expected && p < g.Alpha {
+			res.Outcome, res.Message = Fail, fmt.Sprintf("%s (%s; %.1fx the control strata's rate, p=%.2g)", what, where, float64(x)/expected, p)
+			return res
+		}
+		leaning = float64(x) >= g.Ratio*expected && p < math.Sqrt(g.Alpha)
+	}
+	if res.Treated > g.Limit || leaning {
+		res.Outcome, res.Message = Inconclusive, fmt.Sprintf("%s (%s; leaning worse, waiting for more data)", what, where)
+		return res
+	}
+	res.Outcome, res.Message = Pass, fmt.Sprintf("%s (%s)", what, where)
+	return res
+}
+
+func sum(m map[string]int64, names []string) int64 {
+	var n int64
+	for _, k := range names {
+		n += m[k]
+	}
+	return n
+}
+
+// silenceGate compares the share of devices gone quiet after being offered
+// the release with the share in the control group, stratum by stratum:
+// the expected number of silent treated devices is what each stratum's
+// control share predicts, and an exact Poisson test judges the excess.
+func silenceGate(g GateSpec, wave string, t Telemetry) GateResult {
+	res := GateResult{Metric: g.Metric}
+	var n, x, cn, cx int64
+	var expected float64
+	for _, s := range t.Silence {
+		if s.Offered < 0 || s.OfferedSilent < 0 || s.OfferedSilent > s.Offered || s.Control < 0 || s.ControlSilent < 0 || s.ControlSilent > s.Control {
+			res.Outcome, res.Message = Error, fmt.Sprintf("silence: inconsistent figures for stratum %s", s.Stratum)
+			return res
+		}
+		if s.Offered == 0 {
+			continue
+		}
+		n, x = n+s.Offered, x+s.OfferedSilent
+		cn, cx = cn+s.Control, cx+s.ControlSilent
+		expected += float64(s.Offered) * (float64(s.ControlSilent) + 0.5) / (float64(s.Control) + 1)
+	}
+	res.Exposure, res.Events = float64(n), x
+	if n > 0 {
+		res.Treated = float64(x) / float64(n)
+	}
+	if cn > 0 {
+		res.Control = float64(cx) / float64(cn)
+	}
+	window := fmtMinutes(t.SilentAfter)
+	what := fmt.Sprintf("silence rate %.1f%% vs %.1f%% in control", 100*res.Treated, 100*res.Control)
+	where := fmt.Sprintf("%s, %d devices, %s window", wave, n, window)
+	if n == 0 {
+		res.Outcome, res.Message = NoData, fmt.Sprintf("silence: no device has been offered the release yet (%s)", wave)
+		return res
+	}
+	if float64(n) < g.MinExposure {
+		res.Outcome, res.Message = Inconclusive, fmt.Sprintf("%s (%s; judged from %.0f devices)", what, where, g.MinExposure)
+		return res
+	}
+	if binomialLower(x, n, g.Alpha) > g.Limit {
+		res.Outcome, res.Message = Fail, fmt.Sprintf("%s (%s)", what, where)
+		return res
+	}
+	p := poissonSF(x, expected)
+	res.Evidence = 1 / math.Max(p, 1e-300)
+	if float64(x) >= g.Ratio*expected && p < g.Alpha {
+		res.Outcome, res.Message = Fail, fmt.Sprintf("%s (%s)", what, where)
+		return res
+	}
+	if res.Treated > g.Limit || (float64(x) >= g.Ratio*expected && p < math.Sqrt(g.Alpha)) {
+		res.Outcome, res.Message = Inconclusive, fmt.Sprintf("%s (%s; leaning worse, waiting for more data)", what, where)
+		return res
+	}
+	res.Outcome, res.Message = Pass, fmt.Sprintf("%s (%s)", what, where)
+	return res
+}
+
+// shareGate judges events per device that applied the release, against the
+// channel's previous release when it has figures.
+func shareGate(g GateSpec, wave string, t Telemetry, event string, base []string) GateResult {
+	res := GateResult{Metric: g.Metric}
+	cur, prev := sumCounts(t.Counts), sumCounts(t.Previous)
+	x, n := cur.total(event), cur.total(base...)
+	px, pn := prev.total(event), prev.total(base...)
+	res.Exposure, res.Events = float64(n), x
+	if n > 0 {
+		res.Treated = math.Min(1, float64(x)/float64(n))
+	}
+	if pn > 0 {
+		res.Control = math.Min(1, float64(px)/float64(pn))
+	}
+	what := fmt.Sprintf("%s rate %.1f%% vs %.1f%% for the previous release", g.Metric, 100*res.Treated, 100*res.Control)
+	if pn == 0 {
+		what = fmt.Sprintf("%s rate %.1f%% (no previous release to compare with)", g.Metric, 100*res.Treated)
+	}
+	where := fmt.Sprintf("%s, %d devices", wave, n)
+	if n == 0 {
+		res.Outcome, res.Message = NoData, fmt.Sprintf("%s: no device has applied the release yet (%s)", g.Metric, wave)
+		return res
+	}
+	if float64(n) < g.MinExposure {
+		res.Outcome, res.Message = Inconclusive, fmt.Sprintf("%s (%s; judged from %.0f devices)", what, where, g.MinExposure)
+		return res
+	}
+	if binomialLower(min(x, n), n, g.Alpha) > g.Limit {
+		res.Outcome, res.Message = Fail, fmt.Sprintf("%s, above the limit of %.1f%% (%s)", what, 100*g.Limit, where)
+		return res
+	}
+	leaning := false
+	if pn > 0 {
+		expected := float64(n) * (float64(px) + 0.5) / (float64(pn) + 1)
+		p := poissonSF(x, expected)
+		res.Evidence = 1 / math.Max(p, 1e-300)
+		if float64(x) >= g.Ratio*expected && p < g.Alpha {
+			res.Outcome, res.Message = Fail, fmt.Sprintf("%s (%s)", what, where)
+			return res
+		}
+		leaning = float64(x) >= g.Ratio*expected && p < math.Sqrt(g.Alpha)
+	}
+	if res.Treated > g.Limit || leaning {
+		res.Outcome, res.Message = Inconclusive, fmt.Sprintf("%s (%s; leaning worse, waiting for more data)", what, where)
+		return res
+	}
+	res.Outcome, res.Message = Pass, fmt.Sprintf("%s (%s)", what, where)
+	return res
+}
+
+func fmtMinutes(d time.Duration) string {
+	if d <= 0 {
+		return "0 min"
+	}
+	return fmt.Sprintf("%.0f min", math.Ceil(d.Minutes()))
+}
+
+// ErrNoFigures is the Telemetry.Err the server uses when it could not read
+// the counters at all.
+var ErrNoFigures = errors.New("telemetry unavailable")
+
+// Summary lists gates that did not pass, for messages.
+func Summary(rs []GateResult) string {
+	var parts []string
+	for _, r := range rs {
+		if r.Outcome != Pass {
+			parts = append(parts, fmt.Sprintf("%s %s", r.Metric, r.Outcome))
+		}
+	}
+	if len(parts) == 0 {
+		return "every gate passed"
+	}
+	return strings.Join(parts, ", ")
+}

@@ -1,0 +1,365 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/ringfence/ringfence/internal/content"
+	"github.com/ringfence/ringfence/internal/rollout"
+	"github.com/ringfence/ringfence/internal/store"
+)
+
+// controllerActor is the audit log's name for the rollout controller.
+const controllerActor = "controller"
+
+// controllerLoop runs the rollout controller on the replica that holds the
+// lease: every tick it judges each live release with the same pure
+// functions the simulator uses, and writes what changed.
+func (s *Server) controllerLoop(ctx context.Context) {
+	t := time.NewTicker(s.cfg.ControllerTick)
+	defer t.Stop()
+	defer s.resign()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if !s.leading(ctx) {
+			continue
+		}
+		if err := s.ControlOnce(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("rollout controller tick failed", "err", err)
+		}
+	}
+}
+
+// leading takes or checks the controller lease.
+func (s *Server) leading(ctx context.Context) bool {
+	s.leaseMu.Lock()
+	defer s.leaseMu.Unlock()
+	if s.lease != nil {
+		if err := s.lease.Check(ctx); err == nil {
+			return true
+		} else {
+			s.log.Warn("lost the rollout controller lease", "err", err)
+			s.lease.Release()
+			s.lease = nil
+			s.isLeader.Store(false)
+		}
+	}
+	l, err := s.store.Lead(ctx)
+	if err != nil {
+		if !errors.Is(err, store.ErrNotLeader) {
+			s.log.Warn("cannot take the rollout controller lease", "err", err)
+		}
+		return false
+	}
+	s.lease = l
+	s.isLeader.Store(true)
+	s.log.Info("this replica is the rollout controller")
+	return true
+}
+
+func (s *Server) resign() {
+	s.leaseMu.Lock()
+	defer s.leaseMu.Unlock()
+	if s.lease != nil {
+		s.lease.Release()
+		s.lease = nil
+		s.isLeader.Store(false)
+	}
+}
+
+// IsController reports whether this replica holds the controller lease.
+func (s *Server) IsController() bool { return s.isLeader.Load() }
+
+// ControlOnce is one controller tick over every release: tests call it
+// directly with a fake clock.
+func (s *Server) ControlOnce(ctx context.Context) error {
+	rels, err := s.store.ListReleases(ctx, "")
+	if err != nil {
+		return fmt.Errorf("releases: %w", err)
+	}
+	changed := false
+	var errs []error
+	for _, rel := range rels {
+		c, err := s.controlRelease(ctx, rel, rels)
+		changed = changed || c
+		if err != nil {
+			errs = append(errs, fmt.Errorf("release %s: %w", rel.ID, err))
+		}
+	}
+	if changed {
+		s.changed(ctx)
+	}
+	return errors.Join(errs...)
+}
+
+// judgement is a release's state as the controller and the status page
+// see it.
+type judgement struct {
+	status rollout.ReleaseStatus
+	gates  []rollout.GateResult
+	counts []rollout.Count
+	cohort *rollout.Cohort
+}
+
+func (s *Server) controlRelease(ctx context.Context, rel store.Release, all []store.Release) (bool, error) {
+	st, err := rollout.ParseState(string(rel.State))
+	if err != nil {
+		return false, err
+	}
+	if st.Bad() {
+		return s.checkRolledBack(ctx, rel, st)
+	}
+	if !st.Live() {
+		return false, nil
+	}
+	plan, err := rollout.ParsePlan(rel.Plan)
+	if err != nil {
+		return false, fmt.Errorf("plan: %w", err)
+	}
+	j, err := s.judge(ctx, rel, plan, all)
+	if err != nil {
+		return false, err
+	}
+	if j.cohort == nil || j.cohort.Wave != rel.Wave {
+		// First tick of a wave: find who it reaches before judging it.
+		if err := s.updateCohort(ctx, &rel, plan, j.cohort); err != nil {
+			return false, err
+		}
+		return true, nil
+	}
+	now := s.now()
+	v := rollout.Step(now, j.status, j.gates)
+	if !v.Changed(j.status) {
+		return false, nil
+	}
+	return true, s.applyVerdict(ctx, rel, plan, j.cohort, v, controllerActor)
+}
+
+// applyVerdict writes the controller's (or a person's promote) verdict.
+func (s *Server) applyVerdict(ctx context.Context, rel store.Release, plan rollout.Plan, cohort *rollout.Cohort, v rollout.Verdict, actor string) error {
+	now := s.now()
+	action := "release.phase"
+	rel.State, rel.Wave, rel.Phase = store.ReleaseState(v.State), v.Wave, string(v.Phase)
+	rel.UpdatedAt = now
+	switch {
+	case v.State == rollout.StateHalted:
+		action, rel.HaltedBy, rel.Reason = "release.halt", actor, v.Reason
+	case v.State == rollout.StateCompleted:
+		action, rel.CompletedAt, rel.Reason = "release.complete", now, v.Reason
+	case v.State == rollout.StateAwaitingApproval:
+		action, rel.Reason = "release.await-approval", v.Reason
+	case v.Advanced:
+		action, rel.WaveStartedAt, rel.Reason = "release.promote", now, v.Reason
+	}
+	rev, err := s.store.UpdateRelease(ctx, rel)
+	if errors.Is(err, store.ErrStale) {
+		return nil // a person changed it meanwhile; judge again next tick
+	}
+	if err != nil {
+		return err
+	}
+	rel.Revision = rev
+	if action != "release.phase" {
+		s.log.Info("release changed", "release", rel.ID, "state", rel.State, "wave", rel.Wave, "reason", v.Reason, "by", actor)
+		if _, err := s.store.AppendAudit(ctx, store.AuditEntry{Time: now, Actor: actor, Action: action, Target: rel.ID, Reason: v.Reason}); err != nil {
+			return fmt.Errorf("audit: %w", err)
+		}
+	}
+	if v.Advanced && v.State.Live() {
+		return s.updateCohort(ctx, &rel, plan, cohort)
+	}
+	return nil
+}
+
+// checkRolledBack marks a halted release rolled back once no device runs
+// its version any more.
+func (s *Server) checkRolledBack(ctx context.Context, rel store.Release, st rollout.ReleaseState) (bool, error) {
+	if st != rollout.StateHalted {
+		return false, nil
+	}
+	n, err := s.store.DevicesOnVersion(ctx, rel.Channel, rel.Version)
+	if err != nil || n > 0 {
+		return false, err
+	}
+	now := s.now()
+	why := fmt.Sprintf("rolled back: no device runs %s@%d any more", rel.Channel, rel.Version)
+	rel.State, rel.UpdatedAt = store.ReleaseRolledBack, now
+	rel.Reason = rel.Reason + "; " + why
+	if _, err := s.store.UpdateRelease(ctx, rel); err != nil {
+		if errors.Is(err, store.ErrStale) {
+			return false, nil
+		}
+		return false, err
+	}
+	_, err = s.store.AppendAudit(ctx, store.AuditEntry{Time: now, Actor: controllerActor, Action: "release.rolled-back", Target: rel.ID, Reason: why})
+	return true, err
+}
+
+// judge reads a release's telemetry and runs its current wave's gates.
+func (s *Server) judge(ctx context.Context, rel store.Release, plan rollout.Plan, all []store.Release) (judgement, error) {
+	st, err := rollout.ParseState(string(rel.State))
+	if err != nil {
+		return judgement{}, err
+	}
+	lane, err := rollout.ParseLane(rel.Lane)
+	if err != nil {
+		return judgement{}, err
+	}
+	j := judgement{status: rollout.ReleaseStatus{State: st, Wave: rel.Wave, Phase: rollout.Phase(rel.Phase), Lane: lane, Plan: plan,
+		WaveStartedAt: rel.WaveStartedAt, Approvals: approvals(rel), Targeted: -1, Frozen: s.snap.Load().frozen(rel.Channel)}}
+	if len(rel.Cohort) > 0 {
+		var c rollout.Cohort
+		if err := json.Unmarshal(rel.Cohort, &c); err != nil {
+			return j, fmt.Errorf("cohort: %w", err)
+		}
+		j.cohort = &c
+		if c.Wave == rel.Wave && rel.Wave < len(c.Targeted) {
+			j.status.Targeted = c.Targeted[rel.Wave]
+		}
+	}
+	t := rollout.Telemetry{HeartbeatSpan: max(s.cfg.CounterWindow, s.cfg.CheckinInterval), SilentAfter: s.silentAfter()}
+	cs, err := s.store.Counters(ctx, rel.ID)
+	if err == nil {
+		j.counts = countsSince(cs, rel.GatesSince, s.cfg.CounterWindow)
+		t.Counts = j.counts
+		for _, c := range j.counts {
+			if c.Metric == "healthy" {
+				j.status.Confirmed += c.Value
+			}
+		}
+		if prev := previousRelease(rel, all); prev != "" {
+			var pcs []store.Counter
+			if pcs, err = s.store.Counters(ctx, prev); err == nil {
+				t.Previous = countsSince(pcs, time.Time{}, s.cfg.CounterWindow)
+			}
+		}
+	}
+	if err == nil {
+		var ss []store.SilenceStat
+		ss, err = s.store.SilenceStats(ctx, store.SilenceQuery{Release: rel.ID, Since: rel.GatesSince, OverdueBefore: s.now().Add(-t.SilentAfter)})
+		for _, x := range ss {
+			t.Silence = append(t.Silence, rollout.SilenceCount(x))
+		}
+	}
+	if err != nil {
+		// The gates say "error" rather than guess; the controller waits.
+		s.markStore(err)
+		t.Err = err
+	}
+	if rel.Wave >= 0 && rel.Wave < len(plan.Waves) {
+		j.gates = rollout.Evaluate(j.status.WaveGates(), plan.Waves[rel.Wave].Name, t)
+	}
+	return j, nil
+}
+
+// silentAfter is how long a device may stay quiet before it counts as
+// silent: the longest jittered check-in interval plus the grace.
+func (s *Server) silentAfter() time.Duration {
+	return s.cfg.CheckinInterval*6/5 + s.cfg.SilenceGrace
+}
+
+func approvals(rel store.Release) int {
+	seen := map[string]bool{}
+	for _, a := range rel.Approvals {
+		if a.Actor != rel.CreatedBy {
+			seen[a.Actor] = true
+		}
+	}
+	return len(seen)
+}
+
+// countsSince sums counters over organisations, dropping windows before
+// the gates' start (a resumed release is judged on what came after).
+func countsSince(cs []store.Counter, since time.Time, window time.Duration) []rollout.Count {
+	type key struct {
+		wave    int
+		stratum string
+		metric  string
+	}
+	sum := map[key]int64{}
+	var order []key
+	for _, c := range cs {
+		if !c.Window.Add(window).After(since) {
+			continue
+		}
+		k := key{c.Wave, c.Stratum, c.Metric}
+		if _, ok := sum[k]; !ok {
+			order = append(order, k)
+		}
+		sum[k] += c.Value
+	}
+	out := make([]rollout.Count, 0, len(order))
+	for _, k := range order {
+		out = append(out, rollout.Count{Wave: k.wave, Stratum: k.stratum, Metric: k.metric, Value: sum[k]})
+	}
+	return out
+}
+
+// previousRelease is the newest completed release below rel on its channel.
+func previousRelease(rel store.Release, all []store.Release) string {
+	var best store.Release
+	for _, r := range all {
+		if r.Channel == rel.Channel && r.Version < rel.Version && r.State == store.ReleaseCompleted && r.Version > best.Version {
+			best = r
+		}
+	}
+	return best.ID
+}
+
+// updateCohort computes who the release's current wave reaches and stores
+// it with the release.
+func (s *Server) updateCohort(ctx context.Context, rel *store.Release, plan rollout.Plan, prev *rollout.Cohort) error {
+	sn := s.snap.Load()
+	ri := sn.byID[rel.ID]
+	var devs []rollout.CohortDevice
+	after := ""
+	for {
+		ds, err := s.store.ListDevices(ctx, store.DeviceFilter{After: after, Limit: 5000})
+		if err != nil {
+			return fmt.Errorf("cohort: %w", err)
+		}
+		for _, d := range ds {
+			if d.Revoked {
+				continue
+			}
+			if ri != nil {
+				agent, err := content.ParseAgentVersion(d.AgentVersion)
+				if !ri.targetsDevice(d.Platform, agent, err == nil) {
+					continue
+				}
+			}
+			devs = append(devs, rollout.CohortDevice{Position: rollout.CohortPosition(d.ID, rel.Channel),
+				Stratum: stratumOf(d.Platform, d.AgentVersion, d.OSBuild), Internal: sn.tenants[d.Org].Internal,
+				Early: sn.track(d.Org, rel.Channel).Kind == rollout.TrackEarly})
+		}
+		if len(ds) < 5000 {
+			break
+		}
+		after = ds[len(ds)-1].ID
+	}
+	c := rollout.ComputeCohort(plan, rel.Wave, devs, s.cfg.StratumMin, prev)
+	b, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
+	rel.Cohort = b
+	rel.UpdatedAt = s.now()
+	rev, err := s.store.UpdateRelease(ctx, *rel)
+	if errors.Is(err, store.ErrStale) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	rel.Revision = rev
+	return nil
+}
+
+func stratumOf(platform, agent, osBuild string) string { return platform + "/" + agent + "/" + osBuild }

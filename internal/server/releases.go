@@ -1,0 +1,583 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/ringfence/ringfence/internal/rollout"
+	"github.com/ringfence/ringfence/internal/store"
+)
+
+// ReleaseReport is a release as the admin API shows it, with the
+// telemetry figures the caller may see.
+type ReleaseReport struct {
+	ID        string           `json:"id"`
+	Channel   string           `json:"channel"`
+	Version   uint64           `json:"version"`
+	State     string           `json:"state"`
+	Wave      int              `json:"wave"`
+	WaveName  string           `json:"wave_name"`
+	Phase     string           `json:"phase,omitempty"`
+	Lane      string           `json:"lane"`
+	Plan      rollout.Plan     `json:"plan"`
+	Reason    string           `json:"reason,omitempty"`
+	HaltedBy  string           `json:"halted_by,omitempty"`
+	Approvals []store.Approval `json:"approvals"`
+	CreatedBy string           `json:"created_by"`
+	CreatedAt time.Time        `json:"created_at"`
+	UpdatedAt time.Time        `json:"updated_at"`
+	Figures   []Figure         `json:"figures,omitempty"`
+}
+
+// Figure is one telemetry counter, summed to what the caller may see.
+type Figure struct {
+	Wave    int    `json:"wave"`
+	Org     string `json:"org,omitempty"`
+	Stratum string `json:"stratum,omitempty"`
+	Metric  string `json:"metric"`
+	Value   int64  `json:"value"`
+}
+
+func toReleaseReport(r store.Release) ReleaseReport {
+	out := ReleaseReport{ID: r.ID, Channel: r.Channel, Version: r.Version, State: string(r.State), Wave: r.Wave, Phase: r.Phase,
+		Lane: r.Lane, Reason: r.Reason, HaltedBy: r.HaltedBy, Approvals: r.Approvals, CreatedBy: r.CreatedBy, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt}
+	if out.Approvals == nil {
+		out.Approvals = []store.Approval{}
+	}
+	if out.Lane == "" {
+		out.Lane = string(rollout.LaneNormal)
+	}
+	if plan, err := rollout.ParsePlan(r.Plan); err == nil {
+		out.Plan = plan
+		if r.Wave >= 0 && r.Wave < len(plan.Waves) {
+			out.WaveName = plan.Waves[r.Wave].Name
+		}
+	}
+	return out
+}
+
+// createRelease starts a release (or keeps it as a draft) in a lane.
+func (s *Server) createRelease(w http.ResponseWriter, r *http.Request, p Principal) error {
+	var req struct {
+		Channel string        `json:"channel"`
+		Version uint64        `json:"version"`
+		Plan    *rollout.Plan `json:"plan"`
+		Lane    string        `json:"lane"`
+		Draft   bool          `json:"draft"`
+	}
+	if err := decodeJSON(w, r, maxAdminJSON, &req); err != nil {
+		return err
+	}
+	vendor, _, _ := strings.Cut(req.Channel, "/")
+	if !validChannelID(req.Channel) {
+		return badRequest("channel: %q is not VENDOR/CHANNEL", req.Channel)
+	}
+	if !p.vendorAccess(vendor, true) {
+		return forbidden("token may not release on %s", req.Channel)
+	}
+	lane, err := rollout.ParseLane(req.Lane)
+	if err != nil {
+		return badRequest("lane: %v", err)
+	}
+	c, err := s.store.GetChannel(r.Context(), req.Channel)
+	if err != nil {
+		return storeError("channel "+req.Channel, err)
+	}
+	if _, err := s.store.GetArtifact(r.Context(), req.Channel, req.Version); err != nil {
+		if isNotFound(err) {
+			return badRequest("version: %s@%d was never published", req.Channel, req.Version)
+		}
+		return storeError("artifact", err)
+	}
+	plan := rollout.DefaultContentPlan()
+	if c.Kind == store.ChannelAgent {
+		plan = rollout.DefaultAgentPlan()
+	}
+	if req.Plan != nil {
+		if err := req.Plan.Validate(); err != nil {
+			return badRequest("plan: %v", err)
+		}
+		plan = *req.Plan
+	}
+	planJSON, _ := jsonMarshal(plan)
+	now := s.now()
+	state, phase := store.ReleaseRolling, string(rollout.PhaseBaking)
+	if req.Draft {
+		state, phase = store.ReleaseDraft, ""
+	}
+	rel := store.Release{ID: fmt.Sprintf("rel-%s-%d-%s", strings.ReplaceAll(req.Channel, "/", "-"), req.Version, secret(3)),
+		Channel: req.Channel, Version: req.Version, Plan: planJSON, State: state, Phase: phase, Lane: string(lane), Wave: 0,
+		CreatedBy: p.actor(), CreatedAt: now, UpdatedAt: now, WaveStartedAt: now, GatesSince: now}
+	if err := s.store.CreateRelease(r.Context(), rel); err != nil {
+		return storeError(fmt.Sprintf("release of %s@%d", req.Channel, req.Version), err)
+	}
+	if err := s.audit(r.Context(), p, "release.create", rel.ID, fmt.Sprintf("%s@%d, %s lane, %s", req.Channel, req.Version, lane, state)); err != nil {
+		return err
+	}
+	s.changed(r.Context())
+	rel.Revision = 1
+	writeJSON(w, http.StatusCreated, toReleaseReport(rel))
+	return nil
+}
+
+// releaseFor loads a release the principal may see: vendors their own,
+// organisations and admins all.
+func (s *Server) releaseFor(ctx context.Context, p Principal, id string) (store.Release, error) {
+	rel, err := s.store.GetRelease(ctx, id)
+	if err != nil {
+		if isNotFound(err) {
+			return rel, notFound("release %s", id)
+		}
+		return rel, storeError("release", err)
+	}
+	vendor, _, _ := strings.Cut(rel.Channel, "/")
+	if !s.mayReadRelease(p, vendor) {
+		return rel, notFound("release %s", id)
+	}
+	return rel, nil
+}
+
+func (s *Server) mayReadRelease(p Principal, vendor string) bool {
+	return p.isAdmin() || p.vendorAccess(vendor, false) || s.tenantKind(p.Tenant) == store.TenantOrg
+}
+
+func (s *Server) listReleases(w http.ResponseWriter, r *http.Request, p Principal) error {
+	rs, err := s.store.ListReleases(r.Context(), r.URL.Query().Get("channel"))
+	if err != nil {
+		return storeError("releases", err)
+	}
+	out := []ReleaseReport{}
+	for _, rel := range rs {
+		vendor, _, _ := strings.Cut(rel.Channel, "/")
+		if s.mayReadRelease(p, vendor) {
+			out = append(out, toReleaseReport(rel))
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// getRelease adds the telemetry figures the principal may see: a vendor
+// gets totals per wave and metric (no organisation, no stratum); an
+// organisation only its own cells; the operator everything.
+func (s *Server) getRelease(w http.ResponseWriter, r *http.Request, p Principal) error {
+	rel, err := s.releaseFor(r.Context(), p, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	cs, err := s.store.Counters(r.Context(), rel.ID)
+	if err != nil {
+		return storeError("counters", err)
+	}
+	out := toReleaseReport(rel)
+	type key struct {
+		wave            int
+		org, st, metric string
+	}
+	sum := map[key]int64{}
+	var order []key
+	for _, c := range cs {
+		var k key
+		switch {
+		case p.isAdmin():
+			k = key{c.Wave, c.Org, c.Stratum, c.Metric}
+		case s.tenantKind(p.Tenant) == store.TenantOrg:
+			if c.Org != p.Tenant {
+				continue
+			}
+			k = key{c.Wave, c.Org, c.Stratum, c.Metric}
+		default:
+			k = key{wave: c.Wave, metric: c.Metric}
+		}
+		if _, ok := sum[k]; !ok {
+			order = append(order, k)
+		}
+		sum[k] += c.Value
+	}
+	for _, k := range order {
+		out.Figures = append(out.Figures, Figure{Wave: k.wave, Org: k.org, Stratum: k.st, Metric: k.metric, Value: sum[k]})
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// ReleaseStatus is what `ringfence release status` shows: per wave the
+// devices targeted, applied and confirmed, each gate's outcome with its
+// figures, and in words why the release is where it is.
+type ReleaseStatus struct {
+	Release ReleaseReport `json:"release"`
+	// Summary is one line, e.g. "halted: silence rate 38.0% vs 0.4% in
+	// control (canary, 812 devices, 15 min window)".
+	Summary         string               `json:"summary"`
+	Waves           []WaveStatus         `json:"waves"`
+	Gates           []rollout.GateResult `json:"gates"`
+	ApprovalsNeeded int                  `json:"approvals_needed"`
+	ApprovalsGiven  int                  `json:"approvals_given"`
+	Frozen          bool                 `json:"frozen"`
+}
+
+// WaveStatus is one wave's progress. Targeted is -1 until the controller
+// has counted the wave's devices.
+type WaveStatus struct {
+	Name      string `json:"name"`
+	Share     int    `json:"share"`
+	Internal  bool   `json:"internal_only,omitempty"`
+	Canary    bool   `json:"canary,omitempty"`
+	Progress  string `json:"progress"` // done, current, pending
+	Targeted  int    `json:"targeted"`
+	Applied   int64  `json:"applied"`
+	Confirmed int64  `json:"confirmed"`
+}
+
+// releaseStatus judges the release now, with the controller's code, for
+// the vendor and the operator (organisations see releases, not the fleet
+// figures behind the gates).
+func (s *Server) releaseStatus(w http.ResponseWriter, r *http.Request, p Principal) error {
+	rel, err := s.releaseFor(r.Context(), p, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	vendor, _, _ := strings.Cut(rel.Channel, "/")
+	if !p.vendorAccess(vendor, false) {
+		return forbidden("release status is for the vendor and the operator")
+	}
+	plan, err := rollout.ParsePlan(rel.Plan)
+	if err != nil {
+		return storeError("release plan", err)
+	}
+	all, err := s.store.ListReleases(r.Context(), rel.Channel)
+	if err != nil {
+		return storeError("releases", err)
+	}
+	j, err := s.judge(r.Context(), rel, plan, all)
+	if err != nil {
+		return storeError("release "+rel.ID, err)
+	}
+	out := ReleaseStatus{Release: toReleaseReport(rel), Gates: j.gates, ApprovalsNeeded: j.status.Lane.Approvals(), ApprovalsGiven: j.status.Approvals, Frozen: j.status.Frozen}
+	if out.Gates == nil {
+		out.Gates = []rollout.GateResult{}
+	}
+	for i, wv := range plan.Waves {
+		ws := WaveStatus{Name: wv.Name, Share: wv.Share, Internal: wv.InternalOnly, Canary: wv.Canary, Targeted: -1, Progress: "pending"}
+		switch {
+		case rel.State == store.ReleaseCompleted || i < rel.Wave:
+			ws.Progress = "done"
+		case i == rel.Wave && rel.State != store.ReleaseDraft:
+			ws.Progress = "current"
+		}
+		if j.cohort != nil && i < len(j.cohort.Targeted) {
+			ws.Targeted = j.cohort.Targeted[i]
+		}
+		for _, c := range j.counts {
+			if c.Wave != i {
+				continue
+			}
+			switch c.Metric {
+			case "applied":
+				ws.Applied += c.Value
+			case "healthy":
+				ws.Confirmed += c.Value
+			}
+		}
+		out.Waves = append(out.Waves, ws)
+	}
+	switch st := j.status.State; {
+	case st.Bad():
+		out.Summary = rel.Reason
+		if !strings.HasPrefix(out.Summary, "halted") {
+			out.Summary = string(st) + ": " + rel.Reason
+		}
+	case st.Live():
+		out.Summary = string(st) + ": " + rollout.Step(s.now(), j.status, j.gates).Reason
+	default:
+		out.Summary = string(st)
+		if rel.Reason != "" {
+			out.Summary += ": " + rel.Reason
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// reasonRequest is the body of every person's action on a release.
+type reasonRequest struct {
+	Reason string `json:"reason"`
+}
+
+func (s *Server) decodeReason(w http.ResponseWriter, r *http.Request) (string, error) {
+	var req reasonRequest
+	if err := decodeJSON(w, r, maxAdminJSON, &req); err != nil {
+		return "", err
+	}
+	if req.Reason == "" || len(req.Reason) > 1024 || !printable(req.Reason) {
+		return "", badRequest("reason: say why, in 1 to 1024 printable characters")
+	}
+	return req.Reason, nil
+}
+
+// changeRelease applies a person's action: may checks the principal,
+// change mutates the release (returning a conflict when the state does not
+// allow it).
+func (s *Server) changeRelease(w http.ResponseWriter, r *http.Request, p Principal, action string,
+	may func(p Principal, vendor string) bool, change func(rel *store.Release, reason string) error) error {
+	reason, err := s.decodeReason(w, r)
+	if err != nil {
+		return err
+	}
+	rel, err := s.releaseFor(r.Context(), p, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	vendor, _, _ := strings.Cut(rel.Channel, "/")
+	if !may(p, vendor) {
+		return forbidden("token may not %s releases on %s", strings.TrimPrefix(action, "release."), rel.Channel)
+	}
+	if err := change(&rel, reason); err != nil {
+		var te *rollout.TransitionError
+		if errors.As(err, &te) {
+			return conflict("release %s: %v", rel.ID, te)
+		}
+		return err
+	}
+	rel.UpdatedAt = s.now()
+	rev, err := s.store.UpdateRelease(r.Context(), rel)
+	if err != nil {
+		if errors.Is(err, store.ErrStale) {
+			return conflict("release %s changed meanwhile (the controller acted); look at it again and retry", rel.ID)
+		}
+		return storeError("release "+rel.ID, err)
+	}
+	rel.Revision = rev
+	if err := s.audit(r.Context(), p, action, rel.ID, reason); err != nil {
+		return err
+	}
+	s.changed(r.Context())
+	writeJSON(w, http.StatusOK, toReleaseReport(rel))
+	return nil
+}
+
+func publisherOf(p Principal, vendor string) bool { return p.vendorAccess(vendor, true) }
+
+// anyVendorRole may halt: stopping a release is always safe, so approvers
+// may do it too.
+func anyVendorRole(p Principal, vendor string) bool {
+	return p.vendorAccess(vendor, true) || (p.Tenant == vendor && p.Role == store.RoleApprover)
+}
+
+func transition(rel *store.Release, a rollout.Action) error {
+	next, err := rollout.Apply(rollout.ReleaseState(rel.State), a)
+	if err != nil {
+		return err
+	}
+	rel.State = store.ReleaseState(next)
+	return nil
+}
+
+func (s *Server) haltRelease(w http.ResponseWriter, r *http.Request, p Principal) error {
+	return s.changeRelease(w, r, p, "release.halt", anyVendorRole, func(rel *store.Release, reason string) error {
+		if err := transition(rel, rollout.ActHalt); err != nil {
+			return err
+		}
+		rel.Phase, rel.HaltedBy, rel.Reason = "", p.actor(), "halted by "+p.actor()+": "+reason
+		return nil
+	})
+}
+
+func (s *Server) pauseRelease(w http.ResponseWriter, r *http.Request, p Principal) error {
+	return s.changeRelease(w, r, p, "release.pause", publisherOf, func(rel *store.Release, reason string) error {
+		if err := transition(rel, rollout.ActPause); err != nil {
+			return err
+		}
+		rel.Reason = "paused by " + p.actor() + ": " + reason
+		return nil
+	})
+}
+
+// resumeRelease takes a paused, halted or rolled-back release back to
+// rolling. After a halt the wave starts over and the gates judge only
+// telemetry from now on: the person decided the old figures are explained.
+func (s *Server) resumeRelease(w http.ResponseWriter, r *http.Request, p Principal) error {
+	return s.changeRelease(w, r, p, "release.resume", publisherOf, func(rel *store.Release, reason string) error {
+		was := rel.State
+		if err := transition(rel, rollout.ActResume); err != nil {
+			return err
+		}
+		now := s.now()
+		if was != store.ReleasePaused {
+			rel.WaveStartedAt, rel.GatesSince, rel.HaltedBy = now, now, ""
+		}
+		rel.Phase, rel.Reason = string(rollout.PhaseBaking), "resumed by "+p.actor()+": "+reason
+		return nil
+	})
+}
+
+// approveRelease records a sign-off. The two-person rule: the approver
+// holds the vendor's approver role and is not the release's creator.
+func (s *Server) approveRelease(w http.ResponseWriter, r *http.Request, p Principal) error {
+	approver := func(p Principal, vendor string) bool { return p.Tenant == vendor && p.Role == store.RoleApprover }
+	return s.changeRelease(w, r, p, "release.approve", approver, func(rel *store.Release, reason string) error {
+		if _, err := rollout.Apply(rollout.ReleaseState(rel.State), rollout.ActApprove); err != nil {
+			return err
+		}
+		if p.actor() == rel.CreatedBy {
+			return conflict("two-person rule: %s created release %s and cannot also approve it", p.actor(), rel.ID)
+		}
+		if slices.ContainsFunc(rel.Approvals, func(a store.Approval) bool { return a.Actor == p.actor() }) {
+			return conflict("%s already approved release %s", p.actor(), rel.ID)
+		}
+		rel.Approvals = append(rel.Approvals, store.Approval{Actor: p.actor(), At: s.now(), Reason: reason})
+		return nil
+	})
+}
+
+// promoteRelease moves a release on by hand: it starts a draft, or skips
+// the rest of a wave's bake; a failing gate or a missing approval still
+// refuses.
+func (s *Server) promoteRelease(w http.ResponseWriter, r *http.Request, p Principal) error {
+	reason, err := s.decodeReason(w, r)
+	if err != nil {
+		return err
+	}
+	rel, err := s.releaseFor(r.Context(), p, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	vendor, _, _ := strings.Cut(rel.Channel, "/")
+	if !p.vendorAccess(vendor, true) {
+		return forbidden("token may not promote releases on %s", rel.Channel)
+	}
+	plan, err := rollout.ParsePlan(rel.Plan)
+	if err != nil {
+		return storeError("release plan", err)
+	}
+	all, err := s.store.ListReleases(r.Context(), rel.Channel)
+	if err != nil {
+		return storeError("releases", err)
+	}
+	j, err := s.judge(r.Context(), rel, plan, all)
+	if err != nil {
+		return storeError("release "+rel.ID, err)
+	}
+	v, err := rollout.Promote(j.status, j.gates)
+	if err != nil {
+		return conflict("release %s: %v", rel.ID, err)
+	}
+	v.Reason += " (" + p.actor() + ": " + reason + ")"
+	if rel.State == store.ReleaseDraft {
+		rel.WaveStartedAt, rel.GatesSince = s.now(), s.now()
+	}
+	// applyVerdict writes the audit entry, naming the person.
+	if err := s.applyVerdict(r.Context(), rel, plan, j.cohort, v, p.actor()); err != nil {
+		return storeError("release "+rel.ID, err)
+	}
+	s.changed(r.Context())
+	return s.writeRelease(w, r.Context(), rel.ID)
+}
+
+func (s *Server) writeRelease(w http.ResponseWriter, ctx context.Context, id string) error {
+	rel, err := s.store.GetRelease(ctx, id)
+	if err != nil {
+		return storeError("release "+id, err)
+	}
+	writeJSON(w, http.StatusOK, toReleaseReport(rel))
+	return nil
+}
+
+// --- kill switches and budgets ---
+
+func (s *Server) listKillSwitches(w http.ResponseWriter, r *http.Request, p Principal) error {
+	ks, err := s.store.KillSwitches(r.Context())
+	if err != nil {
+		return storeError("kill switches", err)
+	}
+	if ks == nil {
+		ks = []store.KillSwitch{}
+	}
+	writeJSON(w, http.StatusOK, ks)
+	return nil
+}
+
+// setKillSwitch engages or releases the global kill switch, or one
+// channel's: while engaged, no device gets a version still rolling out,
+// devices on one return to their last-known-good, and the controller
+// moves nothing.
+func (s *Server) setKillSwitch(w http.ResponseWriter, r *http.Request, p Principal) error {
+	if !p.isAdmin() {
+		return forbidden("only the operator's admin tokens use kill switches")
+	}
+	var req struct {
+		Engaged *bool  `json:"engaged"`
+		Reason  string `json:"reason"`
+	}
+	if err := decodeJSON(w, r, maxAdminJSON, &req); err != nil {
+		return err
+	}
+	if req.Engaged == nil {
+		return badRequest("engaged: say true or false")
+	}
+	if req.Reason == "" || len(req.Reason) > 1024 || !printable(req.Reason) {
+		return badRequest("reason: say why, in 1 to 1024 printable characters")
+	}
+	scope := "*"
+	if v := r.PathValue("vendor"); v != "" {
+		scope = v + "/" + r.PathValue("channel")
+		if !validChannelID(scope) {
+			return badRequest("channel: %q is not VENDOR/CHANNEL", scope)
+		}
+		if _, err := s.store.GetChannel(r.Context(), scope); err != nil {
+			return storeError("channel "+scope, err)
+		}
+	}
+	k := store.KillSwitch{Scope: scope, Engaged: *req.Engaged, Reason: req.Reason, Actor: p.actor(), At: s.now()}
+	if err := s.store.SetKillSwitch(r.Context(), k); err != nil {
+		return storeError("kill switch", err)
+	}
+	action := "kill-switch.release"
+	if k.Engaged {
+		action = "kill-switch.engage"
+	}
+	if err := s.audit(r.Context(), p, action, scope, req.Reason); err != nil {
+		return err
+	}
+	s.changed(r.Context())
+	writeJSON(w, http.StatusOK, k)
+	return nil
+}
+
+// Budget is an organisation's hourly cap on new versions, in basis points
+// of its fleet (100 = 1%; 0 = no cap).
+type Budget struct {
+	Org       string `json:"org"`
+	HourlyCap int    `json:"hourly_cap_bp"`
+}
+
+func (s *Server) setBudget(w http.ResponseWriter, r *http.Request, p Principal) error {
+	org := r.PathValue("org")
+	if !p.orgAccess(org, true) {
+		return forbidden("token may not change organisation %s", org)
+	}
+	var req Budget
+	if err := decodeJSON(w, r, maxAdminJSON, &req); err != nil {
+		return err
+	}
+	if req.HourlyCap < 0 || req.HourlyCap > rollout.Positions {
+		return badRequest("hourly_cap_bp: %d is outside 0-%d basis points of the fleet", req.HourlyCap, rollout.Positions)
+	}
+	if s.tenantKind(org) != store.TenantOrg {
+		return notFound("organisation %s", org)
+	}
+	if err := s.store.SetHourlyCap(r.Context(), org, req.HourlyCap); err != nil {
+		return storeError("organisation "+org, err)
+	}
+	if err := s.audit(r.Context(), p, "org.budget", org, fmt.Sprintf("hourly cap %d basis points", req.HourlyCap)); err != nil {
+		return err
+	}
+	s.changed(r.Context())
+	writeJSON(w, http.StatusOK, Budget{Org: org, HourlyCap: req.HourlyCap})
+	return nil
+}
