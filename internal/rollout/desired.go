@@ -90,12 +90,15 @@ func desired(now time.Time, releases []ReleaseView, dev DeviceView, unpausable b
 		return Decision{Version: dev.Active, Reason: "paused by the organisation"}
 	}
 	if dev.Track.Kind == TrackPinned {
+		// A pin chooses a version, not a place in the waves: it takes the
+		// version once its rollout completed, so pinning cannot widen a
+		// wave's reach.
 		for _, r := range releases {
-			if r.Version == dev.Track.Version && r.State.Reaches() && !isDenied(denied, r.Version) {
+			if r.Version == dev.Track.Version && r.State == StateCompleted && !isDenied(denied, r.Version) {
 				return Decision{Version: r.Version, Release: r.ID, Reason: "pinned"}
 			}
 		}
-		return Decision{Version: dev.Active, Reason: fmt.Sprintf("pinned to %d, which has no good release", dev.Track.Version)}
+		return Decision{Version: dev.Active, Reason: fmt.Sprintf("pinned to %d, which has no completed release", dev.Track.Version)}
 	}
 	best := -1
 	var reason string

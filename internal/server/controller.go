@@ -225,9 +225,11 @@ func (s *Server) judge(ctx context.Context, rel store.Release, plan rollout.Plan
 		}
 	}
 	t := rollout.Telemetry{HeartbeatSpan: max(s.cfg.CounterWindow, s.cfg.CheckinInterval), SilentAfter: s.silentAfter()}
-	cs, err := s.store.Counters(ctx, rel.ID)
+	// Windows that end after the gates' start count: a resumed release is
+	// judged on what came after.
+	cs, err := s.store.CounterTotals(ctx, rel.ID, rel.GatesSince.Add(-s.cfg.CounterWindow))
 	if err == nil {
-		j.counts = countsSince(cs, rel.GatesSince, s.cfg.CounterWindow)
+		j.counts = toCounts(cs)
 		t.Counts = j.counts
 		for _, c := range j.counts {
 			if c.Metric == "healthy" {
@@ -236,8 +238,8 @@ func (s *Server) judge(ctx context.Context, rel store.Release, plan rollout.Plan
 		}
 		if prev := previousRelease(rel, all); prev != "" {
 			var pcs []store.Counter
-			if pcs, err = s.store.Counters(ctx, prev); err == nil {
-				t.Previous = countsSince(pcs, time.Time{}, s.cfg.CounterWindow)
+			if pcs, err = s.store.CounterTotals(ctx, prev, time.Time{}); err == nil {
+				t.Previous = toCounts(pcs)
 			}
 		}
 	}
@@ -275,29 +277,10 @@ func approvals(rel store.Release) int {
 	return len(seen)
 }
 
-// countsSince sums counters over organisations, dropping windows before
-// the gates' start (a resumed release is judged on what came after).
-func countsSince(cs []store.Counter, since time.Time, window time.Duration) []rollout.Count {
-	type key struct {
-		wave    int
-		stratum string
-		metric  string
-	}
-	sum := map[key]int64{}
-	var order []key
-	for _, c := range cs {
-		if !c.Window.Add(window).After(since) {
-			continue
-		}
-		k := key{c.Wave, c.Stratum, c.Metric}
-		if _, ok := sum[k]; !ok {
-			order = append(order, k)
-		}
-		sum[k] += c.Value
-	}
-	out := make([]rollout.Count, 0, len(order))
-	for _, k := range order {
-		out = append(out, rollout.Count{Wave: k.wave, Stratum: k.stratum, Metric: k.metric, Value: sum[k]})
+func toCounts(cs []store.Counter) []rollout.Count {
+	out := make([]rollout.Count, len(cs))
+	for i, c := range cs {
+		out[i] = rollout.Count{Wave: c.Wave, Stratum: c.Stratum, Metric: c.Metric, Value: c.Value}
 	}
 	return out
 }

@@ -394,6 +394,10 @@ type Store interface {
 	// heartbeats of plain check-ins into it about once a second.
 	TouchDevices(ctx context.Context, seen []DeviceSeen, counters []Counter) error
 	Counters(ctx context.Context, release string) ([]Counter, error)
+	// CounterTotals sums a release's counters over organisations and the
+	// windows that start after a time, per wave, stratum and metric (Org
+	// and Window are empty): what the controller reads every tick.
+	CounterTotals(ctx context.Context, release string, after time.Time) ([]Counter, error)
 
 	// SetHourlyCap sets an organisation's hourly budget (basis points).
 	SetHourlyCap(ctx context.Context, org string, bp int) error

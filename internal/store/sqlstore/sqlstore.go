@@ -887,6 +887,24 @@ func (s *Store) Counters(ctx context.Context, release string) ([]store.Counter, 
 	return out, s.wrap(rows.Err())
 }
 
+func (s *Store) CounterTotals(ctx context.Context, release string, after time.Time) ([]store.Counter, error) {
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT wave, stratum, metric, SUM(value) FROM counters WHERE release = ? AND win > ?
+		GROUP BY wave, stratum, metric ORDER BY wave, stratum, metric`), release, ms(after))
+	if err != nil {
+		return nil, s.wrap(err)
+	}
+	defer rows.Close()
+	var out []store.Counter
+	for rows.Next() {
+		c := store.Counter{CounterKey: store.CounterKey{Release: release}}
+		if err := rows.Scan(&c.Wave, &c.Stratum, &c.Metric, &c.Value); err != nil {
+			return nil, s.wrap(err)
+		}
+		out = append(out, c)
+	}
+	return out, s.wrap(rows.Err())
+}
+
 // --- audit ---
 
 func (s *Store) AppendAudit(ctx context.Context, e store.AuditEntry) (store.AuditEntry, error) {

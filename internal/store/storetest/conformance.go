@@ -386,6 +386,32 @@ func testCheckins(t *testing.T, s store.Store, _ Hasher) {
 			t.Errorf("heartbeat counter = %d, want 42", c.Value)
 		}
 	}
+
+	// Totals sum over organisations and the windows after a time.
+	other := key("heartbeat")
+	other.Org, other.Window = "acme-it", win.Add(time.Minute)
+	must(t, s.TouchDevices(ctx, nil, []store.Counter{{CounterKey: other, Value: 8}}))
+	for _, tc := range []struct {
+		after time.Time
+		want  string
+	}{
+		{win.Add(-time.Nanosecond), "[1/windows/7.11.0/22631/action-block=3 1/windows/7.11.0/22631/applied=1 1/windows/7.11.0/22631/heartbeat=50]"},
+		{win, "[1/windows/7.11.0/22631/heartbeat=8]"},
+		{win.Add(time.Minute), "[]"},
+	} {
+		ts, err := s.CounterTotals(ctx, "rel-1", tc.after)
+		must(t, err)
+		var got []string
+		for _, c := range ts {
+			if c.Org != "" || !c.Window.IsZero() || c.Release != "rel-1" {
+				t.Errorf("total %+v: want the release, no organisation, no window", c)
+			}
+			got = append(got, fmt.Sprintf("%d/%s/%s=%d", c.Wave, c.Stratum, c.Metric, c.Value))
+		}
+		if s := fmt.Sprint(got); s != tc.want && !(s == "[]" && tc.want == "[]") {
+			t.Errorf("totals after %v = %s, want %s", tc.after, s, tc.want)
+		}
+	}
 }
 
 func testAudit(t *testing.T, s store.Store, hash Hasher) {
