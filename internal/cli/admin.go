@@ -36,7 +36,7 @@ func newAdminCmds(root *cobra.Command) []*cobra.Command {
 	f.register(root)
 	return []*cobra.Command{
 		newWhoamiCmd(f), newTenantsCmd(f), newChannelsCmd(f), newTokensCmd(f), newEnrollTokensCmd(f),
-		newDevicesCmd(f), newPoliciesCmd(f), newPublishCmd(f), newReleasesCmd(f), newAuditCmd(f),
+		newDevicesCmd(f), newPoliciesCmd(f), newPublishCmd(f), newReleaseCmd(f), newKillSwitchCmd(f), newBudgetCmd(f), newAuditCmd(f),
 	}
 }
 
@@ -726,19 +726,58 @@ func (r *releaseJSON) wave() string {
 	return fmt.Sprintf("%d %s", r.Wave, r.WaveName)
 }
 
+// summary is the one line a change prints: state, wave, and the phase of a
+// rolling release.
+func (r *releaseJSON) summary() string {
+	s := fmt.Sprintf("%s, wave %s of %d", r.State, r.wave(), len(r.Plan.Waves))
+	if r.Phase != "" {
+		s += " (" + r.Phase + ")"
+	}
+	return s
+}
+
+// approvals is "1 of 2": sign-offs given and needed to leave the canary
+// waves in the release's lane.
+func (r *releaseJSON) approvals() string {
+	lane, err := rollout.ParseLane(r.Lane)
+	if err != nil {
+		return strconv.Itoa(len(r.Approvals))
+	}
+	return fmt.Sprintf("%d of %d", len(r.Approvals), lane.Approvals())
+}
+
+// sharePercent prints a share in basis points as a percentage: 10 is 0.1%.
+func sharePercent(bp int) string {
+	return strconv.FormatFloat(float64(bp)/100, 'f', -1, 64) + "%"
+}
+
 // maxPlanFile caps a --plan file; the server takes 64 KiB request bodies.
 const maxPlanFile = 64 << 10
 
-func newReleasesCmd(f *adminFlags) *cobra.Command {
-	var planFile string
+func releasePath(id string, verb ...string) string {
+	p := "/v1/releases/" + url.PathEscape(id)
+	for _, v := range verb {
+		p += "/" + v
+	}
+	return p
+}
+
+func newReleaseCmd(f *adminFlags) *cobra.Command {
+	var planFile, lane string
+	var draft bool
 	create := &cobra.Command{
-		Use:   "create VENDOR/NAME VERSION [--plan FILE.json]",
+		Use:   "create VENDOR/NAME VERSION [--plan FILE.json] [--lane normal|emergency] [--draft]",
 		Short: "Start rolling a published version out, in waves",
 		Long: `Start a release of a published version on a channel. Without --plan the channel
 kind's default plan applies (content: internal, canary 0.1%, early 1%, 10%,
 broad). A plan file is JSON: {"waves": [{"name": "canary", "share": 10,
-"min_devices": 20, "bake": "1h"}, ...]}, shares in basis points (10000 = all),
-cumulative, the last wave reaching every device.`,
+"canary": true, "min_devices": 20, "bake": "1h"}, ...]}, shares in basis points
+(10000 = all), cumulative, the last wave reaching every device.
+
+--lane emergency is for urgent threat content: every wave and gate is kept,
+bake times and deadlines are a quarter, and leaving the canary waves needs two
+approvers. --draft creates the release without starting it; start it with
+'ringfence release promote ID --reason R'.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if _, _, err := splitChannel("channel", args[0]); err != nil {
@@ -748,11 +787,16 @@ cumulative, the last wave reaching every device.`,
 			if err != nil || version == 0 {
 				return usage(fmt.Errorf("version %q: want a version number from 1", args[1]))
 			}
+			if _, err := rollout.ParseLane(lane); err != nil {
+				return usage(fmt.Errorf("--lane: %v", err))
+			}
 			req := struct {
 				Channel string          `json:"channel"`
 				Version uint64          `json:"version"`
 				Plan    json.RawMessage `json:"plan,omitempty"`
-			}{Channel: args[0], Version: version}
+				Lane    string          `json:"lane,omitempty"`
+				Draft   bool            `json:"draft,omitempty"`
+			}{Channel: args[0], Version: version, Lane: lane, Draft: draft}
 			if planFile != "" {
 				plan, err := readUpTo(planFile, maxPlanFile+1)
 				if err != nil {
@@ -772,11 +816,16 @@ cumulative, the last wave reaching every device.`,
 				return err
 			}
 			return f.show(cmd.OutOrStdout(), raw, func(w io.Writer) {
-				fmt.Fprintf(w, "created release %s: %s@%d, %s, wave %s of %d\n", rel.ID, rel.Channel, rel.Version, rel.State, rel.wave(), len(rel.Plan.Waves))
+				fmt.Fprintf(w, "created release %s: %s@%d, %s, %s lane\n", rel.ID, rel.Channel, rel.Version, rel.summary(), rel.Lane)
+				if rel.State == string(store.ReleaseDraft) {
+					fmt.Fprintf(cmd.ErrOrStderr(), "A draft reaches no device; start it with: ringfence release promote %s --reason R\n", rel.ID)
+				}
 			})
 		},
 	}
 	create.Flags().StringVar(&planFile, "plan", "", "rollout plan as a JSON file (default: the channel kind's default plan)")
+	create.Flags().StringVar(&lane, "lane", "normal", "normal, or emergency: quarter bake times, two approvers")
+	create.Flags().BoolVar(&draft, "draft", false, "create the release without starting it (start it with release promote)")
 
 	var listChannel string
 	list := &cobra.Command{
@@ -796,9 +845,9 @@ cumulative, the last wave reaching every device.`,
 			return f.show(cmd.OutOrStdout(), raw, func(w io.Writer) {
 				var rows [][]string
 				for _, r := range rs {
-					rows = append(rows, []string{r.ID, r.Channel, strconv.FormatUint(r.Version, 10), r.State, r.wave(), ts(r.UpdatedAt), orDash(r.Reason)})
+					rows = append(rows, []string{r.ID, r.Channel, strconv.FormatUint(r.Version, 10), r.State, r.wave(), r.Lane, ts(r.UpdatedAt), orDash(r.Reason)})
 				}
-				table(w, []string{"ID", "CHANNEL", "VERSION", "STATE", "WAVE", "UPDATED", "REASON"}, rows)
+				table(w, []string{"ID", "CHANNEL", "VERSION", "STATE", "WAVE", "LANE", "UPDATED", "REASON"}, rows)
 			})
 		},
 	}
@@ -810,7 +859,7 @@ cumulative, the last wave reaching every device.`,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var r releaseJSON
-			raw, err := f.call(cmd.Context(), http.MethodGet, "/v1/releases/"+url.PathEscape(args[0]), nil, nil, &r)
+			raw, err := f.call(cmd.Context(), http.MethodGet, releasePath(args[0]), nil, nil, &r)
 			if err != nil {
 				return err
 			}
@@ -818,32 +867,75 @@ cumulative, the last wave reaching every device.`,
 		},
 	}
 
+	status := &cobra.Command{
+		Use:   "status ID",
+		Short: "Say why a release is where it is: per wave devices targeted, applied and confirmed, and every gate",
+		Long: `Show a release as the rollout controller judges it now: one line saying why it
+is where it is, its state, wave, phase, lane, approvals and kill switch; per
+wave the devices targeted, applied and confirmed healthy; and each gate of the
+current wave with its outcome (pass, fail, inconclusive, no-data, error) and
+figures: shares of devices for silence, apply-failure and revert, rates per
+device-hour for the others. For the vendor's tokens and the operator's.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var st server.ReleaseStatus
+			raw, err := f.call(cmd.Context(), http.MethodGet, releasePath(args[0], "status"), nil, nil, &st)
+			if err != nil {
+				return err
+			}
+			return f.show(cmd.OutOrStdout(), raw, func(w io.Writer) { printReleaseStatus(w, &st) })
+		},
+	}
+
 	var reason string
-	change := func(verb, short string) *cobra.Command {
+	change := func(verb, short, long string) *cobra.Command {
 		c := &cobra.Command{
 			Use:   verb + " ID --reason R",
 			Short: short,
+			Long:  short + ".\n\n" + long,
 			Args:  cobra.ExactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
 				if err := required("reason", reason, "say why; it goes into the audit log"); err != nil {
 					return err
 				}
 				var r releaseJSON
-				raw, err := f.call(cmd.Context(), http.MethodPost, "/v1/releases/"+url.PathEscape(args[0])+"/"+verb, nil, map[string]string{"reason": reason}, &r)
+				raw, err := f.call(cmd.Context(), http.MethodPost, releasePath(args[0], verb), nil, map[string]string{"reason": reason}, &r)
 				if err != nil {
 					return err
 				}
 				return f.show(cmd.OutOrStdout(), raw, func(w io.Writer) {
-					fmt.Fprintf(w, "release %s (%s@%d): %s, wave %s of %d\n", r.ID, r.Channel, r.Version, r.State, r.wave(), len(r.Plan.Waves))
+					if verb == "approve" {
+						fmt.Fprintf(w, "approved release %s (%s@%d): %s approvals; %s\n", r.ID, r.Channel, r.Version, r.approvals(), r.summary())
+						return
+					}
+					fmt.Fprintf(w, "release %s (%s@%d): %s\n", r.ID, r.Channel, r.Version, r.summary())
 				})
 			},
 		}
 		c.Flags().StringVar(&reason, "reason", "", "why (recorded in the audit log)")
 		return c
 	}
-	halt := change("halt", "Halt a release: its devices go back to their last-known-good version")
-	promote := change("promote", "Move a release to its next wave by hand, or complete it after the last")
-	return group("releases", "Create, list, show, halt and promote releases", create, list, show, halt, promote)
+	approve := change("approve", "Sign a release off to leave the canary waves",
+		`Approvers of the release's vendor only, and not the person who created it. The
+normal lane needs one approval, the emergency lane two, by different people.
+An approval may be given before the canary waves pass; the controller moves
+on once the gates pass too.`)
+	pause := change("pause", "Pause a rolling release: no device beyond the waves reached so far gets it",
+		`Publishers of the release's vendor. A failing gate still halts a paused release.`)
+	resume := change("resume", "Resume a paused, halted or rolled-back release",
+		`Publishers of the release's vendor. After a halt the wave starts over and the
+gates judge only telemetry from now on.`)
+	halt := change("halt", "Halt a release: its devices go back to their last-known-good version",
+		`Publishers and approvers of the release's vendor, and the operator. Any release
+not already halted or rolled back may be halted, a completed one too.`)
+	promote := change("promote", "Start a draft, or move a release to its next wave by hand",
+		`Publishers of the release's vendor. Promoting skips what is left of the wave's
+bake time and the wait for undecided gates, never a failing gate or a missing
+approval. After the last wave the release completes.`)
+	c := group("release", "Create, list, show and follow releases; approve, pause, resume, halt and promote them",
+		create, list, show, status, approve, pause, resume, halt, promote)
+	c.Aliases = []string{"releases"}
+	return c
 }
 
 func printRelease(w io.Writer, r *releaseJSON) {
@@ -854,9 +946,11 @@ func printRelease(w io.Writer, r *releaseJSON) {
 	wave := fmt.Sprintf("%s of %d", r.wave(), len(r.Plan.Waves))
 	if r.State == string(store.ReleaseCompleted) {
 		wave = fmt.Sprintf("all %d passed", len(r.Plan.Waves))
+	} else if r.Phase != "" {
+		wave += " (" + r.Phase + ")"
 	}
 	fields(w, "release", r.ID, "channel", r.Channel, "version", strconv.FormatUint(r.Version, 10), "state", r.State,
-		"wave", wave, "reason", orDash(r.Reason), "created", created, "updated", ts(r.UpdatedAt))
+		"wave", wave, "lane", r.Lane, "reason", orDash(r.Reason), "created", created, "updated", ts(r.UpdatedAt))
 	fmt.Fprintln(w)
 	var rows [][]string
 	for i, wv := range r.Plan.Waves {
@@ -864,7 +958,7 @@ func printRelease(w io.Writer, r *releaseJSON) {
 		if i == r.Wave && r.State != string(store.ReleaseCompleted) {
 			mark = "<- " + r.State
 		}
-		share := strconv.FormatFloat(float64(wv.Share)/100, 'f', -1, 64) + "%"
+		share := sharePercent(wv.Share)
 		if wv.InternalOnly {
 			share = "internal orgs"
 		}
@@ -881,6 +975,181 @@ func printRelease(w io.Writer, r *releaseJSON) {
 		rows = append(rows, []string{strconv.Itoa(fg.Wave), orDash(fg.Org), orDash(fg.Stratum), fg.Metric, strconv.FormatInt(fg.Value, 10)})
 	}
 	table(w, []string{"WAVE", "ORG", "STRATUM", "METRIC", "VALUE"}, rows)
+}
+
+// shareMetric reports whether a gate's figures are shares of devices (0-1)
+// rather than events per device-hour (rollout.GateSpec says which).
+func shareMetric(m rollout.Metric) bool {
+	return m == rollout.GateSilence || m == rollout.GateApplyFailure || m == rollout.GateRevert
+}
+
+// gateFigures prints a gate's treated and control figures and exposure:
+// "38.0%" and "812 devices" for shares, "0.052/h" and "12.5 device-h" for
+// rates; "-" when the gate measured nothing.
+func gateFigures(g rollout.GateResult) (treated, control, exposure string) {
+	if g.Outcome == rollout.NoData || g.Outcome == rollout.Error {
+		return "-", "-", "-"
+	}
+	if shareMetric(g.Metric) {
+		pct := func(v float64) string { return strconv.FormatFloat(100*v, 'f', 1, 64) + "%" }
+		return pct(g.Treated), pct(g.Control), fmt.Sprintf("%.0f devices", g.Exposure)
+	}
+	rate := func(v float64) string { return strconv.FormatFloat(v, 'g', 3, 64) + "/h" }
+	return rate(g.Treated), rate(g.Control), fmt.Sprintf("%.1f device-h", g.Exposure)
+}
+
+func printReleaseStatus(w io.Writer, st *server.ReleaseStatus) {
+	r := (*releaseJSON)(&st.Release)
+	fmt.Fprintln(w, st.Summary)
+	fmt.Fprintln(w)
+	approvals := fmt.Sprintf("%d of %d", st.ApprovalsGiven, st.ApprovalsNeeded)
+	if len(r.Approvals) > 0 {
+		var by []string
+		for _, a := range r.Approvals {
+			by = append(by, a.Actor)
+		}
+		approvals += " (" + strings.Join(by, ", ") + ")"
+	}
+	kill := "not engaged"
+	if st.Frozen {
+		kill = "engaged (the release waits; a failing gate still halts it)"
+	}
+	fields(w, "release", r.ID, "channel", fmt.Sprintf("%s@%d", r.Channel, r.Version), "state", r.State,
+		"wave", fmt.Sprintf("%s of %d", r.wave(), len(r.Plan.Waves)), "phase", orDash(r.Phase), "lane", r.Lane,
+		"approvals", approvals, "kill switch", kill)
+	fmt.Fprintln(w)
+	var rows [][]string
+	for i, wv := range st.Waves {
+		share := sharePercent(wv.Share)
+		if wv.Internal {
+			share = "internal orgs"
+		}
+		targeted := "-"
+		if wv.Targeted >= 0 {
+			targeted = strconv.Itoa(wv.Targeted)
+		}
+		rows = append(rows, []string{strconv.Itoa(i), wv.Name, share, wv.Progress, targeted,
+			strconv.FormatInt(wv.Applied, 10), strconv.FormatInt(wv.Confirmed, 10)})
+	}
+	table(w, []string{"WAVE", "NAME", "SHARE", "PROGRESS", "TARGETED", "APPLIED", "CONFIRMED"}, rows)
+	fmt.Fprintln(w)
+	if len(st.Gates) == 0 {
+		fmt.Fprintln(w, "no gates judged")
+		return
+	}
+	rows = rows[:0]
+	for _, g := range st.Gates {
+		treated, control, exposure := gateFigures(g)
+		rows = append(rows, []string{string(g.Metric), string(g.Outcome), treated, control, exposure, g.Message})
+	}
+	table(w, []string{"GATE", "OUTCOME", "TREATED", "CONTROL", "EXPOSURE", "MESSAGE"}, rows)
+}
+
+// --- kill switches and budgets ---
+
+func newKillSwitchCmd(f *adminFlags) *cobra.Command {
+	var channel, reason string
+	set := func(verb string, engaged bool, short string) *cobra.Command {
+		c := &cobra.Command{
+			Use:   verb + " [--channel VENDOR/NAME] --reason R",
+			Short: short,
+			Args:  cobra.NoArgs,
+			RunE: func(cmd *cobra.Command, args []string) error {
+				path := "/v1/kill-switch"
+				if channel != "" {
+					vendor, name, err := splitChannel("--channel", channel)
+					if err != nil {
+						return err
+					}
+					path = "/v1/channels/" + url.PathEscape(vendor) + "/" + url.PathEscape(name) + "/kill-switch"
+				}
+				if err := required("reason", reason, "say why; it goes into the audit log"); err != nil {
+					return err
+				}
+				var k store.KillSwitch
+				body := map[string]any{"engaged": engaged, "reason": reason}
+				raw, err := f.call(cmd.Context(), http.MethodPut, path, nil, body, &k)
+				if err != nil {
+					return err
+				}
+				return f.show(cmd.OutOrStdout(), raw, func(w io.Writer) {
+					scope := "on " + k.Scope
+					if k.Scope == "*" {
+						scope = "on every channel"
+					}
+					if k.Engaged {
+						fmt.Fprintf(w, "kill switch engaged %s: no device gets a version still rolling out, and no release moves on\n", scope)
+					} else {
+						fmt.Fprintf(w, "kill switch released %s: releases continue where they were\n", scope)
+					}
+				})
+			},
+		}
+		c.Flags().StringVar(&channel, "channel", "", "only this channel, VENDOR/NAME (default: every channel)")
+		c.Flags().StringVar(&reason, "reason", "", "why (recorded in the audit log)")
+		return c
+	}
+	engage := set("engage", true, "Stop every rollout, or one channel's: devices on a version still rolling out go back (operator admin tokens)")
+	release := set("release", false, "Release a kill switch: rollouts continue where they were (operator admin tokens)")
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List kill switches, engaged and released",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var ks []store.KillSwitch
+			raw, err := f.call(cmd.Context(), http.MethodGet, "/v1/kill-switches", nil, nil, &ks)
+			if err != nil {
+				return err
+			}
+			return f.show(cmd.OutOrStdout(), raw, func(w io.Writer) {
+				var rows [][]string
+				for _, k := range ks {
+					scope := k.Scope
+					if scope == "*" {
+						scope = "* (every channel)"
+					}
+					rows = append(rows, []string{scope, yesNo(k.Engaged), ts(k.At), k.Actor, orDash(k.Reason)})
+				}
+				table(w, []string{"SCOPE", "ENGAGED", "SINCE", "BY", "REASON"}, rows)
+			})
+		},
+	}
+	return group("kill-switch", "Engage, release and list kill switches", engage, release, list)
+}
+
+func newBudgetCmd(f *adminFlags) *cobra.Command {
+	var hourlyCap int
+	set := &cobra.Command{
+		Use:   "set ORG --hourly-cap-bp N",
+		Short: "Cap the share of an organisation's fleet that new versions may reach per hour",
+		Long: `Cap, for one organisation, the share of its fleet that new versions of all
+vendors together may reach per hour, in basis points (100 = 1%, 10000 = all);
+0 removes the cap. Devices beyond the cap are told to wait. The operator's
+admin tokens and the organisation's org-admins.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !cmd.Flags().Changed("hourly-cap-bp") {
+				return usage(errors.New("--hourly-cap-bp is required (basis points of the fleet per hour, 0 for no cap)"))
+			}
+			if hourlyCap < 0 || hourlyCap > rollout.Positions {
+				return usage(fmt.Errorf("--hourly-cap-bp %d: want 0 (no cap) to %d basis points", hourlyCap, rollout.Positions))
+			}
+			var b server.Budget
+			raw, err := f.call(cmd.Context(), http.MethodPut, "/v1/orgs/"+url.PathEscape(args[0])+"/budget", nil, server.Budget{Org: args[0], HourlyCap: hourlyCap}, &b)
+			if err != nil {
+				return err
+			}
+			return f.show(cmd.OutOrStdout(), raw, func(w io.Writer) {
+				if b.HourlyCap == 0 {
+					fmt.Fprintf(w, "budget set: %s has no hourly cap\n", b.Org)
+					return
+				}
+				fmt.Fprintf(w, "budget set: new versions may reach %s of %s's fleet per hour (%d basis points)\n", sharePercent(b.HourlyCap), b.Org, b.HourlyCap)
+			})
+		},
+	}
+	set.Flags().IntVar(&hourlyCap, "hourly-cap-bp", 0, "basis points of the fleet per hour, 0 (no cap) to 10000")
+	return group("budget", "Set organisations' hourly budgets for new versions", set)
 }
 
 // --- audit ---

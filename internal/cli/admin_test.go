@@ -70,6 +70,7 @@ type devServer struct {
 	creds struct {
 		Admin     string `json:"admin_token"`
 		Publisher string `json:"publisher_token"`
+		Approver  string `json:"approver_token"`
 		OrgAdmin  string `json:"org_admin_token"`
 		Viewer    string `json:"viewer_token"`
 		Enroll    string `json:"enroll_token"`
@@ -92,13 +93,13 @@ func freePort(t *testing.T) string {
 	return addr
 }
 
-// startDevServer starts the server on a free port and waits until it has
-// written its credentials and answers /readyz.
-func startDevServer(t *testing.T) *devServer {
+// startDevServer starts the server on a free port, with extra flags, and
+// waits until it has written its credentials and answers /readyz.
+func startDevServer(t *testing.T, extra ...string) *devServer {
 	t.Helper()
 	data := t.TempDir()
 	s := &devServer{exited: make(chan struct{})}
-	s.cmd = exec.Command(binary, "server", "--dev", "--data", data, "--listen", freePort(t), "--log-level", "warn")
+	s.cmd = exec.Command(binary, append([]string{"server", "--dev", "--data", data, "--listen", freePort(t), "--log-level", "warn"}, extra...)...)
 	s.cmd.Env = cleanEnv()
 	s.cmd.Stdout, s.cmd.Stderr = &s.stdout, &s.stderr
 	if err := s.cmd.Start(); err != nil {
@@ -183,8 +184,13 @@ func secretOf(t *testing.T, r result) string {
 	return m[1]
 }
 
+// manualControl makes the rollout controller tick once a minute, after the
+// stories end: only people move their releases, and a halted release stays
+// halted rather than turning rolled-back (no device runs it) within a tick.
+var manualControl = []string{"--controller-tick", "1m"}
+
 func TestAdminStory(t *testing.T) {
-	s := startDevServer(t)
+	s := startDevServer(t, manualControl...)
 	admin := s.creds.Admin
 
 	// Who am I: the operator's admin token.
@@ -278,16 +284,17 @@ func TestAdminStory(t *testing.T) {
 		WaveName  string `json:"wave_name"`
 	}
 	decodeJSON(t, ok(t, s.as(t, ci, "releases", "create", "acme/ipc", "293", "--json")), &rel)
-	if rel.State != "rolling-out" || rel.WaveName != "internal" {
-		t.Errorf("got release %+v, want rolling-out in wave internal", rel)
+	if rel.State != "rolling" || rel.WaveName != "internal" {
+		t.Errorf("got release %+v, want rolling in wave internal", rel)
 	}
-	wantContains(t, ok(t, s.as(t, ci, "releases", "promote", rel.ID, "--reason", "internal fleet healthy")).stdout, "rolling-out, wave 1 canary of 5")
+	wantContains(t, ok(t, s.as(t, ci, "releases", "promote", rel.ID, "--reason", "internal fleet healthy")).stdout, "rolling, wave 1 canary of 5 (baking)")
 	wantContains(t, ok(t, s.as(t, ci, "releases", "halt", rel.ID, "--reason", "crash spike in canary")).stdout, "halted")
 	r = s.as(t, ci, "releases", "halt", rel.ID, "--reason", "again")
 	wantCode(t, r, 1)
-	wantContains(t, r.stderr, "ringfence: conflict: release "+rel.ID+" is already halted")
+	wantContains(t, r.stderr, "ringfence: conflict: release "+rel.ID+": cannot halt a halted release: it is already stopped")
 	r = ok(t, s.as(t, s.creds.OrgAdmin, "releases", "show", rel.ID))
-	for _, want := range []string{"state    halted", "reason   crash spike in canary", "canary       0.1%           20           1h    <- halted"} {
+	for _, want := range []string{"state    halted", "lane     normal", "reason   halted by ci (tok-", "): crash spike in canary",
+		"canary       0.1%           20           1h    <- halted"} {
 		wantContains(t, r.stdout, want)
 	}
 	wantContains(t, ok(t, s.as(t, admin, "releases", "list", "--channel", "acme/ipc")).stdout, rel.ID)
@@ -372,6 +379,266 @@ func TestAdminStory(t *testing.T) {
 	r = s.as(t, admin, "whoami")
 	wantCode(t, r, 2)
 	wantContains(t, r.stderr, "cannot reach the server at "+s.url)
+}
+
+// releaseCreated reads the release id from `release create`'s human output.
+var releaseCreated = regexp.MustCompile(`^created release (\S+): `)
+
+// TestReleaseStory drives a staged rollout by hand, as its people would:
+// an emergency-lane draft and its status, approvals under the two-person
+// rule, pause, resume, halt and a refused promote, kill switches, and an
+// organisation's hourly budget; every step is in the audit log.
+func TestReleaseStory(t *testing.T) {
+	s := startDevServer(t, manualControl...)
+	admin, pub, appr := s.creds.Admin, s.creds.Publisher, s.creds.Approver
+	dir := t.TempDir()
+
+	src, err := os.ReadFile(ipc292)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok(t, s.as(t, pub, "publish", writeFile(t, dir, "ipc-293.yaml", bytes.Replace(src, []byte("\nversion: 292\n"), []byte("\nversion: 293\n"), 1))))
+	// Two waves: a canary, whose exit needs approvals, then everyone.
+	plan := writeFile(t, dir, "plan.json", []byte(`{"waves": [
+		{"name": "canary", "share": 10, "canary": true, "min_devices": 20, "bake": "1h"},
+		{"name": "broad", "share": 10000, "min_devices": 0, "bake": "4h"}]}`))
+
+	// An emergency-lane draft: created, reaching no device yet.
+	r := s.as(t, pub, "release", "create", "acme/ipc", "293", "--plan", plan, "--lane", "urgent")
+	wantCode(t, r, 2)
+	wantContains(t, r.stderr, `ringfence: --lane: unknown lane "urgent" (want normal or emergency)`)
+	r = ok(t, s.as(t, pub, "release", "create", "acme/ipc", "293", "--plan", plan, "--lane", "emergency", "--draft"))
+	m := releaseCreated.FindStringSubmatch(r.stdout)
+	if m == nil {
+		t.Fatalf("got no release id\n%s", r)
+	}
+	id := m[1]
+	if want := "created release " + id + ": acme/ipc@293, draft, wave 0 canary of 2, emergency lane\n"; r.stdout != want {
+		t.Errorf("got %q, want %q", r.stdout, want)
+	}
+	wantContains(t, r.stderr, "start it with: ringfence release promote "+id+" --reason R")
+
+	// Its status: the summary first, then where it is, the waves, and the
+	// canary's gates, none of which has data.
+	r = ok(t, s.as(t, pub, "release", "status", id))
+	if !strings.HasPrefix(r.stdout, "draft\n\n") {
+		t.Errorf("got status starting %q, want the summary line \"draft\"", r.stdout[:min(len(r.stdout), 40)])
+	}
+	for _, want := range []string{
+		"state        draft\n", "wave         0 canary of 2\n", "phase        -\n", "lane         emergency\n",
+		"approvals    0 of 2\n", "kill switch  not engaged\n",
+		"WAVE  NAME    SHARE  PROGRESS  TARGETED  APPLIED  CONFIRMED\n",
+		"0     canary  0.1%   pending   -         0        0\n",
+		"1     broad   100%   pending   -         0        0\n",
+		"GATE            OUTCOME  TREATED  CONTROL  EXPOSURE  MESSAGE\n",
+		"worker-crash    no-data  -        -        -         worker-crash: no device on the release has reported yet (canary)\n",
+		"silence         no-data  -        -        -         silence: no device has been offered the release yet (canary)\n",
+	} {
+		wantContains(t, r.stdout, want)
+	}
+	var st struct {
+		Summary string
+		Release struct{ State, Lane string }
+		Waves   []struct {
+			Name     string
+			Share    int
+			Canary   bool
+			Progress string
+			Targeted int
+		}
+		Gates           []struct{ Metric, Outcome string }
+		ApprovalsNeeded int `json:"approvals_needed"`
+	}
+	decodeJSON(t, ok(t, s.as(t, pub, "release", "status", id, "--json")), &st)
+	if st.Summary != "draft" || st.Release.Lane != "emergency" || st.ApprovalsNeeded != 2 || len(st.Waves) != 2 ||
+		st.Waves[0].Share != 10 || !st.Waves[0].Canary || st.Waves[0].Targeted != -1 || len(st.Gates) != 6 || st.Gates[2].Outcome != "no-data" {
+		t.Errorf("got status %+v, want a draft in the emergency lane needing 2 approvals, 2 waves not yet counted, 6 gates without data", st)
+	}
+	r = s.as(t, s.creds.OrgAdmin, "release", "status", id)
+	wantCode(t, r, 1)
+	wantContains(t, r.stderr, "ringfence: forbidden: release status is for the vendor and the operator")
+
+	// Approvals: the vendor's approvers only, each once; the publisher who
+	// created it and the operator may not.
+	for _, tok := range []string{pub, admin} {
+		r = s.as(t, tok, "release", "approve", id, "--reason", "looks fine")
+		wantCode(t, r, 1)
+		wantContains(t, r.stderr, "ringfence: forbidden: token may not approve releases on acme/ipc")
+	}
+	r = ok(t, s.as(t, appr, "release", "approve", id, "--reason", "rules reviewed"))
+	if want := "approved release " + id + " (acme/ipc@293): 1 of 2 approvals; draft, wave 0 canary of 2\n"; r.stdout != want {
+		t.Errorf("got %q, want %q", r.stdout, want)
+	}
+	r = s.as(t, appr, "release", "approve", id, "--reason", "again")
+	wantCode(t, r, 1)
+	wantContains(t, r.stderr, "ringfence: conflict: dev approver (tok-")
+	wantContains(t, r.stderr, ") already approved release "+id+"\n")
+	second := secretOf(t, s.as(t, admin, "tokens", "create", "--tenant", "acme", "--role", "approver", "--name", "second approver"))
+	wantContains(t, ok(t, s.as(t, second, "release", "approve", id, "--reason", "second pair of eyes")).stdout, "2 of 2 approvals")
+
+	// The publisher starts it; it bakes in the canary wave.
+	r = ok(t, s.as(t, pub, "release", "promote", id, "--reason", "start the canary"))
+	if want := "release " + id + " (acme/ipc@293): rolling, wave 0 canary of 2 (baking)\n"; r.stdout != want {
+		t.Errorf("got %q, want %q", r.stdout, want)
+	}
+	r = ok(t, s.as(t, appr, "release", "status", id))
+	for _, want := range []string{"rolling: wave canary baking: ", "of 15m0s, 0 of 0 devices confirmed healthy\n", "state        rolling\n",
+		"phase        baking\n", "approvals    2 of 2 (dev approver (tok-", "second approver (tok-",
+		"0     canary  0.1%   current   0         0        0\n"} {
+		wantContains(t, r.stdout, want)
+	}
+
+	// Pause and resume are the publisher's; halting is anyone's of the
+	// vendor's.
+	r = s.as(t, appr, "release", "pause", id, "--reason", "wait")
+	wantCode(t, r, 1)
+	wantContains(t, r.stderr, "ringfence: forbidden: token may not pause releases on acme/ipc")
+	wantContains(t, ok(t, s.as(t, pub, "release", "pause", id, "--reason", "hospital change freeze")).stdout, ": paused, wave 0 canary of 2")
+	r = s.as(t, pub, "release", "pause", id, "--reason", "again")
+	wantCode(t, r, 1)
+	wantContains(t, r.stderr, "ringfence: conflict: release "+id+": cannot pause a paused release: only a rolling release is paused")
+	wantContains(t, ok(t, s.as(t, pub, "release", "show", id)).stdout, "reason   paused by dev publisher (tok-")
+	wantContains(t, ok(t, s.as(t, pub, "release", "resume", id, "--reason", "freeze over")).stdout, ": rolling, wave 0 canary of 2 (baking)")
+	wantContains(t, ok(t, s.as(t, appr, "release", "halt", id, "--reason", "crash reports from canary")).stdout, ": halted, wave 0 canary of 2\n")
+	r = s.as(t, pub, "release", "promote", id, "--reason", "push on")
+	wantCode(t, r, 1)
+	wantContains(t, r.stderr, "ringfence: conflict: release "+id+": cannot promote a halted release: only a draft or rolling release is promoted")
+	r = ok(t, s.as(t, pub, "release", "status", id))
+	if !strings.HasPrefix(r.stdout, "halted by dev approver (tok-") || !strings.Contains(r.stdout, "): crash reports from canary\n\n") {
+		t.Errorf("got status\n%s\nwant the halt, its actor and reason on the first line", r.stdout)
+	}
+	wantContains(t, r.stdout, "state        halted\n")
+
+	// Kill switches are the operator's: one channel's, then every one.
+	r = s.as(t, pub, "kill-switch", "engage", "--channel", "acme/ipc", "--reason", "incident")
+	wantCode(t, r, 1)
+	wantContains(t, r.stderr, "ringfence: forbidden: only the operator's admin tokens use kill switches")
+	r = ok(t, s.as(t, admin, "kill-switch", "engage", "--channel", "acme/ipc", "--reason", "incident 4711"))
+	wantContains(t, r.stdout, "kill switch engaged on acme/ipc: ")
+	wantContains(t, ok(t, s.as(t, pub, "release", "status", id)).stdout, "kill switch  engaged (the release waits; a failing gate still halts it)\n")
+	wantContains(t, ok(t, s.as(t, admin, "kill-switch", "engage", "--reason", "all hands")).stdout, "kill switch engaged on every channel: ")
+	r = s.as(t, admin, "kill-switch", "engage", "--channel", "acme/nope", "--reason", "typo")
+	wantCode(t, r, 1)
+	wantContains(t, r.stderr, "ringfence: not found: ")
+	r = ok(t, s.as(t, admin, "kill-switch", "list"))
+	for _, want := range []string{"SCOPE              ENGAGED  SINCE", "acme/ipc           yes      ", "incident 4711\n", "* (every channel)  yes      "} {
+		wantContains(t, r.stdout, want)
+	}
+	wantContains(t, ok(t, s.as(t, admin, "kill-switch", "release", "--channel", "acme/ipc", "--reason", "incident over")).stdout,
+		"kill switch released on acme/ipc: releases continue where they were\n")
+	ok(t, s.as(t, admin, "kill-switch", "release", "--reason", "all clear"))
+	var ks []struct {
+		Scope   string
+		Engaged bool
+		Reason  string
+	}
+	decodeJSON(t, ok(t, s.as(t, admin, "kill-switch", "list", "--json")), &ks)
+	if len(ks) != 2 || ks[0].Engaged || ks[1].Engaged {
+		t.Errorf("got kill switches %+v, want two, both released", ks)
+	}
+	wantContains(t, ok(t, s.as(t, pub, "release", "status", id)).stdout, "kill switch  not engaged\n")
+
+	// Budgets: an organisation's own org-admin, or the operator.
+	r = ok(t, s.as(t, s.creds.OrgAdmin, "budget", "set", "contoso", "--hourly-cap-bp", "150"))
+	if want := "budget set: new versions may reach 1.5% of contoso's fleet per hour (150 basis points)\n"; r.stdout != want {
+		t.Errorf("got %q, want %q", r.stdout, want)
+	}
+	var b struct {
+		Org       string
+		HourlyCap int `json:"hourly_cap_bp"`
+	}
+	decodeJSON(t, ok(t, s.as(t, admin, "budget", "set", "contoso", "--hourly-cap-bp", "0", "--json")), &b)
+	if b.Org != "contoso" || b.HourlyCap != 0 {
+		t.Errorf("got budget %+v, want contoso without a cap", b)
+	}
+	r = s.as(t, pub, "budget", "set", "contoso", "--hourly-cap-bp", "100")
+	wantCode(t, r, 1)
+	wantContains(t, r.stderr, "ringfence: forbidden: token may not change organisation contoso")
+	r = s.as(t, admin, "budget", "set", "acme", "--hourly-cap-bp", "100")
+	wantCode(t, r, 1)
+	wantContains(t, r.stderr, "ringfence: not found: organisation acme")
+
+	// The audit log has every step, with its person.
+	var entries []store.AuditEntry
+	decodeJSON(t, ok(t, s.as(t, admin, "audit", "list", "--limit", "1000", "--json")), &entries)
+	actions := map[string]int{}
+	for _, e := range entries {
+		actions[e.Action]++
+	}
+	for a, n := range map[string]int{"release.create": 1, "release.approve": 2, "release.promote": 1, "release.pause": 1, "release.resume": 1,
+		"release.halt": 1, "kill-switch.engage": 2, "kill-switch.release": 2, "org.budget": 2} {
+		if actions[a] != n {
+			t.Errorf("got %d audit entries %s, want %d (all: %v)", actions[a], a, n, actions)
+		}
+	}
+	ok(t, s.as(t, admin, "audit", "verify"))
+}
+
+// TestReleaseStatusOutput prints a status with figures, as a fake API
+// serves it: shares as percentages, rates per device-hour, waves not yet
+// counted as "-".
+func TestReleaseStatusOutput(t *testing.T) {
+	const status = `{
+  "release": {"id": "rel-1", "channel": "acme/ipc", "version": 291, "state": "halted", "wave": 1, "wave_name": "canary",
+    "lane": "normal", "plan": {"waves": [{"name": "internal", "share": 10000, "internal_only": true, "canary": true, "min_devices": 1, "bake": "30m"},
+      {"name": "canary", "share": 10, "canary": true, "min_devices": 20, "bake": "1h"}, {"name": "broad", "share": 10000, "min_devices": 0, "bake": "4h"}]},
+    "reason": "halted: silence rate 38.0% vs 0.4% in control (canary, 812 devices, 15 min window)", "halted_by": "controller",
+    "approvals": [], "created_by": "ci (tok-1)", "created_at": "2024-07-19T04:09:00Z", "updated_at": "2024-07-19T04:27:00Z"},
+  "summary": "halted: silence rate 38.0% vs 0.4% in control (canary, 812 devices, 15 min window)",
+  "waves": [
+    {"name": "internal", "share": 10000, "internal_only": true, "canary": true, "progress": "done", "targeted": 40, "applied": 40, "confirmed": 40},
+    {"name": "canary", "share": 10, "canary": true, "progress": "current", "targeted": 812, "applied": 809, "confirmed": 3},
+    {"name": "broad", "share": 10000, "progress": "pending", "targeted": -1, "applied": 0, "confirmed": 0}],
+  "gates": [
+    {"metric": "worker-crash", "outcome": "inconclusive", "treated": 0.052, "control": 0.01, "exposure": 12.5, "events": 1, "message": "worker-crash rate 0.052 vs 0.01 per device-hour in control (canary, 12.5 device-hours; judged from 5)"},
+    {"metric": "silence", "outcome": "fail", "treated": 0.38, "control": 0.004, "exposure": 812, "events": 309, "evidence": 1e300, "message": "silence rate 38.0% vs 0.4% in control (canary, 812 devices, 15 min window)"},
+    {"metric": "revert", "outcome": "no-data", "treated": 0, "control": 0, "exposure": 0, "events": 0, "message": "revert: no device has applied the release yet (canary)"}],
+  "approvals_needed": 1, "approvals_given": 0, "frozen": false
+}`
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet || r.URL.Path != "/v1/releases/rel-1/status" || r.Header.Get("Authorization") != "Bearer rft_test" {
+			w.WriteHeader(http.StatusNotFound)
+			w.Write([]byte(`{"error":"not found","detail":"release rel-2"}`))
+			return
+		}
+		w.Write([]byte(status))
+	}))
+	defer srv.Close()
+	env := []string{"RINGFENCE_TOKEN=rft_test", "RINGFENCE_SERVER=" + srv.URL}
+	r := rfEnv(t, env, "release", "status", "rel-1")
+	wantCode(t, r, 0)
+	want := `halted: silence rate 38.0% vs 0.4% in control (canary, 812 devices, 15 min window)
+
+release      rel-1
+channel      acme/ipc@291
+state        halted
+wave         1 canary of 3
+phase        -
+lane         normal
+approvals    0 of 1
+kill switch  not engaged
+
+WAVE  NAME      SHARE          PROGRESS  TARGETED  APPLIED  CONFIRMED
+0     internal  internal orgs  done      40        40       40
+1     canary    0.1%           current   812       809      3
+2     broad     100%           pending   -         0        0
+
+GATE          OUTCOME       TREATED  CONTROL  EXPOSURE       MESSAGE
+worker-crash  inconclusive  0.052/h  0.01/h   12.5 device-h  worker-crash rate 0.052 vs 0.01 per device-hour in control (canary, 12.5 device-hours; judged from 5)
+silence       fail          38.0%    0.4%     812 devices    silence rate 38.0% vs 0.4% in control (canary, 812 devices, 15 min window)
+revert        no-data       -        -        -              revert: no device has applied the release yet (canary)
+`
+	if r.stdout != want {
+		t.Errorf("got\n%s\nwant\n%s", r.stdout, want)
+	}
+	var raw map[string]any
+	decodeJSON(t, rfEnv(t, env, "releases", "status", "rel-1", "--json"), &raw)
+	if raw["summary"] != "halted: silence rate 38.0% vs 0.4% in control (canary, 812 devices, 15 min window)" {
+		t.Errorf("got --json %v, want the server's status", raw)
+	}
+	r = rfEnv(t, env, "release", "status", "rel-2")
+	wantCode(t, r, 1)
+	wantContains(t, r.stderr, "ringfence: not found: release rel-2")
 }
 
 // fakeAudit serves GET /v1/audit from entries, honouring after and limit.
@@ -489,6 +756,18 @@ func TestAdminUsage(t *testing.T) {
 		{"policy-without-track", token, []string{"policies", "set", "acme", "acme/ipc"}, 2, "--track is required"},
 		{"policy-bad-track", token, []string{"policies", "set", "acme", "acme/ipc", "--track", "soon"}, 2, `unknown track "soon"`},
 		{"halt-without-reason", token, []string{"releases", "halt", "rel-1"}, 2, "--reason is required"},
+		{"approve-without-reason", token, []string{"release", "approve", "rel-1"}, 2, "--reason is required"},
+		{"pause-without-reason", token, []string{"release", "pause", "rel-1"}, 2, "--reason is required"},
+		{"resume-without-reason", token, []string{"release", "resume", "rel-1"}, 2, "--reason is required"},
+		{"promote-without-reason", token, []string{"release", "promote", "rel-1"}, 2, "--reason is required"},
+		{"status-without-id", token, []string{"release", "status"}, 2, "accepts 1 arg(s), received 0"},
+		{"release-bad-lane", token, []string{"release", "create", "acme/ipc", "293", "--lane", "urgent"}, 2, `--lane: unknown lane "urgent"`},
+		{"kill-switch-without-reason", token, []string{"kill-switch", "engage"}, 2, "--reason is required"},
+		{"kill-switch-bad-channel", token, []string{"kill-switch", "release", "--channel", "acme", "--reason", "x"}, 2, `--channel "acme": want VENDOR/NAME`},
+		{"kill-switch-list-args", token, []string{"kill-switch", "list", "acme/ipc"}, 2, `unknown command "acme/ipc"`},
+		{"budget-without-cap", token, []string{"budget", "set", "contoso"}, 2, "--hourly-cap-bp is required"},
+		{"budget-cap-too-large", token, []string{"budget", "set", "contoso", "--hourly-cap-bp", "20000"}, 2, "--hourly-cap-bp 20000: want 0 (no cap) to 10000"},
+		{"budget-without-org", token, []string{"budget", "set", "--hourly-cap-bp", "100"}, 2, "accepts 1 arg(s), received 0"},
 		{"release-bad-version", token, []string{"releases", "create", "acme/ipc", "v2"}, 2, `version "v2"`},
 		{"publish-missing-file", token, []string{"publish", filepath.Join(dir, "nope.yaml")}, 2, "nope.yaml"},
 		{"publish-types-alone", token, []string{"publish", ipc292, "--types", types}, 2, "--types and --manifests go together"},

@@ -242,7 +242,9 @@ func matrix() []struct {
 			return request{"POST", "/v1/releases/" + id + "/resume", map[string]string{"reason": "monday"}}
 		}, all(403).with(200, pAdmin, pPubAcme).with(404, pPubGlobex)},
 		// Gate figures are fleet-wide: the vendor and the operator see them.
-		{"release-status-acme", func(t testing.TB, a *authz) request { return request{"GET", "/v1/releases/" + seedRelease + "/status", nil} },
+		{"release-status-acme", func(t testing.TB, a *authz) request {
+			return request{"GET", "/v1/releases/" + seedRelease + "/status", nil}
+		},
 			all(403).with(200, pAdmin, pPubAcme, pApprAcme, pViewAcme).with(404, pPubGlobex)},
 		{"list-kill-switches", func(t testing.TB, a *authz) request { return request{"GET", "/v1/kill-switches", nil} }, all(200)},
 		{"kill-switch-global", func(t testing.TB, a *authz) request {
