@@ -151,7 +151,7 @@ func Apply(st ReleaseState, a Action) (ReleaseState, error) {
 		return st, nil
 	case ActPromote:
 		if st != StateRolling && st != StateAwaitingApproval && st != StateDraft {
-			return bad("only a draft or rolling release is promoted")
+			return bad("only a draft, rolling or awaiting-approval release is promoted")
 		}
 		return st, nil
 	}

@@ -308,6 +308,8 @@ func TestListingsAreScoped(t *testing.T) {
 		a := newAuthz(t, e)
 		a.published(t, "globex/feed")
 		a.must(t, http.StatusCreated, "POST", "/v1/releases", e.creds.AdminToken, map[string]any{"channel": "globex/feed", "version": 1}, nil)
+		a.must(t, http.StatusOK, "PUT", "/v1/kill-switch", e.creds.AdminToken, map[string]any{"engaged": false, "reason": "drill"}, nil)
+		a.must(t, http.StatusOK, "PUT", "/v1/channels/acme/ipc/kill-switch", e.creds.AdminToken, map[string]any{"engaged": false, "reason": "drill"}, nil)
 		tests := []struct {
 			name, principal, path, field string
 			want                         []string // the field's values, in order
@@ -324,6 +326,9 @@ func TestListingsAreScoped(t *testing.T) {
 			{"org-sees-own-devices", pOrgFabrikam, "/v1/devices", "id", []string{a.devF.id}},
 			{"org-viewer-sees-own-devices", pViewContoso, "/v1/devices", "org", []string{"contoso"}},
 			{"org-admin-sees-own-tokens", pOrgFabrikam, "/v1/tokens", "tenant", []string{"fabrikam"}},
+			{"vendor-sees-global-and-own-kill-switches", pPubGlobex, "/v1/kill-switches", "scope", []string{"*"}},
+			{"channel-vendor-sees-its-kill-switch", pViewAcme, "/v1/kill-switches", "scope", []string{"*", "acme/ipc"}},
+			{"org-sees-every-kill-switch", pOrgFabrikam, "/v1/kill-switches", "scope", []string{"*", "acme/ipc"}},
 		}
 		for _, tc := range tests {
 			t.Run(tc.name, func(t *testing.T) {

@@ -292,8 +292,16 @@ func (s *Server) releaseStatus(w http.ResponseWriter, r *http.Request, p Princip
 		if !strings.HasPrefix(out.Summary, "halted") {
 			out.Summary = string(st) + ": " + rel.Reason
 		}
+	case st == rollout.StatePaused:
+		out.Summary = rel.Reason
 	case st.Live():
-		out.Summary = string(st) + ": " + rollout.Step(s.now(), j.status, j.gates).Reason
+		v := rollout.Step(s.now(), j.status, j.gates)
+		if v.State == rollout.StateHalted {
+			// The controller acts on it at its next tick.
+			out.Summary = "halting" + strings.TrimPrefix(v.Reason, "halted")
+		} else {
+			out.Summary = string(st) + ": " + v.Reason
+		}
 	default:
 		out.Summary = string(st)
 		if rel.Reason != "" {
@@ -490,15 +498,22 @@ func (s *Server) writeRelease(w http.ResponseWriter, ctx context.Context, id str
 
 // --- kill switches and budgets ---
 
+// listKillSwitches shows the global switch to everyone, and a channel's to
+// the operator, the channel's vendor and the organisations (whose devices
+// take the channel); another vendor does not learn about it.
 func (s *Server) listKillSwitches(w http.ResponseWriter, r *http.Request, p Principal) error {
 	ks, err := s.store.KillSwitches(r.Context())
 	if err != nil {
 		return storeError("kill switches", err)
 	}
-	if ks == nil {
-		ks = []store.KillSwitch{}
+	out := []store.KillSwitch{}
+	for _, k := range ks {
+		vendor, _, _ := strings.Cut(k.Scope, "/")
+		if k.Scope == "*" || s.mayReadRelease(p, vendor) {
+			out = append(out, k)
+		}
 	}
-	writeJSON(w, http.StatusOK, ks)
+	writeJSON(w, http.StatusOK, out)
 	return nil
 }
 
@@ -564,6 +579,9 @@ func (s *Server) setBudget(w http.ResponseWriter, r *http.Request, p Principal) 
 	var req Budget
 	if err := decodeJSON(w, r, maxAdminJSON, &req); err != nil {
 		return err
+	}
+	if req.Org != "" && req.Org != org {
+		return badRequest("org: the body names %q, the path %q", req.Org, org)
 	}
 	if req.HourlyCap < 0 || req.HourlyCap > rollout.Positions {
 		return badRequest("hourly_cap_bp: %d is outside 0-%d basis points of the fleet", req.HourlyCap, rollout.Positions)

@@ -820,7 +820,7 @@ func TestBadInput(t *testing.T) {
 		for i := range channels {
 			channels[i] = fmt.Sprintf(`{"channel":"acme/c%d","state":"active"}`, i)
 		}
-		const dev, admin, none = "device", "admin", ""
+		const dev, admin, approver, none = "device", "admin", "approver", ""
 		tests := []struct {
 			name, method, path, auth string
 			body                     string
@@ -892,6 +892,25 @@ func TestBadInput(t *testing.T) {
 			{"release-negative-version", "POST", "/v1/releases", admin, `{"channel":"acme/ipc","version":-292}`, 400, "version"},
 			{"promote-without-reason", "POST", "/v1/releases/" + seedRelease + "/promote", admin, `{}`, 400, "reason"},
 			{"promote-unknown-release", "POST", "/v1/releases/rel-nope/promote", admin, `{"reason":"x"}`, 404, "rel-nope"},
+			{"release-bad-lane", "POST", "/v1/releases", admin, `{"channel":"acme/ipc","version":292,"lane":"fast"}`, 400, "lane"},
+			{"release-plan-bad-gate", "POST", "/v1/releases", admin,
+				`{"channel":"acme/ipc","version":292,"plan":{"waves":[{"name":"all","share":10000,"min_devices":0,"bake":"1h","gates":[{"metric":"silence","limit":2,"ratio":3,"alpha":0.001}]}]}}`, 400, "limit 2"},
+			{"release-plan-canary-late", "POST", "/v1/releases", admin,
+				`{"channel":"acme/ipc","version":292,"plan":{"waves":[{"name":"a","share":100,"min_devices":0,"bake":"1h"},{"name":"b","share":10000,"canary":true,"min_devices":0,"bake":"1h"}]}}`, 400, "canary waves must come first"},
+			{"release-plan-deadline-before-bake", "POST", "/v1/releases", admin,
+				`{"channel":"acme/ipc","version":292,"plan":{"waves":[{"name":"all","share":10000,"min_devices":0,"bake":"2h","deadline":"1h"}]}}`, 400, "deadline"},
+			{"approve-without-reason", "POST", "/v1/releases/" + seedRelease + "/approve", approver, `{}`, 400, "reason"},
+			{"approve-completed", "POST", "/v1/releases/" + seedRelease + "/approve", approver, `{"reason":"x"}`, 409, "cannot approve a completed release"},
+			{"pause-completed", "POST", "/v1/releases/" + seedRelease + "/pause", admin, `{"reason":"x"}`, 409, "cannot pause a completed release"},
+			{"resume-completed", "POST", "/v1/releases/" + seedRelease + "/resume", admin, `{"reason":"x"}`, 409, "cannot resume a completed release"},
+			{"status-unknown-release", "GET", "/v1/releases/rel-nope/status", admin, ``, 404, "rel-nope"},
+			{"kill-switch-no-engaged", "PUT", "/v1/kill-switch", admin, `{"reason":"x"}`, 400, "engaged"},
+			{"kill-switch-no-reason", "PUT", "/v1/kill-switch", admin, `{"engaged":true}`, 400, "reason"},
+			{"kill-switch-unknown-channel", "PUT", "/v1/channels/acme/nope/kill-switch", admin, `{"engaged":true,"reason":"x"}`, 404, "acme/nope"},
+			{"budget-org-mismatch", "PUT", "/v1/orgs/contoso/budget", admin, `{"org":"fabrikam","hourly_cap_bp":5}`, 400, "fabrikam"},
+			{"budget-out-of-range", "PUT", "/v1/orgs/contoso/budget", admin, `{"hourly_cap_bp":10001}`, 400, "hourly_cap_bp"},
+			{"budget-negative", "PUT", "/v1/orgs/contoso/budget", admin, `{"hourly_cap_bp":-1}`, 400, "hourly_cap_bp"},
+			{"budget-for-vendor", "PUT", "/v1/orgs/acme/budget", admin, `{"hourly_cap_bp":5}`, 404, "acme"},
 			{"publish-not-yaml", "POST", "/v1/channels/acme/ipc/publish", admin, "\x00\x01 not a bundle", 422, "bundle"},
 			{"publish-not-increasing", "POST", "/v1/channels/acme/ipc/publish", admin, bundleSource(t, "acme", "ipc", 292), 422, "not above"},
 			{"publish-unknown-channel", "POST", "/v1/channels/acme/nope/publish", admin, bundleSource(t, "acme", "nope", 1), 404, "acme/nope"},
@@ -903,7 +922,7 @@ func TestBadInput(t *testing.T) {
 		}
 		for _, tc := range tests {
 			t.Run(tc.name, func(t *testing.T) {
-				token := map[string]string{dev: d.cred, admin: e.creds.AdminToken, none: ""}[tc.auth]
+				token := map[string]string{dev: d.cred, admin: e.creds.AdminToken, approver: e.creds.ApproverToken, none: ""}[tc.auth]
 				code, body := e.call(t, tc.method, tc.path, token, tc.body)
 				wantError(t, code, body, tc.want, tc.mention)
 			})
