@@ -502,7 +502,7 @@ func TestReleaseStory(t *testing.T) {
 	wantContains(t, ok(t, s.as(t, appr, "release", "halt", id, "--reason", "crash reports from canary")).stdout, ": halted, wave 0 canary of 2\n")
 	r = s.as(t, pub, "release", "promote", id, "--reason", "push on")
 	wantCode(t, r, 1)
-	wantContains(t, r.stderr, "ringfence: conflict: release "+id+": cannot promote a halted release: only a draft or rolling release is promoted")
+	wantContains(t, r.stderr, "ringfence: conflict: release "+id+": cannot promote a halted release: only a draft, rolling or awaiting-approval release is promoted")
 	r = ok(t, s.as(t, pub, "release", "status", id))
 	if !strings.HasPrefix(r.stdout, "halted by dev approver (tok-") || !strings.Contains(r.stdout, "): crash reports from canary\n\n") {
 		t.Errorf("got status\n%s\nwant the halt, its actor and reason on the first line", r.stdout)

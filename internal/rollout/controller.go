@@ -118,15 +118,18 @@ func Step(now time.Time, st ReleaseStatus, gates []GateResult) Verdict {
 	default:
 		return advance(d, st, fmt.Sprintf("wave %s passed: %s", wave.Name, Summary(gates)))
 	}
+	if st.State == StateAwaitingApproval {
+		// The wave passed once and waits for people: a gate that stops
+		// passing for a while (a store error, a quiet hour) only makes it
+		// wait longer. A failing gate still halts (above).
+		d.Reason = fmt.Sprintf("wave %s waits for approval and for its gates: %s", wave.Name, Summary(gates))
+		return d
+	}
 	if elapsed >= st.Deadline() {
 		d.State, d.Phase = StateHalted, ""
 		d.Reason = fmt.Sprintf("halted: wave %s still undecided at its %s deadline (%d of %d devices confirmed healthy; %s); a person must look",
 			wave.Name, st.Deadline(), st.Confirmed, st.Required(), Summary(gates))
 		return d
-	}
-	if st.State == StateAwaitingApproval {
-		// Gates that stopped passing take the release back to gating.
-		d.State = StateRolling
 	}
 	return d
 }
@@ -154,6 +157,9 @@ func Promote(st ReleaseStatus, gates []GateResult) (Verdict, error) {
 		d.State, d.Phase, d.Advanced = StateRolling, PhaseBaking, true
 		d.Reason = "started by a person"
 		return d, nil
+	}
+	if st.Frozen {
+		return d, &TransitionError{Action: ActPromote, State: st.State, Why: "a kill switch covers its channel"}
 	}
 	for _, g := range gates {
 		if g.Outcome == Fail {

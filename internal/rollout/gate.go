@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -154,13 +155,25 @@ type Telemetry struct {
 // sums adds counts per stratum and metric.
 type sums map[string]map[string]int64
 
-func sumCounts(cs []Count) sums {
+func sumCounts(cs []Count) sums { return group(cs, false) }
+
+// group adds counts per stratum, or per wave and stratum. The crash and
+// action tests condition on each wave's stratum separately: counters are
+// filed under the wave the release was in when they were counted, for
+// treated and control devices alike, so a baseline that moves while the
+// treated share grows (a fleet-wide crash spike as a wave starts) cannot
+// look like an effect of the release.
+func group(cs []Count, byWave bool) sums {
 	out := sums{}
 	for _, c := range cs {
-		m := out[c.Stratum]
+		k := c.Stratum
+		if byWave {
+			k = strconv.Itoa(c.Wave) + "|" + c.Stratum
+		}
+		m := out[k]
 		if m == nil {
 			m = map[string]int64{}
-			out[c.Stratum] = m
+			out[k] = m
 		}
 		m[c.Metric] += c.Value
 	}
@@ -238,7 +251,7 @@ func prefixed(p string, ms []string) []string {
 // control group's strata predict, plus the ratio as a minimum effect.
 func rateGate(g GateSpec, wave string, t Telemetry, sequential bool, names ...string) GateResult {
 	res := GateResult{Metric: g.Metric}
-	s := sumCounts(t.Counts)
+	s := group(t.Counts, true)
 	span := t.HeartbeatSpan.Hours()
 	if span <= 0 {
 		span = 1.0 / 60
@@ -430,6 +443,10 @@ var ErrNoFigures = errors.New("telemetry unavailable")
 
 // Summary lists gates that did not pass, for messages.
 func Summary(rs []GateResult) string {
+	if len(rs) == 0 {
+		// Not "every gate passed": Step never passes a wave on no results.
+		return "no gate has judged the wave"
+	}
 	var parts []string
 	for _, r := range rs {
 		if r.Outcome != Pass {

@@ -2,6 +2,7 @@ package rollout
 
 import (
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -113,7 +114,11 @@ type TransitionError struct {
 }
 
 func (e *TransitionError) Error() string {
-	return fmt.Sprintf("cannot %s a %s release: %s", e.Action, e.State, e.Why)
+	article := "a"
+	if strings.ContainsRune("aeiou", rune(string(e.State)[0])) {
+		article = "an"
+	}
+	return fmt.Sprintf("cannot %s %s %s release: %s", e.Action, article, e.State, e.Why)
 }
 
 // Apply checks a person's action against the state and returns the new

@@ -59,7 +59,9 @@ func bisect(lo, hi float64, below func(float64) bool) float64 {
 		} else {
 			hi = mid
 		}
-		if hi-lo <= 1e-12*math.Max(1, hi) {
+		// Relative, not absolute: the Clopper-Pearson bound for one event
+		// in 10,000,000 is 1e-10, which a 1e-12 step would miss by 1%.
+		if hi-lo <= 1e-12*hi {
 			break
 		}
 	}
@@ -74,9 +76,11 @@ func gammaP(a, x float64) float64 {
 	lg, _ := math.Lgamma(a)
 	front := math.Exp(a*math.Log(x) - x - lg)
 	if x < a+1 {
-		// Series.
+		// Series. Near x = a its terms shrink like exp(-n²/2a), so it
+		// needs some 8·√a of them to converge: cap the loop above that,
+		// not at a fixed count, or large counts come out short.
 		sum, term := 1/a, 1/a
-		for n := 1; n < 10000; n++ {
+		for n := 1; n < 10000+int(20*math.Sqrt(a)); n++ {
 			term *= x / (a + float64(n))
 			sum += term
 			if math.Abs(term) < math.Abs(sum)*1e-15 {

@@ -318,9 +318,13 @@ func (s *Server) updateCohort(ctx context.Context, rel *store.Release, plan roll
 					continue
 				}
 			}
+			// Paused (on a pausable channel) and pinned organisations take
+			// no wave, internal ones included.
+			tr := sn.track(d.Org, rel.Channel).Kind
+			waits := tr == rollout.TrackPinned || (tr == rollout.TrackPaused && !sn.channels[rel.Channel].Unpausable)
 			devs = append(devs, rollout.CohortDevice{Position: rollout.CohortPosition(d.ID, rel.Channel),
-				Stratum: stratumOf(d.Platform, d.AgentVersion, d.OSBuild), Internal: sn.tenants[d.Org].Internal,
-				Early: sn.track(d.Org, rel.Channel).Kind == rollout.TrackEarly})
+				Stratum: stratumOf(d.Platform, d.AgentVersion, d.OSBuild), Internal: sn.tenants[d.Org].Internal && !waits,
+				Early: tr == rollout.TrackEarly})
 		}
 		if len(ds) < 5000 {
 			break
