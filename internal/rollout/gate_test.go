@@ -553,7 +553,9 @@ func TestEvaluateDefaultGates(t *testing.T) {
 // own control, so the gate passes; pooled over the waves it would fail.
 func TestWorkerCrashGateBaselineShiftAcrossWaves(t *testing.T) {
 	const st = "windows/7.12.0/22631"
-	c := func(wave int, metric string, v int64) Count { return Count{Wave: wave, Stratum: st, Metric: metric, Value: v} }
+	c := func(wave int, metric string, v int64) Count {
+		return Count{Wave: wave, Stratum: st, Metric: metric, Value: v}
+	}
 	tel := Telemetry{HeartbeatSpan: time.Hour, Counts: []Count{
 		// Wave 1: 10 treated device-hours among 10,000, baseline 0.001/h.
 		c(1, "heartbeat", 10), c(1, "control-heartbeat", 10_000), c(1, "control-worker-crash", 10),
