@@ -300,14 +300,30 @@ func rateGate(g GateSpec, wave string, t Telemetry, sequential bool, names ...st
 		}
 		leaning = llr >= bound/2
 	} else if expected > 0 {
-		p := poissonSF(x, expected)
+		var fail bool
+		var p float64
+		fail, leaning, p = excess(x, expected, g)
 		res.Evidence = 1 / math.Max(p, 1e-300)
-		if float64(x) >= g.Ratio*expected && p < g.Alpha {
+		if fail {
 			res.Outcome, res.Message = Fail, fmt.Sprintf("%s (%s; %.1fx the control strata's rate, p=%.2g)", what, where, float64(x)/expected, p)
 			return res
 		}
-		leaning = float64(x) >= g.Ratio*expected && p < math.Sqrt(g.Alpha)
 	}
+	return settle(res, g, what, where, leaning)
+}
+
+// excess is the exact test of x events against the expected count: it
+// fails when x is at least Ratio times the expectation with a Poisson
+// upper tail below Alpha, and leans that way below √Alpha.
+func excess(x int64, expected float64, g GateSpec) (fail, leaning bool, p float64) {
+	p = poissonSF(x, expected)
+	big := float64(x) >= g.Ratio*expected
+	return big && p < g.Alpha, big && p < math.Sqrt(g.Alpha), p
+}
+
+// settle ends a gate that did not fail: over the limit or leaning worse
+// waits for more data, otherwise it passes.
+func settle(res GateResult, g GateSpec, what, where string, leaning bool) GateResult {
 	if res.Treated > g.Limit || leaning {
 		res.Outcome, res.Message = Inconclusive, fmt.Sprintf("%s (%s; leaning worse, waiting for more data)", what, where)
 		return res
@@ -366,18 +382,13 @@ func silenceGate(g GateSpec, wave string, t Telemetry) GateResult {
 		res.Outcome, res.Message = Fail, fmt.Sprintf("%s (%s)", what, where)
 		return res
 	}
-	p := poissonSF(x, expected)
+	fail, leaning, p := excess(x, expected, g)
 	res.Evidence = 1 / math.Max(p, 1e-300)
-	if float64(x) >= g.Ratio*expected && p < g.Alpha {
+	if fail {
 		res.Outcome, res.Message = Fail, fmt.Sprintf("%s (%s)", what, where)
 		return res
 	}
-	if res.Treated > g.Limit || (float64(x) >= g.Ratio*expected && p < math.Sqrt(g.Alpha)) {
-		res.Outcome, res.Message = Inconclusive, fmt.Sprintf("%s (%s; leaning worse, waiting for more data)", what, where)
-		return res
-	}
-	res.Outcome, res.Message = Pass, fmt.Sprintf("%s (%s)", what, where)
-	return res
+	return settle(res, g, what, where, leaning)
 }
 
 // shareGate judges events per device that applied the release, against the
@@ -414,20 +425,16 @@ func shareGate(g GateSpec, wave string, t Telemetry, event string, base []string
 	leaning := false
 	if pn > 0 {
 		expected := float64(n) * (float64(px) + 0.5) / (float64(pn) + 1)
-		p := poissonSF(x, expected)
+		var fail bool
+		var p float64
+		fail, leaning, p = excess(x, expected, g)
 		res.Evidence = 1 / math.Max(p, 1e-300)
-		if float64(x) >= g.Ratio*expected && p < g.Alpha {
+		if fail {
 			res.Outcome, res.Message = Fail, fmt.Sprintf("%s (%s)", what, where)
 			return res
 		}
-		leaning = float64(x) >= g.Ratio*expected && p < math.Sqrt(g.Alpha)
 	}
-	if res.Treated > g.Limit || leaning {
-		res.Outcome, res.Message = Inconclusive, fmt.Sprintf("%s (%s; leaning worse, waiting for more data)", what, where)
-		return res
-	}
-	res.Outcome, res.Message = Pass, fmt.Sprintf("%s (%s)", what, where)
-	return res
+	return settle(res, g, what, where, leaning)
 }
 
 func fmtMinutes(d time.Duration) string {

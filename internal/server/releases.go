@@ -246,17 +246,9 @@ func (s *Server) releaseStatus(w http.ResponseWriter, r *http.Request, p Princip
 	if !p.vendorAccess(vendor, false) {
 		return forbidden("release status is for the vendor and the operator")
 	}
-	plan, err := rollout.ParsePlan(rel.Plan)
+	plan, j, err := s.judgeNow(r.Context(), rel)
 	if err != nil {
-		return storeError("release plan", err)
-	}
-	all, err := s.store.ListReleases(r.Context(), rel.Channel)
-	if err != nil {
-		return storeError("releases", err)
-	}
-	j, err := s.judge(r.Context(), rel, plan, all)
-	if err != nil {
-		return storeError("release "+rel.ID, err)
+		return err
 	}
 	out := ReleaseStatus{Release: toReleaseReport(rel), Gates: j.gates, ApprovalsNeeded: j.status.Lane.Approvals(), ApprovalsGiven: j.status.Approvals, Frozen: j.status.Frozen}
 	if out.Gates == nil {
@@ -310,6 +302,23 @@ func (s *Server) releaseStatus(w http.ResponseWriter, r *http.Request, p Princip
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
+}
+
+// judgeNow runs the controller's judgement of a release for a request.
+func (s *Server) judgeNow(ctx context.Context, rel store.Release) (rollout.Plan, judgement, error) {
+	plan, err := rollout.ParsePlan(rel.Plan)
+	if err != nil {
+		return plan, judgement{}, storeError("release plan", err)
+	}
+	all, err := s.store.ListReleases(ctx, rel.Channel)
+	if err != nil {
+		return plan, judgement{}, storeError("releases", err)
+	}
+	j, err := s.judge(ctx, rel, plan, all)
+	if err != nil {
+		return plan, j, storeError("release "+rel.ID, err)
+	}
+	return plan, j, nil
 }
 
 // reasonRequest is the body of every person's action on a release.
@@ -459,17 +468,9 @@ func (s *Server) promoteRelease(w http.ResponseWriter, r *http.Request, p Princi
 	if !p.vendorAccess(vendor, true) {
 		return forbidden("token may not promote releases on %s", rel.Channel)
 	}
-	plan, err := rollout.ParsePlan(rel.Plan)
+	plan, j, err := s.judgeNow(r.Context(), rel)
 	if err != nil {
-		return storeError("release plan", err)
-	}
-	all, err := s.store.ListReleases(r.Context(), rel.Channel)
-	if err != nil {
-		return storeError("releases", err)
-	}
-	j, err := s.judge(r.Context(), rel, plan, all)
-	if err != nil {
-		return storeError("release "+rel.ID, err)
+		return err
 	}
 	v, err := rollout.Promote(j.status, j.gates)
 	if err != nil {
