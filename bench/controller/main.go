@@ -735,8 +735,8 @@ func measure(ctx context.Context, st store.Store, o options, fx *fixture, r *res
 		fn   func() error
 	}{
 		{"list_releases", func() error { _, err := st.ListReleases(ctx, ""); return err }},
-		{"counter_totals", func() error { _, err := st.CounterTotals(ctx, fx.relID, fx.gatesSince.Add(-time.Minute)); return err }},
-		{"counter_totals_previous", func() error { _, err := st.CounterTotals(ctx, fx.prevID, time.Time{}); return err }},
+		{"counter_totals", func() error { _, err := st.CounterTotals(ctx, fx.relID, true); return err }},
+		{"counter_totals_previous", func() error { _, err := st.CounterTotals(ctx, fx.prevID, false); return err }},
 		{"silence_stats", func() error {
 			_, err := st.SilenceStats(ctx, store.SilenceQuery{Release: fx.relID, Since: fx.gatesSince, OverdueBefore: clock().Add(-silentAfter)})
 			return err

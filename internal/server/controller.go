@@ -225,9 +225,8 @@ func (s *Server) judge(ctx context.Context, rel store.Release, plan rollout.Plan
 		}
 	}
 	t := rollout.Telemetry{HeartbeatSpan: max(s.cfg.CounterWindow, s.cfg.CheckinInterval), SilentAfter: s.silentAfter()}
-	// Windows that end after the gates' start count: a resumed release is
-	// judged on what came after.
-	cs, err := s.store.CounterTotals(ctx, rel.ID, rel.GatesSince.Add(-s.cfg.CounterWindow))
+	// A resumed release is judged on what came after the resume.
+	cs, err := s.store.CounterTotals(ctx, rel.ID, true)
 	if err == nil {
 		j.counts = toCounts(cs)
 		t.Counts = j.counts
@@ -238,7 +237,7 @@ func (s *Server) judge(ctx context.Context, rel store.Release, plan rollout.Plan
 		}
 		if prev := previousRelease(rel, all); prev != "" {
 			var pcs []store.Counter
-			if pcs, err = s.store.CounterTotals(ctx, prev, time.Time{}); err == nil {
+			if pcs, err = s.store.CounterTotals(ctx, prev, false); err == nil {
 				t.Previous = toCounts(pcs)
 			}
 		}

@@ -170,7 +170,7 @@ func (s *Server) getRelease(w http.ResponseWriter, r *http.Request, p Principal)
 	if err != nil {
 		return err
 	}
-	cs, err := s.store.Counters(r.Context(), rel.ID)
+	cs, err := s.store.CounterTotals(r.Context(), rel.ID, false)
 	if err != nil {
 		return storeError("counters", err)
 	}
@@ -426,6 +426,9 @@ func (s *Server) resumeRelease(w http.ResponseWriter, r *http.Request, p Princip
 		}
 		now := s.now()
 		if was != store.ReleasePaused {
+			if err := s.store.MarkCounters(r.Context(), rel.ID); err != nil {
+				return storeError("release "+rel.ID, err)
+			}
 			rel.WaveStartedAt, rel.GatesSince, rel.HaltedBy = now, now, ""
 		}
 		rel.Phase, rel.Reason = string(rollout.PhaseBaking), "resumed by "+p.actor()+": "+reason

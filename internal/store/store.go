@@ -394,10 +394,14 @@ type Store interface {
 	// heartbeats of plain check-ins into it about once a second.
 	TouchDevices(ctx context.Context, seen []DeviceSeen, counters []Counter) error
 	Counters(ctx context.Context, release string) ([]Counter, error)
-	// CounterTotals sums a release's counters over organisations and the
-	// windows that start after a time, per wave, stratum and metric (Org
-	// and Window are empty): what the controller reads every tick.
-	CounterTotals(ctx context.Context, release string, after time.Time) ([]Counter, error)
+	// CounterTotals is a release's counters summed over all windows, per
+	// wave, organisation, stratum and metric (Window is zero), read from
+	// running totals kept with every increment: what the controller reads
+	// every tick. sinceMark subtracts the totals at the last MarkCounters.
+	CounterTotals(ctx context.Context, release string, sinceMark bool) ([]Counter, error)
+	// MarkCounters remembers a release's totals now: when a person resumes
+	// a halted release, its gates judge only what comes after.
+	MarkCounters(ctx context.Context, release string) error
 
 	// SetHourlyCap sets an organisation's hourly budget (basis points).
 	SetHourlyCap(ctx context.Context, org string, bp int) error

@@ -161,6 +161,32 @@ CREATE TABLE kill_switches (
 	at      BIGINT NOT NULL
 );
 `,
+	// 4: running totals of the counters per release, wave, organisation,
+	// stratum and metric, kept with every increment, so the controller's
+	// tick reads a few rows rather than every minute of a release's life;
+	// and the totals at the last resume, which the gates subtract.
+	`
+CREATE TABLE counter_totals (
+	release TEXT NOT NULL,
+	wave    INTEGER NOT NULL,
+	org     TEXT NOT NULL,
+	stratum TEXT NOT NULL,
+	metric  TEXT NOT NULL,
+	value   BIGINT NOT NULL,
+	PRIMARY KEY (release, wave, org, stratum, metric)
+);
+INSERT INTO counter_totals (release, wave, org, stratum, metric, value)
+	SELECT release, wave, org, stratum, metric, SUM(value) FROM counters GROUP BY release, wave, org, stratum, metric;
+CREATE TABLE counter_marks (
+	release TEXT NOT NULL,
+	wave    INTEGER NOT NULL,
+	org     TEXT NOT NULL,
+	stratum TEXT NOT NULL,
+	metric  TEXT NOT NULL,
+	value   BIGINT NOT NULL,
+	PRIMARY KEY (release, wave, org, stratum, metric)
+);
+`,
 }
 
 func (d dialect) migration(i int) string {

@@ -861,9 +861,14 @@ func (s *Store) TouchDevices(ctx context.Context, seen []store.DeviceSeen, count
 }
 
 func (s *Store) addCounter(ctx context.Context, tx *sql.Tx, c store.Counter) error {
-	_, err := tx.ExecContext(ctx, s.q(`INSERT INTO counters (release, wave, org, stratum, win, metric, value) VALUES (?, ?, ?, ?, ?, ?, ?)
+	if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO counters (release, wave, org, stratum, win, metric, value) VALUES (?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (release, wave, org, stratum, win, metric) DO UPDATE SET value = counters.value + excluded.value`),
-		c.Release, c.Wave, c.Org, c.Stratum, ms(c.Window), c.Metric, c.Value)
+		c.Release, c.Wave, c.Org, c.Stratum, ms(c.Window), c.Metric, c.Value); err != nil {
+		return err
+	}
+	_, err := tx.ExecContext(ctx, s.q(`INSERT INTO counter_totals (release, wave, org, stratum, metric, value) VALUES (?, ?, ?, ?, ?, ?)
+		ON CONFLICT (release, wave, org, stratum, metric) DO UPDATE SET value = counter_totals.value + excluded.value`),
+		c.Release, c.Wave, c.Org, c.Stratum, c.Metric, c.Value)
 	return err
 }
 
@@ -887,9 +892,14 @@ func (s *Store) Counters(ctx context.Context, release string) ([]store.Counter, 
 	return out, s.wrap(rows.Err())
 }
 
-func (s *Store) CounterTotals(ctx context.Context, release string, after time.Time) ([]store.Counter, error) {
-	rows, err := s.db.QueryContext(ctx, s.q(`SELECT wave, stratum, metric, SUM(value) FROM counters WHERE release = ? AND win > ?
-		GROUP BY wave, stratum, metric ORDER BY wave, stratum, metric`), release, ms(after))
+func (s *Store) CounterTotals(ctx context.Context, release string, sinceMark bool) ([]store.Counter, error) {
+	query := `SELECT wave, org, stratum, metric, value FROM counter_totals WHERE release = ? ORDER BY wave, org, stratum, metric`
+	if sinceMark {
+		query = `SELECT t.wave, t.org, t.stratum, t.metric, t.value - COALESCE(m.value, 0) FROM counter_totals t
+			LEFT JOIN counter_marks m ON m.release = t.release AND m.wave = t.wave AND m.org = t.org AND m.stratum = t.stratum AND m.metric = t.metric
+			WHERE t.release = ? ORDER BY t.wave, t.org, t.stratum, t.metric`
+	}
+	rows, err := s.db.QueryContext(ctx, s.q(query), release)
 	if err != nil {
 		return nil, s.wrap(err)
 	}
@@ -897,12 +907,25 @@ func (s *Store) CounterTotals(ctx context.Context, release string, after time.Ti
 	var out []store.Counter
 	for rows.Next() {
 		c := store.Counter{CounterKey: store.CounterKey{Release: release}}
-		if err := rows.Scan(&c.Wave, &c.Stratum, &c.Metric, &c.Value); err != nil {
+		if err := rows.Scan(&c.Wave, &c.Org, &c.Stratum, &c.Metric, &c.Value); err != nil {
 			return nil, s.wrap(err)
 		}
-		out = append(out, c)
+		if c.Value != 0 {
+			out = append(out, c)
+		}
 	}
 	return out, s.wrap(rows.Err())
+}
+
+func (s *Store) MarkCounters(ctx context.Context, release string) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM counter_marks WHERE release = ?`), release); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, s.q(`INSERT INTO counter_marks (release, wave, org, stratum, metric, value)
+			SELECT release, wave, org, stratum, metric, value FROM counter_totals WHERE release = ?`), release)
+		return err
+	})
 }
 
 // --- audit ---

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -387,30 +388,48 @@ func testCheckins(t *testing.T, s store.Store, _ Hasher) {
 		}
 	}
 
-	// Totals sum over organisations and the windows after a time.
+	// Running totals: over all windows, per organisation; a mark makes
+	// the gates count only what comes after it.
 	other := key("heartbeat")
 	other.Org, other.Window = "acme-it", win.Add(time.Minute)
 	must(t, s.TouchDevices(ctx, nil, []store.Counter{{CounterKey: other, Value: 8}}))
-	for _, tc := range []struct {
-		after time.Time
-		want  string
-	}{
-		{win.Add(-time.Nanosecond), "[1/windows/7.11.0/22631/action-block=3 1/windows/7.11.0/22631/applied=1 1/windows/7.11.0/22631/heartbeat=50]"},
-		{win, "[1/windows/7.11.0/22631/heartbeat=8]"},
-		{win.Add(time.Minute), "[]"},
-	} {
-		ts, err := s.CounterTotals(ctx, "rel-1", tc.after)
+	totals := func(sinceMark bool) string {
+		t.Helper()
+		ts, err := s.CounterTotals(ctx, "rel-1", sinceMark)
 		must(t, err)
 		var got []string
 		for _, c := range ts {
-			if c.Org != "" || !c.Window.IsZero() || c.Release != "rel-1" {
-				t.Errorf("total %+v: want the release, no organisation, no window", c)
+			if !c.Window.IsZero() || c.Release != "rel-1" {
+				t.Errorf("total %+v: want the release and no window", c)
 			}
-			got = append(got, fmt.Sprintf("%d/%s/%s=%d", c.Wave, c.Stratum, c.Metric, c.Value))
+			got = append(got, fmt.Sprintf("%d/%s/%s/%s=%d", c.Wave, c.Org, c.Stratum, c.Metric, c.Value))
 		}
-		if s := fmt.Sprint(got); s != tc.want && !(s == "[]" && tc.want == "[]") {
-			t.Errorf("totals after %v = %s, want %s", tc.after, s, tc.want)
-		}
+		return fmt.Sprint(got)
+	}
+	wantTotals := "[1/acme-it/windows/7.11.0/22631/heartbeat=8 1/contoso/windows/7.11.0/22631/action-block=3 1/contoso/windows/7.11.0/22631/applied=1 1/contoso/windows/7.11.0/22631/heartbeat=42]"
+	if got := totals(false); got != wantTotals {
+		t.Errorf("totals = %s, want %s", got, wantTotals)
+	}
+	if got := totals(true); got != wantTotals {
+		t.Errorf("totals without a mark = %s, want all of them: %s", got, wantTotals)
+	}
+	must(t, s.MarkCounters(ctx, "rel-1"))
+	if got := totals(true); got != "[]" {
+		t.Errorf("totals right after the mark = %s, want none", got)
+	}
+	after := key("applied")
+	after.Window = win.Add(2 * time.Minute)
+	must(t, s.TouchDevices(ctx, nil, []store.Counter{{CounterKey: after, Value: 2}}))
+	if got, want := totals(true), "[1/contoso/windows/7.11.0/22631/applied=2]"; got != want {
+		t.Errorf("totals since the mark = %s, want %s", got, want)
+	}
+	if got := totals(false); !strings.Contains(got, "applied=3") {
+		t.Errorf("totals = %s, want applied=3 over the whole life", got)
+	}
+	// A second mark replaces the first.
+	must(t, s.MarkCounters(ctx, "rel-1"))
+	if got := totals(true); got != "[]" {
+		t.Errorf("totals after a second mark = %s, want none", got)
 	}
 }
 
