@@ -5,14 +5,17 @@
 package sqlstore
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -777,7 +780,9 @@ func (s *Store) RevokeDevice(ctx context.Context, id string) error {
 func (s *Store) ApplyCheckins(ctx context.Context, ws []store.CheckinWrite) ([]store.CheckinResult, error) {
 	out := make([]store.CheckinResult, len(ws))
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		for i, w := range ws {
+		var counters []store.Counter
+		for _, i := range byDevice(ws) {
+			w := ws[i]
 			var lastSeq, lastSeen int64
 			var org string
 			err := tx.QueryRowContext(ctx, s.q(`SELECT last_seq, last_seen, org FROM devices WHERE id = ?`), w.Device.ID).Scan(&lastSeq, &lastSeen, &org)
@@ -794,11 +799,7 @@ func (s *Store) ApplyCheckins(ctx context.Context, ws []store.CheckinWrite) ([]s
 					w.Device.ID, int64(e.Seq), ms(e.Time), e.Type, e.Channel, int64(e.Version), e.Reason, string(counts)); err != nil {
 					return err
 				}
-				for _, c := range e.Counters {
-					if err := s.addCounter(ctx, tx, c); err != nil {
-						return err
-					}
-				}
+				counters = append(counters, e.Counters...)
 				seq = e.Seq
 				out[i].NewEvents++
 			}
@@ -829,7 +830,7 @@ func (s *Store) ApplyCheckins(ctx context.Context, ws []store.CheckinWrite) ([]s
 				}
 			}
 		}
-		return nil
+		return s.addCounters(ctx, tx, counters)
 	})
 	if err != nil {
 		return nil, err
@@ -845,31 +846,75 @@ func (s *Store) TouchDevices(ctx context.Context, seen []store.DeviceSeen, count
 				return err
 			}
 			defer stmt.Close()
+			seen = slices.Clone(seen)
+			slices.SortFunc(seen, func(a, b store.DeviceSeen) int { return strings.Compare(a.ID, b.ID) })
 			for _, d := range seen {
 				if _, err := stmt.ExecContext(ctx, ms(d.LastSeen), d.ID, ms(d.LastSeen)); err != nil {
 					return err
 				}
 			}
 		}
-		for _, c := range counters {
-			if err := s.addCounter(ctx, tx, c); err != nil {
-				return err
-			}
-		}
-		return nil
+		return s.addCounters(ctx, tx, counters)
 	})
 }
 
-func (s *Store) addCounter(ctx context.Context, tx *sql.Tx, c store.Counter) error {
-	if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO counters (release, wave, org, stratum, win, metric, value) VALUES (?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (release, wave, org, stratum, win, metric) DO UPDATE SET value = counters.value + excluded.value`),
-		c.Release, c.Wave, c.Org, c.Stratum, ms(c.Window), c.Metric, c.Value); err != nil {
-		return err
+// byDevice is the order ApplyCheckins writes a batch in: by device id.
+// Every writer takes row locks in key order (devices, then counters, then
+// totals), so concurrent batches, on one server or several replicas,
+// never deadlock on PostgreSQL.
+func byDevice(ws []store.CheckinWrite) []int {
+	idx := make([]int, len(ws))
+	for i := range idx {
+		idx[i] = i
 	}
-	_, err := tx.ExecContext(ctx, s.q(`INSERT INTO counter_totals (release, wave, org, stratum, metric, value) VALUES (?, ?, ?, ?, ?, ?)
-		ON CONFLICT (release, wave, org, stratum, metric) DO UPDATE SET value = counter_totals.value + excluded.value`),
-		c.Release, c.Wave, c.Org, c.Stratum, c.Metric, c.Value)
-	return err
+	slices.SortStableFunc(idx, func(a, b int) int { return strings.Compare(ws[a].Device.ID, ws[b].Device.ID) })
+	return idx
+}
+
+type totalKey struct {
+	release      string
+	wave         int
+	org, stratum string
+	metric       string
+}
+
+// addCounters adds increments to the windowed counters and the running
+// totals, each summed per row and written in key order (see byDevice).
+func (s *Store) addCounters(ctx context.Context, tx *sql.Tx, cs []store.Counter) error {
+	if len(cs) == 0 {
+		return nil
+	}
+	cells := map[store.CounterKey]int64{}
+	totals := map[totalKey]int64{}
+	for _, c := range cs {
+		cells[c.CounterKey] += c.Value
+		totals[totalKey{c.Release, c.Wave, c.Org, c.Stratum, c.Metric}] += c.Value
+	}
+	keys := slices.Collect(maps.Keys(cells))
+	slices.SortFunc(keys, func(a, b store.CounterKey) int {
+		return cmp.Or(strings.Compare(a.Release, b.Release), cmp.Compare(a.Wave, b.Wave), strings.Compare(a.Org, b.Org),
+			strings.Compare(a.Stratum, b.Stratum), a.Window.Compare(b.Window), strings.Compare(a.Metric, b.Metric))
+	})
+	for _, k := range keys {
+		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO counters (release, wave, org, stratum, win, metric, value) VALUES (?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (release, wave, org, stratum, win, metric) DO UPDATE SET value = counters.value + excluded.value`),
+			k.Release, k.Wave, k.Org, k.Stratum, ms(k.Window), k.Metric, cells[k]); err != nil {
+			return err
+		}
+	}
+	tkeys := slices.Collect(maps.Keys(totals))
+	slices.SortFunc(tkeys, func(a, b totalKey) int {
+		return cmp.Or(strings.Compare(a.release, b.release), cmp.Compare(a.wave, b.wave), strings.Compare(a.org, b.org),
+			strings.Compare(a.stratum, b.stratum), strings.Compare(a.metric, b.metric))
+	})
+	for _, k := range tkeys {
+		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO counter_totals (release, wave, org, stratum, metric, value) VALUES (?, ?, ?, ?, ?, ?)
+			ON CONFLICT (release, wave, org, stratum, metric) DO UPDATE SET value = counter_totals.value + excluded.value`),
+			k.release, k.wave, k.org, k.stratum, k.metric, totals[k]); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (s *Store) Counters(ctx context.Context, release string) ([]store.Counter, error) {
