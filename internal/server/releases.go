@@ -337,22 +337,33 @@ func (s *Server) decodeReason(w http.ResponseWriter, r *http.Request) (string, e
 	return req.Reason, nil
 }
 
+// actionOn reads a person's action on the release named in the path: the
+// reason, the release (if the principal may see it) and whether may lets
+// the principal do verb to it.
+func (s *Server) actionOn(w http.ResponseWriter, r *http.Request, p Principal, verb string, may func(p Principal, vendor string) bool) (store.Release, string, error) {
+	reason, err := s.decodeReason(w, r)
+	if err != nil {
+		return store.Release{}, "", err
+	}
+	rel, err := s.releaseFor(r.Context(), p, r.PathValue("id"))
+	if err != nil {
+		return rel, "", err
+	}
+	vendor, _, _ := strings.Cut(rel.Channel, "/")
+	if !may(p, vendor) {
+		return rel, "", forbidden("token may not %s releases on %s", verb, rel.Channel)
+	}
+	return rel, reason, nil
+}
+
 // changeRelease applies a person's action: may checks the principal,
 // change mutates the release (returning a conflict when the state does not
 // allow it).
 func (s *Server) changeRelease(w http.ResponseWriter, r *http.Request, p Principal, action string,
 	may func(p Principal, vendor string) bool, change func(rel *store.Release, reason string) error) error {
-	reason, err := s.decodeReason(w, r)
+	rel, reason, err := s.actionOn(w, r, p, strings.TrimPrefix(action, "release."), may)
 	if err != nil {
 		return err
-	}
-	rel, err := s.releaseFor(r.Context(), p, r.PathValue("id"))
-	if err != nil {
-		return err
-	}
-	vendor, _, _ := strings.Cut(rel.Channel, "/")
-	if !may(p, vendor) {
-		return forbidden("token may not %s releases on %s", strings.TrimPrefix(action, "release."), rel.Channel)
 	}
 	if err := change(&rel, reason); err != nil {
 		var te *rollout.TransitionError
@@ -459,17 +470,9 @@ func (s *Server) approveRelease(w http.ResponseWriter, r *http.Request, p Princi
 // the rest of a wave's bake; a failing gate or a missing approval still
 // refuses.
 func (s *Server) promoteRelease(w http.ResponseWriter, r *http.Request, p Principal) error {
-	reason, err := s.decodeReason(w, r)
+	rel, reason, err := s.actionOn(w, r, p, "promote", publisherOf)
 	if err != nil {
 		return err
-	}
-	rel, err := s.releaseFor(r.Context(), p, r.PathValue("id"))
-	if err != nil {
-		return err
-	}
-	vendor, _, _ := strings.Cut(rel.Channel, "/")
-	if !p.vendorAccess(vendor, true) {
-		return forbidden("token may not promote releases on %s", rel.Channel)
 	}
 	plan, j, err := s.judgeNow(r.Context(), rel)
 	if err != nil {
