@@ -1,0 +1,151 @@
+package trust
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/theupdateframework/go-tuf/v2/metadata/config"
+	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
+)
+
+// fixture is a repository with vendor acme and target acme/ipc/293.bundle,
+// served over HTTP in the standard layout.
+type fixture struct {
+	repo    Repo
+	keys    string
+	url     string
+	now     time.Time
+	content []byte
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	f := &fixture{repo: Repo{Dir: t.TempDir()}, keys: t.TempDir(), now: time.Now().UTC(), content: []byte("RFCB\x01 bundle 293")}
+	if err := Init(f.repo, f.keys, InitOptions{Now: f.now}); err != nil {
+		t.Fatal(err)
+	}
+	vendorKey := filepath.Join(t.TempDir(), "acme.key")
+	if err := AddVendor(f.repo, f.keys, "acme", vendorKey, f.now); err != nil {
+		t.Fatal(err)
+	}
+	vk, err := LoadKey(vendorKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := AddTarget(f.repo, vk, "acme/ipc/293.bundle", f.content, f.now); err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/tuf/metadata/", http.StripPrefix("/tuf/metadata/", http.FileServer(http.Dir(f.repo.metaDir()))))
+	mux.Handle("/tuf/targets/", http.StripPrefix("/tuf/targets/", http.FileServer(http.Dir(filepath.Join(f.repo.Dir, "targets")))))
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	f.url = srv.URL
+	return f
+}
+
+// fetch runs a fresh go-tuf client holding only the initial root.json.
+func (f *fixture) fetch(t *testing.T, target string) ([]byte, error) {
+	t.Helper()
+	root, err := os.ReadFile(filepath.Join(f.repo.Dir, "root.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.New(f.url+"/tuf/metadata/", root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.RemoteTargetsURL = f.url + "/tuf/targets/"
+	cfg.LocalMetadataDir, cfg.LocalTargetsDir = t.TempDir(), t.TempDir()
+	up, err := updater.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := up.Refresh(); err != nil {
+		return nil, err
+	}
+	info, err := up.GetTargetInfo(target)
+	if err != nil {
+		return nil, err
+	}
+	_, data, err := up.DownloadTarget(info, "", "")
+	return data, err
+}
+
+func TestClientVerifiesTheRepository(t *testing.T) {
+	f := newFixture(t)
+	data, err := f.fetch(t, "acme/ipc/293.bundle")
+	if err != nil {
+		t.Fatalf("a client with the initial root cannot verify the repository: %v", err)
+	}
+	if string(data) != string(f.content) {
+		t.Fatalf("downloaded %q, want %q", data, f.content)
+	}
+}
+
+func TestTamperedTargetIsRefused(t *testing.T) {
+	f := newFixture(t)
+	matches, _ := filepath.Glob(filepath.Join(f.repo.Dir, "targets", "acme", "ipc", "*.293.bundle"))
+	if len(matches) != 1 {
+		t.Fatalf("target files: %v", matches)
+	}
+	if err := os.WriteFile(matches[0], []byte("RFCB\x01 bundle 666"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.fetch(t, "acme/ipc/293.bundle"); err == nil {
+		t.Fatal("tampered target bytes were accepted")
+	}
+}
+
+func TestVendorCannotSignOutsideItsPaths(t *testing.T) {
+	f := newFixture(t)
+	vendorKey := filepath.Join(t.TempDir(), "globex.key")
+	if err := AddVendor(f.repo, f.keys, "globex", vendorKey, f.now); err != nil {
+		t.Fatal(err)
+	}
+	gk, err := LoadKey(vendorKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// globex's key signs into acme's role: the role's own keys do not match.
+	if err := AddTarget(f.repo, gk, "acme/ipc/294.bundle", []byte("evil"), f.now); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.fetch(t, "acme/ipc/294.bundle"); err == nil {
+		t.Fatal("a target signed by another vendor's key under acme/ was accepted")
+	}
+}
+
+func TestExpiredTimestampIsRefused(t *testing.T) {
+	f := newFixture(t)
+	// A frozen repository: the last timestamp was signed two days ago.
+	if err := f.repo.stamp(f.now.Add(-48*time.Hour), 3); err != nil {
+		t.Fatal(err)
+	}
+	_, err := f.fetch(t, "acme/ipc/293.bundle")
+	if err == nil || !strings.Contains(strings.ToLower(err.Error()), "expired") {
+		t.Fatalf("frozen (expired) timestamp: got %v, want an expiry error", err)
+	}
+	// The server's refresh re-signs it and clients work again.
+	if err := f.repo.Refresh(f.now); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.fetch(t, "acme/ipc/293.bundle"); err != nil {
+		t.Fatalf("after the timestamp refresh: %v", err)
+	}
+}
+
+func TestInitRefusesAnExistingRepository(t *testing.T) {
+	f := newFixture(t)
+	if err := Init(f.repo, t.TempDir(), InitOptions{Now: f.now}); err == nil || !strings.Contains(err.Error(), "already") {
+		t.Fatalf("second init: got %v, want a refusal", err)
+	}
+	if err := Init(Repo{Dir: t.TempDir()}, t.TempDir(), InitOptions{RootKeys: 2, RootThreshold: 3, Now: f.now}); err == nil {
+		t.Fatal("threshold above the number of keys accepted")
+	}
+}
