@@ -159,7 +159,8 @@ func runServer(ctx context.Context, f serverFlags, stdout, stderr io.Writer) err
 	}
 	defer st.Close()
 	log.Info("store open", "dialect", st.Dialect(), "data", f.data)
-	srv := server.New(server.Config{CheckinInterval: f.checkinInterval, ControllerTick: f.controllerTick, SilenceGrace: f.silenceGrace, Catalog: cat}, st, time.Now, log)
+	srv := server.New(server.Config{CheckinInterval: f.checkinInterval, ControllerTick: f.controllerTick, SilenceGrace: f.silenceGrace, Catalog: cat,
+		TUFDir: filepath.Join(f.data, "tuf")}, st, time.Now, log)
 	return srv.ListenAndServe(ctx, f.listen, func(addr net.Addr) {
 		url := "http://" + addr.String()
 		if !f.dev {

@@ -573,6 +573,9 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request, p Principal) er
 	if err := s.store.PutArtifact(r.Context(), a); err != nil {
 		return storeError(fmt.Sprintf("artifact %s@%d", ch, b.Version), err)
 	}
+	if err := s.signTarget(vendor, fmt.Sprintf("%s/%d.bundle", ch, b.Version), bytes); err != nil {
+		return storeError("signed-update repository", err)
+	}
 	if err := s.audit(r.Context(), p, "artifact.publish", fmt.Sprintf("%s@%d", ch, b.Version), "sha256 "+resp.SHA256); err != nil {
 		return err
 	}
@@ -612,6 +615,10 @@ func (s *Server) publishAgentBuild(w http.ResponseWriter, r *http.Request, p Pri
 	sum := content.Hash(body)
 	if err := s.store.PutArtifact(r.Context(), store.Artifact{Channel: ch, Version: v, SHA256: sum, Size: int64(len(body)), Bytes: body, CreatedAt: s.now()}); err != nil {
 		return storeError(fmt.Sprintf("artifact %s@%d", ch, v), err)
+	}
+	vendor, _, _ := strings.Cut(ch, "/")
+	if err := s.signTarget(vendor, fmt.Sprintf("%s/%d.build", ch, v), body); err != nil {
+		return storeError("signed-update repository", err)
 	}
 	if err := s.audit(r.Context(), p, "artifact.publish", fmt.Sprintf("%s@%d", ch, v), "agent build, sha256 "+sum); err != nil {
 		return err

@@ -12,6 +12,7 @@ import (
 	"github.com/ringfence/ringfence/internal/content"
 	"github.com/ringfence/ringfence/internal/rollout"
 	"github.com/ringfence/ringfence/internal/store"
+	"github.com/ringfence/ringfence/internal/trust"
 )
 
 // DevCredentials is what `ringfence server --dev` writes to
@@ -102,6 +103,9 @@ func (s *Server) SeedDev(ctx context.Context, dataDir, serverURL string) (*DevCr
 	if err := s.store.PutArtifact(ctx, store.Artifact{Channel: "acme/ipc", Version: b.Version, SHA256: content.Hash(bytes), Size: int64(len(bytes)), Bytes: bytes, CreatedAt: now}); err != nil {
 		return nil, fmt.Errorf("dev mode: %w", err)
 	}
+	if err := s.seedTrust(dataDir, "acme/ipc/292.bundle", bytes); err != nil {
+		return nil, fmt.Errorf("dev mode: signed-update repository: %w", err)
+	}
 	plan, _ := json.Marshal(rollout.DefaultContentPlan())
 	rel := store.Release{ID: "rel-acme-ipc-292-dev", Channel: "acme/ipc", Version: b.Version, Plan: plan, State: store.ReleaseCompleted,
 		Wave: len(rollout.DefaultContentPlan().Waves) - 1, CreatedBy: "dev mode", CreatedAt: now, UpdatedAt: now, WaveStartedAt: now, CompletedAt: now}
@@ -124,4 +128,26 @@ func writeCredentials(path string, c *DevCredentials) error {
 		return fmt.Errorf("dev mode: write %s: %w", path, err)
 	}
 	return os.Rename(tmp, path)
+}
+
+// seedTrust creates the signed-update repository for development: its
+// offline keys in <data>/dev-keys (never do that for a real fleet), vendor
+// acme's key held by the server so that publishing signs, and the seed
+// bundle signed.
+func (s *Server) seedTrust(dataDir, target string, data []byte) error {
+	if s.cfg.TUFDir == "" {
+		return nil
+	}
+	if _, ok := s.tufRepo(); ok {
+		return nil
+	}
+	repo := trust.Repo{Dir: s.cfg.TUFDir}
+	keys := filepath.Join(dataDir, "dev-keys")
+	if err := trust.Init(repo, keys, trust.InitOptions{Now: s.now()}); err != nil {
+		return err
+	}
+	if err := trust.AddVendor(repo, keys, "acme", filepath.Join(repo.Dir, "vendor-keys", "acme.key"), s.now()); err != nil {
+		return err
+	}
+	return s.signTarget("acme", target, data)
 }

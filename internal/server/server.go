@@ -44,6 +44,9 @@ type Config struct {
 	// SilenceGrace is added to the longest jittered check-in interval
 	// before a device that was offered a release counts as silent.
 	SilenceGrace time.Duration
+	// TUFDir is the signed-update repository's directory (package trust);
+	// empty or without a root.json, the server publishes none.
+	TUFDir string
 	// StratumMin is K: every stratum of the early fleet with at least K
 	// devices gets at least K of them in the canary wave.
 	StratumMin int
@@ -104,6 +107,8 @@ type Server struct {
 	// the device reports running the version.
 	offered sync.Map
 	budgets budgets
+	// tufMu serialises changes to the signed-update repository's files.
+	tufMu sync.Mutex
 }
 
 // New builds a server on a store. now is the clock (time.Now in
@@ -127,6 +132,7 @@ func (s *Server) Start(ctx context.Context) error {
 	go s.heartbeatLoop(ctx)
 	go s.healthLoop(ctx)
 	go s.controllerLoop(ctx)
+	go s.tufLoop(ctx)
 	return nil
 }
 
@@ -182,6 +188,8 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("POST /v1/enroll", s.serve(s.handleEnroll))
 	mux.Handle("POST /v1/checkin", s.serve(s.handleCheckin))
 	mux.Handle("GET /v1/artifacts/{vendor}/{channel}/{version}", s.serve(s.handleArtifact))
+	mux.Handle("GET /tuf/metadata/{file}", s.serve(s.handleTUF))
+	mux.Handle("GET /tuf/targets/{path...}", s.serve(s.handleTUF))
 
 	s.adminRoutes(mux)
 	// The catch-all keeps 404s in JSON; it also takes requests that the

@@ -81,6 +81,13 @@ func newEnv(t testing.TB, storeURL string) *env {
 
 func newEnvConfig(t testing.TB, storeURL string, cfg server.Config) *env {
 	t.Helper()
+	return newEnvAt(t, storeURL, cfg, start)
+}
+
+// newEnvAt starts the clock at a given time: signed-update metadata is
+// checked against the real time by TUF clients.
+func newEnvAt(t testing.TB, storeURL string, cfg server.Config, at time.Time) *env {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	st, err := sqlstore.Open(ctx, storeURL, t.TempDir())
 	if err != nil {
@@ -91,7 +98,7 @@ func newEnvConfig(t testing.TB, storeURL string, cfg server.Config) *env {
 	if err != nil {
 		t.Fatalf("example catalog: %v", err)
 	}
-	clock := &fakeClock{now: start}
+	clock := &fakeClock{now: at}
 	cfg.Catalog = cat
 	srv := server.New(cfg, st, clock.Now, quietLogger())
 	if err := srv.Start(ctx); err != nil {
