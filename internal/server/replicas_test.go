@@ -57,14 +57,16 @@ func TestTwoReplicasNeverBothControl(t *testing.T) {
 		t.Fatalf("controller seen on %v; want exactly one replica to hold it throughout", leaders)
 	}
 	// The controller's database session dies (as when its host loses the
-	// network): the advisory lock goes with it. Within a few ticks exactly
+	// network): the advisory lock goes with it. Only this test's database:
+	// other packages' tests share the PostgreSQL server. Within a few ticks exactly
 	// one replica holds it again.
 	admin, err := sql.Open("pgx", url)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer admin.Close()
-	if _, err := admin.Exec(`SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND pid <> pg_backend_pid()`); err != nil {
+	if _, err := admin.Exec(`SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND pid <> pg_backend_pid()
+		AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`); err != nil {
 		t.Fatal(err)
 	}
 	settled := func(what string) *server.Server {

@@ -221,7 +221,8 @@ func TestPostgresLead(t *testing.T) {
 	// The holder's connection dies: its Check fails and the lock is free.
 	var killed bool
 	err = s1.DB().QueryRowContext(ctx, `SELECT bool_and(pg_terminate_backend(pid)) FROM pg_locks
-		WHERE locktype = 'advisory' AND granted AND classid = 0 AND objid = $1 AND objsubid = 1`, int64(sqlstore.LeaderLockKey)).Scan(&killed)
+		WHERE locktype = 'advisory' AND granted AND classid = 0 AND objid = $1 AND objsubid = 1
+		AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`, int64(sqlstore.LeaderLockKey)).Scan(&killed)
 	if err != nil || !killed {
 		t.Fatalf("terminate the leader's session: %v, %v", killed, err)
 	}
