@@ -44,7 +44,6 @@ func (f *fixture) fetchWith(t *testing.T, metaDir, target string) ([]byte, error
 	return data, err
 }
 
-
 func mustRead(t *testing.T, name string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(name)
