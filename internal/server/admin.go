@@ -573,7 +573,7 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request, p Principal) er
 	if err := s.store.PutArtifact(r.Context(), a); err != nil {
 		return storeError(fmt.Sprintf("artifact %s@%d", ch, b.Version), err)
 	}
-	if err := s.signTarget(vendor, fmt.Sprintf("%s/%d.bundle", ch, b.Version), bytes); err != nil {
+	if err := s.signTarget(vendor, targetName(ch, store.ChannelContent, b.Version), bytes); err != nil {
 		return storeError("signed-update repository", err)
 	}
 	if err := s.audit(r.Context(), p, "artifact.publish", fmt.Sprintf("%s@%d", ch, b.Version), "sha256 "+resp.SHA256); err != nil {
@@ -617,7 +617,7 @@ func (s *Server) publishAgentBuild(w http.ResponseWriter, r *http.Request, p Pri
 		return storeError(fmt.Sprintf("artifact %s@%d", ch, v), err)
 	}
 	vendor, _, _ := strings.Cut(ch, "/")
-	if err := s.signTarget(vendor, fmt.Sprintf("%s/%d.build", ch, v), body); err != nil {
+	if err := s.signTarget(vendor, targetName(ch, store.ChannelAgent, v), body); err != nil {
 		return storeError("signed-update repository", err)
 	}
 	if err := s.audit(r.Context(), p, "artifact.publish", fmt.Sprintf("%s@%d", ch, v), "agent build, sha256 "+sum); err != nil {

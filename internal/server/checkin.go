@@ -258,12 +258,7 @@ func (s *Server) handleCheckin(w http.ResponseWriter, r *http.Request) error {
 		}
 		if i >= 0 && d.Version != 0 {
 			ri := targeted[i]
-			vendor, name, _ := strings.Cut(ch, "/")
-			ext := "bundle"
-			if chInfo.Kind == store.ChannelAgent {
-				ext = "build"
-			}
-			target := fmt.Sprintf("%s/%s/%d.%s", vendor, name, d.Version, ext)
+			target := targetName(ch, chInfo.Kind, d.Version)
 			cd.Artifact = &Artifact{URL: s.cfg.BaseURL + "/v1/artifacts/" + ch + "/" + strconv.FormatUint(d.Version, 10),
 				SHA256: ri.sha256, Size: ri.size, Target: target}
 		}

@@ -95,6 +95,12 @@ func (s *Server) ControlOnce(ctx context.Context) error {
 	}
 	if changed {
 		s.changed(ctx)
+		if rels, err = s.store.ListReleases(ctx, ""); err != nil {
+			errs = append(errs, fmt.Errorf("releases: %w", err))
+		}
+	}
+	if err := s.syncDenyList(rels); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

@@ -14,6 +14,8 @@ import (
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
+	"github.com/ringfence/ringfence/internal/rollout"
+	"github.com/ringfence/ringfence/internal/store"
 	"github.com/ringfence/ringfence/internal/trust"
 )
 
@@ -125,4 +127,54 @@ func (s *Server) RefreshTimestamp() error {
 		return nil
 	}
 	return repo.Refresh(s.now())
+}
+
+// targetName is an artifact's path in the signed-update repository, the
+// one the check-in names: VENDOR/CHANNEL/VERSION.bundle, or .build for
+// agent builds.
+func targetName(channel string, kind store.ChannelKind, version uint64) string {
+	ext := "bundle"
+	if kind == store.ChannelAgent {
+		ext = "build"
+	}
+	return fmt.Sprintf("%s/%d.%s", channel, version, ext)
+}
+
+// syncDenyList makes the signed deny list name exactly the targets of
+// halted and rolled-back releases. The controller runs it every tick, so a
+// halt by the controller or by a person reaches the list within a tick, and
+// a resumed release leaves it.
+func (s *Server) syncDenyList(rels []store.Release) error {
+	repo, ok := s.tufRepo()
+	if !ok {
+		return nil
+	}
+	sn := s.snap.Load()
+	want := map[string]store.Release{}
+	for _, rel := range rels {
+		if st, err := rollout.ParseState(string(rel.State)); err == nil && st.Bad() {
+			want[targetName(rel.Channel, sn.channels[rel.Channel].Kind, rel.Version)] = rel
+		}
+	}
+	s.tufMu.Lock()
+	defer s.tufMu.Unlock()
+	cur, err := trust.LoadDenyList(repo)
+	if err != nil {
+		return fmt.Errorf("deny list: %w", err)
+	}
+	for target, rel := range want {
+		if !cur.Denies(target) {
+			if err := trust.Deny(repo, trust.DenyEntry{Target: target, Reason: rel.Reason, At: s.now()}, s.now()); err != nil {
+				return fmt.Errorf("deny %s: %w", target, err)
+			}
+		}
+	}
+	for _, e := range cur.Denied {
+		if _, ok := want[e.Target]; !ok {
+			if err := trust.Allow(repo, e.Target, s.now()); err != nil {
+				return fmt.Errorf("allow %s: %w", e.Target, err)
+			}
+		}
+	}
+	return nil
 }

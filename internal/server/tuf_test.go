@@ -1,11 +1,14 @@
 package server_test
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,6 +17,7 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
 
 	"github.com/ringfence/ringfence/internal/server"
+	"github.com/ringfence/ringfence/internal/trust"
 )
 
 // A development server publishes a signed-update repository: a go-tuf
@@ -86,6 +90,40 @@ func TestServerPublishesSignedTargets(t *testing.T) {
 	e.clock.Advance(13 * time.Hour)
 	if err := e.srv.RefreshTimestamp(); err != nil || tsVersion() != v0+1 {
 		t.Fatalf("a timestamp with 11 h left was not re-signed (%v): version %d -> %d", err, v0, tsVersion())
+	}
+
+	// A halted release lands on the signed deny list within a controller
+	// tick; resuming it takes it off.
+	var rel server.ReleaseReport
+	e.must(t, http.StatusCreated, "POST", "/v1/releases", e.creds.PublisherToken, map[string]any{"channel": "acme/ipc", "version": 293}, &rel)
+	denyList := func() trust.DenyList {
+		t.Helper()
+		if err := e.srv.ControlOnce(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		b, err := fetch(trust.DenyTarget)
+		if err != nil && strings.Contains(err.Error(), "not found") {
+			return trust.DenyList{} // nothing was ever denied
+		}
+		if err != nil {
+			t.Fatalf("a client cannot verify the deny list: %v", err)
+		}
+		var l trust.DenyList
+		if err := json.Unmarshal(b, &l); err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	if l := denyList(); l.Denies("acme/ipc/293.bundle") {
+		t.Fatalf("a rolling release is on the deny list: %+v", l)
+	}
+	e.must(t, http.StatusOK, "POST", "/v1/releases/"+rel.ID+"/halt", e.creds.PublisherToken, map[string]string{"reason": "crashes"}, nil)
+	if l := denyList(); !l.Denies("acme/ipc/293.bundle") || l.Denies("acme/ipc/292.bundle") {
+		t.Fatalf("after the halt: deny list %+v, want 293 only", l)
+	}
+	e.must(t, http.StatusOK, "POST", "/v1/releases/"+rel.ID+"/resume", e.creds.PublisherToken, map[string]string{"reason": "explained"}, nil)
+	if l := denyList(); l.Denies("acme/ipc/293.bundle") {
+		t.Fatalf("after the resume: deny list %+v, want 293 off it", l)
 	}
 
 	for _, tc := range []struct {

@@ -178,6 +178,9 @@ func Init(r Repo, keysDir string, o InitOptions) error {
 	}
 	targets := metadata.Targets(o.Now.Add(TargetsExpiry))
 	targets.Signed.Delegations = &metadata.Delegations{Keys: map[string]*metadata.Key{}, Roles: []metadata.DelegatedRole{}}
+	if err := addDenyRole(r, targets, o.Now); err != nil {
+		return err
+	}
 	tk, err := LoadKey(online[metadata.TARGETS])
 	if err != nil {
 		return err
@@ -188,7 +191,18 @@ func Init(r Repo, keysDir string, o InitOptions) error {
 	if err := targets.ToFile(filepath.Join(r.metaDir(), "1.targets.json"), true); err != nil {
 		return err
 	}
-	return r.publish(o.Now, map[string]int64{"targets.json": 1})
+	deny := metadata.Targets(o.Now.Add(TargetsExpiry))
+	dk, err := LoadKey(denyKeyFile(r))
+	if err != nil {
+		return err
+	}
+	if err := signWith(deny, dk); err != nil {
+		return err
+	}
+	if err := deny.ToFile(filepath.Join(r.metaDir(), "1."+DenyRole+".json"), true); err != nil {
+		return err
+	}
+	return r.publish(o.Now, map[string]int64{"targets.json": 1, DenyRole + ".json": 1})
 }
 
 // publish writes a new snapshot naming the given role versions (merged
@@ -272,8 +286,8 @@ func (r Repo) loadTargets(role string) (*metadata.Metadata[metadata.TargetsType]
 // vendor keeps), with the targets key from keysDir, and publishes the
 // vendor's empty role.
 func AddVendor(r Repo, keysDir, vendor, keyFile string, now time.Time) error {
-	if vendor == "" || strings.ContainsAny(vendor, "/*.") {
-		return fmt.Errorf("vendor %q: want a plain name", vendor)
+	if vendor == "" || strings.ContainsAny(vendor, "/*.") || vendor == DenyRole {
+		return fmt.Errorf("vendor %q: want a plain name other than %q", vendor, DenyRole)
 	}
 	targets, err := r.loadTargets(metadata.TARGETS)
 	if err != nil {
@@ -320,11 +334,15 @@ func AddVendor(r Repo, keysDir, vendor, keyFile string, now time.Time) error {
 // AddTarget signs a target (such as "acme/ipc/293.bundle") into its
 // vendor's role with the vendor's key, stores the bytes, and publishes.
 func AddTarget(r Repo, vendorKey ed25519.PrivateKey, name string, data []byte, now time.Time) error {
-	vendor, rest, ok := strings.Cut(name, "/")
-	if !ok || rest == "" || path.Clean(name) != name {
+	_, rest, ok := strings.Cut(name, "/")
+	if !ok || rest == "" || path.Clean(name) != name || name == DenyTarget {
 		return fmt.Errorf("target %q: want VENDOR/CHANNEL/FILE", name)
 	}
-	role, err := r.loadTargets(vendor)
+	return addTarget(r, roleFor(name), vendorKey, name, data, now)
+}
+
+func addTarget(r Repo, roleName string, key ed25519.PrivateKey, name string, data []byte, now time.Time) error {
+	role, err := r.loadTargets(roleName)
 	if err != nil {
 		return err
 	}
@@ -335,21 +353,20 @@ func AddTarget(r Repo, vendorKey ed25519.PrivateKey, name string, data []byte, n
 	role.Signed.Targets[name] = tf
 	role.Signed.Version++
 	role.Signed.Expires = now.Add(TargetsExpiry)
-	if err := signWith(role, vendorKey); err != nil {
+	if err := signWith(role, key); err != nil {
 		return err
 	}
 	// Consistent snapshots: the file is stored under its hash, so a
 	// client never reads bytes of another version under the same name.
-	dir, base := path.Split(name)
-	file := filepath.Join(r.Dir, "targets", filepath.FromSlash(dir), hex.EncodeToString(tf.Hashes["sha256"])+"."+base)
+	file := r.targetFile(name, tf)
 	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
 		return err
 	}
 	if err := os.WriteFile(file, data, 0o644); err != nil {
 		return err
 	}
-	if err := role.ToFile(filepath.Join(r.metaDir(), strconv.FormatInt(role.Signed.Version, 10)+"."+vendor+".json"), true); err != nil {
+	if err := role.ToFile(filepath.Join(r.metaDir(), strconv.FormatInt(role.Signed.Version, 10)+"."+roleName+".json"), true); err != nil {
 		return err
 	}
-	return r.publish(now, map[string]int64{vendor + ".json": role.Signed.Version})
+	return r.publish(now, map[string]int64{roleName + ".json": role.Signed.Version})
 }
