@@ -75,7 +75,60 @@ directory to keep off the server (removable media, a vault).`,
 		RunE:                  func(cmd *cobra.Command, args []string) error { return cmd.Help() },
 		DisableFlagsInUseLine: true,
 	}
-	vendor.AddCommand(vendorAdd)
-	c.AddCommand(initCmd, vendor)
+	vendorRevoke := &cobra.Command{
+		Use:   "revoke VENDOR --data DIR --keys DIR",
+		Short: "Remove a vendor's delegation (a lost or compromised key); add it again with a new key",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if data == "" || keys == "" {
+				return usage(fmt.Errorf("--data and --keys are required"))
+			}
+			if err := trust.RevokeVendor(trust.Repo{Dir: filepath.Join(data, "tuf")}, keys, args[0], time.Now().UTC()); err != nil {
+				return usage(err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "vendor %s's key revoked: clients no longer trust what it signed\n", args[0])
+			return nil
+		},
+	}
+	vendorRevoke.Flags().StringVar(&data, "data", "", "the server's data directory")
+	vendorRevoke.Flags().StringVar(&keys, "keys", "", "directory of the offline keys (targets.key)")
+	vendor.AddCommand(vendorAdd, vendorRevoke)
+
+	var with []string
+	var newKeys, newThreshold int
+	var replace []string
+	rotate := &cobra.Command{
+		Use:   "rotate-root --data DIR --keys DIR --with KEY,KEY [--new-root-keys N --new-threshold T] [--replace-online timestamp,snapshot]",
+		Short: "Publish a new root: new root keys, or new online keys after a compromise",
+		Long: `The new root is signed by the current root's threshold of keys (--with) and, when
+root keys are replaced, by the new threshold of new ones, so every client walks
+from the root it holds to the new one.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if data == "" || keys == "" || len(with) == 0 {
+				return usage(fmt.Errorf("--data, --keys and --with are required"))
+			}
+			o := trust.RotateOptions{NewRootKeys: newKeys, NewThreshold: newThreshold, ReplaceOnline: replace, Now: time.Now().UTC()}
+			for _, f := range with {
+				k, err := trust.LoadKey(f)
+				if err != nil {
+					return usage(err)
+				}
+				o.OldRootKeys = append(o.OldRootKeys, k)
+			}
+			if err := trust.RotateRoot(trust.Repo{Dir: filepath.Join(data, "tuf")}, keys, o); err != nil {
+				return usage(err)
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), "new root published")
+			return nil
+		},
+	}
+	rotate.Flags().StringVar(&data, "data", "", "the server's data directory")
+	rotate.Flags().StringVar(&keys, "keys", "", "directory of the offline keys (new root keys are written here)")
+	rotate.Flags().StringSliceVar(&with, "with", nil, "current root key files to sign with (at least its threshold)")
+	rotate.Flags().IntVar(&newKeys, "new-root-keys", 0, "replace the root keys with this many new ones")
+	rotate.Flags().IntVar(&newThreshold, "new-threshold", 0, "threshold of the new root keys")
+	rotate.Flags().StringSliceVar(&replace, "replace-online", nil, "online roles whose keys to replace: timestamp, snapshot")
+	c.AddCommand(initCmd, vendor, rotate)
 	return c
 }

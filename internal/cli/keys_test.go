@@ -43,6 +43,18 @@ func TestKeysInitAndVendorAdd(t *testing.T) {
 	wantCode(t, r, 2)
 	wantContains(t, r.stderr, "already delegated")
 
+	// Rotation: the current root's threshold signs; one key is not enough.
+	r = ringfence(t, "keys", "rotate-root", "--data", data, "--keys", keys, "--with", filepath.Join(keys, "root-1.key"), "--replace-online", "timestamp")
+	wantCode(t, r, 2)
+	wantContains(t, r.stderr, "needs 2 of its keys")
+	ok(t, ringfence(t, "keys", "rotate-root", "--data", data, "--keys", keys, "--with", filepath.Join(keys, "root-1.key")+","+filepath.Join(keys, "root-2.key"),
+		"--new-root-keys", "3", "--new-threshold", "2", "--replace-online", "timestamp"))
+	if _, err := os.Stat(filepath.Join(data, "tuf", "metadata", "2.root.json")); err != nil {
+		t.Errorf("root 2: %v", err)
+	}
+	ok(t, ringfence(t, "keys", "vendor", "revoke", "acme", "--data", data, "--keys", keys))
+	wantCode(t, ringfence(t, "keys", "vendor", "revoke", "acme", "--data", data, "--keys", keys), 2)
+
 	for _, args := range [][]string{
 		{"keys", "init", "--data", t.TempDir()},
 		{"keys", "init", "--data", t.TempDir(), "--keys", t.TempDir(), "--root-keys", "2", "--root-threshold", "3"},

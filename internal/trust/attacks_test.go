@@ -65,6 +65,7 @@ func wantRefused(t *testing.T, what string, data []byte, err error, mention stri
 	if err == nil {
 		t.Fatalf("%s: accepted (%d bytes)", what, len(data))
 	}
+	t.Logf("%s: refused: %v", what, err)
 	if data != nil {
 		t.Errorf("%s: refused but returned %d bytes", what, len(data))
 	}

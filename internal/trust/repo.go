@@ -206,8 +206,8 @@ func Init(r Repo, keysDir string, o InitOptions) error {
 }
 
 // publish writes a new snapshot naming the given role versions (merged
-// into the current snapshot's) and a new timestamp, signed with the
-// online keys.
+// into the current snapshot's) and a new timestamp, signed with the online
+// keys.
 func (r Repo) publish(now time.Time, roles map[string]int64) error {
 	snapshot := metadata.Snapshot(now.Add(SnapshotExpiry))
 	if cur, err := r.current(); err == nil {
@@ -322,13 +322,22 @@ func AddVendor(r Repo, keysDir, vendor, keyFile string, now time.Time) error {
 		return err
 	}
 	role := metadata.Targets(now.Add(TargetsExpiry))
+	// A vendor delegated again after a revocation continues its role's
+	// versions: clients never see one go back.
+	old, _ := filepath.Glob(filepath.Join(r.metaDir(), "*."+vendor+".json"))
+	role.Signed.Version = int64(len(old)) + 1
+	for _, f := range old {
+		if v, err := strconv.ParseInt(strings.SplitN(filepath.Base(f), ".", 2)[0], 10, 64); err == nil && v >= role.Signed.Version {
+			role.Signed.Version = v + 1
+		}
+	}
 	if err := signWith(role, vk); err != nil {
 		return err
 	}
-	if err := role.ToFile(filepath.Join(r.metaDir(), "1."+vendor+".json"), true); err != nil {
+	if err := role.ToFile(filepath.Join(r.metaDir(), fmt.Sprintf("%d.%s.json", role.Signed.Version, vendor)), true); err != nil {
 		return err
 	}
-	return r.publish(now, map[string]int64{"targets.json": targets.Signed.Version, vendor + ".json": 1})
+	return r.publish(now, map[string]int64{"targets.json": targets.Signed.Version, vendor + ".json": role.Signed.Version})
 }
 
 // AddTarget signs a target (such as "acme/ipc/293.bundle") into its
