@@ -163,4 +163,3 @@ func RevokeVendor(r Repo, keysDir, vendor string, now time.Time) error {
 	// rollback), and a role nobody delegates to is trusted by no one.
 	return r.publish(now, map[string]int64{"targets.json": targets.Signed.Version})
 }
-
