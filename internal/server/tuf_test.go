@@ -13,8 +13,6 @@ import (
 	"time"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
-	"github.com/theupdateframework/go-tuf/v2/metadata/config"
-	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
 
 	"github.com/ringfence/ringfence/internal/server"
 	"github.com/ringfence/ringfence/internal/trust"
@@ -35,25 +33,8 @@ func TestServerPublishesSignedTargets(t *testing.T) {
 	e.must(t, http.StatusCreated, "POST", "/v1/channels/acme/ipc/publish", e.creds.PublisherToken, bundleSource(t, "acme", "ipc", 293), &pub)
 
 	fetch := func(target string) ([]byte, error) {
-		cfg, err := config.New(e.url+"/tuf/metadata/", root)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg.RemoteTargetsURL = e.url + "/tuf/targets/"
-		cfg.LocalMetadataDir, cfg.LocalTargetsDir = t.TempDir(), t.TempDir()
-		up, err := updater.New(cfg)
-		if err != nil {
-			return nil, err
-		}
-		if err := up.Refresh(); err != nil {
-			return nil, err
-		}
-		info, err := up.GetTargetInfo(target)
-		if err != nil {
-			return nil, err
-		}
-		_, b, err := up.DownloadTarget(info, "", "")
-		return b, err
+		return trust.Fetch(trust.ClientConfig{MetadataURL: e.url + "/tuf/metadata/", TargetsURL: e.url + "/tuf/targets/", Root: root,
+			MetadataDir: t.TempDir(), TargetsDir: t.TempDir()}, target)
 	}
 	for _, target := range []string{"acme/ipc/292.bundle", "acme/ipc/293.bundle"} {
 		b, err := fetch(target)

@@ -7,8 +7,6 @@ import (
 	"testing"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
-	"github.com/theupdateframework/go-tuf/v2/metadata/config"
-	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
 )
 
 // The attacks TUF exists for, each against a go-tuf client holding only the
@@ -23,25 +21,8 @@ func (f *fixture) fetchWith(t *testing.T, metaDir, target string) ([]byte, error
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := config.New(f.url+"/tuf/metadata/", root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.RemoteTargetsURL = f.url + "/tuf/targets/"
-	cfg.LocalMetadataDir, cfg.LocalTargetsDir = metaDir, t.TempDir()
-	up, err := updater.New(cfg)
-	if err != nil {
-		return nil, err
-	}
-	if err := up.Refresh(); err != nil {
-		return nil, err
-	}
-	info, err := up.GetTargetInfo(target)
-	if err != nil {
-		return nil, err
-	}
-	_, data, err := up.DownloadTarget(info, "", "")
-	return data, err
+	return Fetch(ClientConfig{MetadataURL: f.url + "/tuf/metadata/", TargetsURL: f.url + "/tuf/targets/", Root: root,
+		MetadataDir: metaDir, TargetsDir: t.TempDir()}, target)
 }
 
 func mustRead(t *testing.T, name string) []byte {

@@ -309,16 +309,7 @@ func AddVendor(r Repo, keysDir, vendor, keyFile string, now time.Time) error {
 	targets.Signed.Delegations.Keys[id] = pub
 	targets.Signed.Delegations.Roles = append(targets.Signed.Delegations.Roles, metadata.DelegatedRole{
 		Name: vendor, KeyIDs: []string{id}, Threshold: 1, Terminating: true, Paths: []string{vendor + "/*/*"}})
-	targets.Signed.Version++
-	targets.Signed.Expires = now.Add(TargetsExpiry)
-	tk, err := LoadKey(filepath.Join(keysDir, "targets.key"))
-	if err != nil {
-		return err
-	}
-	if err := signWith(targets, tk); err != nil {
-		return err
-	}
-	if err := targets.ToFile(filepath.Join(r.metaDir(), fmt.Sprintf("%d.targets.json", targets.Signed.Version)), true); err != nil {
+	if err := r.writeTargets(targets, keysDir, now); err != nil {
 		return err
 	}
 	role := metadata.Targets(now.Add(TargetsExpiry))
@@ -378,4 +369,19 @@ func addTarget(r Repo, roleName string, key ed25519.PrivateKey, name string, dat
 		return err
 	}
 	return r.publish(now, map[string]int64{roleName + ".json": role.Signed.Version})
+}
+
+// writeTargets bumps the top-level targets role's version and expiry, signs
+// it with the offline targets key from keysDir and writes it.
+func (r Repo) writeTargets(targets *metadata.Metadata[metadata.TargetsType], keysDir string, now time.Time) error {
+	targets.Signed.Version++
+	targets.Signed.Expires = now.Add(TargetsExpiry)
+	tk, err := LoadKey(filepath.Join(keysDir, "targets.key"))
+	if err != nil {
+		return err
+	}
+	if err := signWith(targets, tk); err != nil {
+		return err
+	}
+	return targets.ToFile(filepath.Join(r.metaDir(), fmt.Sprintf("%d.targets.json", targets.Signed.Version)), true)
 }

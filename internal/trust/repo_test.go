@@ -8,9 +8,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/theupdateframework/go-tuf/v2/metadata/config"
-	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
 )
 
 // fixture is a repository with vendor acme and target acme/ipc/293.bundle,
@@ -49,32 +46,10 @@ func newFixture(t *testing.T) *fixture {
 	return f
 }
 
-// fetch runs a fresh go-tuf client holding only the initial root.json.
+// fetch runs a fresh client holding only the initial root.json.
 func (f *fixture) fetch(t *testing.T, target string) ([]byte, error) {
 	t.Helper()
-	root, err := os.ReadFile(filepath.Join(f.repo.Dir, "root.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.New(f.url+"/tuf/metadata/", root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.RemoteTargetsURL = f.url + "/tuf/targets/"
-	cfg.LocalMetadataDir, cfg.LocalTargetsDir = t.TempDir(), t.TempDir()
-	up, err := updater.New(cfg)
-	if err != nil {
-		return nil, err
-	}
-	if err := up.Refresh(); err != nil {
-		return nil, err
-	}
-	info, err := up.GetTargetInfo(target)
-	if err != nil {
-		return nil, err
-	}
-	_, data, err := up.DownloadTarget(info, "", "")
-	return data, err
+	return f.fetchWith(t, t.TempDir(), target)
 }
 
 func TestClientVerifiesTheRepository(t *testing.T) {

@@ -146,16 +146,7 @@ func RevokeVendor(r Repo, keysDir, vendor string, now time.Time) error {
 		delete(targets.Signed.Delegations.Keys, id)
 	}
 	targets.Signed.Delegations.Roles = slices.Delete(targets.Signed.Delegations.Roles, i, i+1)
-	targets.Signed.Version++
-	targets.Signed.Expires = now.Add(TargetsExpiry)
-	tk, err := LoadKey(filepath.Join(keysDir, "targets.key"))
-	if err != nil {
-		return err
-	}
-	if err := signWith(targets, tk); err != nil {
-		return err
-	}
-	if err := targets.ToFile(filepath.Join(r.metaDir(), fmt.Sprintf("%d.targets.json", targets.Signed.Version)), true); err != nil {
+	if err := r.writeTargets(targets, keysDir, now); err != nil {
 		return err
 	}
 	// The vendor's role stays listed in the snapshot: TUF clients refuse a
