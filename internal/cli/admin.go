@@ -1149,7 +1149,26 @@ admin tokens and the organisation's org-admins.`,
 		},
 	}
 	set.Flags().IntVar(&hourlyCap, "hourly-cap-bp", 0, "basis points of the fleet per hour, 0 (no cap) to 10000")
-	return group("budget", "Set organisations' hourly budgets for new versions", set)
+	show := &cobra.Command{
+		Use:   "show ORG",
+		Short: "Show an organisation's hourly budget for new versions",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var b server.Budget
+			raw, err := f.call(cmd.Context(), http.MethodGet, "/v1/orgs/"+url.PathEscape(args[0])+"/budget", nil, nil, &b)
+			if err != nil {
+				return err
+			}
+			return f.show(cmd.OutOrStdout(), raw, func(w io.Writer) {
+				if b.HourlyCap == 0 {
+					fmt.Fprintf(w, "%s: no hourly cap\n", b.Org)
+					return
+				}
+				fmt.Fprintf(w, "%s: new versions may reach %s of its fleet per hour (%d basis points)\n", b.Org, sharePercent(b.HourlyCap), b.HourlyCap)
+			})
+		},
+	}
+	return group("budget", "Show and set organisations' hourly budgets for new versions", set, show)
 }
 
 // --- audit ---

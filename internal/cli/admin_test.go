@@ -543,6 +543,11 @@ func TestReleaseStory(t *testing.T) {
 	if want := "budget set: new versions may reach 1.5% of contoso's fleet per hour (150 basis points)\n"; r.stdout != want {
 		t.Errorf("got %q, want %q", r.stdout, want)
 	}
+	r = ok(t, s.as(t, s.creds.Viewer, "budget", "show", "contoso"))
+	if want := "contoso: new versions may reach 1.5% of its fleet per hour (150 basis points)\n"; r.stdout != want {
+		t.Errorf("budget show: got %q, want %q", r.stdout, want)
+	}
+	wantCode(t, s.as(t, pub, "budget", "show", "contoso"), 1)
 	var b struct {
 		Org       string
 		HourlyCap int `json:"hourly_cap_bp"`

@@ -46,6 +46,7 @@ func (s *Server) adminRoutes(mux *http.ServeMux) {
 	mux.Handle("GET /v1/kill-switches", s.api(s.listKillSwitches))
 	mux.Handle("PUT /v1/kill-switch", s.api(s.setKillSwitch))
 	mux.Handle("PUT /v1/channels/{vendor}/{channel}/kill-switch", s.api(s.setKillSwitch))
+	mux.Handle("GET /v1/orgs/{org}/budget", s.api(s.getBudget))
 	mux.Handle("PUT /v1/orgs/{org}/budget", s.api(s.setBudget))
 	mux.Handle("GET /v1/audit", s.api(s.listAudit))
 }

@@ -253,6 +253,8 @@ func matrix() []struct {
 		{"kill-switch-acme-ipc", func(t testing.TB, a *authz) request {
 			return request{"PUT", "/v1/channels/acme/ipc/kill-switch", map[string]any{"engaged": false, "reason": "drill"}}
 		}, only(200, 403, pAdmin)},
+		{"read-budget-contoso", func(t testing.TB, a *authz) request { return request{"GET", "/v1/orgs/contoso/budget", nil} },
+			only(200, 403, pAdmin, pOrgContoso, pViewContoso)},
 		{"budget-contoso", func(t testing.TB, a *authz) request {
 			return request{"PUT", "/v1/orgs/contoso/budget", map[string]any{"hourly_cap_bp": 0}}
 		}, only(200, 403, pAdmin, pOrgContoso)},

@@ -578,6 +578,22 @@ type Budget struct {
 	HourlyCap int    `json:"hourly_cap_bp"`
 }
 
+func (s *Server) getBudget(w http.ResponseWriter, r *http.Request, p Principal) error {
+	org := r.PathValue("org")
+	if !p.orgAccess(org, false) {
+		return forbidden("token may not read organisation %s", org)
+	}
+	t, err := s.store.GetTenant(r.Context(), org)
+	if err != nil || t.Kind != store.TenantOrg {
+		if err == nil || isNotFound(err) {
+			return notFound("organisation %s", org)
+		}
+		return storeError("organisation "+org, err)
+	}
+	writeJSON(w, http.StatusOK, Budget{Org: org, HourlyCap: t.HourlyCap})
+	return nil
+}
+
 func (s *Server) setBudget(w http.ResponseWriter, r *http.Request, p Principal) error {
 	org := r.PathValue("org")
 	if !p.orgAccess(org, true) {

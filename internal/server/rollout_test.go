@@ -496,6 +496,11 @@ func TestRolloutOrganisationHourlyBudget(t *testing.T) {
 	forEachStore(t, func(t *testing.T, e *env) {
 		f := standardFleet(t, e)
 		e.must(t, http.StatusOK, "PUT", "/v1/orgs/fabrikam/budget", e.creds.AdminToken, map[string]any{"hourly_cap_bp": 1000}, nil) // 10%: 12 devices
+		var b server.Budget
+		e.must(t, http.StatusOK, "GET", "/v1/orgs/fabrikam/budget", e.creds.AdminToken, nil, &b)
+		if b.Org != "fabrikam" || b.HourlyCap != 1000 {
+			t.Fatalf("budget read back: %+v, want fabrikam at 1000 basis points", b)
+		}
 		rel := e.startRelease(t, quickPlan(), "normal")
 		f.until(t, 4, "in the canary", func(st server.ReleaseStatus) bool { return st.Release.WaveName == "canary" }, rel.ID)
 		f.tick(t)
