@@ -1,7 +1,6 @@
 package rollout
 
 import (
-	"errors"
 	"fmt"
 	"math"
 	"sort"
@@ -443,10 +442,6 @@ func fmtMinutes(d time.Duration) string {
 	}
 	return fmt.Sprintf("%.0f min", math.Ceil(d.Minutes()))
 }
-
-// ErrNoFigures is the Telemetry.Err the server uses when it could not read
-// the counters at all.
-var ErrNoFigures = errors.New("telemetry unavailable")
 
 // Summary lists gates that did not pass, for messages.
 func Summary(rs []GateResult) string {

@@ -1,6 +1,7 @@
 package rollout
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -103,11 +104,14 @@ func runGateCases(t *testing.T, cases []gateCase) {
 	}
 }
 
+// errNoFigures stands for any error reading the figures.
+var errNoFigures = errors.New("telemetry unavailable")
+
 // errorCases are the error outcomes every gate has: unreadable figures and
 // a bad spec.
 func errorCases(t *testing.T, m Metric, tel Telemetry) []gateCase {
 	broken := tel
-	broken.Err = fmt.Errorf("counter totals: %w", ErrNoFigures)
+	broken.Err = fmt.Errorf("counter totals: %w", errNoFigures)
 	return []gateCase{
 		{name: "error/telemetry", gate: spec(t, m, nil), tel: broken, want: Error,
 			msg: string(m) + ": could not measure: counter totals: telemetry unavailable"},
@@ -540,7 +544,7 @@ func TestEvaluateDefaultGates(t *testing.T) {
 	if s := Summary(rs); s != "unclean-reboot inconclusive, revert no-data" {
 		t.Errorf("Summary = %q", s)
 	}
-	broken := Evaluate(DefaultGates(), "canary", Telemetry{Err: ErrNoFigures})
+	broken := Evaluate(DefaultGates(), "canary", Telemetry{Err: errNoFigures})
 	for _, r := range broken {
 		if r.Outcome != Error || !strings.HasSuffix(r.Message, "could not measure: telemetry unavailable") {
 			t.Errorf("%s with unreadable figures: %s %q", r.Metric, r.Outcome, r.Message)

@@ -228,8 +228,7 @@ func (s *Server) handleCheckin(w http.ResponseWriter, r *http.Request) error {
 		}
 		chInfo := sn.channels[ch]
 		dv := rollout.DeviceView{Position: rollout.CohortPosition(id, ch), Track: sn.track(org, ch), Active: rep.ActiveVersion, LKG: rep.LKGVersion,
-			OutsideWindow: !rollout.InAnyWindow(sn.windows[policyKey{org, ch}], now), Internal: sn.tenants[org].Internal}
-		dv.Stratum = stratum
+			OutsideWindow: !rollout.InAnyWindow(sn.windows[policyKey{org, ch}], now), Internal: sn.tenants[org].Internal, Stratum: stratum}
 		d := rollout.Desired(now, views, dv, chInfo.Unpausable, nil)
 		cd := ChannelDesired{Channel: ch, DesiredVersion: d.Version, Release: d.Release, Reason: d.Reason}
 		i := slices.IndexFunc(views, func(v rollout.ReleaseView) bool { return v.Version == d.Version })
@@ -247,13 +246,6 @@ func (s *Server) handleCheckin(w http.ResponseWriter, r *http.Request) error {
 				wr.Offers = append(wr.Offers, store.Offer{Release: d.Release, Device: id, Org: org, Wave: views[i].Wave, At: now})
 				offerKeys = append(offerKeys, key)
 				mustWait = true
-			}
-		}
-		if hasRep && rep.ActiveVersion != 0 {
-			for _, ri := range rels {
-				if ri.rel.Version == rep.ActiveVersion {
-					s.offered.Delete(ri.rel.ID + "\x00" + id)
-				}
 			}
 		}
 		if i >= 0 && d.Version != 0 {
@@ -288,6 +280,15 @@ func (s *Server) handleCheckin(w http.ResponseWriter, r *http.Request) error {
 		resp.AckSeq = res.res.LastSeq
 		for _, k := range offerKeys {
 			s.offered.Store(k, struct{}{})
+		}
+		// A device that reports running a version no longer needs its
+		// offer remembered.
+		for _, c := range wr.Channels {
+			for _, ri := range sn.releases[c.Channel] {
+				if ri.rel.Version == c.ActiveVersion {
+					s.offered.Delete(ri.rel.ID + "\x00" + id)
+				}
+			}
 		}
 		s.devices.lock(e)
 		e.lastSeq = max(e.lastSeq, res.res.LastSeq)

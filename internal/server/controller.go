@@ -42,14 +42,14 @@ func (s *Server) leading(ctx context.Context) bool {
 	s.leaseMu.Lock()
 	defer s.leaseMu.Unlock()
 	if s.lease != nil {
-		if err := s.lease.Check(ctx); err == nil {
+		err := s.lease.Check(ctx)
+		if err == nil {
 			return true
-		} else {
-			s.log.Warn("lost the rollout controller lease", "err", err)
-			s.lease.Release()
-			s.lease = nil
-			s.isLeader.Store(false)
 		}
+		s.log.Warn("lost the rollout controller lease", "err", err)
+		s.lease.Release()
+		s.lease = nil
+		s.isLeader.Store(false)
 	}
 	l, err := s.store.Lead(ctx)
 	if err != nil {
@@ -95,11 +95,8 @@ func (s *Server) ControlOnce(ctx context.Context) error {
 	}
 	if changed {
 		s.changed(ctx)
-		if rels, err = s.store.ListReleases(ctx, ""); err != nil {
-			errs = append(errs, fmt.Errorf("releases: %w", err))
-		}
 	}
-	if err := s.syncDenyList(rels); err != nil {
+	if err := s.syncDenyList(ctx, rels, changed); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

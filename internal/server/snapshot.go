@@ -144,7 +144,7 @@ func (s *Server) refresh(ctx context.Context) error {
 		}
 		ri := &releaseInfo{rel: r, sha256: meta.sha256, size: meta.size, targets: meta.targets, hasTargets: meta.hasTargets,
 			view: rollout.ReleaseView{ID: r.ID, Version: r.Version, State: rollout.ReleaseState(r.State), Wave: r.Wave, Plan: plan, CompletedAt: r.CompletedAt}}
-		if len(r.Cohort) > 0 {
+		if len(r.Cohort) > 0 && ri.view.State.Live() {
 			var c rollout.Cohort
 			if err := json.Unmarshal(r.Cohort, &c); err == nil {
 				ri.view.Strata = c.Bounds

@@ -144,10 +144,17 @@ func targetName(channel string, kind store.ChannelKind, version uint64) string {
 // halted and rolled-back releases. The controller runs it every tick, so a
 // halt by the controller or by a person reaches the list within a tick, and
 // a resumed release leaves it.
-func (s *Server) syncDenyList(rels []store.Release) error {
+// stale says rels predate this tick's changes and must be read again.
+func (s *Server) syncDenyList(ctx context.Context, rels []store.Release, stale bool) error {
 	repo, ok := s.tufRepo()
 	if !ok {
 		return nil
+	}
+	if stale {
+		var err error
+		if rels, err = s.store.ListReleases(ctx, ""); err != nil {
+			return fmt.Errorf("releases: %w", err)
+		}
 	}
 	sn := s.snap.Load()
 	want := map[string]store.Release{}

@@ -43,22 +43,12 @@ func (l DenyList) Denies(target string) bool {
 
 func denyKeyFile(r Repo) string { return filepath.Join(r.Dir, "online", "deny.key") }
 
-// addDenyRole delegates DenyTarget to a new online key and publishes an
-// empty list; Init calls it with the targets key.
-func addDenyRole(r Repo, targets *metadata.Metadata[metadata.TargetsType], now time.Time) error {
-	_, pub, err := newKey(denyKeyFile(r))
-	if err != nil {
-		return err
-	}
-	id, err := pub.ID()
-	if err != nil {
-		return err
-	}
-	targets.Signed.Delegations.Keys[id] = pub
+// addDenyRole delegates DenyTarget to a new online key; Init signs the
+// delegation and publishes the empty role.
+func addDenyRole(r Repo, targets *metadata.Metadata[metadata.TargetsType]) error {
 	// First and terminating: no other role is asked about the list.
-	targets.Signed.Delegations.Roles = append([]metadata.DelegatedRole{{Name: DenyRole, KeyIDs: []string{id}, Threshold: 1,
-		Terminating: true, Paths: []string{DenyTarget}}}, targets.Signed.Delegations.Roles...)
-	return nil
+	_, err := delegate(targets, DenyRole, DenyTarget, denyKeyFile(r), true)
+	return err
 }
 
 // LoadDenyList reads the current list (version 0 and empty before the

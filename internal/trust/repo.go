@@ -178,7 +178,7 @@ func Init(r Repo, keysDir string, o InitOptions) error {
 	}
 	targets := metadata.Targets(o.Now.Add(TargetsExpiry))
 	targets.Signed.Delegations = &metadata.Delegations{Keys: map[string]*metadata.Key{}, Roles: []metadata.DelegatedRole{}}
-	if err := addDenyRole(r, targets, o.Now); err != nil {
+	if err := addDenyRole(r, targets); err != nil {
 		return err
 	}
 	tk, err := LoadKey(online[metadata.TARGETS])
@@ -298,17 +298,10 @@ func AddVendor(r Repo, keysDir, vendor, keyFile string, now time.Time) error {
 			return fmt.Errorf("vendor %s is already delegated", vendor)
 		}
 	}
-	vk, pub, err := newKey(keyFile)
+	vk, err := delegate(targets, vendor, vendor+"/*/*", keyFile, false)
 	if err != nil {
 		return err
 	}
-	id, err := pub.ID()
-	if err != nil {
-		return err
-	}
-	targets.Signed.Delegations.Keys[id] = pub
-	targets.Signed.Delegations.Roles = append(targets.Signed.Delegations.Roles, metadata.DelegatedRole{
-		Name: vendor, KeyIDs: []string{id}, Threshold: 1, Terminating: true, Paths: []string{vendor + "/*/*"}})
 	if err := r.writeTargets(targets, keysDir, now); err != nil {
 		return err
 	}
@@ -384,4 +377,25 @@ func (r Repo) writeTargets(targets *metadata.Metadata[metadata.TargetsType], key
 		return err
 	}
 	return targets.ToFile(filepath.Join(r.metaDir(), fmt.Sprintf("%d.targets.json", targets.Signed.Version)), true)
+}
+
+// delegate adds a terminating delegation of one path pattern to a new key
+// written to keyFile, first in the list or last, and returns the key.
+func delegate(targets *metadata.Metadata[metadata.TargetsType], role, pattern, keyFile string, first bool) (ed25519.PrivateKey, error) {
+	priv, pub, err := newKey(keyFile)
+	if err != nil {
+		return nil, err
+	}
+	id, err := pub.ID()
+	if err != nil {
+		return nil, err
+	}
+	targets.Signed.Delegations.Keys[id] = pub
+	d := metadata.DelegatedRole{Name: role, KeyIDs: []string{id}, Threshold: 1, Terminating: true, Paths: []string{pattern}}
+	if first {
+		targets.Signed.Delegations.Roles = append([]metadata.DelegatedRole{d}, targets.Signed.Delegations.Roles...)
+	} else {
+		targets.Signed.Delegations.Roles = append(targets.Signed.Delegations.Roles, d)
+	}
+	return priv, nil
 }
