@@ -2,6 +2,7 @@ package rollout
 
 import (
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -23,6 +24,56 @@ type ReleaseStatus struct {
 	// the current wave reaches in total (-1: not known yet).
 	Confirmed int64
 	Targeted  int
+	// Signing is how far the vendor signed the release's artifact, and
+	// SigningNote what is missing, in words.
+	Signing     Signing
+	SigningNote string
+}
+
+// Signing is how far a release's artifact is signed for devices to verify
+// it: devices in canary waves need the vendor's canary signature, all
+// others the vendor's threshold of signatures.
+type Signing int
+
+const (
+	// SigningNotRequired: the server has no signed-update repository.
+	SigningNotRequired Signing = iota
+	SigningNone
+	SigningCanary
+	SigningProduction
+)
+
+// signedFor reports whether devices of wave i can verify the artifact.
+func (st ReleaseStatus) signedFor(i int) bool {
+	switch st.Signing {
+	case SigningNotRequired, SigningProduction:
+		return true
+	case SigningCanary:
+		return st.Plan.Waves[i].Canary
+	}
+	return false
+}
+
+// exitNeeds says what leaving the current wave still needs from people
+// ("leaving the canary waves needs 1 approval(s), 0 given"): approvals,
+// and the vendor's signatures for the next wave's devices; "" when
+// nothing.
+func (st ReleaseStatus) exitNeeds(creator string) string {
+	var needs []string
+	if st.Plan.exitNeedsApproval(st.Wave) && st.Approvals < st.Lane.Approvals() {
+		needs = append(needs, fmt.Sprintf("%d approval(s)%s, %d given", st.Lane.Approvals(), creator, st.Approvals))
+	}
+	if st.Wave+1 < len(st.Plan.Waves) && !st.signedFor(st.Wave+1) {
+		needs = append(needs, "the vendor's signatures: "+st.SigningNote)
+	}
+	if len(needs) == 0 {
+		return ""
+	}
+	what := "leaving wave " + st.Plan.Waves[st.Wave].Name
+	if st.Plan.exitNeedsApproval(st.Wave) {
+		what = "leaving the canary waves"
+	}
+	return what + " needs " + strings.Join(needs, " and ")
 }
 
 // Verdict is the controller's verdict for one release in one tick.
@@ -111,9 +162,9 @@ func Step(now time.Time, st ReleaseStatus, gates []GateResult) Verdict {
 	case !allPass:
 		d.Phase = PhaseGating
 		d.Reason = fmt.Sprintf("wave %s gating: %s", wave.Name, Summary(gates))
-	case st.Plan.exitNeedsApproval(st.Wave) && st.Approvals < st.Lane.Approvals():
+	case st.exitNeeds("") != "":
 		d.State, d.Phase = StateAwaitingApproval, PhaseGating
-		d.Reason = fmt.Sprintf("wave %s passed; leaving the canary waves needs %d approval(s), %d given", wave.Name, st.Lane.Approvals(), st.Approvals)
+		d.Reason = fmt.Sprintf("wave %s passed; %s", wave.Name, st.exitNeeds(""))
 		return d
 	default:
 		return advance(d, st, fmt.Sprintf("wave %s passed: %s", wave.Name, Summary(gates)))
@@ -154,6 +205,9 @@ func Promote(st ReleaseStatus, gates []GateResult) (Verdict, error) {
 		return d, err
 	}
 	if st.State == StateDraft {
+		if !st.signedFor(0) {
+			return d, &TransitionError{Action: ActPromote, State: st.State, Why: "its first wave's devices cannot verify it yet: " + st.SigningNote}
+		}
 		d.State, d.Phase, d.Advanced = StateRolling, PhaseBaking, true
 		d.Reason = "started by a person"
 		return d, nil
@@ -166,9 +220,8 @@ func Promote(st ReleaseStatus, gates []GateResult) (Verdict, error) {
 			return d, &TransitionError{Action: ActPromote, State: st.State, Why: "a gate fails: " + g.Message}
 		}
 	}
-	if st.Plan.exitNeedsApproval(st.Wave) && st.Approvals < st.Lane.Approvals() {
-		return d, &TransitionError{Action: ActPromote, State: st.State,
-			Why: fmt.Sprintf("leaving the canary waves needs %d approval(s) by someone other than the creator, %d given", st.Lane.Approvals(), st.Approvals)}
+	if needs := st.exitNeeds(" by someone other than the creator"); needs != "" {
+		return d, &TransitionError{Action: ActPromote, State: st.State, Why: needs}
 	}
 	return advance(d, st, "promoted by a person"), nil
 }

@@ -103,6 +103,20 @@ func TestStep(t *testing.T) {
 			Verdict{State: StateRolling, Wave: 2, Phase: PhaseBaking, Advanced: true, Reason: "wave canary passed: every gate passed; now in wave early"}},
 		{"advance/from-awaiting-approval", status(1, func(s *ReleaseStatus) { s.State, s.Phase, s.Approvals = StateAwaitingApproval, PhaseGating, 1 }), 3 * time.Hour, allPass(),
 			Verdict{State: StateRolling, Wave: 2, Phase: PhaseBaking, Advanced: true, Reason: "wave canary passed: every gate passed; now in wave early"}},
+		// Signatures: devices past the canary waves verify the vendor's
+		// threshold of signatures, so the release waits for them.
+		{"awaiting-signatures/approved-canary-signed-only", status(1, func(s *ReleaseStatus) {
+			s.Approvals, s.Signing, s.SigningNote = 1, SigningCanary, "acme/ipc/293.bundle has 1 of the 2 vendor signatures it needs"
+		}), 2 * time.Hour, allPass(),
+			Verdict{State: StateAwaitingApproval, Wave: 1, Phase: PhaseGating,
+				Reason: "wave canary passed; leaving the canary waves needs the vendor's signatures: acme/ipc/293.bundle has 1 of the 2 vendor signatures it needs"}},
+		{"awaiting-signatures/and-approval", status(1, func(s *ReleaseStatus) { s.Signing, s.SigningNote = SigningCanary, "1 of 2" }), 2 * time.Hour, allPass(),
+			Verdict{State: StateAwaitingApproval, Wave: 1, Phase: PhaseGating,
+				Reason: "wave canary passed; leaving the canary waves needs 1 approval(s), 0 given and the vendor's signatures: 1 of 2"}},
+		{"advance/canary-signature-enough-inside-canary-waves", status(0, func(s *ReleaseStatus) { s.Signing = SigningCanary }), 30 * time.Minute, allPass(),
+			Verdict{State: StateRolling, Wave: 1, Phase: PhaseBaking, Advanced: true, Reason: "wave internal passed: every gate passed; now in wave canary"}},
+		{"advance/production-signed-and-approved", status(1, func(s *ReleaseStatus) { s.Approvals, s.Signing = 1, SigningProduction }), 2 * time.Hour, allPass(),
+			Verdict{State: StateRolling, Wave: 2, Phase: PhaseBaking, Advanced: true, Reason: "wave canary passed: every gate passed; now in wave early"}},
 		{"advance/from-awaiting-approval-emergency", status(1, func(s *ReleaseStatus) {
 			s.State, s.Phase, s.Lane, s.Approvals = StateAwaitingApproval, PhaseGating, LaneEmergency, 2
 		}), 20 * time.Minute, allPass(),
@@ -302,6 +316,12 @@ func TestPromote(t *testing.T) {
 			Verdict{State: StateAwaitingApproval, Wave: 1, Phase: PhaseGating}, "cannot promote an awaiting-approval release: leaving the canary waves needs 1 approval(s) by someone other than the creator, 0 given"},
 		{"refuses-emergency-one-approval", status(StateRolling, 1, func(s *ReleaseStatus) { s.Lane, s.Approvals = LaneEmergency, 1 }), allPass(),
 			Verdict{State: StateRolling, Wave: 1, Phase: PhaseBaking}, "cannot promote a rolling release: leaving the canary waves needs 2 approval(s) by someone other than the creator, 1 given"},
+		{"refuses-canary-exit-without-production-signatures", status(StateAwaitingApproval, 1, func(s *ReleaseStatus) {
+			s.Phase, s.Approvals, s.Signing, s.SigningNote = PhaseGating, 1, SigningCanary, "1 of 2"
+		}), allPass(),
+			Verdict{State: StateAwaitingApproval, Wave: 1, Phase: PhaseGating}, "cannot promote an awaiting-approval release: leaving the canary waves needs the vendor's signatures: 1 of 2"},
+		{"refuses-unsigned-draft", status(StateDraft, 0, func(s *ReleaseStatus) { s.Phase, s.Signing, s.SigningNote = "", SigningNone, "not signed" }), nil,
+			Verdict{State: StateDraft}, "cannot promote a draft release: its first wave's devices cannot verify it yet: not signed"},
 		{"refuses-paused", status(StatePaused, 2, nil), allPass(),
 			Verdict{State: StatePaused, Wave: 2, Phase: PhaseBaking}, "cannot promote a paused release: only a draft, rolling or awaiting-approval release is promoted"},
 		{"refuses-completed", status(StateCompleted, 4, func(s *ReleaseStatus) { s.Phase = "" }), allPass(),

@@ -50,10 +50,10 @@ func TestDenyList(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := AddTarget(f.repo, vk, DenyTarget, []byte(`{"version":9,"denied":[]}`), f.now); err == nil {
+	if err := AddTarget(f.repo, DenyTarget, []byte(`{"version":9,"denied":[]}`), f.now, vk); err == nil {
 		t.Fatal("AddTarget wrote the deny list")
 	}
-	if err := AddVendor(f.repo, f.keys, DenyRole, filepath.Join(t.TempDir(), "x.key"), f.now); err == nil {
+	if _, err := AddVendor(f.repo, f.keys, DenyRole, VendorOptions{OutDir: t.TempDir(), Now: f.now}); err == nil {
 		t.Fatal("a vendor named after the deny role was delegated")
 	}
 }

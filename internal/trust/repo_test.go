@@ -1,6 +1,7 @@
 package trust
 
 import (
+	"crypto/ed25519"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -18,6 +19,8 @@ type fixture struct {
 	url     string
 	now     time.Time
 	content []byte
+	// vendorKey is acme's only key (threshold 1).
+	vendorKey ed25519.PrivateKey
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -26,15 +29,12 @@ func newFixture(t *testing.T) *fixture {
 	if err := Init(f.repo, f.keys, InitOptions{Now: f.now}); err != nil {
 		t.Fatal(err)
 	}
-	vendorKey := filepath.Join(t.TempDir(), "acme.key")
-	if err := AddVendor(f.repo, f.keys, "acme", vendorKey, f.now); err != nil {
-		t.Fatal(err)
-	}
-	vk, err := LoadKey(vendorKey)
+	files, err := AddVendor(f.repo, f.keys, "acme", VendorOptions{NewKeys: 1, OutDir: t.TempDir(), Now: f.now})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := AddTarget(f.repo, vk, "acme/ipc/293.bundle", f.content, f.now); err != nil {
+	f.vendorKey = loadKeys(t, files...)[0]
+	if err := AddTarget(f.repo, "acme/ipc/293.bundle", f.content, f.now, f.vendorKey); err != nil {
 		t.Fatal(err)
 	}
 	mux := http.NewServeMux()
@@ -79,16 +79,18 @@ func TestTamperedTargetIsRefused(t *testing.T) {
 
 func TestVendorCannotSignOutsideItsPaths(t *testing.T) {
 	f := newFixture(t)
-	vendorKey := filepath.Join(t.TempDir(), "globex.key")
-	if err := AddVendor(f.repo, f.keys, "globex", vendorKey, f.now); err != nil {
-		t.Fatal(err)
-	}
-	gk, err := LoadKey(vendorKey)
+	files, err := AddVendor(f.repo, f.keys, "globex", VendorOptions{NewKeys: 1, OutDir: t.TempDir(), Now: f.now})
 	if err != nil {
 		t.Fatal(err)
 	}
-	// globex's key signs into acme's role: the role's own keys do not match.
-	if err := AddTarget(f.repo, gk, "acme/ipc/294.bundle", []byte("evil"), f.now); err != nil {
+	gk := loadKeys(t, files...)[0]
+	// The repository refuses globex's signature on acme's role.
+	if err := AddTarget(f.repo, "acme/ipc/294.bundle", []byte("evil"), f.now, gk); err == nil || !strings.Contains(err.Error(), "not one of vendor acme's signing keys") {
+		t.Fatalf("globex signing acme's role: got %v, want a refusal", err)
+	}
+	// A compromised server writes globex's signature into acme's role
+	// anyway: clients refuse it, since the role's own keys do not match.
+	if err := addTarget(f.repo, "acme", gk, "acme/ipc/294.bundle", []byte("evil"), f.now); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := f.fetch(t, "acme/ipc/294.bundle"); err == nil {

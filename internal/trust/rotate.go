@@ -2,7 +2,9 @@ package trust
 
 import (
 	"crypto/ed25519"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -138,14 +140,21 @@ func RevokeVendor(r Repo, keysDir, vendor string, now time.Time) error {
 	if err != nil {
 		return err
 	}
-	i := slices.IndexFunc(targets.Signed.Delegations.Roles, func(d metadata.DelegatedRole) bool { return d.Name == vendor })
-	if i < 0 || vendor == DenyRole {
+	if vendor == DenyRole || len(vendorRoles(targets, vendor)) == 0 {
 		return fmt.Errorf("vendor %s is not delegated", vendor)
 	}
-	for _, id := range targets.Signed.Delegations.Roles[i].KeyIDs {
-		delete(targets.Signed.Delegations.Keys, id)
+	for _, d := range vendorRoles(targets, vendor) {
+		for _, id := range d.KeyIDs {
+			delete(targets.Signed.Delegations.Keys, id)
+		}
+		// What awaited the old keys' signatures is void.
+		if err := os.Remove(r.pendingFile(d.Name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
 	}
-	targets.Signed.Delegations.Roles = slices.Delete(targets.Signed.Delegations.Roles, i, i+1)
+	targets.Signed.Delegations.Roles = slices.DeleteFunc(targets.Signed.Delegations.Roles, func(d metadata.DelegatedRole) bool {
+		return d.Name == vendor || d.Name == CanaryRole(vendor)
+	})
 	if err := r.writeTargets(targets, keysDir, now); err != nil {
 		return err
 	}

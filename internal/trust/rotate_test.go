@@ -115,12 +115,12 @@ func TestRevokedVendorKeyIsRefused(t *testing.T) {
 	if err := RevokeVendor(f.repo, f.keys, "acme", f.now); err == nil {
 		t.Fatal("revoking twice succeeded")
 	}
-	newKeyFile := filepath.Join(t.TempDir(), "acme-2.key")
-	if err := AddVendor(f.repo, f.keys, "acme", newKeyFile, f.now); err != nil {
+	files, err := AddVendor(f.repo, f.keys, "acme", VendorOptions{NewKeys: 1, OutDir: t.TempDir(), Now: f.now})
+	if err != nil {
 		t.Fatal(err)
 	}
-	nk := loadKeys(t, newKeyFile)[0]
-	if err := AddTarget(f.repo, nk, "acme/ipc/294.bundle", []byte("bundle 294"), f.now); err != nil {
+	nk := loadKeys(t, files...)[0]
+	if err := AddTarget(f.repo, "acme/ipc/294.bundle", []byte("bundle 294"), f.now, nk); err != nil {
 		t.Fatal(err)
 	}
 	if b, err := f.fetchWith(t, agent, "acme/ipc/294.bundle"); err != nil || string(b) != "bundle 294" {
