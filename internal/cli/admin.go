@@ -21,6 +21,7 @@ import (
 	"github.com/ringfence/ringfence/internal/rollout"
 	"github.com/ringfence/ringfence/internal/server"
 	"github.com/ringfence/ringfence/internal/store"
+	"github.com/ringfence/ringfence/internal/trust"
 )
 
 // The admin commands drive the server's admin API (internal/server/admin.go).
@@ -36,7 +37,7 @@ func newAdminCmds(root *cobra.Command) []*cobra.Command {
 	f.register(root)
 	return []*cobra.Command{
 		newWhoamiCmd(f), newTenantsCmd(f), newChannelsCmd(f), newTokensCmd(f), newEnrollTokensCmd(f),
-		newDevicesCmd(f), newPoliciesCmd(f), newPublishCmd(f), newReleaseCmd(f), newKillSwitchCmd(f), newBudgetCmd(f), newAuditCmd(f),
+		newDevicesCmd(f), newPoliciesCmd(f), newPublishCmd(f), newSignCmd(f), newReleaseCmd(f), newKillSwitchCmd(f), newBudgetCmd(f), newAuditCmd(f),
 	}
 }
 
@@ -581,26 +582,50 @@ func warningText(h string) string {
 // --- publish ---
 
 func newPublishCmd(f *adminFlags) *cobra.Command {
-	var channel, types, manifests string
+	var channel, types, manifests, sigs string
 	c := &cobra.Command{
-		Use:   "publish BUNDLE [--channel VENDOR/NAME] [--types DIR --manifests DIR]",
-		Short: "Publish a bundle source to its channel; the server validates and compiles it",
+		Use:   "publish [BUNDLE] [--channel VENDOR/NAME] [--types DIR --manifests DIR] [--signatures FILE]",
+		Short: "Publish a bundle source to its channel, or upload a vendor's signatures",
 		Long: `Publish a bundle (YAML or JSON source, at most 8 MiB) to a channel: the bundle's
 own vendor/channel unless --channel says otherwise. The server validates it
 against every targeted agent's capability manifest and the channel's current
 version, and stores the compiled artifact. With --types and --manifests the
 bundle is first validated here, and not sent if it is rejected.
 
+With a signed-update repository the artifact then awaits its vendor's
+signatures: "ringfence sign" makes them, "publish --signatures FILE" uploads
+them (with or without a bundle).
+
 Exit status: 0 published, 1 rejected (findings are printed, one per line) or
 refused, 2 usage, I/O error, unreachable server or bad token.`,
-		Args: cobra.ExactArgs(1),
+		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return f.publish(cmd, args[0], channel, types, manifests)
+			if len(args) == 0 && sigs == "" {
+				return usage(errors.New("give a BUNDLE to publish, --signatures FILE to upload, or both"))
+			}
+			if len(args) == 1 {
+				if err := f.publish(cmd, args[0], channel, types, manifests); err != nil {
+					return err
+				}
+			}
+			if sigs == "" {
+				return nil
+			}
+			b, err := readUpTo(sigs, 64<<20)
+			if err != nil {
+				return usage(err)
+			}
+			var req trust.Request
+			if err := json.Unmarshal(b, &req); err != nil || req.Vendor == "" {
+				return usage(fmt.Errorf("%s: not signatures made by ringfence sign (%v)", sigs, err))
+			}
+			return f.uploadSignatures(cmd, req)
 		},
 	}
 	c.Flags().StringVar(&channel, "channel", "", "publish to VENDOR/NAME (default: the bundle's vendor/channel)")
 	c.Flags().StringVar(&types, "types", "", "validate locally first: directory of template types")
 	c.Flags().StringVar(&manifests, "manifests", "", "validate locally first: directory of capability manifests")
+	c.Flags().StringVar(&sigs, "signatures", "", "upload signatures made by ringfence sign")
 	return c
 }
 
@@ -684,6 +709,15 @@ func (f *adminFlags) publish(cmd *cobra.Command, path, channel, types, manifests
 	return f.show(w, body, func(w io.Writer) {
 		fmt.Fprintf(w, "PUBLISHED %s (%s@%d)\n", path, res.Channel, res.Version)
 		fields(w, "  channel", res.Channel, "  version", strconv.FormatUint(res.Version, 10), "  sha256", res.SHA256, "  size", fmt.Sprintf("%d bytes", res.Size))
+		switch res.Signing {
+		case "production":
+			fields(w, "  signing", "signed by the vendor's threshold: every device can verify it")
+		case "canary", "unsigned":
+			fields(w, "  signing", res.Signing+": "+res.SigningNote)
+			vendor, _, _ := strings.Cut(res.Channel, "/")
+			fmt.Fprintf(w, "  next: ringfence sign %s --key FILE --expect %s=%s --out SIGS; ringfence publish --signatures SIGS\n",
+				vendor, res.Target, res.SHA256)
+		}
 		printFindings(w, path, localFindings(res.Findings, path))
 	})
 }
@@ -1014,9 +1048,15 @@ func printReleaseStatus(w io.Writer, st *server.ReleaseStatus) {
 	if st.Frozen {
 		kill = "engaged (the release waits; a failing gate still halts it)"
 	}
-	fields(w, "release", r.ID, "channel", fmt.Sprintf("%s@%d", r.Channel, r.Version), "state", r.State,
-		"wave", fmt.Sprintf("%s of %d", r.wave(), len(r.Plan.Waves)), "phase", orDash(r.Phase), "lane", r.Lane,
-		"approvals", approvals, "kill switch", kill)
+	kv := []string{"release", r.ID, "channel", fmt.Sprintf("%s@%d", r.Channel, r.Version), "state", r.State,
+		"wave", fmt.Sprintf("%s of %d", r.wave(), len(r.Plan.Waves)), "phase", orDash(r.Phase), "lane", r.Lane, "approvals", approvals}
+	switch st.Signing {
+	case "production":
+		kv = append(kv, "signatures", "production: every device can verify it")
+	case "canary", "unsigned":
+		kv = append(kv, "signatures", st.Signing+": "+st.SigningNote)
+	}
+	fields(w, append(kv, "kill switch", kill)...)
 	fmt.Fprintln(w)
 	var rows [][]string
 	for i, wv := range st.Waves {

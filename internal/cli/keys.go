@@ -49,25 +49,86 @@ directory to keep off the server (removable media, a vault).`,
 	initCmd.Flags().IntVar(&threshold, "root-threshold", 2, "root keys needed to sign a new root")
 
 	var out string
+	var pubKeys []string
+	var vendorNewKeys, vendorThreshold int
 	vendorAdd := &cobra.Command{
-		Use:   "add VENDOR --data DIR --keys DIR --out FILE",
-		Short: "Delegate VENDOR/CHANNEL/* to a new key written to FILE, for the vendor to keep",
-		Args:  cobra.ExactArgs(1),
+		Use:   "add VENDOR --data DIR --keys DIR (--key FILE.pub ... | --out DIR [--new-keys 2]) [--threshold 2]",
+		Short: "Delegate VENDOR/CHANNEL/* to the vendor's signers' keys, with a threshold",
+		Long: `Delegate the vendor's paths to its signers' keys. Each signer runs
+"ringfence keys generate" where the key will live and hands over only the .pub
+file (--key, once per signer). Without --key, --new-keys key files are written
+to --out for the operator to hand out.
+
+Targets installable everywhere need --threshold signatures (default 2: the
+two-person rule); devices in canary waves need any one of the keys.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if data == "" || keys == "" || out == "" {
-				return usage(fmt.Errorf("--data, --keys and --out are required"))
+			if data == "" || keys == "" {
+				return usage(fmt.Errorf("--data and --keys are required"))
+			}
+			if (len(pubKeys) == 0) == (out == "") {
+				return usage(fmt.Errorf("give the signers' public keys (--key FILE.pub) or a directory for new keys (--out DIR)"))
+			}
+			o := trust.VendorOptions{NewKeys: vendorNewKeys, OutDir: out, Threshold: vendorThreshold, Now: time.Now().UTC()}
+			if len(pubKeys) > 0 {
+				o.NewKeys = 0
+			}
+			for _, f := range pubKeys {
+				k, err := trust.LoadPublicKey(f)
+				if err != nil {
+					return usage(err)
+				}
+				o.Keys = append(o.Keys, k)
 			}
 			repo := trust.Repo{Dir: filepath.Join(data, "tuf")}
-			if err := trust.AddVendor(repo, keys, args[0], out, time.Now().UTC()); err != nil {
+			files, err := trust.AddVendor(repo, keys, args[0], o)
+			if err != nil {
 				return usage(err)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "vendor %s delegated %s/*/*; its key is in %s\n", args[0], args[0], out)
+			n := len(o.Keys) + len(files)
+			t := o.Threshold
+			if t == 0 {
+				t = min(2, n)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "vendor %s delegated %s/*/* to %d key(s), threshold %d (canary waves: any one)\n", args[0], args[0], n, t)
+			for _, f := range files {
+				fmt.Fprintf(cmd.OutOrStdout(), "  new key: %s (hand it to one signer)\n", f)
+			}
+			if len(files) == 0 {
+				fmt.Fprintf(cmd.OutOrStdout(), "  the vendor's empty roles await its signers: ringfence sign %s --key FILE\n", args[0])
+			}
 			return nil
 		},
 	}
 	vendorAdd.Flags().StringVar(&data, "data", "", "the server's data directory")
 	vendorAdd.Flags().StringVar(&keys, "keys", "", "directory of the offline keys (targets.key)")
-	vendorAdd.Flags().StringVar(&out, "out", "", "file to write the vendor's new private key to")
+	vendorAdd.Flags().StringVar(&out, "out", "", "directory to write new vendor keys to (VENDOR-1.key ...)")
+	vendorAdd.Flags().StringSliceVar(&pubKeys, "key", nil, "a signer's public key file (repeat, or comma-separate)")
+	vendorAdd.Flags().IntVar(&vendorNewKeys, "new-keys", 2, "with --out: how many keys to generate")
+	vendorAdd.Flags().IntVar(&vendorThreshold, "threshold", 0, "signatures needed outside the canary waves (default 2, or 1 with one key)")
+
+	var genOut string
+	generate := &cobra.Command{
+		Use:   "generate --out FILE",
+		Short: "Create a signing key where it will live; hand over only FILE.pub",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if genOut == "" {
+				return usage(fmt.Errorf("--out is required"))
+			}
+			pub, err := trust.GenerateKey(genOut)
+			if err != nil {
+				return usage(err)
+			}
+			id, err := trust.KeyID(pub)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "key %s\n  private: %s (keep it here)\n  public:  %s.pub (give it to the operator)\n", id, genOut, genOut)
+			return nil
+		},
+	}
+	generate.Flags().StringVar(&genOut, "out", "", "file for the new private key (FILE.pub gets the public half)")
 	vendor := &cobra.Command{
 		Use:                   "vendor",
 		Short:                 "Delegate vendors' paths to their keys",
@@ -129,6 +190,6 @@ from the root it holds to the new one.`,
 	rotate.Flags().IntVar(&newKeys, "new-root-keys", 0, "replace the root keys with this many new ones")
 	rotate.Flags().IntVar(&newThreshold, "new-threshold", 0, "threshold of the new root keys")
 	rotate.Flags().StringSliceVar(&replace, "replace-online", nil, "online roles whose keys to replace: timestamp, snapshot")
-	c.AddCommand(initCmd, vendor, rotate)
+	c.AddCommand(initCmd, vendor, rotate, generate)
 	return c
 }

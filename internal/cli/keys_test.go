@@ -33,15 +33,34 @@ func TestKeysInitAndVendorAdd(t *testing.T) {
 	wantCode(t, r, 2)
 	wantContains(t, r.stderr, "already holds a repository")
 
-	vendorKey := filepath.Join(t.TempDir(), "acme.key")
-	r = ok(t, ringfence(t, "keys", "vendor", "add", "acme", "--data", data, "--keys", keys, "--out", vendorKey))
-	wantContains(t, r.stdout, "acme/*/*")
-	if _, err := os.Stat(filepath.Join(data, "tuf", "metadata", "1.acme.json")); err != nil {
-		t.Errorf("acme's role metadata: %v", err)
+	vendorKeys := t.TempDir()
+	r = ok(t, ringfence(t, "keys", "vendor", "add", "acme", "--data", data, "--keys", keys, "--out", vendorKeys))
+	wantContains(t, r.stdout, "acme/*/* to 2 key(s), threshold 2")
+	for _, f := range []string{filepath.Join(data, "tuf", "metadata", "1.acme.json"), filepath.Join(data, "tuf", "metadata", "1.acme.canary.json"),
+		filepath.Join(vendorKeys, "acme-1.key"), filepath.Join(vendorKeys, "acme-2.key.pub")} {
+		if _, err := os.Stat(f); err != nil {
+			t.Errorf("after vendor add: %v", err)
+		}
 	}
-	r = ringfence(t, "keys", "vendor", "add", "acme", "--data", data, "--keys", keys, "--out", filepath.Join(t.TempDir(), "again.key"))
+	r = ringfence(t, "keys", "vendor", "add", "acme", "--data", data, "--keys", keys, "--out", t.TempDir())
 	wantCode(t, r, 2)
 	wantContains(t, r.stderr, "already delegated")
+
+	// Signers who generate their own keys hand over only the public half;
+	// the vendor's first role versions then await their signatures.
+	signer := filepath.Join(t.TempDir(), "alice.key")
+	r = ok(t, ringfence(t, "keys", "generate", "--out", signer))
+	wantContains(t, r.stdout, "alice.key.pub")
+	wantCode(t, ringfence(t, "keys", "generate", "--out", signer), 2)
+	r = ok(t, ringfence(t, "keys", "vendor", "add", "globex", "--data", data, "--keys", keys, "--key", signer+".pub", "--threshold", "1"))
+	wantContains(t, r.stdout, "threshold 1")
+	wantContains(t, r.stdout, "await its signers")
+	if _, err := os.Stat(filepath.Join(data, "tuf", "pending", "globex.json")); err != nil {
+		t.Errorf("globex's first version awaiting signatures: %v", err)
+	}
+	r = ringfence(t, "keys", "vendor", "add", "initech", "--data", data, "--keys", keys, "--key", signer+".pub", "--threshold", "2")
+	wantCode(t, r, 2)
+	wantContains(t, r.stderr, "threshold 2 of 1 keys")
 
 	// Rotation: the current root's threshold signs; one key is not enough.
 	r = ringfence(t, "keys", "rotate-root", "--data", data, "--keys", keys, "--with", filepath.Join(keys, "root-1.key"), "--replace-online", "timestamp")
@@ -58,8 +77,10 @@ func TestKeysInitAndVendorAdd(t *testing.T) {
 	for _, args := range [][]string{
 		{"keys", "init", "--data", t.TempDir()},
 		{"keys", "init", "--data", t.TempDir(), "--keys", t.TempDir(), "--root-keys", "2", "--root-threshold", "3"},
-		{"keys", "vendor", "add", "globex", "--data", data, "--keys", keys},
-		{"keys", "vendor", "add", "a/b", "--data", data, "--keys", keys, "--out", filepath.Join(t.TempDir(), "x.key")},
+		{"keys", "vendor", "add", "umbrella", "--data", data, "--keys", keys},
+		{"keys", "vendor", "add", "umbrella", "--data", data, "--keys", keys, "--out", t.TempDir(), "--key", signer + ".pub"},
+		{"keys", "vendor", "add", "a/b", "--data", data, "--keys", keys, "--out", t.TempDir()},
+		{"keys", "generate"},
 	} {
 		wantCode(t, ringfence(t, args...), 2)
 	}

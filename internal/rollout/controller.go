@@ -43,16 +43,18 @@ const (
 	SigningProduction
 )
 
-// signedFor reports whether devices of wave i can verify the artifact.
-func (st ReleaseStatus) signedFor(i int) bool {
-	switch st.Signing {
+// Covers reports whether devices of a wave can verify the artifact.
+func (s Signing) Covers(w Wave) bool {
+	switch s {
 	case SigningNotRequired, SigningProduction:
 		return true
 	case SigningCanary:
-		return st.Plan.Waves[i].Canary
+		return w.Canary
 	}
 	return false
 }
+
+func (st ReleaseStatus) signedFor(i int) bool { return st.Signing.Covers(st.Plan.Waves[i]) }
 
 // exitNeeds says what leaving the current wave still needs from people
 // ("leaving the canary waves needs 1 approval(s), 0 given"): approvals,

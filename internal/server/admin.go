@@ -46,6 +46,8 @@ func (s *Server) adminRoutes(mux *http.ServeMux) {
 	mux.Handle("GET /v1/kill-switches", s.api(s.listKillSwitches))
 	mux.Handle("PUT /v1/kill-switch", s.api(s.setKillSwitch))
 	mux.Handle("PUT /v1/channels/{vendor}/{channel}/kill-switch", s.api(s.setKillSwitch))
+	mux.Handle("GET /v1/vendors/{vendor}/signing-request", s.api(s.signingRequest))
+	mux.Handle("POST /v1/vendors/{vendor}/signatures", s.api(s.uploadSignatures))
 	mux.Handle("GET /v1/orgs/{org}/budget", s.api(s.getBudget))
 	mux.Handle("PUT /v1/orgs/{org}/budget", s.api(s.setBudget))
 	mux.Handle("GET /v1/audit", s.api(s.listAudit))
@@ -515,6 +517,13 @@ type PublishResult struct {
 	SHA256   string           `json:"sha256"`
 	Size     int              `json:"size"`
 	Findings content.Findings `json:"findings"`
+	// Signing is how far the vendor signed it: "production", "canary" or
+	// "unsigned" ("" without a signed-update repository); SigningNote
+	// says what is missing.
+	Signing     string `json:"signing,omitempty"`
+	SigningNote string `json:"signing_note,omitempty"`
+	// Target is the artifact's name in the signed-update repository.
+	Target string `json:"target"`
 }
 
 // publish validates a bundle against the server's catalog and every
@@ -574,8 +583,9 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request, p Principal) er
 	if err := s.store.PutArtifact(r.Context(), a); err != nil {
 		return storeError(fmt.Sprintf("artifact %s@%d", ch, b.Version), err)
 	}
-	if err := s.signTarget(vendor, targetName(ch, store.ChannelContent, b.Version), bytes); err != nil {
-		return storeError("signed-update repository", err)
+	resp.Target = targetName(ch, store.ChannelContent, b.Version)
+	if resp.Signing, resp.SigningNote, err = s.stageArtifact(vendor, resp.Target, bytes); err != nil {
+		return err
 	}
 	if err := s.audit(r.Context(), p, "artifact.publish", fmt.Sprintf("%s@%d", ch, b.Version), "sha256 "+resp.SHA256); err != nil {
 		return err
@@ -618,13 +628,14 @@ func (s *Server) publishAgentBuild(w http.ResponseWriter, r *http.Request, p Pri
 		return storeError(fmt.Sprintf("artifact %s@%d", ch, v), err)
 	}
 	vendor, _, _ := strings.Cut(ch, "/")
-	if err := s.signTarget(vendor, targetName(ch, store.ChannelAgent, v), body); err != nil {
-		return storeError("signed-update repository", err)
+	res := PublishResult{Channel: ch, Version: v, SHA256: sum, Size: len(body), Findings: content.Findings{}, Target: targetName(ch, store.ChannelAgent, v)}
+	if res.Signing, res.SigningNote, err = s.stageArtifact(vendor, res.Target, body); err != nil {
+		return err
 	}
 	if err := s.audit(r.Context(), p, "artifact.publish", fmt.Sprintf("%s@%d", ch, v), "agent build, sha256 "+sum); err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, PublishResult{Channel: ch, Version: v, SHA256: sum, Size: len(body), Findings: content.Findings{}})
+	writeJSON(w, http.StatusCreated, res)
 	return nil
 }
 

@@ -232,6 +232,16 @@ func (s *Server) handleCheckin(w http.ResponseWriter, r *http.Request) error {
 		d := rollout.Desired(now, views, dv, chInfo.Unpausable, nil)
 		cd := ChannelDesired{Channel: ch, DesiredVersion: d.Version, Release: d.Release, Reason: d.Reason}
 		i := slices.IndexFunc(views, func(v rollout.ReleaseView) bool { return v.Version == d.Version })
+		target := ""
+		if i >= 0 && d.Version != 0 {
+			if target = deviceTarget(targeted[i], targeted[i].target); target == "" {
+				// The device could not verify it: nothing is offered
+				// before the vendor's signatures for its wave exist.
+				resp.Channels = append(resp.Channels, ChannelDesired{Channel: ch, DesiredVersion: rep.ActiveVersion,
+					Reason: fmt.Sprintf("%d waits for its vendor's signatures", d.Version)})
+				continue
+			}
+		}
 		if i >= 0 && d.Version != 0 && d.Version > rep.ActiveVersion && views[i].State.Reaches() {
 			// An upgrade: record the offer before the device hears it, so a
 			// device that dies applying it still counts as exposed.
@@ -250,7 +260,6 @@ func (s *Server) handleCheckin(w http.ResponseWriter, r *http.Request) error {
 		}
 		if i >= 0 && d.Version != 0 {
 			ri := targeted[i]
-			target := targetName(ch, chInfo.Kind, d.Version)
 			cd.Artifact = &Artifact{URL: s.cfg.BaseURL + "/v1/artifacts/" + ch + "/" + strconv.FormatUint(d.Version, 10),
 				SHA256: ri.sha256, Size: ri.size, Target: target}
 		}

@@ -217,6 +217,9 @@ func (s *Server) judge(ctx context.Context, rel store.Release, plan rollout.Plan
 	}
 	j := judgement{status: rollout.ReleaseStatus{State: st, Wave: rel.Wave, Phase: rollout.Phase(rel.Phase), Lane: lane, Plan: plan,
 		WaveStartedAt: rel.WaveStartedAt, Approvals: approvals(rel), Targeted: -1, Frozen: s.snap.Load().frozen(rel.Channel)}}
+	if ri := s.snap.Load().byID[rel.ID]; ri != nil {
+		j.status.Signing, j.status.SigningNote = ri.signing, ri.signingNote
+	}
 	if len(rel.Cohort) > 0 {
 		var c rollout.Cohort
 		if err := json.Unmarshal(rel.Cohort, &c); err != nil {

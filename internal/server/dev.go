@@ -25,6 +25,10 @@ type DevCredentials struct {
 	ViewerToken    string `json:"viewer_token"`
 	EnrollToken    string `json:"enroll_token"`
 	Server         string `json:"server"`
+	// ApproverSigningKey is vendor acme's second key (threshold 2), for
+	// `ringfence sign`: releases leave their canary waves only once it
+	// signed too.
+	ApproverSigningKey string `json:"approver_signing_key,omitempty"`
 }
 
 // ExampleCatalog is the catalog embedded in the binary: the examples'
@@ -103,7 +107,7 @@ func (s *Server) SeedDev(ctx context.Context, dataDir, serverURL string) (*DevCr
 	if err := s.store.PutArtifact(ctx, store.Artifact{Channel: "acme/ipc", Version: b.Version, SHA256: content.Hash(bytes), Size: int64(len(bytes)), Bytes: bytes, CreatedAt: now}); err != nil {
 		return nil, fmt.Errorf("dev mode: %w", err)
 	}
-	if err := s.seedTrust(dataDir, "acme/ipc/292.bundle", bytes); err != nil {
+	if c.ApproverSigningKey, err = s.seedTrust(dataDir, "acme/ipc/292.bundle", bytes); err != nil {
 		return nil, fmt.Errorf("dev mode: signed-update repository: %w", err)
 	}
 	plan, _ := json.Marshal(rollout.DefaultContentPlan())
@@ -131,23 +135,42 @@ func writeCredentials(path string, c *DevCredentials) error {
 }
 
 // seedTrust creates the signed-update repository for development: its
-// offline keys in <data>/dev-keys (never do that for a real fleet), vendor
-// acme's key held by the server so that publishing signs, and the seed
-// bundle signed.
-func (s *Server) seedTrust(dataDir, target string, data []byte) error {
+// offline keys in <data>/dev-keys (never do that for a real fleet) and
+// vendor acme with two keys, threshold 2. The server holds acme-1 (the
+// publisher's), so publishing signs for the canary waves; acme-2, the
+// approver's, stays in dev-keys for `ringfence sign`. The seed bundle is
+// signed by both.
+func (s *Server) seedTrust(dataDir, target string, data []byte) (approverKey string, err error) {
+	keys := filepath.Join(dataDir, "dev-keys")
+	approverKey = filepath.Join(keys, "acme-2.key")
 	if s.cfg.TUFDir == "" {
-		return nil
+		return "", nil
 	}
 	if _, ok := s.tufRepo(); ok {
-		return nil
+		return approverKey, nil
 	}
 	repo := trust.Repo{Dir: s.cfg.TUFDir}
-	keys := filepath.Join(dataDir, "dev-keys")
 	if err := trust.Init(repo, keys, trust.InitOptions{Now: s.now()}); err != nil {
-		return err
+		return "", err
 	}
-	if err := trust.AddVendor(repo, keys, "acme", filepath.Join(repo.Dir, "vendor-keys", "acme.key"), s.now()); err != nil {
-		return err
+	files, err := trust.AddVendor(repo, keys, "acme", trust.VendorOptions{NewKeys: 2, OutDir: keys, Now: s.now()})
+	if err != nil {
+		return "", err
 	}
-	return s.signTarget("acme", target, data)
+	held := filepath.Join(repo.Dir, "vendor-keys", "acme", filepath.Base(files[0]))
+	if err := os.MkdirAll(filepath.Dir(held), 0o700); err != nil {
+		return "", err
+	}
+	if err := os.Rename(files[0], held); err != nil {
+		return "", err
+	}
+	signers, err := heldKeys(repo, "acme")
+	if err != nil {
+		return "", err
+	}
+	approver, err := trust.LoadKey(files[1])
+	if err != nil {
+		return "", err
+	}
+	return approverKey, trust.AddTarget(repo, target, data, s.now(), append(signers, approver)...)
 }

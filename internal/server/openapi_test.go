@@ -27,10 +27,12 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/ringfence/ringfence/internal/content"
 	"github.com/ringfence/ringfence/internal/rollout"
 	"github.com/ringfence/ringfence/internal/server"
 	"github.com/ringfence/ringfence/internal/store"
 	"github.com/ringfence/ringfence/internal/store/sqlstore"
+	"github.com/ringfence/ringfence/internal/trust"
 )
 
 const openAPIPath = "../../api/openapi.yaml"
@@ -519,6 +521,21 @@ func TestOpenAPIReleaseTypesMatchCode(t *testing.T) {
 	matchSchemas(t, doc, schemaOf, requests)
 }
 
+// TestOpenAPISigningTypesMatchCode: the same for publishing and signing.
+func TestOpenAPISigningTypesMatchCode(t *testing.T) {
+	doc, _, _ := loadOpenAPI(t)
+	schemaOf := map[reflect.Type]string{
+		reflect.TypeFor[server.PublishResult](): "PublishResult",
+		reflect.TypeFor[content.Finding]():      "Finding",
+		reflect.TypeFor[trust.Request]():        "SigningRequest",
+		reflect.TypeFor[trust.RoleRequest]():    "RoleRequest",
+		reflect.TypeFor[trust.TargetInfo]():     "TargetInfo",
+		reflect.TypeFor[server.SigningResult](): "SigningResult",
+		reflect.TypeFor[trust.RoleStatus]():     "RoleStatus",
+	}
+	matchSchemas(t, doc, schemaOf, map[string]bool{"SigningRequest": true, "RoleRequest": true, "TargetInfo": true})
+}
+
 // matchSchemas checks each struct type of schemaOf against its schema; the
 // other types of schemaOf are only where properties must $ref them.
 func matchSchemas(t *testing.T, doc *oaDoc, schemaOf map[reflect.Type]string, requests map[string]bool) {
@@ -625,6 +642,9 @@ func oaTypeMismatch(doc *oaDoc, p *oaSchema, typ reflect.Type, schemaOf map[refl
 			return "want string/date-time, got " + refOrType(p)
 		}
 		return ""
+	case typ == reflect.TypeFor[json.RawMessage]():
+		// Embedded JSON documents (signed TUF metadata).
+		want = "object"
 	case typ.Implements(jsonMarshaler) || reflect.PointerTo(typ).Implements(jsonMarshaler):
 		// Such as rollout.Duration: an integer in Go, "30m" in JSON.
 		want = "string"

@@ -88,7 +88,8 @@ func (s *Server) createRelease(w http.ResponseWriter, r *http.Request, p Princip
 	if err != nil {
 		return storeError("channel "+req.Channel, err)
 	}
-	if _, err := s.store.GetArtifact(r.Context(), req.Channel, req.Version); err != nil {
+	art, err := s.store.GetArtifact(r.Context(), req.Channel, req.Version)
+	if err != nil {
 		if isNotFound(err) {
 			return badRequest("version: %s@%d was never published", req.Channel, req.Version)
 		}
@@ -103,6 +104,11 @@ func (s *Server) createRelease(w http.ResponseWriter, r *http.Request, p Princip
 			return badRequest("plan: %v", err)
 		}
 		plan = *req.Plan
+	}
+	if !req.Draft {
+		if err := s.shippable(art, c.Kind, plan.Waves[0]); err != nil {
+			return err
+		}
 	}
 	planJSON, _ := jsonMarshal(plan)
 	now := s.now()
@@ -219,6 +225,11 @@ type ReleaseStatus struct {
 	ApprovalsNeeded int                  `json:"approvals_needed"`
 	ApprovalsGiven  int                  `json:"approvals_given"`
 	Frozen          bool                 `json:"frozen"`
+	// Signing is how far the vendor signed the artifact: production,
+	// canary or unsigned ("" without a signed-update repository), with
+	// SigningNote saying what is missing.
+	Signing     string `json:"signing,omitempty"`
+	SigningNote string `json:"signing_note,omitempty"`
 }
 
 // WaveStatus is one wave's progress. Targeted is -1 until the controller
@@ -250,7 +261,8 @@ func (s *Server) releaseStatus(w http.ResponseWriter, r *http.Request, p Princip
 	if err != nil {
 		return err
 	}
-	out := ReleaseStatus{Release: toReleaseReport(rel), Gates: j.gates, ApprovalsNeeded: j.status.Lane.Approvals(), ApprovalsGiven: j.status.Approvals, Frozen: j.status.Frozen}
+	out := ReleaseStatus{Release: toReleaseReport(rel), Gates: j.gates, ApprovalsNeeded: j.status.Lane.Approvals(), ApprovalsGiven: j.status.Approvals, Frozen: j.status.Frozen,
+		Signing: signingWords[j.status.Signing], SigningNote: j.status.SigningNote}
 	if out.Gates == nil {
 		out.Gates = []rollout.GateResult{}
 	}
@@ -474,6 +486,11 @@ func (s *Server) promoteRelease(w http.ResponseWriter, r *http.Request, p Princi
 	if err != nil {
 		return err
 	}
+	if rel.State == store.ReleaseDraft {
+		if err := s.draftShippable(r.Context(), rel); err != nil {
+			return err
+		}
+	}
 	plan, j, err := s.judgeNow(r.Context(), rel)
 	if err != nil {
 		return err
@@ -492,6 +509,23 @@ func (s *Server) promoteRelease(w http.ResponseWriter, r *http.Request, p Princi
 	}
 	s.changed(r.Context())
 	return s.writeRelease(w, r.Context(), rel.ID)
+}
+
+// draftShippable is shippable for a draft about to start.
+func (s *Server) draftShippable(ctx context.Context, rel store.Release) error {
+	plan, err := rollout.ParsePlan(rel.Plan)
+	if err != nil {
+		return storeError("release "+rel.ID, err)
+	}
+	c, err := s.store.GetChannel(ctx, rel.Channel)
+	if err != nil {
+		return storeError("channel "+rel.Channel, err)
+	}
+	a, err := s.store.GetArtifact(ctx, rel.Channel, rel.Version)
+	if err != nil {
+		return storeError("artifact", err)
+	}
+	return s.shippable(a, c.Kind, plan.Waves[0])
 }
 
 func (s *Server) writeRelease(w http.ResponseWriter, ctx context.Context, id string) error {

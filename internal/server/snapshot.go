@@ -52,6 +52,11 @@ type releaseInfo struct {
 	targets content.Targets
 	// kind-specific: content bundles know their targets; nil means all
 	hasTargets bool
+	// target is the artifact's name in the signed-update repository;
+	// signing how far its vendor signed it, signingNote what is missing.
+	target      string
+	signing     rollout.Signing
+	signingNote string
 }
 
 // artifactMeta caches what the snapshot needs of an artifact, keyed by
@@ -132,6 +137,10 @@ func (s *Server) refresh(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("snapshot releases: %w", err)
 	}
+	ix, err := s.signingIndex()
+	if err != nil {
+		return fmt.Errorf("snapshot signed-update repository: %w", err)
+	}
 	for _, r := range rs {
 		meta, err := s.artifactMeta(ctx, r.Channel, r.Version)
 		if err != nil {
@@ -144,6 +153,8 @@ func (s *Server) refresh(ctx context.Context) error {
 		}
 		ri := &releaseInfo{rel: r, sha256: meta.sha256, size: meta.size, targets: meta.targets, hasTargets: meta.hasTargets,
 			view: rollout.ReleaseView{ID: r.ID, Version: r.Version, State: rollout.ReleaseState(r.State), Wave: r.Wave, Plan: plan, CompletedAt: r.CompletedAt}}
+		ri.target = targetName(r.Channel, sn.channels[r.Channel].Kind, r.Version)
+		ri.signing, ri.signingNote = signing(ix, ri.target)
 		if len(r.Cohort) > 0 && ri.view.State.Live() {
 			var c rollout.Cohort
 			if err := json.Unmarshal(r.Cohort, &c); err == nil {

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -70,24 +71,224 @@ func (s *Server) handleTUF(w http.ResponseWriter, r *http.Request) error {
 	return err
 }
 
-// signTarget adds an accepted artifact to its vendor's role when the server
-// holds the vendor's key; otherwise the vendor signs it offline.
+// signTarget stages an accepted artifact in its vendor's roles, to be
+// signed by the vendor's signers (ringfence sign), and signs it at once
+// with any of the vendor's keys the server holds (development mode).
 func (s *Server) signTarget(vendor, target string, data []byte) error {
 	repo, ok := s.tufRepo()
 	if !ok {
 		return nil
 	}
-	keyFile := filepath.Join(repo.Dir, "vendor-keys", vendor+".key")
-	if _, err := os.Stat(keyFile); err != nil {
-		return nil
-	}
-	key, err := trust.LoadKey(keyFile)
-	if err != nil {
+	s.tufMu.Lock()
+	defer s.tufMu.Unlock()
+	if err := trust.Stage(repo, target, data, s.now()); err != nil {
 		return err
+	}
+	keys, err := heldKeys(repo, vendor)
+	if err != nil || len(keys) == 0 {
+		return err
+	}
+	if err := trust.SignPending(repo, vendor, keys, s.now()); err != nil {
+		// The artifact is staged; its vendor's signers can still sign.
+		s.log.Warn("the server's own copy of a vendor key did not sign", "vendor", vendor, "err", err)
+	}
+	return nil
+}
+
+// stageArtifact stages a newly published artifact for its vendor's
+// signatures and says how far it is signed. A vendor without keys in the
+// repository does not stop the publication: its releases cannot start
+// until it has them (see shippable).
+func (s *Server) stageArtifact(vendor, target string, data []byte) (state, note string, err error) {
+	if _, ok := s.tufRepo(); !ok {
+		return "", "", nil
+	}
+	if err := s.signTarget(vendor, target, data); err != nil {
+		if errors.Is(err, trust.ErrUnknownVendor) {
+			return "unsigned", fmt.Sprintf("vendor %s has no keys in the signed-update repository (ringfence keys vendor add %s)", vendor, vendor), nil
+		}
+		return "", "", storeError("signed-update repository", err)
+	}
+	ix, err := s.signingIndex()
+	if err != nil {
+		return "", "", storeError("signed-update repository", err)
+	}
+	sg, note := signing(ix, target)
+	return signingWords[sg], note, nil
+}
+
+var signingWords = map[rollout.Signing]string{rollout.SigningProduction: "production", rollout.SigningCanary: "canary", rollout.SigningNone: "unsigned"}
+
+// heldKeys are the vendor's keys the server holds:
+// <TUFDir>/vendor-keys/VENDOR/*.key, or VENDOR.key (the layout before
+// vendor thresholds).
+func heldKeys(repo trust.Repo, vendor string) ([]ed25519.PrivateKey, error) {
+	dir := filepath.Join(repo.Dir, "vendor-keys")
+	files, _ := filepath.Glob(filepath.Join(dir, vendor, "*.key"))
+	if _, err := os.Stat(filepath.Join(dir, vendor+".key")); err == nil {
+		files = append(files, filepath.Join(dir, vendor+".key"))
+	}
+	var keys []ed25519.PrivateKey
+	for _, f := range files {
+		k, err := trust.LoadKey(f)
+		if err != nil {
+			return nil, err
+		}
+		keys = append(keys, k)
+	}
+	return keys, nil
+}
+
+// signingState is how far each release's artifact is signed, read once
+// per snapshot (nil without a repository).
+func (s *Server) signingIndex() (*trust.Index, error) {
+	repo, ok := s.tufRepo()
+	if !ok {
+		return nil, nil
 	}
 	s.tufMu.Lock()
 	defer s.tufMu.Unlock()
-	return trust.AddTarget(repo, key, target, data, s.now())
+	return trust.LoadIndex(repo)
+}
+
+// signing converts a target's state for the controller.
+func signing(ix *trust.Index, target string) (rollout.Signing, string) {
+	if ix == nil {
+		return rollout.SigningNotRequired, ""
+	}
+	st := ix.StateOf(target)
+	switch {
+	case st.Production:
+		return rollout.SigningProduction, ""
+	case st.Canary:
+		return rollout.SigningCanary, st.Describe(target)
+	}
+	return rollout.SigningNone, st.Describe(target)
+}
+
+// deviceTarget is the name a device verifies an artifact under: the
+// production name once the vendor's threshold signed it, the canary name
+// for a device of a canary wave before that; "" when the device cannot
+// verify it yet, and is not offered it.
+func deviceTarget(ri *releaseInfo, target string) string {
+	switch ri.signing {
+	case rollout.SigningNotRequired, rollout.SigningProduction:
+		return target
+	case rollout.SigningCanary:
+		v := ri.view
+		if v.State.Live() && v.Wave < len(v.Plan.Waves) && v.Plan.Waves[v.Wave].Canary {
+			return trust.CanaryTarget(target)
+		}
+	}
+	return ""
+}
+
+// shippable checks that the devices of a new release's first wave can
+// verify its artifact. An artifact published before its vendor had keys in
+// the repository is staged now (and signed with any key the server holds).
+func (s *Server) shippable(a store.Artifact, kind store.ChannelKind, first rollout.Wave) error {
+	if _, ok := s.tufRepo(); !ok {
+		return nil
+	}
+	vendor, _, _ := strings.Cut(a.Channel, "/")
+	target := targetName(a.Channel, kind, a.Version)
+	ix, err := s.signingIndex()
+	if err != nil {
+		return storeError("signed-update repository", err)
+	}
+	if st := ix.StateOf(target); !st.Production && !st.Canary && st.Threshold == 0 {
+		if err := s.signTarget(vendor, target, a.Bytes); err != nil {
+			if errors.Is(err, trust.ErrUnknownVendor) {
+				return conflict("%s@%d cannot ship: vendor %s has no keys in the signed-update repository (ringfence keys vendor add %s)", a.Channel, a.Version, vendor, vendor)
+			}
+			return storeError("signed-update repository", err)
+		}
+		if ix, err = s.signingIndex(); err != nil {
+			return storeError("signed-update repository", err)
+		}
+	}
+	if sg, note := signing(ix, target); !sg.Covers(first) {
+		return conflict("%s@%d cannot start: its first wave's devices could not verify it: %s. Sign it where the vendor's keys are "+
+			"(ringfence sign %s --key FILE --out SIGS) and upload the signatures (ringfence publish --signatures SIGS)", a.Channel, a.Version, note, vendor)
+	}
+	return nil
+}
+
+// SigningResult answers an upload of signatures.
+type SigningResult struct {
+	Vendor string             `json:"vendor"`
+	Roles  []trust.RoleStatus `json:"roles"`
+}
+
+// signingRequest is what awaits the vendor's signatures.
+func (s *Server) signingRequest(w http.ResponseWriter, r *http.Request, p Principal) error {
+	vendor := r.PathValue("vendor")
+	if !p.vendorAccess(vendor, false) {
+		return forbidden("token may not read vendor %s's signing requests", vendor)
+	}
+	repo, ok := s.tufRepo()
+	if !ok {
+		return notFound("this server has no signed-update repository (ringfence keys init)")
+	}
+	s.tufMu.Lock()
+	req, err := trust.PendingRequest(repo, vendor)
+	s.tufMu.Unlock()
+	if err != nil {
+		if errors.Is(err, trust.ErrUnknownVendor) {
+			return notFound("vendor %s has no keys in the signed-update repository (ringfence keys vendor add %s)", vendor, vendor)
+		}
+		return storeError("signed-update repository", err)
+	}
+	writeJSON(w, http.StatusOK, req)
+	return nil
+}
+
+// maxSigningJSON caps an upload of signatures: the request carries the
+// vendor roles' metadata, which grows with their targets.
+const maxSigningJSON = 16 << 20
+
+// uploadSignatures adds the vendor's signers' signatures. The vendor's
+// publishers and approvers may upload (and the operator): what counts is
+// that the signatures verify, not who carries them.
+func (s *Server) uploadSignatures(w http.ResponseWriter, r *http.Request, p Principal) error {
+	vendor := r.PathValue("vendor")
+	if !p.isAdmin() && (p.Tenant != vendor || (p.Role != store.RolePublisher && p.Role != store.RoleApprover)) {
+		return forbidden("token may not upload signatures for vendor %s", vendor)
+	}
+	repo, ok := s.tufRepo()
+	if !ok {
+		return notFound("this server has no signed-update repository (ringfence keys init)")
+	}
+	var req trust.Request
+	if err := decodeJSON(w, r, maxSigningJSON, &req); err != nil {
+		return err
+	}
+	if req.Vendor != vendor {
+		return badRequest("vendor: the signatures are for %q, uploaded to %q", req.Vendor, vendor)
+	}
+	if len(req.Roles) == 0 {
+		return badRequest("roles: no signed role in the upload")
+	}
+	s.tufMu.Lock()
+	st, err := trust.AddSignatures(repo, req, s.now())
+	s.tufMu.Unlock()
+	var se *trust.SignatureError
+	if errors.As(err, &se) {
+		return &HTTPError{Code: http.StatusUnprocessableEntity, Msg: "signatures refused", Detail: se.Error()}
+	}
+	if err != nil {
+		return storeError("signed-update repository", err)
+	}
+	var parts []string
+	for _, rs := range st {
+		parts = append(parts, fmt.Sprintf("%s v%d %d/%d%s", rs.Role, rs.Version, rs.Signed, rs.Threshold, map[bool]string{true: " published"}[rs.Published]))
+	}
+	if err := s.audit(r.Context(), p, "signatures.add", vendor, strings.Join(parts, ", ")); err != nil {
+		return err
+	}
+	s.changed(r.Context())
+	writeJSON(w, http.StatusOK, SigningResult{Vendor: vendor, Roles: st})
+	return nil
 }
 
 // tufLoop keeps the timestamp fresh on the controller's replica: it is

@@ -64,6 +64,9 @@ type SignatureError struct {
 	Why  string
 }
 
+// ErrUnknownVendor: the vendor has no keys in the repository.
+var ErrUnknownVendor = errors.New("not delegated in the signed-update repository")
+
 func (e *SignatureError) Error() string { return fmt.Sprintf("role %s: %s", e.Role, e.Why) }
 
 func (r Repo) pendingFile(role string) string {
@@ -110,7 +113,7 @@ func Stage(r Repo, target string, data []byte, now time.Time) error {
 	}
 	roles := vendorRoles(parent, vendor)
 	if len(roles) == 0 {
-		return fmt.Errorf("vendor %s is not delegated in the signed-update repository (ringfence keys vendor add %s)", vendor, vendor)
+		return fmt.Errorf("vendor %s (ringfence keys vendor add %s): %w", vendor, vendor, ErrUnknownVendor)
 	}
 	for _, d := range roles {
 		name := target
@@ -203,7 +206,7 @@ func PendingRequest(r Repo, vendor string) (Request, error) {
 	}
 	roles := vendorRoles(parent, vendor)
 	if len(roles) == 0 {
-		return req, fmt.Errorf("vendor %s is not delegated in the signed-update repository", vendor)
+		return req, fmt.Errorf("vendor %s: %w", vendor, ErrUnknownVendor)
 	}
 	for _, d := range roles {
 		p, err := r.loadPending(d.Name)
@@ -452,37 +455,64 @@ func (s TargetState) Describe(target string) string {
 	}
 }
 
-// StateOf reads how far a target is signed.
-func StateOf(r Repo, target string) (TargetState, error) {
-	var st TargetState
-	vendor, _, _ := strings.Cut(target, "/")
+// Index is the signing state of every vendor's roles, read once: the
+// server consults it for every release on each refresh.
+type Index struct {
+	parent    *metadata.Metadata[metadata.TargetsType]
+	published map[string]*metadata.Metadata[metadata.TargetsType]
+	pending   map[string]*metadata.Metadata[metadata.TargetsType]
+}
+
+// LoadIndex reads the repository's vendor roles, published and pending.
+func LoadIndex(r Repo) (*Index, error) {
 	parent, err := r.loadTargets(metadata.TARGETS)
 	if err != nil {
-		return st, err
+		return nil, err
 	}
-	for _, d := range vendorRoles(parent, vendor) {
+	ix := &Index{parent: parent, published: map[string]*metadata.Metadata[metadata.TargetsType]{}, pending: map[string]*metadata.Metadata[metadata.TargetsType]{}}
+	for _, d := range parent.Signed.Delegations.Roles {
+		if d.Name == DenyRole {
+			continue
+		}
+		if ix.published[d.Name], err = r.publishedRole(d.Name); err != nil {
+			return nil, err
+		}
+		if ix.pending[d.Name], err = r.loadPending(d.Name); err != nil {
+			return nil, err
+		}
+	}
+	return ix, nil
+}
+
+// StateOf says how far a target is signed.
+func (ix *Index) StateOf(target string) TargetState {
+	var st TargetState
+	vendor, _, _ := strings.Cut(target, "/")
+	for _, d := range vendorRoles(ix.parent, vendor) {
 		name := target
 		if d.Name != vendor {
 			name = CanaryTarget(target)
 		}
-		pub, err := r.publishedRole(d.Name)
-		if err != nil {
-			return st, err
+		_, in := ix.published[d.Name].Signed.Targets[name]
+		st.Canary = st.Canary || in
+		if d.Name != vendor {
+			continue
 		}
-		_, in := pub.Signed.Targets[name]
-		if d.Name == vendor {
-			st.Production = in
-			st.Canary = st.Canary || in
-			if p, err := r.loadPending(d.Name); err != nil {
-				return st, err
-			} else if p != nil && p.Signed.Targets[name] != nil && !in {
-				st.Signed, st.Threshold = validSignatures(parent, d.Name, p), d.Threshold
-			}
-		} else {
-			st.Canary = st.Canary || in
+		st.Production = in
+		if p := ix.pending[d.Name]; p != nil && p.Signed.Targets[name] != nil && !in {
+			st.Signed, st.Threshold = validSignatures(ix.parent, d.Name, p), d.Threshold
 		}
 	}
-	return st, nil
+	return st
+}
+
+// StateOf reads how far a target is signed.
+func StateOf(r Repo, target string) (TargetState, error) {
+	ix, err := LoadIndex(r)
+	if err != nil {
+		return TargetState{}, err
+	}
+	return ix.StateOf(target), nil
 }
 
 // writeFileAtomic writes a file whole or not at all.
