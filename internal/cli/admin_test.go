@@ -75,6 +75,8 @@ type devServer struct {
 		Viewer    string `json:"viewer_token"`
 		Enroll    string `json:"enroll_token"`
 		Server    string `json:"server"`
+		// SigningKey is acme's second key, the approver's.
+		SigningKey string `json:"approver_signing_key"`
 	}
 	cmd            *exec.Cmd
 	exited         chan struct{}
