@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
@@ -120,14 +119,4 @@ func (r Repo) changeDenyList(now time.Time, change func(*DenyList) bool) error {
 func (r Repo) targetFile(name string, tf *metadata.TargetFiles) string {
 	dir, base := filepath.Split(filepath.FromSlash(name))
 	return filepath.Join(r.Dir, "targets", dir, fmt.Sprintf("%x.%s", []byte(tf.Hashes["sha256"]), base))
-}
-
-// roleFor is the role a target is signed into: the deny list's own, or
-// its vendor's.
-func roleFor(name string) string {
-	if name == DenyTarget {
-		return DenyRole
-	}
-	vendor, _, _ := strings.Cut(name, "/")
-	return vendor
 }

@@ -179,8 +179,8 @@ func TestThresholdSigningOffline(t *testing.T) {
 		t.Fatalf("fresh request adds %d targets, want 2", got)
 	}
 	both := signOffline(t, signOffline(t, fresh, alice), bob)
-	if st, err = AddSignatures(f.repo, both, f.now); err != nil {
-		t.Fatal(err)
+	if st, err = AddSignatures(f.repo, both, f.now); err != nil || len(st) != 2 || !st[0].Published || st[0].Signed != 2 {
+		t.Fatalf("both signatures: %v, %v", st, err)
 	}
 	wantState(t, f, target, TargetState{Production: true, Canary: true})
 	if r := pending(t, f, "globex"); len(r.Roles) != 0 {
