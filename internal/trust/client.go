@@ -47,6 +47,9 @@ type Session struct {
 // and says so.
 var ErrExpired = errors.New("signed-update metadata expired (a frozen repository, or this machine's clock is wrong)")
 
+// ErrDenied is a target on the signed deny list.
+var ErrDenied = errors.New("on the signed deny list")
+
 // ErrTooLong is a download longer than its signed length (endless data).
 var ErrTooLong = errors.New("target longer than its signed length")
 
@@ -90,12 +93,22 @@ func (s *Session) info(target string) (*metadata.TargetFiles, error) {
 	return tf, nil
 }
 
-// Stage downloads a target into dir and returns the file's path. The bytes
-// stream into NAME.unverified, hashed as they come and cut off past the
-// signed length; only bytes that match the signed length and hash are
-// renamed to NAME (after an fsync), so a failed or interrupted download
+// Stage downloads a target into dir and returns the file's path. A target
+// on the deny list (under its own or its canary name) is refused first.
+// The bytes stream into NAME.unverified, hashed as they come and cut off
+// past the signed length; only bytes that match the signed length and hash
+// are renamed to NAME (after an fsync), so a failed or interrupted download
 // leaves nothing a loader could pick up.
 func (s *Session) Stage(target, dir string) (string, TargetInfo, error) {
+	deny, err := s.DenyList()
+	if err != nil {
+		return "", TargetInfo{}, err
+	}
+	for _, e := range deny.Denied {
+		if e.Target == target || CanaryTarget(e.Target) == target {
+			return "", TargetInfo{}, fmt.Errorf("%s: %w (%s)", target, ErrDenied, e.Reason)
+		}
+	}
 	tf, err := s.info(target)
 	if err != nil {
 		return "", TargetInfo{}, err

@@ -66,6 +66,16 @@ func TestStageRefusesAndStagesNothing(t *testing.T) {
 			mustWrite(t, m[0], mustRead(t, m[0])[:4])
 		}, "acme/ipc/293.bundle", nil},
 		{"unsigned-target", func(t *testing.T, f *fixture) {}, "acme/ipc/294.bundle", nil},
+		{"on-the-deny-list", func(t *testing.T, f *fixture) {
+			if err := Deny(f.repo, DenyEntry{Target: "acme/ipc/293.bundle", Reason: "halted: crashes", At: f.now}, f.now); err != nil {
+				t.Fatal(err)
+			}
+		}, "acme/ipc/293.bundle", ErrDenied},
+		{"canary-name-on-the-deny-list", func(t *testing.T, f *fixture) {
+			if err := Deny(f.repo, DenyEntry{Target: "acme/ipc/293.bundle", Reason: "halted: crashes", At: f.now}, f.now); err != nil {
+				t.Fatal(err)
+			}
+		}, "acme/ipc/canary/293.bundle", ErrDenied},
 		{"denied-name-is-not-a-vendor-target", func(t *testing.T, f *fixture) {}, "globex/ipc/1.bundle", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,0 +1,355 @@
+package agent
+
+import (
+	"fmt"
+	"slices"
+	"time"
+)
+
+// Policy is when the agent gives up on new content by itself. The zero
+// value means the defaults; see WithDefaults.
+type Policy struct {
+	// CrashLimit (K) worker crashes within CrashWindow (T) of each other
+	// while new content is unconfirmed revert it: a crash loop.
+	CrashLimit  int
+	CrashWindow time.Duration
+	// BootLimit (N) agent starts that find the same activation still
+	// unconfirmed revert it before anything is loaded: a boot loop.
+	BootLimit int
+	// Probation is how long new content must run in one go, with fewer
+	// than CrashLimit crashes since activation, to become last-known-good.
+	Probation time.Duration
+}
+
+// Default policy values.
+const (
+	DefaultCrashLimit  = 3
+	DefaultCrashWindow = 5 * time.Minute
+	DefaultBootLimit   = 3
+	DefaultProbation   = 10 * time.Minute
+)
+
+// WithDefaults fills in every zero or negative field with its default.
+func (p Policy) WithDefaults() Policy {
+	if p.CrashLimit <= 0 {
+		p.CrashLimit = DefaultCrashLimit
+	}
+	if p.CrashWindow <= 0 {
+		p.CrashWindow = DefaultCrashWindow
+	}
+	if p.BootLimit <= 0 {
+		p.BootLimit = DefaultBootLimit
+	}
+	if p.Probation <= 0 {
+		p.Probation = DefaultProbation
+	}
+	return p
+}
+
+// DecisionKind is what a recovery decision did to a channel.
+type DecisionKind string
+
+const (
+	// DecisionNone: nothing changed.
+	DecisionNone DecisionKind = ""
+	// DecisionResumed: the agent started with an activation still on
+	// probation and keeps it (Attempts says how many runs it survived).
+	DecisionResumed DecisionKind = "resumed-probation"
+	// DecisionReverted: the channel went back to last-known-good (or to
+	// nothing, when there is none) and refuses the version it left.
+	DecisionReverted DecisionKind = "reverted"
+	// DecisionCrashed: the worker crashed and that is not (yet) a reason
+	// to revert.
+	DecisionCrashed DecisionKind = "crashed"
+	// DecisionHealthy: the activation completed its probation and is now
+	// last-known-good.
+	DecisionHealthy DecisionKind = "healthy"
+	// DecisionReturned: at the server's word the channel went back to its
+	// last-known-good version, which is still in its slot.
+	DecisionReturned DecisionKind = "returned-to-lkg"
+)
+
+// Cause is why a channel was reverted.
+type Cause string
+
+const (
+	CauseBootLoop  Cause = "boot-loop"  // BootLimit starts without reaching healthy
+	CauseCrashLoop Cause = "crash-loop" // CrashLimit crashes within CrashWindow
+	// CauseUnstable: probation ended with CrashLimit or more crashes, none
+	// close enough together to be a crash loop. Such content never
+	// becomes last-known-good, and staying on probation for ever is not a
+	// state the server can act on.
+	CauseUnstable Cause = "unstable"
+)
+
+// Decision says what a recovery function did, for the caller to log,
+// queue as events (see Events) and act on: after DecisionReverted or
+// DecisionReturned the worker must run ActiveSlot (or nothing).
+type Decision struct {
+	Kind    DecisionKind
+	Cause   Cause // for DecisionReverted
+	Channel string
+	// Version is the version concerned: resumed, crashed, confirmed, or
+	// left by a revert or return.
+	Version uint64
+	// To is the version active after a revert or return; 0 is none, the
+	// content is unloaded.
+	To       uint64
+	Attempts int // for DecisionResumed and boot loops
+	Reason   string
+}
+
+func label(ch *ChannelState, v uint64) string { return fmt.Sprintf("%s@%d", ch.Name, v) }
+
+func times(n int) string {
+	if n == 1 {
+		return "once"
+	}
+	return fmt.Sprintf("%d times", n)
+}
+
+// InactiveSlot is the slot to stage new content into: the one not holding
+// the last-known-good version. With no last-known-good it is the one not
+// active, so unconfirmed content that is running is not overwritten
+// either; with neither, slot a. When the active content is unconfirmed
+// and there is a last-known-good, the inactive slot is the active one:
+// stop the worker before staging into it.
+func (ch *ChannelState) InactiveSlot() Slot {
+	switch {
+	case ch.LKGSlot != SlotNone:
+		return ch.LKGSlot.Other()
+	case ch.ActiveSlot != SlotNone:
+		return ch.ActiveSlot.Other()
+	}
+	return SlotA
+}
+
+// BeginActivation records that version, staged and verified in
+// ch.InactiveSlot(), is about to run: it becomes the active version in
+// state pending, with no attempts and no crashes yet. It returns the slot
+// the worker must load. A version newer than every refused version ends
+// the refusals: the server has moved on.
+//
+// The caller must save the journal, fsynced, before it switches the
+// worker to the new slot, and call StartProbation once the worker runs
+// it. Saving first is what lets OnStart count a start that never got as
+// far as saving anything: if the host dies loading the new content, the
+// journal already says so.
+func BeginActivation(ch *ChannelState, version uint64, now time.Time) Slot {
+	slot := ch.InactiveSlot()
+	if len(ch.Refused) > 0 && version > slices.Max(ch.Refused) {
+		ch.Refused = nil
+	}
+	ch.Pending = &Pending{Version: version, Slot: slot, ActivatedAt: now}
+	ch.ActiveVersion, ch.ActiveSlot = version, slot
+	ch.State = StatePending
+	return slot
+}
+
+// StartProbation records that the worker runs the pending content: the
+// probation period starts now.
+func StartProbation(ch *ChannelState, now time.Time) {
+	if ch.Pending == nil || ch.State != StatePending {
+		return
+	}
+	ch.State = StateProbation
+	ch.Pending.ActivatedAt = now
+}
+
+// OnStart runs on every agent start, before any content is loaded. Each
+// activation still unconfirmed means a run that ended before reaching
+// healthy (a host crash, a hang, a power cut, or a restart: it cannot tell
+// them apart and errs towards reverting). The BootLimit-th such start
+// reverts to last-known-good, with no server needed; earlier ones resume
+// the probation from the start. The caller saves the journal before
+// loading anything.
+//
+// Whether the host rebooted uncleanly is not known here: the caller, which
+// can see the boot history, queues "unclean-reboot" itself.
+func OnStart(j *Journal, p Policy, now time.Time) []Decision {
+	p = p.WithDefaults()
+	var ds []Decision
+	for _, name := range j.Names() {
+		ch := j.Channels[name]
+		ch.Name = name
+		pd := ch.Pending
+		if pd == nil {
+			continue
+		}
+		pd.Attempts++
+		if pd.Attempts >= p.BootLimit {
+			reason := fmt.Sprintf("boot loop: %s started %s without reaching healthy", label(ch, pd.Version), times(pd.Attempts))
+			d := revert(ch, CauseBootLoop, reason)
+			d.Attempts = pd.Attempts
+			ds = append(ds, d)
+			continue
+		}
+		ch.State = StateProbation
+		pd.ActivatedAt = now
+		ds = append(ds, Decision{
+			Kind: DecisionResumed, Channel: name, Version: pd.Version, Attempts: pd.Attempts,
+			Reason: fmt.Sprintf("resumed probation of %s: %d of %d starts without reaching healthy", label(ch, pd.Version), pd.Attempts, p.BootLimit),
+		})
+	}
+	return ds
+}
+
+// OnWorkerCrash records a crash of the worker. CrashLimit crashes within
+// CrashWindow of each other, counted from activation on, revert
+// unconfirmed content. A crash running confirmed content is reported but
+// reverts nothing: there is nothing better to go back to.
+func OnWorkerCrash(ch *ChannelState, p Policy, now time.Time) Decision {
+	p = p.WithDefaults()
+	pd := ch.Pending
+	if pd == nil || (ch.State != StatePending && ch.State != StateProbation) {
+		reason := fmt.Sprintf("worker crashed running confirmed %s", label(ch, ch.ActiveVersion))
+		if ch.ActiveVersion == 0 {
+			reason = fmt.Sprintf("worker crashed with no content of %s loaded", ch.Name)
+		}
+		return Decision{Kind: DecisionCrashed, Channel: ch.Name, Version: ch.ActiveVersion, Reason: reason}
+	}
+	// Kept in time order, so that a clock stepped back between crashes
+	// cannot hide a loop.
+	i, _ := slices.BinarySearchFunc(pd.Crashes, now, func(a, b time.Time) int { return a.Compare(b) })
+	pd.Crashes = slices.Insert(pd.Crashes, i, now)
+	k := p.CrashLimit
+	for i := 0; i+k <= len(pd.Crashes); i++ {
+		first, last := pd.Crashes[i], pd.Crashes[i+k-1]
+		if last.Sub(first) > p.CrashWindow {
+			continue
+		}
+		reason := fmt.Sprintf("crash loop: worker crashed %s within %s of activating %s", times(k), p.CrashWindow, label(ch, pd.Version))
+		if last.Sub(pd.ActivatedAt) > p.CrashWindow {
+			reason = fmt.Sprintf("crash loop: worker crashed %s in %s (limit: %d within %s) running %s on probation",
+				times(k), last.Sub(first), k, p.CrashWindow, label(ch, pd.Version))
+		}
+		return revert(ch, CauseCrashLoop, reason)
+	}
+	return Decision{
+		Kind: DecisionCrashed, Channel: ch.Name, Version: pd.Version,
+		Reason: fmt.Sprintf("worker crashed running %s on probation: %d crashes since activation; %d within %s revert",
+			label(ch, pd.Version), len(pd.Crashes), k, p.CrashWindow),
+	}
+}
+
+// Tick ends a probation that has run its time: with fewer than CrashLimit
+// crashes since activation the version becomes last-known-good (the
+// caller reports "healthy"); with more it is reverted as unstable. Content
+// still pending, never started by the worker, cannot become healthy.
+func Tick(ch *ChannelState, p Policy, now time.Time) Decision {
+	p = p.WithDefaults()
+	pd := ch.Pending
+	if pd == nil || ch.State != StateProbation || now.Sub(pd.ActivatedAt) < p.Probation {
+		return Decision{}
+	}
+	if n := len(pd.Crashes); n >= p.CrashLimit {
+		reason := fmt.Sprintf("unstable: worker crashed %d times since activating %s, %d or more by the end of its %s probation",
+			n, label(ch, pd.Version), p.CrashLimit, p.Probation)
+		return revert(ch, CauseUnstable, reason)
+	}
+	d := Decision{
+		Kind: DecisionHealthy, Channel: ch.Name, Version: pd.Version,
+		Reason: fmt.Sprintf("%s ran its %s probation with %d worker crashes: now last-known-good", label(ch, pd.Version), p.Probation, len(pd.Crashes)),
+	}
+	ch.LKGVersion, ch.LKGSlot = pd.Version, pd.Slot
+	ch.ActiveVersion, ch.ActiveSlot = pd.Version, pd.Slot
+	ch.Pending = nil
+	ch.State = StateActive
+	ch.LastError = ""
+	return d
+}
+
+// revert puts the channel back on its last-known-good version, or on
+// nothing when there is none, and refuses the version it leaves.
+func revert(ch *ChannelState, cause Cause, reason string) Decision {
+	from := ch.ActiveVersion
+	if ch.Pending != nil {
+		from = ch.Pending.Version
+	}
+	if !slices.Contains(ch.Refused, from) {
+		ch.Refused = append(ch.Refused, from)
+	}
+	if ch.LKGVersion == 0 {
+		reason += "; no last-known-good version to return to: content unloaded"
+	} else {
+		reason += fmt.Sprintf("; back to last-known-good %s", label(ch, ch.LKGVersion))
+	}
+	ch.Pending = nil
+	ch.ActiveVersion, ch.ActiveSlot = ch.LKGVersion, ch.LKGSlot
+	ch.State = StateReverted
+	ch.LastError = reason
+	return Decision{Kind: DecisionReverted, Cause: cause, Channel: ch.Name, Version: from, To: ch.LKGVersion, Reason: reason}
+}
+
+// ReturnToLKG switches the channel back to its last-known-good version,
+// which is still in its slot, when the server asks for that version (a
+// halted or rolled-back release): no download, no probation, and no
+// refusal, since this device saw nothing wrong. DecisionNone when there is
+// no last-known-good or it is already active. As with BeginActivation,
+// save the journal before switching the worker.
+func ReturnToLKG(ch *ChannelState) Decision {
+	if ch.LKGSlot == SlotNone || (ch.ActiveVersion == ch.LKGVersion && ch.Pending == nil) {
+		return Decision{}
+	}
+	from := ch.ActiveVersion
+	ch.Pending = nil
+	ch.ActiveVersion, ch.ActiveSlot = ch.LKGVersion, ch.LKGSlot
+	ch.State = StateActive
+	return Decision{
+		Kind: DecisionReturned, Channel: ch.Name, Version: from, To: ch.LKGVersion,
+		Reason: fmt.Sprintf("the server asked for last-known-good %s; left %s", label(ch, ch.LKGVersion), label(ch, from)),
+	}
+}
+
+// Accept says whether to install a version the server offers, and why.
+// Refused versions stay refused until a version newer than all of them
+// is offered (BeginActivation then forgets them); the active version needs
+// nothing done. Older versions are taken: a server moving a device back
+// from a halted release is the rollback working. When the offer is the
+// last-known-good still on disk, use ReturnToLKG instead of downloading.
+func Accept(ch *ChannelState, offered uint64) (ok bool, why string) {
+	switch {
+	case offered == 0:
+		return false, fmt.Sprintf("no version of %s offered", ch.Name)
+	case slices.Contains(ch.Refused, offered):
+		return false, fmt.Sprintf("%s was reverted on this device; refused until a version newer than %d is offered", label(ch, offered), slices.Max(ch.Refused))
+	case offered == ch.ActiveVersion:
+		return false, fmt.Sprintf("%s is already active", label(ch, offered))
+	case offered == ch.LKGVersion:
+		return true, fmt.Sprintf("%s is the last-known-good, still in slot %s", label(ch, offered), ch.LKGSlot)
+	case offered > ch.ActiveVersion:
+		why := fmt.Sprintf("%s is newer than the active version %d", label(ch, offered), ch.ActiveVersion)
+		if len(ch.Refused) > 0 && offered > slices.Max(ch.Refused) {
+			why += "; newer than every refused version, which are no longer refused once it is activated"
+		}
+		return true, why
+	}
+	return true, fmt.Sprintf("%s is older than the active %s: the server moves this device back", label(ch, offered), label(ch, ch.ActiveVersion))
+}
+
+// Events are the events the decision is reported with; the caller queues
+// them. A crash loop is reported as the crash that made it and the revert,
+// a boot loop as the loop and the revert. A resumed probation has none of
+// its own: see OnStart.
+func (d Decision) Events(at time.Time) []Event {
+	ev := func(t EventType, v uint64) Event {
+		return Event{Time: at, Type: t, Channel: d.Channel, Version: v, Reason: d.Reason}
+	}
+	switch d.Kind {
+	case DecisionReverted:
+		switch d.Cause {
+		case CauseBootLoop:
+			return []Event{ev(EventBootLoop, d.Version), ev(EventReverted, d.Version)}
+		case CauseCrashLoop:
+			return []Event{ev(EventWorkerCrash, d.Version), ev(EventReverted, d.Version)}
+		}
+		return []Event{ev(EventReverted, d.Version)}
+	case DecisionCrashed:
+		return []Event{ev(EventWorkerCrash, d.Version)}
+	case DecisionHealthy:
+		return []Event{ev(EventHealthy, d.Version)}
+	case DecisionReturned:
+		return []Event{ev(EventApplied, d.To)}
+	}
+	return nil
+}
