@@ -410,20 +410,23 @@ func (s *Server) listPolicies(w http.ResponseWriter, r *http.Request, p Principa
 
 // DeviceInfo is an enrolled device, with its channels when shown alone.
 type DeviceInfo struct {
-	ID           string                `json:"id"`
-	Org          string                `json:"org"`
-	Platform     string                `json:"platform"`
-	OSBuild      string                `json:"os_build"`
-	AgentVersion string                `json:"agent_version"`
-	EnrolledAt   time.Time             `json:"enrolled_at"`
-	LastSeen     time.Time             `json:"last_seen"`
-	Revoked      bool                  `json:"revoked"`
-	Channels     []store.DeviceChannel `json:"channels,omitempty"`
+	ID           string    `json:"id"`
+	Org          string    `json:"org"`
+	Platform     string    `json:"platform"`
+	OSBuild      string    `json:"os_build"`
+	AgentVersion string    `json:"agent_version"`
+	EnrolledAt   time.Time `json:"enrolled_at"`
+	LastSeen     time.Time `json:"last_seen"`
+	Revoked      bool      `json:"revoked"`
+	// LastSeq is the highest event sequence number stored for the device:
+	// equal to the agent's own, nothing it sent is missing.
+	LastSeq  uint64                `json:"last_seq"`
+	Channels []store.DeviceChannel `json:"channels,omitempty"`
 }
 
 func toDeviceInfo(d store.Device) DeviceInfo {
 	return DeviceInfo{ID: d.ID, Org: d.Org, Platform: d.Platform, OSBuild: d.OSBuild, AgentVersion: d.AgentVersion,
-		EnrolledAt: d.EnrolledAt, LastSeen: d.LastSeen, Revoked: d.Revoked}
+		EnrolledAt: d.EnrolledAt, LastSeen: d.LastSeen, Revoked: d.Revoked, LastSeq: d.LastSeq}
 }
 
 func (s *Server) listDevices(w http.ResponseWriter, r *http.Request, p Principal) error {

@@ -11,64 +11,21 @@ import (
 	"time"
 
 	"github.com/ringfence/ringfence/internal/content"
+	"github.com/ringfence/ringfence/internal/protocol"
 	"github.com/ringfence/ringfence/internal/rollout"
 	"github.com/ringfence/ringfence/internal/store"
 )
 
-// CheckinRequest is what a device sends.
-type CheckinRequest struct {
-	DeviceID     string          `json:"device_id,omitempty"`
-	Platform     string          `json:"platform"`
-	OSBuild      string          `json:"os_build"`
-	AgentVersion string          `json:"agent_version"`
-	Channels     []ChannelReport `json:"channels"`
-	Events       []EventReport   `json:"events"`
-	Health       string          `json:"health,omitempty"` // ok, degraded
-}
-
-// ChannelReport is a device's state on one channel.
-type ChannelReport struct {
-	Channel       string `json:"channel"`
-	ActiveVersion uint64 `json:"active_version"`
-	LKGVersion    uint64 `json:"lkg_version"`
-	State         string `json:"state"` // active, pending, probation, reverted
-}
-
-// EventReport is one queued device event; Seq increases by one per event
-// on the device and makes retries harmless.
-type EventReport struct {
-	Seq     uint64           `json:"seq"`
-	Time    time.Time        `json:"time"`
-	Type    string           `json:"type"`
-	Channel string           `json:"channel,omitempty"`
-	Version uint64           `json:"version,omitempty"`
-	Reason  string           `json:"reason,omitempty"`
-	Counts  map[string]int64 `json:"counts,omitempty"`
-}
-
-// CheckinResponse is what the server answers.
-type CheckinResponse struct {
-	Channels     []ChannelDesired `json:"channels"`
-	NextCheckinS int              `json:"next_checkin_s"`
-	AckSeq       uint64           `json:"ack_seq"`
-}
-
-// ChannelDesired is the version a device should run on a channel.
-type ChannelDesired struct {
-	Channel        string    `json:"channel"`
-	DesiredVersion uint64    `json:"desired_version"`
-	Release        string    `json:"release,omitempty"`
-	Reason         string    `json:"reason"`
-	Artifact       *Artifact `json:"artifact,omitempty"`
-}
-
-// Artifact says where and what to download.
-type Artifact struct {
-	URL    string `json:"url"`
-	SHA256 string `json:"sha256"`
-	Size   int64  `json:"size"`
-	Target string `json:"target"` // the signed-metadata target path
-}
+// The device protocol's wire types live in package protocol, which the
+// agent imports without the server.
+type (
+	CheckinRequest  = protocol.CheckinRequest
+	ChannelReport   = protocol.ChannelReport
+	EventReport     = protocol.EventReport
+	CheckinResponse = protocol.CheckinResponse
+	ChannelDesired  = protocol.ChannelDesired
+	Artifact        = protocol.Artifact
+)
 
 var eventTypes = map[string]bool{
 	"applied": true, "apply-failed": true, "healthy": true, "reverted": true, "worker-crash": true,
@@ -82,7 +39,7 @@ const (
 	maxEventsPerCheckin   = 1000
 )
 
-func (req *CheckinRequest) validate() error {
+func validateCheckin(req *CheckinRequest) error {
 	if err := checkDeviceFacts(req.Platform, req.OSBuild, req.AgentVersion); err != nil {
 		return err
 	}
@@ -152,7 +109,7 @@ func (s *Server) handleCheckin(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeJSON(w, r, maxCheckinBody, &req); err != nil {
 		return err
 	}
-	if err := req.validate(); err != nil {
+	if err := validateCheckin(&req); err != nil {
 		return err
 	}
 	if req.DeviceID != "" && req.DeviceID != e.id {

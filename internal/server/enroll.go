@@ -5,23 +5,14 @@ import (
 	"time"
 
 	"github.com/ringfence/ringfence/internal/content"
+	"github.com/ringfence/ringfence/internal/protocol"
 	"github.com/ringfence/ringfence/internal/store"
 )
 
-type enrollRequest struct {
-	Token        string `json:"token"`
-	Platform     string `json:"platform"`
-	OSBuild      string `json:"os_build"`
-	AgentVersion string `json:"agent_version"`
-	Hostname     string `json:"hostname,omitempty"`
-}
-
-type enrollResponse struct {
-	DeviceID        string `json:"device_id"`
-	Credential      string `json:"credential"`
-	Org             string `json:"org"`
-	CheckinInterval int    `json:"checkin_interval_s"`
-}
+type (
+	enrollRequest  = protocol.EnrollRequest
+	enrollResponse = protocol.EnrollResponse
+)
 
 // handleEnroll exchanges an organisation's enrolment token for a device
 // id and a per-device credential, of which only the hash is stored.

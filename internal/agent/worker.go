@@ -1,0 +1,347 @@
+package agent
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/ringfence/ringfence/internal/content"
+)
+
+// The worker protocol is JSON lines on the worker's stdin and stdout, one
+// message per line. The agent sends
+//
+//	{"op":"load","id":7,"channel":"acme/ipc","version":293,"path":".../293.bundle"}
+//	{"op":"unload","id":8,"channel":"acme/ipc"}
+//	{"op":"counts","id":9}
+//	{"op":"event","event":{"template_type":"ipc@3","inputs":[...]}}
+//
+// and the worker answers every request but events, by id (ids start at 1):
+//
+//	{"id":7,"ok":true}   {"id":7,"error":"..."}
+//	{"id":9,"counts":{"acme/ipc":{"log":3,"alert":1}},"rejected":2}
+//
+// Events get no reply: at sensor rates a reply per event would double the
+// traffic, and a stream of bad events would flood the agent. Events the
+// worker cannot parse are counted instead and reported as "rejected" with
+// the counts. A line that is not a request, or a request without an id,
+// gets an error with id 0.
+const (
+	opLoad   = "load"
+	opUnload = "unload"
+	opCounts = "counts"
+	opEvent  = "event"
+)
+
+type workerRequest struct {
+	Op      string          `json:"op"`
+	ID      uint64          `json:"id,omitempty"`
+	Channel string          `json:"channel,omitempty"`
+	Version uint64          `json:"version,omitempty"`
+	Path    string          `json:"path,omitempty"`
+	Event   json.RawMessage `json:"event,omitempty"`
+}
+
+type workerReply struct {
+	ID     uint64                      `json:"id"`
+	OK     bool                        `json:"ok,omitempty"`
+	Error  string                      `json:"error,omitempty"`
+	Counts map[string]map[string]int64 `json:"counts,omitempty"`
+	// Rejected is the number of events the worker could not parse since
+	// the last counts request.
+	Rejected int64 `json:"rejected,omitempty"`
+}
+
+// eventPrefix is how the supervisor frames every event. The worker
+// recognises it and hands the rest of the line to content.ParseEvent, so
+// the hot path decodes each event once instead of twice.
+var eventPrefix = []byte(`{"op":"event","event":`)
+
+// maxRequestLine bounds one request line: the largest event plus its frame.
+const maxRequestLine = content.MaxEventLine + 64
+
+// maxReplyError bounds the error text in a reply, which may quote the
+// request, so that a hostile request cannot make a reply the agent will
+// not read.
+const maxReplyError = 1024
+
+// workerCrashStatus is the exit status of a worker killed by an injected
+// fault: EX_SOFTWARE, an internal software error.
+const workerCrashStatus = 70
+
+// RunWorker is `ringfence-agent worker`: it evaluates events against the
+// content the agent loads, reading requests from in and answering on out,
+// until in ends (the agent closed the pipe or died) or ctx does. It
+// returns an error only when it cannot read or write its pipes: bad
+// requests, bad bundles and bad events are answered and survived.
+//
+// A worker-crash fault ends the process, deliberately: it stands for
+// content that faults the interpreter, which no reply can report.
+func RunWorker(ctx context.Context, in io.Reader, out io.Writer, fault Fault) error {
+	// A read blocked on the pipe cannot see ctx; closing the pipe ends it.
+	if c, ok := in.(io.Closer); ok {
+		stop := context.AfterFunc(ctx, func() { _ = c.Close() })
+		defer stop()
+	}
+	w := &worker{out: bufio.NewWriter(out), fault: fault, counts: map[string]*actionCounts{}}
+	lr := newLineReader(in, maxRequestLine)
+	for {
+		line, long, err := lr.next()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return fmt.Errorf("worker: read requests: %w", err)
+		}
+		if long {
+			err = w.reply(workerReply{Error: fmt.Sprintf("request line longer than %d bytes: skipped", maxRequestLine)})
+		} else {
+			err = w.handle(line)
+		}
+		if err != nil {
+			return fmt.Errorf("worker: write reply: %w", err)
+		}
+	}
+}
+
+// actionCounts counts matches by content.Action, indexed by its value: the
+// count per match is an array increment, no map lookup, whatever the value.
+type actionCounts [256]int64
+
+// running is one channel's loaded content.
+type running struct {
+	channel string
+	c       *content.Compiled
+	eval    *content.Evaluator
+	counts  *actionCounts
+}
+
+type worker struct {
+	out   *bufio.Writer
+	fault Fault
+	// loaded is sorted by channel, so evaluation order does not depend on
+	// map iteration.
+	loaded   []*running
+	counts   map[string]*actionCounts // by channel, kept past an unload until reported
+	rejected int64
+	res      content.Result // reused: no allocation per event
+}
+
+func (w *worker) handle(line []byte) error {
+	line = bytes.TrimRight(line, " \t\r")
+	if len(line) == 0 {
+		return nil
+	}
+	if bytes.HasPrefix(line, eventPrefix) && line[len(line)-1] == '}' {
+		w.event(line[len(eventPrefix) : len(line)-1])
+		return nil
+	}
+	var req workerRequest
+	if err := json.Unmarshal(line, &req); err != nil {
+		return w.reply(workerReply{Error: fmt.Sprintf("malformed request: %v", err)})
+	}
+	if req.Op == opEvent {
+		w.event(req.Event)
+		return nil
+	}
+	// Id 0 is reserved for lines that could not be read as a request;
+	// acting on a request whose answer cannot be matched would leave the
+	// agent unsure what the worker runs.
+	if req.ID == 0 {
+		return w.reply(workerReply{Error: fmt.Sprintf("%q request without an id: ignored", req.Op)})
+	}
+	switch req.Op {
+	case opLoad:
+		if err := w.load(req); err != nil {
+			return w.reply(workerReply{ID: req.ID, Error: err.Error()})
+		}
+		return w.reply(workerReply{ID: req.ID, OK: true})
+	case opUnload:
+		if req.Channel == "" {
+			return w.reply(workerReply{ID: req.ID, Error: "unload: no channel"})
+		}
+		w.loaded = slices.DeleteFunc(w.loaded, func(r *running) bool { return r.channel == req.Channel })
+		return w.reply(workerReply{ID: req.ID, OK: true})
+	case opCounts:
+		return w.reply(w.takeCounts(req.ID))
+	}
+	return w.reply(workerReply{ID: req.ID, Error: fmt.Sprintf("unknown op %q", req.Op)})
+}
+
+func (w *worker) reply(r workerReply) error {
+	if len(r.Error) > maxReplyError {
+		r.Error = strings.ToValidUTF8(r.Error[:maxReplyError], "") + "…"
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	w.out.Write(b)
+	w.out.WriteByte('\n')
+	return w.out.Flush()
+}
+
+// load replaces the channel's content only once the new bundle is known
+// good, so a refused load leaves the worker running what it ran.
+func (w *worker) load(req workerRequest) error {
+	if req.Channel == "" || req.Version == 0 || req.Path == "" {
+		return fmt.Errorf("load %q@%d: channel, version and path are all required", req.Channel, req.Version)
+	}
+	name := fmt.Sprintf("%s@%d", req.Channel, req.Version)
+	c, err := readBundle(req.Path)
+	if err != nil {
+		return fmt.Errorf("load %s: %w", name, err)
+	}
+	// A slot holding another channel's or version's bytes is a bug or
+	// tampering on this device; running it would count its matches
+	// against the wrong release.
+	if c.Vendor+"/"+c.Channel != req.Channel || c.Version != req.Version {
+		return fmt.Errorf("load %s: %s holds %s", name, req.Path, c.Name())
+	}
+	ev, err := content.NewEvaluator(c)
+	if err != nil {
+		return fmt.Errorf("load %s: %w", name, err)
+	}
+	if w.fault.WorkerCrash(req.Channel, req.Version) {
+		crashForFault(name)
+	}
+	counts := w.counts[req.Channel]
+	if counts == nil {
+		counts = new(actionCounts)
+		w.counts[req.Channel] = counts
+	}
+	r := &running{channel: req.Channel, c: c, eval: ev, counts: counts}
+	i, found := slices.BinarySearchFunc(w.loaded, req.Channel, func(r *running, ch string) int { return strings.Compare(r.channel, ch) })
+	if found {
+		w.loaded[i] = r
+	} else {
+		w.loaded = slices.Insert(w.loaded, i, r)
+	}
+	return nil
+}
+
+// crashForFault ends the process as faulting content would. An exit with
+// a status of its own, after one line on stderr, rather than a panic: the
+// supervisor reports the status and the last stderr lines, and a panic's
+// goroutine dump would push the line naming the fault out of that tail.
+// Death by a signal takes the same path in the supervisor and is tested
+// with SIGKILL.
+func crashForFault(name string) {
+	fmt.Fprintf(os.Stderr, "fault injected: %s %s\n", FaultWorkerCrash, name)
+	os.Exit(workerCrashStatus)
+}
+
+func readBundle(path string) (*content.Compiled, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, content.MaxCompiledSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	if len(b) > content.MaxCompiledSize {
+		return nil, fmt.Errorf("%s is larger than the %d-byte limit of a compiled bundle", path, content.MaxCompiledSize)
+	}
+	c, err := content.Unmarshal(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
+
+// event evaluates one event against every loaded channel. No panic
+// recovery here on purpose: the interpreter never panics, and if it ever
+// did, the worker dying is what the supervisor counts as a crash and
+// reverts the content over.
+func (w *worker) event(raw []byte) {
+	ev, err := content.ParseEvent(raw)
+	if err != nil {
+		w.rejected++
+		return
+	}
+	for _, r := range w.loaded {
+		r.eval.Eval(ev, &w.res)
+		for _, i := range w.res.Matches {
+			r.counts[r.c.Instances[i].Action]++
+		}
+	}
+}
+
+// takeCounts reports the matches since the last report and starts
+// counting afresh; counts of channels unloaded since are reported once
+// and then forgotten.
+func (w *worker) takeCounts(id uint64) workerReply {
+	rep := workerReply{ID: id, Counts: map[string]map[string]int64{}, Rejected: w.rejected}
+	for ch, counts := range w.counts {
+		for a, n := range counts {
+			if n == 0 {
+				continue
+			}
+			if rep.Counts[ch] == nil {
+				rep.Counts[ch] = map[string]int64{}
+			}
+			rep.Counts[ch][content.Action(a).String()] = n
+		}
+		if slices.ContainsFunc(w.loaded, func(r *running) bool { return r.channel == ch }) {
+			*counts = actionCounts{}
+		} else {
+			delete(w.counts, ch)
+		}
+	}
+	w.rejected = 0
+	return rep
+}
+
+// lineReader reads lines of at most max bytes, without the newline. Of a
+// longer line it returns the first max bytes and says so, and skips the
+// rest: one oversized line costs a bounded buffer and does not end the
+// stream.
+type lineReader struct {
+	r   *bufio.Reader
+	max int
+	buf []byte
+}
+
+func newLineReader(r io.Reader, max int) *lineReader {
+	return &lineReader{r: bufio.NewReaderSize(r, 64<<10), max: max}
+}
+
+// next returns the next line, valid until the following call, and whether
+// it was cut at max. A last line without a newline counts.
+func (lr *lineReader) next() (line []byte, long bool, err error) {
+	// One big line must not pin its buffer for the process's lifetime:
+	// the idle worker is meant to be small.
+	if cap(lr.buf) > 256<<10 {
+		lr.buf = nil
+	}
+	lr.buf = lr.buf[:0]
+	for {
+		chunk, err := lr.r.ReadSlice('\n')
+		data := bytes.TrimSuffix(chunk, []byte{'\n'})
+		if room := lr.max - len(lr.buf); len(data) > room {
+			data, long = data[:room], true
+		}
+		lr.buf = append(lr.buf, data...)
+		switch {
+		case errors.Is(err, bufio.ErrBufferFull):
+			continue
+		case err == nil:
+			return lr.buf, long, nil
+		case errors.Is(err, io.EOF) && len(chunk)+len(lr.buf) > 0:
+			return lr.buf, long, nil
+		}
+		return nil, false, err
+	}
+}

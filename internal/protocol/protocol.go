@@ -1,0 +1,79 @@
+// Package protocol holds the wire types of the device protocol
+// (enrolment and check-in, docs/api.md), shared by the server and the
+// agent so the agent does not import the server.
+package protocol
+
+import "time"
+
+// EnrollRequest exchanges an organisation's enrolment token for a device
+// identity.
+type EnrollRequest struct {
+	Token        string `json:"token"`
+	Platform     string `json:"platform"`
+	OSBuild      string `json:"os_build"`
+	AgentVersion string `json:"agent_version"`
+	Hostname     string `json:"hostname,omitempty"`
+}
+
+// EnrollResponse is the device's identity; the credential is shown once.
+type EnrollResponse struct {
+	DeviceID        string `json:"device_id"`
+	Credential      string `json:"credential"`
+	Org             string `json:"org"`
+	CheckinInterval int    `json:"checkin_interval_s"`
+}
+
+// CheckinRequest is what a device sends.
+type CheckinRequest struct {
+	DeviceID     string          `json:"device_id,omitempty"`
+	Platform     string          `json:"platform"`
+	OSBuild      string          `json:"os_build"`
+	AgentVersion string          `json:"agent_version"`
+	Channels     []ChannelReport `json:"channels"`
+	Events       []EventReport   `json:"events"`
+	Health       string          `json:"health,omitempty"` // ok, degraded
+}
+
+// ChannelReport is a device's state on one channel.
+type ChannelReport struct {
+	Channel       string `json:"channel"`
+	ActiveVersion uint64 `json:"active_version"`
+	LKGVersion    uint64 `json:"lkg_version"`
+	State         string `json:"state"` // active, pending, probation, reverted
+}
+
+// EventReport is one queued device event; Seq increases with every event
+// on the device (gaps allowed) and makes retries harmless.
+type EventReport struct {
+	Seq     uint64           `json:"seq"`
+	Time    time.Time        `json:"time"`
+	Type    string           `json:"type"`
+	Channel string           `json:"channel,omitempty"`
+	Version uint64           `json:"version,omitempty"`
+	Reason  string           `json:"reason,omitempty"`
+	Counts  map[string]int64 `json:"counts,omitempty"`
+}
+
+// CheckinResponse is what the server answers.
+type CheckinResponse struct {
+	Channels     []ChannelDesired `json:"channels"`
+	NextCheckinS int              `json:"next_checkin_s"`
+	AckSeq       uint64           `json:"ack_seq"`
+}
+
+// ChannelDesired is the version a device should run on a channel.
+type ChannelDesired struct {
+	Channel        string    `json:"channel"`
+	DesiredVersion uint64    `json:"desired_version"`
+	Release        string    `json:"release,omitempty"`
+	Reason         string    `json:"reason"`
+	Artifact       *Artifact `json:"artifact,omitempty"`
+}
+
+// Artifact says where and what to download.
+type Artifact struct {
+	URL    string `json:"url"`
+	SHA256 string `json:"sha256"`
+	Size   int64  `json:"size"`
+	Target string `json:"target"` // the signed-metadata target path
+}
