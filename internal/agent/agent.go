@@ -20,6 +20,8 @@ import (
 
 	"github.com/ringfence/ringfence/internal/protocol"
 	"github.com/ringfence/ringfence/internal/trust"
+
+	"github.com/ringfence/ringfence/internal/agent/worker"
 )
 
 // Config is how `ringfence-agent run` runs.
@@ -27,7 +29,7 @@ type Config struct {
 	Data   string
 	Policy Policy
 	Worker WorkerSpec
-	Fault  Fault
+	Fault  worker.Fault
 	// Events, if set, is a JSON-lines file of events (content.ParseEvent's
 	// format) replayed to the worker at EventsPerSecond, in a loop: a
 	// stand-in for the host's sensor.

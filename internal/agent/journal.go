@@ -5,11 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/ringfence/ringfence/internal/protocol"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"time"
 )
 
@@ -226,7 +226,7 @@ func (j *Journal) validate() error {
 // validate checks the invariants the recovery decisions rely on; a
 // journal breaking them would have the agent revert to the wrong slot.
 func (ch *ChannelState) validate(name string) error {
-	if !validChannel(name) {
+	if !protocol.ValidChannel(name) {
 		return errors.New("not VENDOR/CHANNEL")
 	}
 	if ch == nil {
@@ -281,20 +281,3 @@ func checkInstalled(what string, v uint64, s Slot) error {
 // validChannel matches the server's check of a channel id: two names
 // joined by "/", each a lower-case letter followed by up to 62 lower-case
 // letters, digits, '-' or '_'.
-func validChannel(id string) bool {
-	v, c, ok := strings.Cut(id, "/")
-	return ok && validName(v) && validName(c)
-}
-
-func validName(s string) bool {
-	if s == "" || len(s) > 63 || s[0] < 'a' || s[0] > 'z' {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
-			return false
-		}
-	}
-	return true
-}

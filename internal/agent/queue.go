@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/ringfence/ringfence/internal/protocol"
 	"io"
 	"io/fs"
 	"maps"
@@ -340,7 +341,7 @@ func (e *Event) check() error {
 	if !e.Type.known() {
 		return fmt.Errorf("unknown event type %q", e.Type)
 	}
-	if e.Channel != "" && !validChannel(e.Channel) {
+	if e.Channel != "" && !protocol.ValidChannel(e.Channel) {
 		return fmt.Errorf("channel %q is not VENDOR/CHANNEL", e.Channel)
 	}
 	if len(e.Reason) > MaxReason || !printable(e.Reason) {

@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"github.com/ringfence/ringfence/internal/content"
+
+	"github.com/ringfence/ringfence/internal/agent/worker"
 )
 
 // ErrWorkerExited is wrapped by the errors of requests that could not
@@ -227,10 +229,10 @@ func (s *Supervisor) Unload(ctx context.Context, channel string) error {
 }
 
 func (s *Supervisor) change(ctx context.Context, channel string, want *loadSpec) error {
-	req := workerRequest{Op: opUnload, Channel: channel}
+	req := worker.Request{Op: worker.OpUnload, Channel: channel}
 	what := "unload " + channel
 	if want != nil {
-		req = workerRequest{Op: opLoad, Channel: channel, Version: want.version, Path: want.path}
+		req = worker.Request{Op: worker.OpLoad, Channel: channel, Version: want.version, Path: want.path}
 		what = fmt.Sprintf("load %s@%d", channel, want.version)
 	}
 	s.opMu.Lock()
@@ -366,7 +368,7 @@ func (s *Supervisor) Counts(ctx context.Context) (map[string]map[string]int64, e
 		default:
 			return nil, fmt.Errorf("counts: %w: not running", ErrWorkerExited)
 		}
-		rep, err := s.call(ctx, w, workerRequest{Op: opCounts})
+		rep, err := s.call(ctx, w, worker.Request{Op: worker.OpCounts})
 		if err != nil {
 			return nil, fmt.Errorf("counts: %w", err)
 		}
@@ -403,7 +405,7 @@ type workerProc struct {
 	quitOnce sync.Once
 
 	mu      sync.Mutex
-	pending map[uint64]chan workerReply
+	pending map[uint64]chan worker.Reply
 
 	stderr []string // last lines; written by the stderr reader only
 
@@ -454,7 +456,7 @@ func (s *Supervisor) spawn() (*workerProc, error) {
 	w := &workerProc{
 		cmd: cmd, pid: cmd.Process.Pid, started: time.Now(),
 		in: make(chan workerMsg, feedBuffer), quit: make(chan struct{}),
-		pending: map[uint64]chan workerReply{}, exited: make(chan struct{}),
+		pending: map[uint64]chan worker.Reply{}, exited: make(chan struct{}),
 	}
 	w.log = s.log.With("worker_pid", w.pid)
 	s.mu.Lock()
@@ -594,7 +596,7 @@ func (s *Supervisor) reload(ctx context.Context, w *workerProc) error {
 	for _, ch := range slices.Sorted(maps.Keys(want)) {
 		d := want[ch]
 		rctx, cancel := context.WithTimeout(ctx, s.reloadTimeout)
-		rep, err := s.call(rctx, w, workerRequest{Op: opLoad, Channel: ch, Version: d.version, Path: d.path})
+		rep, err := s.call(rctx, w, worker.Request{Op: worker.OpLoad, Channel: ch, Version: d.version, Path: d.path})
 		cancel()
 		switch {
 		case errors.Is(err, ErrWorkerExited) || ctx.Err() != nil:
@@ -654,13 +656,13 @@ func (s *Supervisor) shutdown(w *workerProc) error {
 }
 
 // call sends a request and waits for its reply, the worker's exit or ctx.
-func (s *Supervisor) call(ctx context.Context, w *workerProc, req workerRequest) (workerReply, error) {
+func (s *Supervisor) call(ctx context.Context, w *workerProc, req worker.Request) (worker.Reply, error) {
 	req.ID = s.nextID.Add(1)
 	b, err := json.Marshal(req)
 	if err != nil {
-		return workerReply{}, err
+		return worker.Reply{}, err
 	}
-	ch := make(chan workerReply, 1)
+	ch := make(chan worker.Reply, 1)
 	w.mu.Lock()
 	w.pending[req.ID] = ch
 	w.mu.Unlock()
@@ -672,9 +674,9 @@ func (s *Supervisor) call(ctx context.Context, w *workerProc, req workerRequest)
 	select {
 	case w.in <- workerMsg{b: append(b, '\n')}:
 	case <-w.exited:
-		return workerReply{}, w.exitErr
+		return worker.Reply{}, w.exitErr
 	case <-ctx.Done():
-		return workerReply{}, ctx.Err()
+		return worker.Reply{}, ctx.Err()
 	}
 	select {
 	case rep := <-ch:
@@ -685,10 +687,10 @@ func (s *Supervisor) call(ctx context.Context, w *workerProc, req workerRequest)
 		case rep := <-ch:
 			return rep, nil
 		default:
-			return workerReply{}, w.exitErr
+			return worker.Reply{}, w.exitErr
 		}
 	case <-ctx.Done():
-		return workerReply{}, ctx.Err()
+		return worker.Reply{}, ctx.Err()
 	}
 }
 
@@ -718,7 +720,7 @@ func (w *workerProc) writeInput(stdin *os.File) {
 		}
 		var err error
 		if m.event {
-			bw.Write(eventPrefix)
+			bw.Write(worker.EventPrefix)
 			bw.Write(m.b)
 			_, err = bw.WriteString("}\n")
 		} else {
@@ -737,13 +739,13 @@ func (w *workerProc) writeInput(stdin *os.File) {
 
 func (w *workerProc) readReplies(stdout *os.File) {
 	defer stdout.Close()
-	lr := newLineReader(stdout, maxReplyLine)
+	lr := worker.NewLineReader(stdout, maxReplyLine)
 	for {
-		line, long, err := lr.next()
+		line, long, err := lr.Next()
 		if err != nil {
 			return
 		}
-		var rep workerReply
+		var rep worker.Reply
 		if long {
 			w.log.Error("worker reply too long: ignored", "limit", maxReplyLine)
 			continue
@@ -770,9 +772,9 @@ func (w *workerProc) readReplies(stdout *os.File) {
 
 func (w *workerProc) readStderr(stderr *os.File) {
 	defer stderr.Close()
-	lr := newLineReader(stderr, maxStderrLine)
+	lr := worker.NewLineReader(stderr, maxStderrLine)
 	for {
-		line, _, err := lr.next()
+		line, _, err := lr.Next()
 		if err != nil {
 			return
 		}

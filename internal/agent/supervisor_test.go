@@ -13,10 +13,12 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ringfence/ringfence/internal/agent/worker"
 )
 
 // testWorkerEnv makes the test binary a worker, so the supervisor tests
-// run a real, separate process: "1" runs RunWorker with RINGFENCE_FAULT,
+// run a real, separate process: "1" runs worker.Run with RINGFENCE_FAULT,
 // "hang" reads nothing and never exits (a hung worker).
 const testWorkerEnv = "RINGFENCE_TEST_WORKER"
 
@@ -28,12 +30,12 @@ func TestMain(m *testing.M) {
 		time.Sleep(time.Hour)
 		os.Exit(3)
 	}
-	fault, err := ParseFault(os.Getenv(FaultEnv))
+	fault, err := worker.ParseFault(os.Getenv(worker.FaultEnv))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
-	if err := RunWorker(context.Background(), os.Stdin, os.Stdout, fault); err != nil {
+	if err := worker.Run(context.Background(), os.Stdin, os.Stdout, fault); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
@@ -58,7 +60,7 @@ func newTestSupervisor(t *testing.T, react func(s *Supervisor, n int), env ...st
 	// Under -race a process sleeps a second at exit unless told not to,
 	// which would make every stop look hung.
 	gorace := strings.TrimSpace(os.Getenv("GORACE") + " atexit_sleep_ms=0")
-	env = append([]string{testWorkerEnv + "=1", FaultEnv + "=", "GORACE=" + gorace}, env...)
+	env = append([]string{testWorkerEnv + "=1", worker.FaultEnv + "=", "GORACE=" + gorace}, env...)
 	spec := WorkerSpec{Path: exe, Args: []string{"worker"}, Env: append(os.Environ(), env...)}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
@@ -236,7 +238,7 @@ func TestSupervisorWorkerCrashFault(t *testing.T) {
 					reactErr = s.Load(ctx, "acme/ipc", tt.revertTo, b292)
 				}
 			}
-			s, exits := newTestSupervisor(t, react, FaultEnv+"=worker-crash:acme/ipc@293")
+			s, exits := newTestSupervisor(t, react, worker.FaultEnv+"=worker-crash:acme/ipc@293")
 			start(t, s)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
@@ -253,7 +255,7 @@ func TestSupervisorWorkerCrashFault(t *testing.T) {
 					t.Errorf("exit %d: loaded %v, want %v", i, e.loaded, want)
 				}
 				var xe *WorkerExitError
-				if !errors.As(e.err, &xe) || xe.Status != workerCrashStatus ||
+				if !errors.As(e.err, &xe) || xe.Status != worker.CrashStatus ||
 					!strings.Contains(e.err.Error(), "worker exited with status 70: fault injected: worker-crash acme/ipc@293") {
 					t.Errorf("exit %d: err %v, want status 70 naming the fault", i, e.err)
 				}

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/ringfence/ringfence/internal/content"
+
+	"github.com/ringfence/ringfence/internal/agent/worker"
 )
 
 var examplesDir = filepath.Join("..", "..", "examples", "content")
@@ -118,7 +120,7 @@ func wantCounts(tb testing.TB, rounds int) map[string]int64 {
 }
 
 // framed is an event line as the supervisor sends it.
-func framed(event []byte) string { return string(eventPrefix) + string(event) + "}" }
+func framed(event []byte) string { return string(worker.EventPrefix) + string(event) + "}" }
 
 // replyWant is one expected reply; errHas is a part of its error.
 type replyWant struct {
@@ -181,7 +183,7 @@ func TestRunWorkerProtocol(t *testing.T) {
 		{name: "load-other-version", lines: lines(load(7, "acme/ipc", 293, b292)), want: []replyWant{{id: 7, errHas: "holds acme/ipc@292"}}},
 		{name: "load-other-channel", lines: lines(load(8, "acme/dns", 292, b292)), want: []replyWant{{id: 8, errHas: "holds acme/ipc@292"}}},
 		{name: "unload-without-channel", lines: lines(`{"op":"unload","id":9}`), want: []replyWant{{id: 9, errHas: "no channel"}}},
-		{name: "line-too-long", lines: lines(strings.Repeat("x", maxRequestLine+10), `{"op":"counts","id":10}`),
+		{name: "line-too-long", lines: lines(strings.Repeat("x", worker.MaxRequestLine+10), `{"op":"counts","id":10}`),
 			want: []replyWant{{errHas: "longer than"}, {id: 10}}},
 		{name: "events-counted", lines: lines(load(1, "acme/ipc", 292, b292), events, events, `{"op":"counts","id":2}`, `{"op":"counts","id":3}`),
 			want: []replyWant{{id: 1, ok: true}, {id: 2, counts: ipc(2)}, {id: 3}}},
@@ -203,8 +205,8 @@ func TestRunWorkerProtocol(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			in := strings.Join(tt.lines, "\n") + "\n"
 			var out bytes.Buffer
-			if err := RunWorker(context.Background(), strings.NewReader(in), &out, Fault{}); err != nil {
-				t.Fatalf("RunWorker: %v", err)
+			if err := worker.Run(context.Background(), strings.NewReader(in), &out, worker.Fault{}); err != nil {
+				t.Fatalf("worker.Run: %v", err)
 			}
 			got := decodeReplies(t, out.Bytes())
 			if len(got) != len(tt.want) {
@@ -226,11 +228,11 @@ func equalCounts(a, b map[string]map[string]int64) bool {
 	return maps.EqualFunc(a, b, func(x, y map[string]int64) bool { return maps.Equal(x, y) })
 }
 
-func decodeReplies(t *testing.T, out []byte) []workerReply {
+func decodeReplies(t *testing.T, out []byte) []worker.Reply {
 	t.Helper()
-	var replies []workerReply
+	var replies []worker.Reply
 	for line := range bytes.Lines(out) {
-		var r workerReply
+		var r worker.Reply
 		if err := json.Unmarshal(line, &r); err != nil {
 			t.Fatalf("reply %q is not JSON: %v", line, err)
 		}
@@ -244,33 +246,33 @@ func TestRunWorkerEndsWithContext(t *testing.T) {
 	defer pw.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- RunWorker(ctx, pr, io.Discard, Fault{}) }()
+	go func() { done <- worker.Run(ctx, pr, io.Discard, worker.Fault{}) }()
 	cancel()
 	select {
 	case err := <-done:
 		if !errors.Is(err, context.Canceled) {
-			t.Errorf("RunWorker = %v, want context.Canceled", err)
+			t.Errorf("worker.Run = %v, want context.Canceled", err)
 		}
 	case <-time.After(5 * time.Second):
-		t.Fatal("RunWorker still blocked reading after its context ended")
+		t.Fatal("worker.Run still blocked reading after its context ended")
 	}
 }
 
 func TestLineReaderSkipsLongLines(t *testing.T) {
 	in := "short\n" + strings.Repeat("y", 200<<10) + "\nnext\nlast"
-	lr := newLineReader(strings.NewReader(in), 100)
+	lr := worker.NewLineReader(strings.NewReader(in), 100)
 	type line struct {
 		text string
 		long bool
 	}
 	want := []line{{"short", false}, {strings.Repeat("y", 100), true}, {"next", false}, {"last", false}}
 	for i, w := range want {
-		got, long, err := lr.next()
+		got, long, err := lr.Next()
 		if err != nil || string(got) != w.text || long != w.long {
 			t.Fatalf("line %d = %.20q (long %v, err %v), want %.20q (long %v)", i, got, long, err, w.text, w.long)
 		}
 	}
-	if _, _, err := lr.next(); !errors.Is(err, io.EOF) {
+	if _, _, err := lr.Next(); !errors.Is(err, io.EOF) {
 		t.Fatalf("after the last line: err %v, want EOF", err)
 	}
 }
@@ -296,13 +298,13 @@ func FuzzWorkerProtocol(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		data = bytes.ReplaceAll(data, []byte("$BUNDLE"), []byte(filepath.ToSlash(bundle)))
 		var out bytes.Buffer
-		if err := RunWorker(context.Background(), bytes.NewReader(data), &out, Fault{}); err != nil {
-			t.Fatalf("RunWorker: %v", err)
+		if err := worker.Run(context.Background(), bytes.NewReader(data), &out, worker.Fault{}); err != nil {
+			t.Fatalf("worker.Run: %v", err)
 		}
 		sc := bufio.NewScanner(&out)
 		sc.Buffer(nil, maxReplyLine)
 		for sc.Scan() {
-			var r workerReply
+			var r worker.Reply
 			if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
 				t.Fatalf("reply %q is not JSON: %v", sc.Bytes(), err)
 			}

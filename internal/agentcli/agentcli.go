@@ -12,6 +12,9 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -19,6 +22,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ringfence/ringfence/internal/agent"
+	"github.com/ringfence/ringfence/internal/agent/worker"
 )
 
 type exitError struct {
@@ -135,16 +139,22 @@ RINGFENCE_FAULT injects faults for tests and demos:
 			if err != nil {
 				return usage(err)
 			}
-			fault, err := agent.ParseFault(os.Getenv("RINGFENCE_FAULT"))
+			fault, err := worker.ParseFault(os.Getenv(worker.FaultEnv))
 			if err != nil {
-				return usage(fmt.Errorf("RINGFENCE_FAULT: %w", err))
+				return usage(fmt.Errorf("%s: %w", worker.FaultEnv, err))
 			}
-			exe, err := os.Executable()
+			spec, err := workerSpec()
 			if err != nil {
 				return usage(err)
 			}
-			cfg.Fault, cfg.Log = fault, log
-			cfg.Worker = agent.WorkerSpec{Path: exe, Args: []string{"worker"}, Env: os.Environ()}
+			cfg.Fault, cfg.Log, cfg.Worker = fault, log, spec
+			// The agent's heap is small and mostly garbage from a
+			// check-in and a TUF refresh a minute; collecting at half the
+			// default growth keeps the idle process smaller on endpoints
+			// for a negligible amount of CPU. GOGC still overrides it.
+			if os.Getenv("GOGC") == "" {
+				debug.SetGCPercent(50)
+			}
 			return runAgent(cmd.Context(), cfg)
 		},
 	}
@@ -160,6 +170,30 @@ RINGFENCE_FAULT injects faults for tests and demos:
 	f.StringVar(&level, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&format, "log-format", "text", "text or json")
 	return c
+}
+
+// workerSpec is how the agent starts its worker: the small
+// ringfence-agent-worker next to this binary, or this binary's own hidden
+// worker command without it (same behaviour, a larger process: every
+// package this binary links is initialised in the worker too).
+func workerSpec() (agent.WorkerSpec, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return agent.WorkerSpec{}, err
+	}
+	name := "ringfence-agent-worker"
+	if runtime.GOOS == "windows" {
+		name += ".exe"
+	}
+	if w := filepath.Join(filepath.Dir(exe), name); fileExists(w) {
+		return agent.WorkerSpec{Path: w, Env: os.Environ()}, nil
+	}
+	return agent.WorkerSpec{Path: exe, Args: []string{"worker"}, Env: os.Environ()}, nil
+}
+
+func fileExists(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.Mode().IsRegular()
 }
 
 // runAgent runs the agent, as a Windows service when the service manager
@@ -270,11 +304,11 @@ func newWorkerCmd() *cobra.Command {
 		Hidden: true,
 		Args:   cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			fault, err := agent.ParseFault(os.Getenv("RINGFENCE_FAULT"))
+			fault, err := worker.ParseFault(os.Getenv(worker.FaultEnv))
 			if err != nil {
 				return usage(err)
 			}
-			return agent.RunWorker(cmd.Context(), os.Stdin, os.Stdout, fault)
+			return worker.Run(cmd.Context(), os.Stdin, os.Stdout, fault)
 		},
 	}
 }

@@ -45,7 +45,7 @@ func testMain(m *testing.M) int {
 	for _, b := range []struct {
 		dst *string
 		pkg string
-	}{{&serverBin, "./cmd/ringfence"}, {&agentBin, "./cmd/ringfence-agent"}} {
+	}{{&serverBin, "./cmd/ringfence"}, {&agentBin, "./cmd/ringfence-agent"}, {new(string), "./cmd/ringfence-agent-worker"}} {
 		*b.dst = filepath.Join(dir, filepath.Base(b.pkg))
 		if runtime.GOOS == "windows" {
 			*b.dst += ".exe"

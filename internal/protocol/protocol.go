@@ -3,7 +3,30 @@
 // agent so the agent does not import the server.
 package protocol
 
-import "time"
+import (
+	"strings"
+	"time"
+)
+
+// ValidChannel reports whether id is a channel id, "vendor/channel", each
+// part a lowercase name of at most 63 letters, digits, '-' or '_'.
+func ValidChannel(id string) bool {
+	v, c, ok := strings.Cut(id, "/")
+	return ok && validName(v) && validName(c)
+}
+
+func validName(s string) bool {
+	if s == "" || len(s) > 63 || s[0] < 'a' || s[0] > 'z' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
 
 // EnrollRequest exchanges an organisation's enrolment token for a device
 // identity.

@@ -1,4 +1,4 @@
-package agent
+package worker
 
 import (
 	"bufio"
@@ -34,13 +34,13 @@ import (
 // the counts. A line that is not a request, or a request without an id,
 // gets an error with id 0.
 const (
-	opLoad   = "load"
-	opUnload = "unload"
-	opCounts = "counts"
-	opEvent  = "event"
+	OpLoad   = "load"
+	OpUnload = "unload"
+	OpCounts = "counts"
+	OpEvent  = "event"
 )
 
-type workerRequest struct {
+type Request struct {
 	Op      string          `json:"op"`
 	ID      uint64          `json:"id,omitempty"`
 	Channel string          `json:"channel,omitempty"`
@@ -49,7 +49,7 @@ type workerRequest struct {
 	Event   json.RawMessage `json:"event,omitempty"`
 }
 
-type workerReply struct {
+type Reply struct {
 	ID     uint64                      `json:"id"`
 	OK     bool                        `json:"ok,omitempty"`
 	Error  string                      `json:"error,omitempty"`
@@ -59,24 +59,24 @@ type workerReply struct {
 	Rejected int64 `json:"rejected,omitempty"`
 }
 
-// eventPrefix is how the supervisor frames every event. The worker
+// EventPrefix is how the supervisor frames every event. The worker
 // recognises it and hands the rest of the line to content.ParseEvent, so
 // the hot path decodes each event once instead of twice.
-var eventPrefix = []byte(`{"op":"event","event":`)
+var EventPrefix = []byte(`{"op":"event","event":`)
 
-// maxRequestLine bounds one request line: the largest event plus its frame.
-const maxRequestLine = content.MaxEventLine + 64
+// MaxRequestLine bounds one request line: the largest event plus its frame.
+const MaxRequestLine = content.MaxEventLine + 64
 
 // maxReplyError bounds the error text in a reply, which may quote the
 // request, so that a hostile request cannot make a reply the agent will
 // not read.
 const maxReplyError = 1024
 
-// workerCrashStatus is the exit status of a worker killed by an injected
+// CrashStatus is the exit status of a worker killed by an injected
 // fault: EX_SOFTWARE, an internal software error.
-const workerCrashStatus = 70
+const CrashStatus = 70
 
-// RunWorker is `ringfence-agent worker`: it evaluates events against the
+// Run is `ringfence-agent worker`: it evaluates events against the
 // content the agent loads, reading requests from in and answering on out,
 // until in ends (the agent closed the pipe or died) or ctx does. It
 // returns an error only when it cannot read or write its pipes: bad
@@ -84,16 +84,16 @@ const workerCrashStatus = 70
 //
 // A worker-crash fault ends the process, deliberately: it stands for
 // content that faults the interpreter, which no reply can report.
-func RunWorker(ctx context.Context, in io.Reader, out io.Writer, fault Fault) error {
+func Run(ctx context.Context, in io.Reader, out io.Writer, fault Fault) error {
 	// A read blocked on the pipe cannot see ctx; closing the pipe ends it.
 	if c, ok := in.(io.Closer); ok {
 		stop := context.AfterFunc(ctx, func() { _ = c.Close() })
 		defer stop()
 	}
 	w := &worker{out: bufio.NewWriter(out), fault: fault, counts: map[string]*actionCounts{}}
-	lr := newLineReader(in, maxRequestLine)
+	lr := NewLineReader(in, MaxRequestLine)
 	for {
-		line, long, err := lr.next()
+		line, long, err := lr.Next()
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -104,7 +104,7 @@ func RunWorker(ctx context.Context, in io.Reader, out io.Writer, fault Fault) er
 			return fmt.Errorf("worker: read requests: %w", err)
 		}
 		if long {
-			err = w.reply(workerReply{Error: fmt.Sprintf("request line longer than %d bytes: skipped", maxRequestLine)})
+			err = w.reply(Reply{Error: fmt.Sprintf("request line longer than %d bytes: skipped", MaxRequestLine)})
 		} else {
 			err = w.handle(line)
 		}
@@ -142,15 +142,15 @@ func (w *worker) handle(line []byte) error {
 	if len(line) == 0 {
 		return nil
 	}
-	if bytes.HasPrefix(line, eventPrefix) && line[len(line)-1] == '}' {
-		w.event(line[len(eventPrefix) : len(line)-1])
+	if bytes.HasPrefix(line, EventPrefix) && line[len(line)-1] == '}' {
+		w.event(line[len(EventPrefix) : len(line)-1])
 		return nil
 	}
-	var req workerRequest
+	var req Request
 	if err := json.Unmarshal(line, &req); err != nil {
-		return w.reply(workerReply{Error: fmt.Sprintf("malformed request: %v", err)})
+		return w.reply(Reply{Error: fmt.Sprintf("malformed request: %v", err)})
 	}
-	if req.Op == opEvent {
+	if req.Op == OpEvent {
 		w.event(req.Event)
 		return nil
 	}
@@ -158,27 +158,27 @@ func (w *worker) handle(line []byte) error {
 	// acting on a request whose answer cannot be matched would leave the
 	// agent unsure what the worker runs.
 	if req.ID == 0 {
-		return w.reply(workerReply{Error: fmt.Sprintf("%q request without an id: ignored", req.Op)})
+		return w.reply(Reply{Error: fmt.Sprintf("%q request without an id: ignored", req.Op)})
 	}
 	switch req.Op {
-	case opLoad:
+	case OpLoad:
 		if err := w.load(req); err != nil {
-			return w.reply(workerReply{ID: req.ID, Error: err.Error()})
+			return w.reply(Reply{ID: req.ID, Error: err.Error()})
 		}
-		return w.reply(workerReply{ID: req.ID, OK: true})
-	case opUnload:
+		return w.reply(Reply{ID: req.ID, OK: true})
+	case OpUnload:
 		if req.Channel == "" {
-			return w.reply(workerReply{ID: req.ID, Error: "unload: no channel"})
+			return w.reply(Reply{ID: req.ID, Error: "unload: no channel"})
 		}
 		w.loaded = slices.DeleteFunc(w.loaded, func(r *running) bool { return r.channel == req.Channel })
-		return w.reply(workerReply{ID: req.ID, OK: true})
-	case opCounts:
+		return w.reply(Reply{ID: req.ID, OK: true})
+	case OpCounts:
 		return w.reply(w.takeCounts(req.ID))
 	}
-	return w.reply(workerReply{ID: req.ID, Error: fmt.Sprintf("unknown op %q", req.Op)})
+	return w.reply(Reply{ID: req.ID, Error: fmt.Sprintf("unknown op %q", req.Op)})
 }
 
-func (w *worker) reply(r workerReply) error {
+func (w *worker) reply(r Reply) error {
 	if len(r.Error) > maxReplyError {
 		r.Error = strings.ToValidUTF8(r.Error[:maxReplyError], "") + "…"
 	}
@@ -193,7 +193,7 @@ func (w *worker) reply(r workerReply) error {
 
 // load replaces the channel's content only once the new bundle is known
 // good, so a refused load leaves the worker running what it ran.
-func (w *worker) load(req workerRequest) error {
+func (w *worker) load(req Request) error {
 	if req.Channel == "" || req.Version == 0 || req.Path == "" {
 		return fmt.Errorf("load %q@%d: channel, version and path are all required", req.Channel, req.Version)
 	}
@@ -238,7 +238,7 @@ func (w *worker) load(req workerRequest) error {
 // with SIGKILL.
 func crashForFault(name string) {
 	fmt.Fprintf(os.Stderr, "fault injected: %s %s\n", FaultWorkerCrash, name)
-	os.Exit(workerCrashStatus)
+	os.Exit(CrashStatus)
 }
 
 func readBundle(path string) (*content.Compiled, error) {
@@ -282,8 +282,8 @@ func (w *worker) event(raw []byte) {
 // takeCounts reports the matches since the last report and starts
 // counting afresh; counts of channels unloaded since are reported once
 // and then forgotten.
-func (w *worker) takeCounts(id uint64) workerReply {
-	rep := workerReply{ID: id, Counts: map[string]map[string]int64{}, Rejected: w.rejected}
+func (w *worker) takeCounts(id uint64) Reply {
+	rep := Reply{ID: id, Counts: map[string]map[string]int64{}, Rejected: w.rejected}
 	for ch, counts := range w.counts {
 		for a, n := range counts {
 			if n == 0 {
@@ -304,23 +304,23 @@ func (w *worker) takeCounts(id uint64) workerReply {
 	return rep
 }
 
-// lineReader reads lines of at most max bytes, without the newline. Of a
+// LineReader reads lines of at most max bytes, without the newline. Of a
 // longer line it returns the first max bytes and says so, and skips the
 // rest: one oversized line costs a bounded buffer and does not end the
 // stream.
-type lineReader struct {
+type LineReader struct {
 	r   *bufio.Reader
 	max int
 	buf []byte
 }
 
-func newLineReader(r io.Reader, max int) *lineReader {
-	return &lineReader{r: bufio.NewReaderSize(r, 64<<10), max: max}
+func NewLineReader(r io.Reader, max int) *LineReader {
+	return &LineReader{r: bufio.NewReaderSize(r, 64<<10), max: max}
 }
 
-// next returns the next line, valid until the following call, and whether
+// Next returns the next line, valid until the following call, and whether
 // it was cut at max. A last line without a newline counts.
-func (lr *lineReader) next() (line []byte, long bool, err error) {
+func (lr *LineReader) Next() (line []byte, long bool, err error) {
 	// One big line must not pin its buffer for the process's lifetime:
 	// the idle worker is meant to be small.
 	if cap(lr.buf) > 256<<10 {

@@ -1,8 +1,9 @@
-package agent
+package worker
 
 import (
 	"errors"
 	"fmt"
+	"github.com/ringfence/ringfence/internal/protocol"
 	"strconv"
 	"strings"
 )
@@ -74,7 +75,7 @@ func parseFaultRule(s string) (faultRule, error) {
 	if !ok {
 		return faultRule{}, fmt.Errorf("no '@VERSION' in %q: want VENDOR/CHANNEL@VERSION", target)
 	}
-	if !validChannel(channel) {
+	if !protocol.ValidChannel(channel) {
 		return faultRule{}, fmt.Errorf("channel %q is not VENDOR/CHANNEL (lower-case names)", channel)
 	}
 	v, err := strconv.ParseUint(version, 10, 64)
