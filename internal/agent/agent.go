@@ -311,18 +311,30 @@ func (a *Agent) nextProbationEnd() time.Time {
 
 // tick confirms content that ran its probation, or reverts it.
 func (a *Agent) tick() {
+	a.decide("probation", func(now time.Time) []Decision {
+		var ds []Decision
+		for _, name := range a.journal.Names() {
+			ds = append(ds, Tick(a.journal.Channels[name], a.cfg.Policy, now))
+		}
+		return ds
+	})
+}
+
+// decide runs recovery decisions under the lock, queues their events,
+// saves the journal, and then switches the worker of every channel they
+// reverted (outside the lock: the supervisor may call back).
+func (a *Agent) decide(what string, decisions func(now time.Time) []Decision) {
 	a.mu.Lock()
 	now := a.cfg.Now()
 	var reload []string
-	for _, name := range a.journal.Names() {
-		d := Tick(a.journal.Channels[name], a.cfg.Policy, now)
+	for _, d := range decisions(now) {
 		if d.Kind == DecisionNone {
 			continue
 		}
-		a.log.Info("probation", "channel", name, "decision", d.Kind, "reason", d.Reason)
+		a.log.Info(what, "channel", d.Channel, "decision", d.Kind, "reason", d.Reason)
 		a.queueEvents(d.Events(now)...)
 		if d.Kind == DecisionReverted {
-			reload = append(reload, name)
+			reload = append(reload, d.Channel)
 		}
 	}
 	if err := a.saveLocked(); err != nil {
@@ -355,31 +367,21 @@ func (a *Agent) loadActive(ctx context.Context, name string) {
 // onWorkerExit is the supervisor's callback when the worker dies: each
 // channel it was running counts a crash, and a crash loop reverts.
 func (a *Agent) onWorkerExit(loaded map[string]uint64, exitErr error) {
-	a.mu.Lock()
-	now := a.cfg.Now()
-	var reverted []string
-	for name := range loaded {
-		ch, ok := a.journal.Channels[name]
-		if !ok {
-			continue
+	a.decide("worker crashed", func(now time.Time) []Decision {
+		var ds []Decision
+		for name := range loaded {
+			ch, ok := a.journal.Channels[name]
+			if !ok {
+				continue
+			}
+			d := OnWorkerCrash(ch, a.cfg.Policy, now)
+			if d.Reason != "" && exitErr != nil {
+				d.Reason += " (" + exitErr.Error() + ")"
+			}
+			ds = append(ds, d)
 		}
-		d := OnWorkerCrash(ch, a.cfg.Policy, now)
-		if d.Reason != "" && exitErr != nil {
-			d.Reason += " (" + exitErr.Error() + ")"
-		}
-		a.log.Warn("worker crashed", "channel", name, "decision", d.Kind, "reason", d.Reason)
-		a.queueEvents(d.Events(now)...)
-		if d.Kind == DecisionReverted {
-			reverted = append(reverted, name)
-		}
-	}
-	if err := a.saveLocked(); err != nil {
-		a.log.Error("journal not saved", "err", err)
-	}
-	a.mu.Unlock()
-	for _, name := range reverted {
-		a.loadActive(context.Background(), name)
-	}
+		return ds
+	})
 }
 
 // checkin reports state and events and returns the server's answer.

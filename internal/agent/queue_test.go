@@ -9,8 +9,9 @@ import (
 	"reflect"
 	"strings"
 	"testing"
-	"time"
 	"unicode/utf8"
+
+	"github.com/ringfence/ringfence/internal/protocol"
 )
 
 func openQueue(t testing.TB, dir string, limit int) *Queue {
@@ -39,19 +40,6 @@ func seqs(events []Event) []uint64 {
 	return out
 }
 
-// eventReport mirrors the server's wire type (server.EventReport), which
-// the agent does not import: the agent stays free of the server's
-// dependencies.
-type eventReport struct {
-	Seq     uint64           `json:"seq"`
-	Time    time.Time        `json:"time"`
-	Type    string           `json:"type"`
-	Channel string           `json:"channel,omitempty"`
-	Version uint64           `json:"version,omitempty"`
-	Reason  string           `json:"reason,omitempty"`
-	Counts  map[string]int64 `json:"counts,omitempty"`
-}
-
 func TestEventWireFormat(t *testing.T) {
 	tests := []struct {
 		name string
@@ -76,7 +64,7 @@ func TestEventWireFormat(t *testing.T) {
 			}
 			dec := json.NewDecoder(bytes.NewReader(got))
 			dec.DisallowUnknownFields()
-			var r eventReport
+			var r protocol.EventReport
 			if err := dec.Decode(&r); err != nil {
 				t.Fatalf("the server's type does not read it: %v", err)
 			}

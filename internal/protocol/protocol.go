@@ -9,13 +9,16 @@ import (
 )
 
 // ValidChannel reports whether id is a channel id, "vendor/channel", each
-// part a lowercase name of at most 63 letters, digits, '-' or '_'.
+// part a ValidName.
 func ValidChannel(id string) bool {
 	v, c, ok := strings.Cut(id, "/")
-	return ok && validName(v) && validName(c)
+	return ok && ValidName(v) && ValidName(c)
 }
 
-func validName(s string) bool {
+// ValidName reports whether s is a name the protocol accepts for tenants,
+// channels and platforms: a lowercase letter, then at most 62 lowercase
+// letters, digits, '-' or '_'.
+func ValidName(s string) bool {
 	if s == "" || len(s) > 63 || s[0] < 'a' || s[0] > 'z' {
 		return false
 	}

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/ringfence/ringfence/internal/content"
@@ -89,10 +88,7 @@ func validateCheckin(req *CheckinRequest) error {
 	return nil
 }
 
-func validChannelID(id string) bool {
-	v, c, ok := strings.Cut(id, "/")
-	return ok && validName(v) && validName(c)
-}
+func validChannelID(id string) bool { return protocol.ValidChannel(id) }
 
 func isNotFound(err error) bool { return errors.Is(err, store.ErrNotFound) }
 

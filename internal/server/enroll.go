@@ -74,18 +74,7 @@ func checkDeviceFacts(platform, osBuild, agentVersion string) error {
 	return nil
 }
 
-func validName(s string) bool {
-	if s == "" || len(s) > 63 || s[0] < 'a' || s[0] > 'z' {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
-			return false
-		}
-	}
-	return true
-}
+func validName(s string) bool { return protocol.ValidName(s) }
 
 func printable(s string) bool {
 	for _, c := range s {

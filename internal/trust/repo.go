@@ -83,15 +83,24 @@ func writeKey(file string, priv ed25519.PrivateKey) error {
 	return f.Close()
 }
 
-// LoadKey reads a private key file.
-func LoadKey(file string) (ed25519.PrivateKey, error) {
+// readKeyFile reads a key file, private or public.
+func readKeyFile(file string) (keyFile, error) {
+	var k keyFile
 	b, err := os.ReadFile(file)
 	if err != nil {
-		return nil, fmt.Errorf("key: %w", err)
+		return k, fmt.Errorf("key: %w", err)
 	}
-	var k keyFile
 	if err := json.Unmarshal(b, &k); err != nil {
-		return nil, fmt.Errorf("key %s: %w", file, err)
+		return k, fmt.Errorf("key %s: %w", file, err)
+	}
+	return k, nil
+}
+
+// LoadKey reads a private key file.
+func LoadKey(file string) (ed25519.PrivateKey, error) {
+	k, err := readKeyFile(file)
+	if err != nil {
+		return nil, err
 	}
 	priv, err := hex.DecodeString(k.Private)
 	if err != nil || k.KeyType != "ed25519" || len(priv) != ed25519.PrivateKeySize {
@@ -123,13 +132,9 @@ func GenerateKey(file string) (ed25519.PublicKey, error) {
 
 // LoadPublicKey reads the public half of a key file, public or private.
 func LoadPublicKey(file string) (ed25519.PublicKey, error) {
-	b, err := os.ReadFile(file)
+	k, err := readKeyFile(file)
 	if err != nil {
-		return nil, fmt.Errorf("key: %w", err)
-	}
-	var k keyFile
-	if err := json.Unmarshal(b, &k); err != nil {
-		return nil, fmt.Errorf("key %s: %w", file, err)
+		return nil, err
 	}
 	pub, err := hex.DecodeString(k.Public)
 	if err != nil || k.KeyType != "ed25519" || len(pub) != ed25519.PublicKeySize {
