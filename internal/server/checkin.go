@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -111,6 +112,56 @@ func (s *Server) handleCheckin(w http.ResponseWriter, r *http.Request) error {
 	if req.DeviceID != "" && req.DeviceID != e.id {
 		return badRequest("device_id %q does not match the credential", req.DeviceID)
 	}
+	resp, err := s.checkin(r.Context(), e, &req)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, resp)
+	return nil
+}
+
+// CheckinAs runs a device's check-in as the HTTP handler does once the
+// credential is checked: the fleet simulator (internal/sim) drives the
+// server's own check-in code with it. It is not reachable over HTTP.
+func (s *Server) CheckinAs(ctx context.Context, id string, req CheckinRequest) (CheckinResponse, error) {
+	if s.storeDown.Load() {
+		return CheckinResponse{}, unavailable(nil)
+	}
+	e, err := s.device(ctx, id)
+	if err != nil {
+		return CheckinResponse{}, err
+	}
+	if err := validateCheckin(&req); err != nil {
+		return CheckinResponse{}, err
+	}
+	return s.checkin(ctx, e, &req)
+}
+
+// Heartbeats counts n check-ins that report nothing new, by devices of
+// one organisation with the same facts and channel reports, as n calls of
+// the check-in would (one heartbeat per device and window): the fleet
+// simulator sends its quiet devices this way. Their last-seen times are
+// the caller's to record.
+func (s *Server) Heartbeats(org, platform, agentVersion, osBuild string, reports []ChannelReport, n int64) {
+	sn := s.snap.Load()
+	window := s.now().Truncate(s.cfg.CounterWindow)
+	stratum := stratumOf(platform, agentVersion, osBuild)
+	s.hb.mu.Lock()
+	defer s.hb.mu.Unlock()
+	if s.hb.counters == nil {
+		s.hb.seen = map[string]time.Time{}
+		s.hb.counters = map[store.CounterKey]int64{}
+	}
+	for _, c := range reports {
+		for _, k := range s.cells(sn, org, stratum, window, c.Channel, c.ActiveVersion, "heartbeat") {
+			s.hb.counters[k] += n
+		}
+	}
+}
+
+// checkin is the check-in of an authenticated device.
+func (s *Server) checkin(ctx context.Context, e *deviceEntry, reqp *CheckinRequest) (CheckinResponse, error) {
+	req := *reqp
 	now := s.now()
 	sn := s.snap.Load()
 	agent, agentErr := content.ParseAgentVersion(req.AgentVersion)
@@ -222,7 +273,7 @@ func (s *Server) handleCheckin(w http.ResponseWriter, r *http.Request) error {
 	if mustWait {
 		req2 := &writeReq{checkin: &wr, done: make(chan writeResult, 1)}
 		if err := s.writer.submit(req2); err != nil {
-			return busy()
+			return CheckinResponse{}, busy()
 		}
 		res := <-req2.done
 		if res.err != nil {
@@ -231,13 +282,13 @@ func (s *Server) handleCheckin(w http.ResponseWriter, r *http.Request) error {
 			}
 			if errors.Is(res.err, store.ErrUnavailable) {
 				s.markStore(res.err)
-				return unavailable(res.err)
+				return CheckinResponse{}, unavailable(res.err)
 			}
 			if isNotFound(res.err) {
 				s.forgetDevice(id)
-				return errUnauthorized
+				return CheckinResponse{}, errUnauthorized
 			}
-			return storeError("check-in", res.err)
+			return CheckinResponse{}, storeError("check-in", res.err)
 		}
 		resp.AckSeq = res.res.LastSeq
 		for _, k := range offerKeys {
@@ -263,8 +314,7 @@ func (s *Server) handleCheckin(w http.ResponseWriter, r *http.Request) error {
 	// Jitter spreads the fleet so it never checks in, or retries, in step.
 	base := float64(s.cfg.CheckinInterval) / float64(time.Second)
 	resp.NextCheckinS = max(1, int(base*(0.8+0.4*rand.Float64())))
-	writeJSON(w, http.StatusOK, resp)
-	return nil
+	return resp, nil
 }
 
 // cells names the counter cells for metric that a device on version v of a
