@@ -253,7 +253,7 @@ func (a *Agent) Run(ctx context.Context) error {
 				return a.stop()
 			}
 			failures++
-			next = a.cfg.Now().Add(max(backoff(failures, interval, a.cfg.MaxBackoff), retryAfter))
+			next = a.cfg.Now().Add(max(Backoff(failures, interval, a.cfg.MaxBackoff, nil), retryAfter))
 			a.setStatus(func(s *Status) { s.LastError, s.NextCheckin, s.Failures = err.Error(), next, failures })
 			a.log.Warn("check-in failed; keeping the content it has", "err", err, "retry_in", next.Sub(a.cfg.Now()).Round(time.Second))
 			continue
@@ -289,15 +289,20 @@ func (a *Agent) stop() error {
 	return nil
 }
 
-// backoff is exponential with full jitter: a fleet that lost its server
-// does not come back all at once.
-func backoff(failures int, interval, limit time.Duration) time.Duration {
+// Backoff is the wait before the next attempt after failures failed
+// check-ins in a row: exponential with full jitter, so a fleet that lost
+// its server does not come back all at once; never above limit. rng nil
+// uses the process's generator (the simulator passes its own).
+func Backoff(failures int, interval, limit time.Duration, rng *rand.Rand) time.Duration {
 	base := min(interval, 30*time.Second)
 	ceil := base << min(failures, 20)
 	if ceil <= 0 || ceil > limit {
 		ceil = limit
 	}
-	return base/2 + rand.N(ceil)
+	if rng == nil {
+		return base/2 + rand.N(ceil)
+	}
+	return base/2 + time.Duration(rng.Int64N(int64(ceil)))
 }
 
 func (a *Agent) nextProbationEnd() time.Time {
