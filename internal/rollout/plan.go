@@ -89,6 +89,16 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
+// UnmarshalText reads "30m" from YAML (and any other text format).
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("duration %q: %w", b, err)
+	}
+	*d = Duration(v)
+	return nil
+}
+
 // DefaultContentPlan is the plan a content release gets unless its
 // publisher gives one: internal organisations first, then 0.1%, 1%, 10%
 // and everyone, each wave baking longer than the last.

@@ -1,0 +1,239 @@
+package sim
+
+import (
+	"bytes"
+	"embed"
+	"encoding/json"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/ringfence/ringfence/internal/rollout"
+)
+
+// Scenario is one simulation: a fleet, a release, what is wrong with it and
+// with the world. Scenarios are YAML (docs/simulator.md); the built-in ones
+// are in scenarios/.
+type Scenario struct {
+	Name        string `yaml:"name"`
+	Description string `yaml:"description"`
+	Devices     int    `yaml:"devices"`
+	Seed        uint64 `yaml:"seed"`
+	// Duration is how much virtual time is simulated after the start.
+	Duration        rollout.Duration `yaml:"duration"`
+	CheckinInterval rollout.Duration `yaml:"checkin_interval"`
+	Fleet           Fleet            `yaml:"fleet"`
+	Release         Release          `yaml:"release"`
+	Faults          []Fault          `yaml:"faults"`
+	Noise           Noise            `yaml:"noise"`
+	Outages         []Outage         `yaml:"outages"`
+}
+
+// Fleet is who the devices are.
+type Fleet struct {
+	Platform string `yaml:"platform"`
+	// Agents and OSBuilds are weights: {"7.11.0": 5, "7.12.0": 3}.
+	Agents   map[string]float64 `yaml:"agents"`
+	OSBuilds map[string]float64 `yaml:"os_builds"`
+	// Orgs is how many customer organisations share the fleet, and
+	// EarlyOrgs the share of them on the early track (the rest take ga).
+	Orgs      int     `yaml:"orgs"`
+	EarlyOrgs float64 `yaml:"early_orgs"`
+	// Internal is the share of devices in the vendor's own organisation,
+	// the first wave of every plan.
+	Internal float64 `yaml:"internal"`
+}
+
+// Release is what is published and rolled out, Start after the
+// simulation begins. The fleet starts on Baseline, a completed release.
+type Release struct {
+	Baseline string           `yaml:"baseline"` // built-in bundle name or file
+	Bundle   string           `yaml:"bundle"`
+	Version  uint64           `yaml:"version"`
+	Start    rollout.Duration `yaml:"start"`
+	// BypassValidation publishes the bundle without the validator, which
+	// no real server allows: it tests the rollout and agent defences
+	// alone.
+	BypassValidation bool `yaml:"bypass_validation"`
+	// Plan is the release's plan in the API's JSON shape (docs/rollout.md);
+	// without it, the default content plan.
+	PlanSpec any           `yaml:"plan"`
+	Plan     *rollout.Plan `yaml:"-"`
+}
+
+// Fault is what the released content does to the devices it matches.
+type Fault struct {
+	// Kind: worker-crash (the worker dies loading it), host-crash (the
+	// host dies, stays silent until it reboots, and crashes again at
+	// start), fp-storm (false positives: a flood of actions).
+	Kind        string   `yaml:"kind"`
+	Agents      []string `yaml:"agents"`
+	OSBuilds    []string `yaml:"os_builds"`
+	Probability float64  `yaml:"probability"`
+}
+
+// Noise is the world's background: crashes, reboots and silences that have
+// nothing to do with the release.
+type Noise struct {
+	CrashesPerDeviceHour float64 `yaml:"crashes_per_device_hour"`
+	RebootsPerDeviceHour float64 `yaml:"reboots_per_device_hour"`
+	// Offline is the share of devices that go quiet for a while (a lid
+	// closed, night), for OfflineFor on average.
+	Offline    float64          `yaml:"offline"`
+	OfflineFor rollout.Duration `yaml:"offline_for"`
+	// ActionsPerCheckin is the mean action count a device reports.
+	ActionsPerCheckin float64 `yaml:"actions_per_checkin"`
+}
+
+// Outage is a window in which no device reaches the control plane, and
+// the control plane does not run.
+type Outage struct {
+	Start rollout.Duration `yaml:"start"`
+	For   rollout.Duration `yaml:"for"`
+}
+
+// Fault kinds.
+const (
+	FaultWorkerCrash = "worker-crash"
+	FaultHostCrash   = "host-crash"
+	FaultFPStorm     = "fp-storm"
+)
+
+//go:embed scenarios/*.yaml
+var builtin embed.FS
+
+// Builtin names the built-in scenarios.
+func Builtin() []string {
+	ents, _ := builtin.ReadDir("scenarios")
+	var out []string
+	for _, e := range ents {
+		out = append(out, strings.TrimSuffix(e.Name(), ".yaml"))
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Load reads a scenario: a built-in name or a YAML file.
+func Load(name string) (*Scenario, error) {
+	b, err := builtin.ReadFile("scenarios/" + name + ".yaml")
+	src := "built-in scenario " + name
+	if err != nil {
+		if b, err = os.ReadFile(name); err != nil {
+			return nil, fmt.Errorf("scenario %q: neither built in (%s) nor a readable file: %w", name, strings.Join(Builtin(), ", "), err)
+		}
+		src = name
+	}
+	return Parse(src, b)
+}
+
+// Parse decodes and checks a scenario, naming what is wrong and where.
+func Parse(src string, b []byte) (*Scenario, error) {
+	var s Scenario
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&s); err != nil {
+		return nil, fmt.Errorf("%s: %w", src, err)
+	}
+	s.defaults()
+	if err := s.validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", src, err)
+	}
+	return &s, nil
+}
+
+func (s *Scenario) defaults() {
+	if s.CheckinInterval == 0 {
+		s.CheckinInterval = rollout.Duration(5 * time.Minute)
+	}
+	if s.Fleet.Platform == "" {
+		s.Fleet.Platform = "windows"
+	}
+	if s.Fleet.Orgs == 0 {
+		s.Fleet.Orgs = 100
+	}
+	if s.Release.Baseline == "" {
+		s.Release.Baseline = "ipc-292@290"
+	}
+	if s.Noise.OfflineFor == 0 {
+		s.Noise.OfflineFor = rollout.Duration(2 * time.Hour)
+	}
+}
+
+func (s *Scenario) validate() error {
+	switch {
+	case s.Name == "":
+		return fmt.Errorf("name: required")
+	case s.Devices < 1 || s.Devices > 20_000_000:
+		return fmt.Errorf("devices: %d, want 1 to 20,000,000", s.Devices)
+	case s.Duration <= 0:
+		return fmt.Errorf("duration: want a positive duration such as 2h")
+	case s.CheckinInterval < rollout.Duration(time.Second):
+		return fmt.Errorf("checkin_interval: %s is below one second", time.Duration(s.CheckinInterval))
+	case len(s.Fleet.Agents) == 0 || len(s.Fleet.OSBuilds) == 0:
+		return fmt.Errorf("fleet: agents and os_builds need at least one weighted entry each")
+	case s.Fleet.Orgs < 1 || s.Fleet.Orgs > 60000:
+		return fmt.Errorf("fleet.orgs: %d, want 1 to 60,000", s.Fleet.Orgs)
+	case s.Fleet.EarlyOrgs < 0 || s.Fleet.EarlyOrgs > 1 || s.Fleet.Internal < 0 || s.Fleet.Internal > 0.5:
+		return fmt.Errorf("fleet: early_orgs is a share 0-1 and internal a share 0-0.5")
+	case s.Release.Bundle == "" || s.Release.Version == 0:
+		return fmt.Errorf("release: bundle and version are required")
+	}
+	for what, m := range map[string]map[string]float64{"fleet.agents": s.Fleet.Agents, "fleet.os_builds": s.Fleet.OSBuilds} {
+		for k, w := range m {
+			if w <= 0 {
+				return fmt.Errorf("%s.%s: weight %v, want a positive number", what, k, w)
+			}
+		}
+	}
+	for i, f := range s.Faults {
+		switch f.Kind {
+		case FaultWorkerCrash, FaultHostCrash, FaultFPStorm:
+		default:
+			return fmt.Errorf("faults[%d].kind: %q, want worker-crash, host-crash or fp-storm", i, f.Kind)
+		}
+		if f.Probability <= 0 || f.Probability > 1 {
+			return fmt.Errorf("faults[%d].probability: %v, want above 0 and at most 1", i, f.Probability)
+		}
+	}
+	if s.Release.PlanSpec != nil {
+		b, err := json.Marshal(s.Release.PlanSpec)
+		if err != nil {
+			return fmt.Errorf("release.plan: %w", err)
+		}
+		p, err := rollout.ParsePlan(b)
+		if err != nil {
+			return fmt.Errorf("release.plan: %w", err)
+		}
+		s.Release.Plan = &p
+	}
+	for i, o := range s.Outages {
+		if o.For <= 0 || o.Start < 0 {
+			return fmt.Errorf("outages[%d]: want a start at or after 0 and a positive for", i)
+		}
+	}
+	n := s.Noise
+	if n.CrashesPerDeviceHour < 0 || n.RebootsPerDeviceHour < 0 || n.Offline < 0 || n.Offline > 0.9 || n.ActionsPerCheckin < 0 {
+		return fmt.Errorf("noise: rates are non-negative and offline a share up to 0.9")
+	}
+	return nil
+}
+
+// matches reports whether the fault hits a device with these facts.
+func (f Fault) matches(agent, osBuild string) bool {
+	in := func(list []string, v string) bool {
+		if len(list) == 0 {
+			return true
+		}
+		for _, x := range list {
+			if x == v {
+				return true
+			}
+		}
+		return false
+	}
+	return in(f.Agents, agent) && in(f.OSBuilds, osBuild)
+}

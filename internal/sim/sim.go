@@ -1,0 +1,865 @@
+package sim
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ringfence/ringfence/examples"
+	"github.com/ringfence/ringfence/internal/agent"
+	"github.com/ringfence/ringfence/internal/content"
+	"github.com/ringfence/ringfence/internal/protocol"
+	"github.com/ringfence/ringfence/internal/rollout"
+	"github.com/ringfence/ringfence/internal/server"
+	"github.com/ringfence/ringfence/internal/store"
+	"github.com/ringfence/ringfence/internal/store/memstore"
+)
+
+// Options overrides a scenario and says where progress goes.
+type Options struct {
+	Devices  int    // 0: the scenario's
+	Seed     uint64 // 0: the scenario's
+	Progress io.Writer
+	Log      *slog.Logger
+}
+
+// Sim is one run: the fleet, the real server on a store over it, and the
+// virtual clock both share.
+type Sim struct {
+	sc    *Scenario
+	fleet *fleet
+	epoch time.Time
+	now   uint32 // virtual seconds since epoch
+	end   uint32
+	rng   *rand.Rand
+	srv   *server.Server
+	store *fleetStore
+	http  http.Handler
+	pub   string // publisher token
+
+	policy   agent.Policy
+	versions []uint64 // version index -> version; 0 is none
+	release  string   // the scenario release's id
+	relIndex uint8    // its version index
+
+	// views[stratum] are the releases as the check-in sees them, rebuilt
+	// every controller tick from the store (the server's snapshot does
+	// the same).
+	views   [][]rollout.ReleaseView
+	targets map[uint64]content.Targets // per version; absent: all devices
+
+	mu      sync.Mutex
+	offered map[string]map[int32]bool // release -> devices the server offered it
+
+	agents map[int32]*agentState
+	wheel  [][]int32
+	beats  map[beatKey]int64
+
+	outage   bool
+	fig      figures
+	interval time.Duration
+	series   []Point
+	cancel   context.CancelFunc
+}
+
+// Point is the fleet at one virtual minute, for the report's chart.
+type Point struct {
+	T         float64 `json:"t_s"`
+	Exposed   int64   `json:"exposed"`
+	Down      int64   `json:"crashed_now"`
+	Crashed   int64   `json:"crashed"`
+	Recovered int64   `json:"recovered"`
+}
+
+// agentState is a device's agent, for the devices the rollout touches:
+// its journal entry for the channel, its unsent events, and its
+// sequence numbers.
+type agentState struct {
+	ch     agent.ChannelState
+	seq    uint64
+	events []protocol.EventReport
+	fault  string // the release's fault on this device, "" none
+}
+
+type beatKey struct {
+	org     uint16
+	stratum uint8
+	active  uint8
+}
+
+type figures struct {
+	exposed, crashed, down, peakDown int64
+	recovered                        int64
+	firstExposed, firstCrash         int64 // virtual seconds, -1 none
+	lastRecovery                     int64
+	haltedAt, completedAt            int64
+	haltReason                       string
+	checkins, full                   int64
+	rejected                         string
+}
+
+const wheelSize = 1 << 16 // seconds ahead the wheel reaches: about 18 h
+
+// New builds a run: the fleet, the store, the server and the baseline
+// release every device runs.
+func New(ctx context.Context, sc *Scenario, o Options) (*Sim, error) {
+	n := sc.Devices
+	if o.Devices > 0 {
+		n = o.Devices
+	}
+	seed := sc.Seed
+	if o.Seed != 0 {
+		seed = o.Seed
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	s := &Sim{sc: sc, epoch: time.Date(2024, 7, 19, 4, 0, 0, 0, time.UTC), end: uint32(time.Duration(sc.Duration) / time.Second),
+		rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), offered: map[string]map[int32]bool{}, agents: map[int32]*agentState{},
+		wheel: make([][]int32, wheelSize), beats: map[beatKey]int64{}, targets: map[uint64]content.Targets{},
+		interval: time.Duration(sc.CheckinInterval)}
+	s.sc.Devices, s.sc.Seed = n, seed
+	s.fig.firstExposed, s.fig.firstCrash, s.fig.lastRecovery, s.fig.haltedAt, s.fig.completedAt = -1, -1, -1, -1, -1
+	s.fleet = newFleet(sc, n, s.rng)
+	s.store = &fleetStore{Store: memstore.New(), sim: s, created: map[int]bool{}}
+	cat, err := server.ExampleCatalog()
+	if err != nil {
+		return nil, err
+	}
+	s.srv = server.New(server.Config{CheckinInterval: s.interval, Catalog: cat, ControllerTick: 24 * time.Hour, SnapshotRefresh: time.Hour},
+		s.store, s.clock, o.Log)
+	s.http = s.srv.Handler()
+	if err := s.seed(ctx, cat); err != nil {
+		return nil, fmt.Errorf("seed: %w", err)
+	}
+	if err := s.refreshViews(ctx); err != nil {
+		return nil, err
+	}
+	ctx, s.cancel = context.WithCancel(ctx)
+	if err := s.srv.Start(ctx); err != nil {
+		s.cancel()
+		return nil, err
+	}
+	// Every device checks in once within its first interval.
+	for i := range s.fleet.devs {
+		s.schedule(i, uint32(s.rng.IntN(int(s.interval/time.Second))))
+	}
+	return s, nil
+}
+
+// Close stops the simulated server.
+func (s *Sim) Close() {
+	s.srv.Drain()
+	s.cancel()
+}
+
+// Series is the fleet minute by minute.
+func (s *Sim) Series() []Point { return s.series }
+
+// HaltedAt is the virtual second the release halted, or -1.
+func (s *Sim) HaltedAt() int64 { return s.fig.haltedAt }
+
+func (s *Sim) clock() time.Time { return s.epoch.Add(time.Duration(s.now) * time.Second) }
+
+// second converts a time to virtual seconds (0 before the epoch).
+func (s *Sim) second(t time.Time) uint32 {
+	d := t.Sub(s.epoch)
+	if d < 0 {
+		return 0
+	}
+	return uint32(d / time.Second)
+}
+
+func (s *Sim) versionIndex(v uint64) (uint8, bool) {
+	for i, x := range s.versions {
+		if x == v && i > 0 {
+			return uint8(i), true
+		}
+	}
+	return 0, false
+}
+
+func (s *Sim) schedule(i int, at uint32) {
+	d := &s.fleet.devs[i]
+	if d.next == at && at != 0 {
+		return
+	}
+	d.next = at
+	s.wheel[at%wheelSize] = append(s.wheel[at%wheelSize], int32(i))
+}
+
+func (s *Sim) touch(i int, at time.Time) {
+	sec := s.second(at) + 1
+	if d := &s.fleet.devs[i]; sec > d.seen {
+		d.seen = sec
+	}
+}
+
+// versionSource is a built-in bundle ("ipc-292") or a file, with
+// "@VERSION" to publish it under another version.
+var versionLine = regexp.MustCompile(`(?m)^version:\s*\d+\s*$`)
+
+func bundleSource(spec string, version uint64) ([]byte, error) {
+	name, v, _ := strings.Cut(spec, "@")
+	b, err := fs.ReadFile(examples.Content, "content/bundles/"+name+".yaml")
+	if err != nil {
+		if b, err = os.ReadFile(name); err != nil {
+			return nil, fmt.Errorf("bundle %q: neither built in (examples/content/bundles) nor a readable file", name)
+		}
+	}
+	if v != "" {
+		if version, err = strconv.ParseUint(v, 10, 64); err != nil {
+			return nil, fmt.Errorf("bundle %q: version %q", spec, v)
+		}
+	}
+	if version != 0 {
+		b = versionLine.ReplaceAll(b, []byte("version: "+strconv.FormatUint(version, 10)))
+	}
+	return b, nil
+}
+
+func hashHex(s string) string {
+	h := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(h[:])
+}
+
+// seed writes what a server would hold before the scenario starts: the
+// vendor, its internal organisation and the customers (early ones on the
+// early track), the channel, a publisher token, and the baseline release,
+// completed a day ago.
+func (s *Sim) seed(ctx context.Context, cat *content.Catalog) error {
+	st := s.store
+	t0 := s.epoch.Add(-24 * time.Hour)
+	if err := st.CreateTenant(ctx, store.Tenant{ID: "acme", Kind: store.TenantVendor, Name: "Acme Security", CreatedAt: t0}); err != nil {
+		return err
+	}
+	for _, o := range s.fleet.orgs {
+		if err := st.CreateTenant(ctx, store.Tenant{ID: o.id, Kind: store.TenantOrg, Name: o.id, Internal: o.internal, CreatedAt: t0}); err != nil {
+			return err
+		}
+	}
+	if err := st.CreateChannel(ctx, store.Channel{ID: channel, Vendor: "acme", Name: "ipc", Kind: store.ChannelContent, Category: "detection", CreatedAt: t0}); err != nil {
+		return err
+	}
+	for _, o := range s.fleet.orgs {
+		if o.early {
+			if err := st.PutPolicy(ctx, store.Policy{Org: o.id, Channel: channel, Track: "early"}); err != nil {
+				return err
+			}
+		}
+	}
+	s.pub = "rft_sim-publisher"
+	if err := st.CreateAPIToken(ctx, store.APIToken{ID: "tok-sim", Tenant: "acme", Role: store.RolePublisher, Name: "simulator", Hash: hashHex(s.pub), CreatedAt: t0}); err != nil {
+		return err
+	}
+	src, err := bundleSource(s.sc.Release.Baseline, 0)
+	if err != nil {
+		return err
+	}
+	b, err := content.ParseBundle(s.sc.Release.Baseline, src)
+	if err != nil {
+		return err
+	}
+	v := cat.Validate(b, 0)
+	if !v.Accepted() {
+		return fmt.Errorf("baseline %s is rejected: %v", b.Name(), v.Findings)
+	}
+	if err := st.PutArtifact(ctx, store.Artifact{Channel: channel, Version: b.Version, SHA256: content.Hash(v.Encoded), Size: int64(len(v.Encoded)), Bytes: v.Encoded, CreatedAt: t0}); err != nil {
+		return err
+	}
+	s.noteTargets(b.Version, v.Encoded)
+	plan, _ := json.Marshal(rollout.DefaultContentPlan())
+	if err := st.CreateRelease(ctx, store.Release{ID: "rel-baseline", Channel: channel, Version: b.Version, Plan: plan, State: store.ReleaseCompleted,
+		Wave: len(rollout.DefaultContentPlan().Waves) - 1, CreatedBy: "simulator", CreatedAt: t0, UpdatedAt: t0, WaveStartedAt: t0, CompletedAt: t0}); err != nil {
+		return err
+	}
+	s.versions = []uint64{0, b.Version}
+	for i := range s.fleet.devs {
+		s.fleet.devs[i].active, s.fleet.devs[i].lkg = 1, 1
+	}
+	s.policy = agent.Policy{}.WithDefaults()
+	return nil
+}
+
+func (s *Sim) noteTargets(version uint64, encoded []byte) {
+	if c, err := content.Unmarshal(encoded); err == nil {
+		if t, err := content.TargetsOf(c); err == nil {
+			s.targets[version] = t
+		}
+	}
+}
+
+// api calls the server's admin API in process.
+func (s *Sim) api(method, path string, body []byte, contentType string) (int, []byte) {
+	r := httptest.NewRequest(method, path, bytes.NewReader(body))
+	r.Header.Set("Authorization", "Bearer "+s.pub)
+	r.Header.Set("Content-Type", contentType)
+	w := httptest.NewRecorder()
+	s.http.ServeHTTP(w, r)
+	return w.Code, w.Body.Bytes()
+}
+
+// startRelease publishes the scenario's bundle through the server's own
+// publish path (where the validator may reject it), or straight into the
+// store when the scenario bypasses validation, and starts its release.
+func (s *Sim) startRelease(ctx context.Context) error {
+	r := s.sc.Release
+	src, err := bundleSource(r.Bundle, r.Version)
+	if err != nil {
+		return err
+	}
+	if r.BypassValidation {
+		cat, _ := server.ExampleCatalog()
+		b, err := content.ParseBundle(r.Bundle, src)
+		if err != nil {
+			return err
+		}
+		v := cat.Validate(b, 0)
+		if v.Compiled == nil {
+			return fmt.Errorf("release %s does not even compile: %v", b.Name(), v.Findings)
+		}
+		if err := s.store.PutArtifact(ctx, store.Artifact{Channel: channel, Version: b.Version, SHA256: content.Hash(v.Encoded), Size: int64(len(v.Encoded)),
+			Bytes: v.Encoded, CreatedAt: s.clock()}); err != nil {
+			return err
+		}
+	} else if code, body := s.api("POST", "/v1/channels/acme/ipc/publish", src, "application/yaml"); code != http.StatusCreated {
+		var e struct {
+			Detail string `json:"detail"`
+		}
+		_ = json.Unmarshal(body, &e)
+		s.fig.rejected = fmt.Sprintf("publish refused (%d): %s", code, firstLine(e.Detail))
+		return nil
+	}
+	a, err := s.store.GetArtifact(ctx, channel, r.Version)
+	if err != nil {
+		return err
+	}
+	s.noteTargets(r.Version, a.Bytes)
+	req := map[string]any{"channel": channel, "version": r.Version}
+	if r.Plan != nil {
+		req["plan"] = r.Plan
+	}
+	body, _ := json.Marshal(req)
+	code, out := s.api("POST", "/v1/releases", body, "application/json")
+	if code != http.StatusCreated {
+		return fmt.Errorf("release: %d %s", code, out)
+	}
+	var rel struct {
+		ID string `json:"id"`
+	}
+	if err := json.Unmarshal(out, &rel); err != nil {
+		return err
+	}
+	s.release = rel.ID
+	s.versions = append(s.versions, r.Version)
+	s.relIndex = uint8(len(s.versions) - 1)
+	return s.refreshViews(ctx)
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
+// refreshViews rebuilds the releases as the check-in sees them.
+func (s *Sim) refreshViews(ctx context.Context) error {
+	rels, err := s.store.ListReleases(ctx, channel)
+	if err != nil {
+		return err
+	}
+	var all []rollout.ReleaseView
+	for _, r := range rels {
+		plan, err := rollout.ParsePlan(r.Plan)
+		if err != nil {
+			return err
+		}
+		v := rollout.ReleaseView{ID: r.ID, Version: r.Version, State: rollout.ReleaseState(r.State), Wave: r.Wave, Plan: plan, CompletedAt: r.CompletedAt}
+		if len(r.Cohort) > 0 && v.State.Live() {
+			var c rollout.Cohort
+			if err := json.Unmarshal(r.Cohort, &c); err == nil {
+				v.Strata = c.Bounds
+			}
+		}
+		all = append(all, v)
+		if r.ID == s.release {
+			s.observe(r)
+		}
+	}
+	s.views = make([][]rollout.ReleaseView, len(s.fleet.strata))
+	for i, st := range s.fleet.strata {
+		av, err := content.ParseAgentVersion(st.agent)
+		for _, v := range all {
+			if t, ok := s.targets[v.Version]; ok && (err != nil || !t.Matches(&content.Manifest{Platform: st.platform, AgentVersion: av})) {
+				continue
+			}
+			s.views[i] = append(s.views[i], v)
+		}
+	}
+	return nil
+}
+
+// observe notes the release's halt or completion.
+func (s *Sim) observe(r store.Release) {
+	switch {
+	case r.State == store.ReleaseHalted || r.State == store.ReleaseRolledBack:
+		if s.fig.haltedAt < 0 {
+			s.fig.haltedAt, s.fig.haltReason = int64(s.now), r.Reason
+		}
+	case r.State == store.ReleaseCompleted && s.fig.completedAt < 0:
+		s.fig.completedAt = int64(s.now)
+	}
+}
+
+// Run runs the scenario to its end and returns the figures.
+func (s *Sim) Run(ctx context.Context, progress io.Writer) (*Result, error) {
+	wall := time.Now()
+	start := uint32(time.Duration(s.sc.Release.Start) / time.Second)
+	lastPct := -1
+	for s.now = 0; s.now < s.end; s.now++ {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		s.setOutage()
+		if s.now == start {
+			if err := s.startRelease(ctx); err != nil {
+				return nil, err
+			}
+			if s.fig.rejected != "" {
+				break // nothing ships: the rest of the run would change nothing
+			}
+		}
+		bucket := s.wheel[s.now%wheelSize]
+		s.wheel[s.now%wheelSize] = nil
+		for _, i := range bucket {
+			if s.fleet.devs[i].next == s.now {
+				if err := s.handle(ctx, int(i)); err != nil {
+					return nil, err
+				}
+			}
+		}
+		if s.now%60 == 59 {
+			s.flushBeats()
+			s.series = append(s.series, Point{T: float64(s.now + 1), Exposed: s.fig.exposed, Down: s.fig.down, Crashed: s.fig.crashed, Recovered: s.fig.recovered})
+		}
+		if s.now%5 == 4 && !s.outage {
+			s.srv.Drain()
+			if err := s.srv.ControlOnce(ctx); err != nil {
+				return nil, fmt.Errorf("controller at %s: %w", time.Duration(s.now)*time.Second, err)
+			}
+			if err := s.refreshViews(ctx); err != nil {
+				return nil, err
+			}
+		}
+		if progress != nil {
+			if pct := int(100 * uint64(s.now) / uint64(s.end)); pct != lastPct {
+				lastPct = pct
+				fmt.Fprintf(progress, "\r%s  %3d%%  virtual %s  exposed %d  crashed %d", s.sc.Name, pct, time.Duration(s.now)*time.Second, s.fig.exposed, s.fig.crashed)
+			}
+		}
+	}
+	if progress != nil {
+		fmt.Fprintln(progress)
+	}
+	s.srv.Drain()
+	return s.result(time.Since(wall)), nil
+}
+
+func (s *Sim) setOutage() {
+	t := time.Duration(s.now) * time.Second
+	s.outage = false
+	for _, o := range s.sc.Outages {
+		if t >= time.Duration(o.Start) && t < time.Duration(o.Start)+time.Duration(o.For) {
+			s.outage = true
+		}
+	}
+}
+
+// handle is one device's due event.
+func (s *Sim) handle(ctx context.Context, i int) error {
+	d := &s.fleet.devs[i]
+	switch d.phase {
+	case phaseDown:
+		return s.reboot(ctx, i)
+	case phaseOffline:
+		d.phase = phaseUp
+	}
+	return s.checkin(ctx, i)
+}
+
+// jittered is the server's interval with its ±20% jitter, for devices
+// that did not hear from the server this time.
+func (s *Sim) jittered() uint32 {
+	base := float64(s.interval / time.Second)
+	return uint32(max(1, base*(0.8+0.4*s.rng.Float64())))
+}
+
+func (s *Sim) state(i int) *agentState {
+	if a := s.agents[int32(i)]; a != nil {
+		return a
+	}
+	d := &s.fleet.devs[i]
+	a := &agentState{ch: agent.ChannelState{Name: channel, ActiveVersion: s.versions[d.active], ActiveSlot: agent.SlotA,
+		LKGVersion: s.versions[d.lkg], LKGSlot: agent.SlotA, State: agent.StateActive}}
+	s.agents[int32(i)] = a
+	d.flags |= flagInPlay
+	return a
+}
+
+func (s *Sim) queue(a *agentState, evs ...agent.Event) {
+	for _, e := range evs {
+		a.seq++
+		a.events = append(a.events, protocol.EventReport{Seq: a.seq, Time: e.Time, Type: string(e.Type), Channel: e.Channel, Version: e.Version, Reason: e.Reason, Counts: e.Counts})
+	}
+}
+
+// noise draws the background for one check-in interval: an unrelated
+// worker crash or unclean reboot, or going offline for a while.
+func (s *Sim) noise(i int) bool {
+	n := s.sc.Noise
+	hours := s.interval.Hours()
+	now := s.clock()
+	if n.CrashesPerDeviceHour > 0 && s.rng.Float64() < n.CrashesPerDeviceHour*hours {
+		a := s.state(i)
+		d := agent.OnWorkerCrash(&a.ch, s.policy, now)
+		s.queue(a, d.Events(now)...)
+	}
+	if n.RebootsPerDeviceHour > 0 && s.rng.Float64() < n.RebootsPerDeviceHour*hours {
+		a := s.state(i)
+		s.queue(a, agent.Event{Time: now, Type: agent.EventUncleanReboot, Reason: "unrelated reboot"})
+	}
+	if n.Offline > 0 {
+		// Mean time online is what makes Offline the share offline.
+		away := time.Duration(n.OfflineFor)
+		stay := time.Duration(float64(away) * (1 - n.Offline) / n.Offline)
+		if s.rng.Float64() < float64(s.interval)/float64(stay) {
+			d := &s.fleet.devs[i]
+			d.phase = phaseOffline
+			s.schedule(i, s.now+uint32(s.rng.ExpFloat64()*away.Seconds())+1)
+			return true
+		}
+	}
+	return false
+}
+
+// checkin is one device's check-in: quiet devices (nothing to report,
+// nothing new for them) count as heartbeats in bulk; the others go
+// through the server's own check-in code.
+func (s *Sim) checkin(ctx context.Context, i int) error {
+	d := &s.fleet.devs[i]
+	if s.outage {
+		d.fails++
+		wait := agent.Backoff(int(d.fails), s.interval, 10*time.Minute, s.rng)
+		s.schedule(i, s.now+uint32(max(1, wait/time.Second)))
+		return nil
+	}
+	d.fails = 0
+	s.fig.checkins++
+	if s.noise(i) {
+		return nil
+	}
+	d.seen = s.now + 1
+	a := s.agents[int32(i)]
+	if a != nil {
+		s.probation(i, a)
+	}
+	org := s.fleet.orgs[d.org]
+	track := rollout.DefaultTrack
+	if org.early {
+		track = rollout.Track{Kind: rollout.TrackEarly}
+	}
+	dec := rollout.Desired(s.clock(), s.views[d.stratum], rollout.DeviceView{Position: int(d.pos), Stratum: s.fleet.strata[d.stratum].id,
+		Internal: org.internal, Track: track, Active: s.versions[d.active], LKG: s.versions[d.lkg]}, false, nil)
+	if dec.Version == s.versions[d.active] && (a == nil || len(a.events) == 0 && a.ch.State == agent.StateActive) {
+		s.beats[beatKey{d.org, d.stratum, d.active}]++
+		s.schedule(i, s.now+s.jittered())
+		return nil
+	}
+	return s.full(ctx, i)
+}
+
+// full is a check-in through the server.
+func (s *Sim) full(ctx context.Context, i int) error {
+	d := &s.fleet.devs[i]
+	a := s.state(i)
+	st := s.fleet.strata[d.stratum]
+	req := protocol.CheckinRequest{Platform: st.platform, OSBuild: st.osBuild, AgentVersion: st.agent, Events: a.events,
+		Channels: []protocol.ChannelReport{{Channel: channel, ActiveVersion: a.ch.ActiveVersion, LKGVersion: a.ch.LKGVersion, State: string(a.ch.State)}}}
+	if len(req.Events) > agent.MaxEventsPerCheckin {
+		req.Events = req.Events[:agent.MaxEventsPerCheckin]
+	}
+	s.fig.full++
+	resp, err := s.srv.CheckinAs(ctx, deviceID(i), req)
+	if err != nil {
+		// A busy or failing server: back off, as the agent does.
+		d.fails++
+		s.schedule(i, s.now+uint32(max(1, agent.Backoff(int(d.fails), s.interval, 10*time.Minute, s.rng)/time.Second)))
+		return nil
+	}
+	n := 0
+	for n < len(a.events) && a.events[n].Seq <= resp.AckSeq {
+		n++
+	}
+	a.events = a.events[n:]
+	for _, cd := range resp.Channels {
+		if cd.Channel == channel {
+			s.follow(i, a, cd.DesiredVersion)
+		}
+	}
+	if d.phase == phaseUp {
+		s.schedule(i, s.now+uint32(max(1, resp.NextCheckinS)))
+	}
+	return nil
+}
+
+// follow is the agent acting on the server's answer, with the agent's own
+// decision functions.
+func (s *Sim) follow(i int, a *agentState, want uint64) {
+	d := &s.fleet.devs[i]
+	ok, _ := agent.Accept(&a.ch, want)
+	if !ok {
+		return
+	}
+	now := s.clock()
+	vi, known := s.versionIndex(want)
+	if !known {
+		return
+	}
+	if want == a.ch.LKGVersion {
+		dec := agent.ReturnToLKG(&a.ch)
+		s.queue(a, dec.Events(now)...)
+		d.active = vi
+		s.recovered(i)
+		return
+	}
+	agent.BeginActivation(&a.ch, want, now)
+	d.active = vi
+	if vi == s.relIndex && d.flags&flagExposed == 0 {
+		d.flags |= flagExposed
+		s.fig.exposed++
+		if s.fig.firstExposed < 0 {
+			s.fig.firstExposed = int64(s.now)
+		}
+	}
+	a.fault = ""
+	if vi == s.relIndex {
+		a.fault = s.faultOf(i)
+	}
+	s.queue(a, agent.Event{Time: now, Type: agent.EventApplied, Channel: channel, Version: want})
+	switch a.fault {
+	case FaultHostCrash:
+		s.crash(i)
+		return
+	case FaultWorkerCrash:
+		s.crashed(i)
+		// The worker dies loading it, and again at each restart (200 ms,
+		// 400 ms, ...): the crash loop decides within a second.
+		t := now
+		for k := 0; k < s.policy.CrashLimit; k++ {
+			t = t.Add(time.Duration(200<<k) * time.Millisecond)
+			dec := agent.OnWorkerCrash(&a.ch, s.policy, t)
+			s.queue(a, dec.Events(t)...)
+			if dec.Kind == agent.DecisionReverted {
+				break
+			}
+		}
+		d.active = s.indexOf(a.ch.ActiveVersion)
+		s.recovered(i)
+		return
+	}
+	agent.StartProbation(&a.ch, now)
+}
+
+func (s *Sim) indexOf(v uint64) uint8 {
+	i, _ := s.versionIndex(v)
+	return i
+}
+
+// faultOf decides, once per device, whether the release's fault hits it.
+func (s *Sim) faultOf(i int) string {
+	st := s.fleet.strata[s.fleet.devs[i].stratum]
+	for k, f := range s.sc.Faults {
+		if !f.matches(st.agent, st.osBuild) {
+			continue
+		}
+		// A hash of device and fault, not the run's random stream, so
+		// the same devices are hit whatever else happens in the run.
+		h := sha256.Sum256([]byte(fmt.Sprintf("%d/%d/%d", s.sc.Seed, i, k)))
+		x := float64(uint64(h[0])<<48|uint64(h[1])<<40|uint64(h[2])<<32|uint64(h[3])<<24|uint64(h[4])<<16|uint64(h[5])<<8|uint64(h[6])) / float64(uint64(1)<<56)
+		if x < f.Probability {
+			return f.Kind
+		}
+	}
+	return ""
+}
+
+func (s *Sim) crashed(i int) {
+	d := &s.fleet.devs[i]
+	if d.flags&flagCrashed == 0 {
+		d.flags |= flagCrashed
+		s.fig.crashed++
+		if s.fig.firstCrash < 0 {
+			s.fig.firstCrash = int64(s.now)
+		}
+	}
+}
+
+// crash takes the host down: silent until it reboots, a minute or three
+// later.
+func (s *Sim) crash(i int) {
+	s.crashed(i)
+	d := &s.fleet.devs[i]
+	d.phase = phaseDown
+	s.fig.down++
+	s.fig.peakDown = max(s.fig.peakDown, s.fig.down)
+	s.schedule(i, s.now+60+uint32(s.rng.IntN(120)))
+}
+
+// reboot: the agent starts before loading any content and reads its
+// journal (agent.OnStart); the boot-loop limit reverts, otherwise the
+// content loads and, if it is what crashed the host, crashes it again.
+func (s *Sim) reboot(ctx context.Context, i int) error {
+	d := &s.fleet.devs[i]
+	a := s.state(i)
+	now := s.clock()
+	d.phase = phaseUp
+	s.fig.down--
+	s.queue(a, agent.Event{Time: now, Type: agent.EventUncleanReboot, Reason: "the host crashed"})
+	j := agent.NewJournal()
+	j.Channels[channel] = &a.ch
+	for _, dec := range agent.OnStart(j, s.policy, now) {
+		s.queue(a, dec.Events(now)...)
+	}
+	d.active = s.indexOf(a.ch.ActiveVersion)
+	if a.ch.Pending != nil && a.fault == FaultHostCrash {
+		s.crash(i)
+		return nil
+	}
+	s.recovered(i)
+	return s.checkin(ctx, i)
+}
+
+// recovered notes a crashed device back on a good version.
+func (s *Sim) recovered(i int) {
+	d := &s.fleet.devs[i]
+	if d.flags&flagCrashed != 0 && d.flags&flagRecovered == 0 && d.active != s.relIndex && d.phase == phaseUp {
+		d.flags |= flagRecovered
+		s.fig.lastRecovery = int64(s.now)
+		s.fig.recovered++
+	}
+}
+
+// probation confirms content that ran its probation (agent.Tick).
+func (s *Sim) probation(i int, a *agentState) {
+	now := s.clock()
+	dec := agent.Tick(&a.ch, s.policy, now)
+	if dec.Kind == agent.DecisionNone {
+		return
+	}
+	s.queue(a, dec.Events(now)...)
+	d := &s.fleet.devs[i]
+	d.active, d.lkg = s.indexOf(a.ch.ActiveVersion), s.indexOf(a.ch.LKGVersion)
+	if a.fault == FaultFPStorm && dec.Kind == agent.DecisionHealthy {
+		// The content works, and floods the console with false alarms.
+		s.queue(a, agent.Event{Time: now, Type: agent.EventActions, Channel: channel, Version: a.ch.ActiveVersion, Counts: map[string]int64{"alert": 5000}})
+	}
+}
+
+// flushBeats hands the minute's quiet check-ins to the server in bulk.
+func (s *Sim) flushBeats() {
+	for k, n := range s.beats {
+		st := s.fleet.strata[k.stratum]
+		s.srv.Heartbeats(s.fleet.orgs[k.org].id, st.platform, st.agent, st.osBuild,
+			[]protocol.ChannelReport{{Channel: channel, ActiveVersion: s.versions[k.active]}}, n)
+	}
+	clear(s.beats)
+}
+
+// Result is a run's figures (docs/simulator.md).
+type Result struct {
+	Scenario            string  `json:"scenario"`
+	Devices             int     `json:"devices"`
+	Seed                uint64  `json:"seed"`
+	RejectedAtPublish   bool    `json:"rejected_at_publish"`
+	Rejection           string  `json:"rejection,omitempty"`
+	ExposedDevices      int64   `json:"exposed_devices"`
+	CrashedDevices      int64   `json:"crashed_devices"`
+	PeakCrashed         int64   `json:"peak_crashed"`
+	Halted              bool    `json:"halted"`
+	HaltReason          string  `json:"halt_reason,omitempty"`
+	Completed           bool    `json:"completed"`
+	SpuriousHalt        bool    `json:"spurious_halt"`
+	TimeToHaltS         float64 `json:"time_to_halt_s"`
+	TimeToRecoverS      float64 `json:"time_to_recover_s"`
+	ManualInterventions int64   `json:"manual_interventions"`
+	Checkins            int64   `json:"checkins"`
+	ServerCheckins      int64   `json:"server_checkins"`
+	VirtualS            float64 `json:"virtual_s"`
+	WallS               float64 `json:"wall_s"`
+	PeakRSSBytes        int64   `json:"peak_rss_bytes"`
+	BytesPerDevice      float64 `json:"bytes_per_device"`
+}
+
+func (s *Sim) result(wall time.Duration) *Result {
+	r := &Result{Scenario: s.sc.Name, Devices: s.sc.Devices, Seed: s.sc.Seed, Rejection: s.fig.rejected, RejectedAtPublish: s.fig.rejected != "",
+		ExposedDevices: s.fig.exposed, CrashedDevices: s.fig.crashed, PeakCrashed: s.fig.peakDown, Halted: s.fig.haltedAt >= 0, HaltReason: s.fig.haltReason,
+		Completed: s.fig.completedAt >= 0, TimeToHaltS: -1, TimeToRecoverS: -1, Checkins: s.fig.checkins, ServerCheckins: s.fig.full,
+		VirtualS: float64(s.now), WallS: wall.Seconds()}
+	r.SpuriousHalt = r.Halted && len(s.sc.Faults) == 0
+	if r.Halted && s.fig.firstExposed >= 0 {
+		r.TimeToHaltS = float64(s.fig.haltedAt - s.fig.firstExposed)
+	}
+	for i := range s.fleet.devs {
+		d := &s.fleet.devs[i]
+		if d.flags&flagCrashed != 0 && d.flags&flagRecovered == 0 {
+			r.ManualInterventions++
+		}
+	}
+	if s.fig.crashed > 0 && r.ManualInterventions == 0 {
+		r.TimeToRecoverS = float64(s.fig.lastRecovery - s.fig.firstCrash)
+	}
+	if s.fig.crashed == 0 {
+		r.TimeToRecoverS = 0
+	}
+	r.PeakRSSBytes = peakRSS()
+	// What stays allocated per device once the garbage is collected: the
+	// fleet, the wheel and the state of the devices the rollout touched.
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	r.BytesPerDevice = math.Round(float64(ms.HeapAlloc) / float64(max(1, s.sc.Devices)))
+	return r
+}
+
+// peakRSS is the process's high-water resident set (Linux), else 0.
+func peakRSS() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmHWM:" {
+			n, _ := strconv.ParseInt(f[1], 10, 64)
+			return n << 10
+		}
+	}
+	return 0
+}
