@@ -63,6 +63,10 @@ type Release struct {
 	// without it, the default content plan.
 	PlanSpec any           `yaml:"plan"`
 	Plan     *rollout.Plan `yaml:"-"`
+	// ApproveAfter is how long the vendor's approver takes to look at a
+	// release waiting at the end of its canary waves and approve it
+	// (default 15m). Approving never overrides a gate.
+	ApproveAfter rollout.Duration `yaml:"approve_after"`
 }
 
 // Fault is what the released content does to the devices it matches.
@@ -157,6 +161,9 @@ func (s *Scenario) defaults() {
 	}
 	if s.Release.Baseline == "" {
 		s.Release.Baseline = "ipc-292@290"
+	}
+	if s.Release.ApproveAfter == 0 {
+		s.Release.ApproveAfter = rollout.Duration(15 * time.Minute)
 	}
 	if s.Noise.OfflineFor == 0 {
 		s.Noise.OfflineFor = rollout.Duration(2 * time.Hour)

@@ -53,6 +53,9 @@ type Sim struct {
 	store *fleetStore
 	http  http.Handler
 	pub   string // publisher token
+	appr  string // approver token
+	// waiting is when the release began awaiting approval (-1: not).
+	waiting int64
 
 	policy   agent.Policy
 	versions []uint64 // version index -> version; 0 is none
@@ -76,7 +79,16 @@ type Sim struct {
 	fig      figures
 	interval time.Duration
 	series   []Point
+	timeline []Step
 	cancel   context.CancelFunc
+}
+
+// Step is a change of the release's state or wave.
+type Step struct {
+	T      float64 `json:"t_s"`
+	State  string  `json:"state"`
+	Wave   int     `json:"wave"`
+	Reason string  `json:"reason"`
 }
 
 // Point is the fleet at one virtual minute, for the report's chart.
@@ -134,7 +146,7 @@ func New(ctx context.Context, sc *Scenario, o Options) (*Sim, error) {
 	s := &Sim{sc: sc, epoch: time.Date(2024, 7, 19, 4, 0, 0, 0, time.UTC), end: uint32(time.Duration(sc.Duration) / time.Second),
 		rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), offered: map[string]map[int32]bool{}, agents: map[int32]*agentState{},
 		wheel: make([][]int32, wheelSize), beats: map[beatKey]int64{}, targets: map[uint64]content.Targets{},
-		interval: time.Duration(sc.CheckinInterval)}
+		interval: time.Duration(sc.CheckinInterval), waiting: -1}
 	s.sc.Devices, s.sc.Seed = n, seed
 	s.fig.firstExposed, s.fig.firstCrash, s.fig.lastRecovery, s.fig.haltedAt, s.fig.completedAt = -1, -1, -1, -1, -1
 	s.fleet = newFleet(sc, n, s.rng)
@@ -265,8 +277,11 @@ func (s *Sim) seed(ctx context.Context, cat *content.Catalog) error {
 			}
 		}
 	}
-	s.pub = "rft_sim-publisher"
+	s.pub, s.appr = "rft_sim-publisher", "rft_sim-approver"
 	if err := st.CreateAPIToken(ctx, store.APIToken{ID: "tok-sim", Tenant: "acme", Role: store.RolePublisher, Name: "simulator", Hash: hashHex(s.pub), CreatedAt: t0}); err != nil {
+		return err
+	}
+	if err := st.CreateAPIToken(ctx, store.APIToken{ID: "tok-sim-approver", Tenant: "acme", Role: store.RoleApprover, Name: "simulated approver", Hash: hashHex(s.appr), CreatedAt: t0}); err != nil {
 		return err
 	}
 	src, err := bundleSource(s.sc.Release.Baseline, 0)
@@ -306,10 +321,14 @@ func (s *Sim) noteTargets(version uint64, encoded []byte) {
 	}
 }
 
-// api calls the server's admin API in process.
+// api calls the server's admin API in process, as the publisher.
 func (s *Sim) api(method, path string, body []byte, contentType string) (int, []byte) {
+	return s.apiAs(s.pub, method, path, body, contentType)
+}
+
+func (s *Sim) apiAs(token, method, path string, body []byte, contentType string) (int, []byte) {
 	r := httptest.NewRequest(method, path, bytes.NewReader(body))
-	r.Header.Set("Authorization", "Bearer "+s.pub)
+	r.Header.Set("Authorization", "Bearer "+token)
 	r.Header.Set("Content-Type", contentType)
 	w := httptest.NewRecorder()
 	s.http.ServeHTTP(w, r)
@@ -417,8 +436,23 @@ func (s *Sim) refreshViews(ctx context.Context) error {
 	return nil
 }
 
-// observe notes the release's halt or completion.
+// observe notes the release's halt or completion, and plays the
+// vendor's approver: a release that waits for approval at the end of its
+// canary waves is approved ApproveAfter later.
 func (s *Sim) observe(r store.Release) {
+	if n := len(s.timeline); n == 0 || s.timeline[n-1].State != string(r.State) || s.timeline[n-1].Wave != r.Wave {
+		s.timeline = append(s.timeline, Step{T: float64(s.now), State: string(r.State), Wave: r.Wave, Reason: r.Reason})
+	}
+	if r.State == store.ReleaseAwaitingApproval && len(r.Approvals) == 0 {
+		if s.waiting < 0 {
+			s.waiting = int64(s.now)
+		}
+		if int64(s.now)-s.waiting >= int64(time.Duration(s.sc.Release.ApproveAfter)/time.Second) {
+			s.apiAs(s.appr, "POST", "/v1/releases/"+r.ID+"/approve", []byte(`{"reason":"canary figures reviewed (simulated approver)"}`), "application/json")
+		}
+	} else {
+		s.waiting = -1
+	}
 	switch {
 	case r.State == store.ReleaseHalted || r.State == store.ReleaseRolledBack:
 		if s.fig.haltedAt < 0 {
@@ -805,6 +839,13 @@ type Result struct {
 	PeakCrashed         int64   `json:"peak_crashed"`
 	Halted              bool    `json:"halted"`
 	HaltReason          string  `json:"halt_reason,omitempty"`
+	// FinalState and FinalWave are where the release ended, and Why the
+	// controller's last word on it.
+	FinalState string `json:"final_state,omitempty"`
+	FinalWave  string `json:"final_wave,omitempty"`
+	Why        string `json:"why,omitempty"`
+	// Timeline is every change of the release's state or wave.
+	Timeline []Step `json:"timeline,omitempty"`
 	Completed           bool    `json:"completed"`
 	SpuriousHalt        bool    `json:"spurious_halt"`
 	TimeToHaltS         float64 `json:"time_to_halt_s"`
@@ -824,6 +865,21 @@ func (s *Sim) result(wall time.Duration) *Result {
 		Completed: s.fig.completedAt >= 0, TimeToHaltS: -1, TimeToRecoverS: -1, Checkins: s.fig.checkins, ServerCheckins: s.fig.full,
 		VirtualS: float64(s.now), WallS: wall.Seconds()}
 	r.SpuriousHalt = r.Halted && len(s.sc.Faults) == 0
+	r.Timeline = s.timeline
+	if s.release != "" {
+		if code, body := s.api("GET", "/v1/releases/"+s.release+"/status", nil, ""); code == http.StatusOK {
+			var st server.ReleaseStatus
+			if json.Unmarshal(body, &st) == nil {
+				r.Why = st.Summary
+			}
+		}
+		if rel, err := s.store.GetRelease(context.Background(), s.release); err == nil {
+			r.FinalState = string(rel.State)
+			if plan, err := rollout.ParsePlan(rel.Plan); err == nil && rel.Wave < len(plan.Waves) {
+				r.FinalWave = plan.Waves[rel.Wave].Name
+			}
+		}
+	}
 	if r.Halted && s.fig.firstExposed >= 0 {
 		r.TimeToHaltS = float64(s.fig.haltedAt - s.fig.firstExposed)
 	}

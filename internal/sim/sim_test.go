@@ -1,0 +1,158 @@
+package sim
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestBuiltinScenariosParse(t *testing.T) {
+	names := Builtin()
+	for _, want := range []string{"healthy", "july19", "july19-bypass", "outage", "subtle"} {
+		found := false
+		for _, n := range names {
+			found = found || n == want
+		}
+		if !found {
+			t.Errorf("built-in scenario %s is missing (have %v)", want, names)
+		}
+	}
+	for _, n := range names {
+		sc, err := Load(n)
+		if err != nil {
+			t.Fatalf("%s: %v", n, err)
+		}
+		if sc.Name != n {
+			t.Errorf("%s.yaml is named %q", n, sc.Name)
+		}
+	}
+}
+
+func TestScenarioErrorsNameTheField(t *testing.T) {
+	base := `name: x
+devices: 100
+duration: 1h
+fleet: {agents: {"7.11.0": 1}, os_builds: {"22631": 1}}
+release: {bundle: ipc-292, version: 292}
+`
+	for _, tc := range []struct{ name, yaml, want string }{
+		{"unknown-field", base + "colour: red\n", "field colour not found"},
+		{"no-devices", strings.Replace(base, "devices: 100", "devices: 0", 1), "devices: 0"},
+		{"bad-duration", strings.Replace(base, "duration: 1h", "duration: soon", 1), "soon"},
+		{"no-agents", strings.Replace(base, `agents: {"7.11.0": 1}, `, "", 1), "fleet: agents and os_builds"},
+		{"negative-weight", strings.Replace(base, `"7.11.0": 1`, `"7.11.0": -1`, 1), "fleet.agents.7.11.0: weight -1"},
+		{"bad-fault", base + "faults: [{kind: meltdown, probability: 1}]\n", "faults[0].kind"},
+		{"bad-probability", base + "faults: [{kind: host-crash, probability: 2}]\n", "faults[0].probability"},
+		{"bad-plan", strings.Replace(base, "version: 292}", "version: 292, plan: {waves: []}}", 1), "release.plan"},
+		{"bad-outage", base + "outages: [{start: 1h}]\n", "outages[0]"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse("test.yaml", []byte(tc.yaml))
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "test.yaml") {
+				t.Fatalf("got %v, want an error naming test.yaml and %q", err, tc.want)
+			}
+		})
+	}
+	if _, err := Parse("ok.yaml", []byte(base)); err != nil {
+		t.Fatalf("the base scenario: %v", err)
+	}
+}
+
+func run(t *testing.T, sc *Scenario, o Options) *Result {
+	t.Helper()
+	s, err := New(context.Background(), sc, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	r, err := s.Run(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%+v", *r)
+	return r
+}
+
+// The normal pipeline: the validator rejects channel-291 at publish, with
+// the finding that names input 21 and agent 7.11; nothing is exposed.
+func TestJuly19IsRejectedAtPublish(t *testing.T) {
+	sc, err := Load("july19")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := run(t, sc, Options{Devices: 3000})
+	if !r.RejectedAtPublish || r.ExposedDevices != 0 || !strings.Contains(r.Rejection, `input 21 "pipe_owner_sid" but agent 7.11.0 (windows) supplies 20 inputs`) {
+		t.Fatalf("july19: %+v", r)
+	}
+}
+
+// Validation bypassed: the rollout and the agents alone. The internal wave
+// takes the hit, the gates halt the release within minutes, and every
+// crashed host comes back by itself through the boot-loop limit.
+func TestBypassHaltsAndHealsByItself(t *testing.T) {
+	sc, err := Load("july19-bypass")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc.Fleet.Internal = 0.005 // 150 of 30,000: enough to judge at this size
+	sc.Duration = sc.Duration / 2
+	r := run(t, sc, Options{Devices: 30000})
+	if !r.Halted || r.Completed || r.ManualInterventions != 0 {
+		t.Fatalf("bypass: halted %v, completed %v, by hand %d: %s", r.Halted, r.Completed, r.ManualInterventions, r.Why)
+	}
+	if r.CrashedDevices == 0 || r.CrashedDevices > 150 || r.ExposedDevices > 300 {
+		t.Errorf("crashed %d, exposed %d: want some crashes, all within the internal organisation's 150 devices", r.CrashedDevices, r.ExposedDevices)
+	}
+	if r.TimeToHaltS < 0 || r.TimeToHaltS > 600 || r.TimeToRecoverS < 0 || r.TimeToRecoverS > 1800 {
+		t.Errorf("time to halt %v s, to recover %v s: want at most 600 and 1800", r.TimeToHaltS, r.TimeToRecoverS)
+	}
+	if r.FinalWave != "internal" {
+		t.Errorf("halted in wave %s, want internal", r.FinalWave)
+	}
+}
+
+// A good release on a quiet fleet with a short plan completes every wave,
+// approved by the simulated approver, with no halt.
+func TestGoodReleaseCompletes(t *testing.T) {
+	sc, err := Load("healthy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc2, err := Parse("short", []byte(`name: short
+devices: 4000
+duration: 8h
+fleet: {agents: {"7.11.0": 1, "7.12.0": 1}, os_builds: {"22631": 1}, orgs: 20, early_orgs: 0.5, internal: 0.01}
+release:
+  bundle: ipc-292
+  version: 292
+  start: 5m
+  approve_after: 5m
+  plan: {waves: [
+    {name: internal, share: 10000, internal_only: true, canary: true, min_devices: 1, bake: 20m},
+    {name: canary, share: 100, canary: true, min_devices: 5, bake: 20m},
+    {name: everyone, share: 10000, min_devices: 5, bake: 20m}]}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc2.Noise = sc.Noise
+	r := run(t, sc2, Options{})
+	if !r.Completed || r.Halted || r.SpuriousHalt || r.CrashedDevices != 0 {
+		t.Fatalf("good release: completed %v halted %v (%s): %s", r.Completed, r.Halted, r.HaltReason, r.Why)
+	}
+	if len(r.Timeline) < 4 {
+		t.Errorf("timeline %+v: want every wave and the approval", r.Timeline)
+	}
+	// The report and chart are written for it.
+	dir := t.TempDir()
+	if err := WriteReport(dir, sc2, r, []Point{{T: 60, Exposed: 1}, {T: 120, Exposed: 2}}, -1); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"report.md", "chart.png"} {
+		if st, err := os.Stat(filepath.Join(dir, f)); err != nil || st.Size() == 0 {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+}
