@@ -829,23 +829,23 @@ func (s *Sim) flushBeats() {
 
 // Result is a run's figures (docs/simulator.md).
 type Result struct {
-	Scenario            string  `json:"scenario"`
-	Devices             int     `json:"devices"`
-	Seed                uint64  `json:"seed"`
-	RejectedAtPublish   bool    `json:"rejected_at_publish"`
-	Rejection           string  `json:"rejection,omitempty"`
-	ExposedDevices      int64   `json:"exposed_devices"`
-	CrashedDevices      int64   `json:"crashed_devices"`
-	PeakCrashed         int64   `json:"peak_crashed"`
-	Halted              bool    `json:"halted"`
-	HaltReason          string  `json:"halt_reason,omitempty"`
+	Scenario          string `json:"scenario"`
+	Devices           int    `json:"devices"`
+	Seed              uint64 `json:"seed"`
+	RejectedAtPublish bool   `json:"rejected_at_publish"`
+	Rejection         string `json:"rejection,omitempty"`
+	ExposedDevices    int64  `json:"exposed_devices"`
+	CrashedDevices    int64  `json:"crashed_devices"`
+	PeakCrashed       int64  `json:"peak_crashed"`
+	Halted            bool   `json:"halted"`
+	HaltReason        string `json:"halt_reason,omitempty"`
 	// FinalState and FinalWave are where the release ended, and Why the
 	// controller's last word on it.
 	FinalState string `json:"final_state,omitempty"`
 	FinalWave  string `json:"final_wave,omitempty"`
 	Why        string `json:"why,omitempty"`
 	// Timeline is every change of the release's state or wave.
-	Timeline []Step `json:"timeline,omitempty"`
+	Timeline            []Step  `json:"timeline,omitempty"`
 	Completed           bool    `json:"completed"`
 	SpuriousHalt        bool    `json:"spurious_halt"`
 	TimeToHaltS         float64 `json:"time_to_halt_s"`
