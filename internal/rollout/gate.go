@@ -377,7 +377,12 @@ func silenceGate(g GateSpec, wave string, t Telemetry) GateResult {
 		res.Outcome, res.Message = Inconclusive, fmt.Sprintf("%s (%s; judged from %.0f devices)", what, where, g.MinExposure)
 		return res
 	}
-	if binomialLower(x, n, g.Alpha) > g.Limit {
+	// When the control group is as silent, the fleet went quiet, not the
+	// release's devices: the control plane was down or cut off (devices
+	// back off and come back over minutes). The absolute limit then says
+	// nothing about the release; only an excess over control does.
+	fleetSilent := cn > 0 && binomialLower(cx, cn, g.Alpha) > g.Limit
+	if !fleetSilent && binomialLower(x, n, g.Alpha) > g.Limit {
 		res.Outcome, res.Message = Fail, fmt.Sprintf("%s (%s)", what, where)
 		return res
 	}
@@ -385,6 +390,11 @@ func silenceGate(g GateSpec, wave string, t Telemetry) GateResult {
 	res.Evidence = 1 / math.Max(p, 1e-300)
 	if fail {
 		res.Outcome, res.Message = Fail, fmt.Sprintf("%s (%s)", what, where)
+		return res
+	}
+	if fleetSilent {
+		res.Outcome = Inconclusive
+		res.Message = fmt.Sprintf("%s (%s): the control group is as quiet, so the fleet went silent, not the release's devices (an outage or a network cut?)", what, where)
 		return res
 	}
 	return settle(res, g, what, where, leaning)

@@ -225,6 +225,15 @@ func TestSilenceGate(t *testing.T) {
 		{name: "fail/relative-exact-test", gate: spec(t, m, nil),
 			tel:  tel(SilenceCount{Stratum: "a", Offered: 1000, OfferedSilent: 50, Control: 10000, ControlSilent: 100}),
 			want: Fail, relative: true, msg: "silence rate 5.0% vs 1.0% in control (canary, 1000 devices, 15 min window)"},
+		// An outage: the control plane heard nobody for half an hour. The
+		// release's devices are no quieter than the rest: no halt.
+		{name: "inconclusive/fleet-silent-outage", gate: spec(t, m, nil),
+			tel:  tel(SilenceCount{Stratum: "a", Offered: 147, OfferedSilent: 144, Control: 19000, ControlSilent: 18753}),
+			want: Inconclusive, msg: "silence rate 98.0% vs 98.7% in control (canary, 147 devices, 15 min window): the control group is as quiet, so the fleet went silent, not the release's devices (an outage or a network cut?)"},
+		// The release's devices far quieter than a silent fleet still fail.
+		{name: "fail/excess-over-a-silent-fleet", gate: spec(t, m, nil),
+			tel:  tel(SilenceCount{Stratum: "a", Offered: 1000, OfferedSilent: 1000, Control: 10000, ControlSilent: 2000}),
+			want: Fail, relative: true, msg: "silence rate 100.0% vs 20.0% in control (canary, 1000 devices, 15 min window)"},
 		{name: "inconclusive/min-exposure", gate: spec(t, m, nil),
 			tel:  tel(SilenceCount{Stratum: "a", Offered: 5, OfferedSilent: 0, Control: 10000, ControlSilent: 100}),
 			want: Inconclusive, msg: "silence rate 0.0% vs 1.0% in control (canary, 5 devices, 15 min window; judged from 10 devices)"},
