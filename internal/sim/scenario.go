@@ -26,7 +26,11 @@ type Scenario struct {
 	// Duration is how much virtual time is simulated after the start.
 	Duration        rollout.Duration `yaml:"duration"`
 	CheckinInterval rollout.Duration `yaml:"checkin_interval"`
-	Fleet           Fleet            `yaml:"fleet"`
+	// ControllerTick is how often the controller judges the release
+	// (default 5s, the server's). Long healthy runs may take 30s: a halt
+	// is then noticed up to that much later.
+	ControllerTick rollout.Duration `yaml:"controller_tick"`
+	Fleet          Fleet            `yaml:"fleet"`
 	Release         Release          `yaml:"release"`
 	Faults          []Fault          `yaml:"faults"`
 	Noise           Noise            `yaml:"noise"`
@@ -153,6 +157,9 @@ func (s *Scenario) defaults() {
 	if s.CheckinInterval == 0 {
 		s.CheckinInterval = rollout.Duration(5 * time.Minute)
 	}
+	if s.ControllerTick == 0 {
+		s.ControllerTick = rollout.Duration(5 * time.Second)
+	}
 	if s.Fleet.Platform == "" {
 		s.Fleet.Platform = "windows"
 	}
@@ -180,6 +187,8 @@ func (s *Scenario) validate() error {
 		return fmt.Errorf("duration: want a positive duration such as 2h")
 	case s.CheckinInterval < rollout.Duration(time.Second):
 		return fmt.Errorf("checkin_interval: %s is below one second", time.Duration(s.CheckinInterval))
+	case s.ControllerTick < rollout.Duration(time.Second) || s.ControllerTick > rollout.Duration(5*time.Minute):
+		return fmt.Errorf("controller_tick: %s, want 1s to 5m", time.Duration(s.ControllerTick))
 	case len(s.Fleet.Agents) == 0 || len(s.Fleet.OSBuilds) == 0:
 		return fmt.Errorf("fleet: agents and os_builds need at least one weighted entry each")
 	case s.Fleet.Orgs < 1 || s.Fleet.Orgs > 60000:

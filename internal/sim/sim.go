@@ -494,7 +494,7 @@ func (s *Sim) Run(ctx context.Context, progress io.Writer) (*Result, error) {
 			s.flushBeats()
 			s.series = append(s.series, Point{T: float64(s.now + 1), Exposed: s.fig.exposed, Down: s.fig.down, Crashed: s.fig.crashed, Recovered: s.fig.recovered})
 		}
-		if s.now%5 == 4 && !s.outage {
+		if tick := uint32(time.Duration(s.sc.ControllerTick) / time.Second); s.now%tick == tick-1 && !s.outage {
 			s.srv.Drain()
 			if err := s.srv.ControlOnce(ctx); err != nil {
 				return nil, fmt.Errorf("controller at %s: %w", time.Duration(s.now)*time.Second, err)
