@@ -31,10 +31,10 @@ type Scenario struct {
 	// is then noticed up to that much later.
 	ControllerTick rollout.Duration `yaml:"controller_tick"`
 	Fleet          Fleet            `yaml:"fleet"`
-	Release         Release          `yaml:"release"`
-	Faults          []Fault          `yaml:"faults"`
-	Noise           Noise            `yaml:"noise"`
-	Outages         []Outage         `yaml:"outages"`
+	Release        Release          `yaml:"release"`
+	Faults         []Fault          `yaml:"faults"`
+	Noise          Noise            `yaml:"noise"`
+	Outages        []Outage         `yaml:"outages"`
 }
 
 // Fleet is who the devices are.
