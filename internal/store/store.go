@@ -12,7 +12,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -461,4 +463,33 @@ func VerifyChain(prev string, entries []AuditEntry) (int64, string) {
 		prev = e.Hash
 	}
 	return 0, ""
+}
+
+// Millis is how the stores keep times: Unix milliseconds, the zero time
+// kept zero.
+func Millis(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
+}
+
+// FromMillis reads a stored time back: UTC, whole milliseconds.
+func FromMillis(v int64) time.Time {
+	if v == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(v).UTC()
+}
+
+// WriteOrder is the order a batch of check-ins is written in: by device
+// id. Every writer takes locks in key order, so concurrent batches never
+// deadlock.
+func WriteOrder(ws []CheckinWrite) []int {
+	idx := make([]int, len(ws))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortStableFunc(idx, func(a, b int) int { return strings.Compare(ws[a].Device.ID, ws[b].Device.ID) })
+	return idx
 }

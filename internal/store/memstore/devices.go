@@ -263,14 +263,7 @@ func (s *Store) ApplyCheckins(ctx context.Context, ws []store.CheckinWrite) ([]s
 }
 
 // byDevice is the order ApplyCheckins writes a batch in: by device id.
-func byDevice(ws []store.CheckinWrite) []int {
-	idx := make([]int, len(ws))
-	for i := range idx {
-		idx[i] = i
-	}
-	slices.SortStableFunc(idx, func(a, b int) int { return strings.Compare(ws[a].Device.ID, ws[b].Device.ID) })
-	return idx
-}
+func byDevice(ws []store.CheckinWrite) []int { return store.WriteOrder(ws) }
 
 // TouchDevices moves last-seen times forward, ignoring unknown devices,
 // and adds the counters.

@@ -118,19 +118,9 @@ func (s *Store) lock(ctx context.Context) (*state, error) {
 // ms and fromMS are sqlstore's time encoding; every stored time passes
 // through both (norm) so that it reads back exactly as from a database:
 // UTC, whole milliseconds, no monotonic reading, zero kept zero.
-func ms(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixMilli()
-}
+func ms(t time.Time) int64 { return store.Millis(t) }
 
-func fromMS(v int64) time.Time {
-	if v == 0 {
-		return time.Time{}
-	}
-	return time.UnixMilli(v).UTC()
-}
+func fromMS(v int64) time.Time { return store.FromMillis(v) }
 
 func norm(t time.Time) time.Time { return fromMS(ms(t)) }
 

@@ -247,19 +247,9 @@ func (s *Store) wrap(err error) error {
 	return err
 }
 
-func ms(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixMilli()
-}
+func ms(t time.Time) int64 { return store.Millis(t) }
 
-func fromMS(v int64) time.Time {
-	if v == 0 {
-		return time.Time{}
-	}
-	return time.UnixMilli(v).UTC()
-}
+func fromMS(v int64) time.Time { return store.FromMillis(v) }
 
 // Ping checks the database answers and the schema is current.
 func (s *Store) Ping(ctx context.Context) error {
@@ -862,14 +852,7 @@ func (s *Store) TouchDevices(ctx context.Context, seen []store.DeviceSeen, count
 // Every writer takes row locks in key order (devices, then counters, then
 // totals), so concurrent batches, on one server or several replicas,
 // never deadlock on PostgreSQL.
-func byDevice(ws []store.CheckinWrite) []int {
-	idx := make([]int, len(ws))
-	for i := range idx {
-		idx[i] = i
-	}
-	slices.SortStableFunc(idx, func(a, b int) int { return strings.Compare(ws[a].Device.ID, ws[b].Device.ID) })
-	return idx
-}
+func byDevice(ws []store.CheckinWrite) []int { return store.WriteOrder(ws) }
 
 type totalKey struct {
 	release      string
