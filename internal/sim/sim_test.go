@@ -113,6 +113,35 @@ func TestBypassHaltsAndHealsByItself(t *testing.T) {
 	}
 }
 
+const shortRelease = `name: short
+devices: 4000
+duration: 8h
+fleet: {agents: {"7.11.0": 1, "7.12.0": 1}, os_builds: {"22631": 1}, orgs: 20, early_orgs: 0.5, internal: 0.01}
+release:
+  bundle: ipc-292
+  version: 292
+  start: 5m
+  approve_after: 5m
+  plan: {waves: [
+    {name: internal, share: 10000, internal_only: true, canary: true, min_devices: 1, bake: 20m},
+    {name: canary, share: 100, canary: true, min_devices: 5, bake: 20m},
+    {name: everyone, share: 10000, min_devices: 5, bake: 20m}]}
+`
+
+// The control plane unreachable for half an hour mid-rollout: every device
+// goes quiet, the control group too. The rollout resumes afterwards and
+// the outage's silence halts nothing.
+func TestOutageDoesNotHalt(t *testing.T) {
+	sc, err := Parse("outage", []byte(shortRelease+"outages: [{start: 50m, for: 30m}]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := run(t, sc, Options{})
+	if r.Halted || !r.Completed {
+		t.Fatalf("outage: halted %v (%s), completed %v: %s", r.Halted, r.HaltReason, r.Completed, r.Why)
+	}
+}
+
 // A good release on a quiet fleet with a short plan completes every wave,
 // approved by the simulated approver, with no halt.
 func TestGoodReleaseCompletes(t *testing.T) {
