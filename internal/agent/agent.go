@@ -140,7 +140,7 @@ func (a *Agent) Start() error {
 	defer a.mu.Unlock()
 	now := a.cfg.Now()
 	if _, err := os.Stat(filepath.Join(a.cfg.Data, runningFile)); err == nil {
-		a.queueEvents(Event{Time: now, Type: EventUncleanReboot, Reason: "the agent did not stop cleanly last time (host crash, power loss or kill)"})
+		a.queueEvents(UncleanStop(a.journal, now, "the agent did not stop cleanly last time (host crash, power loss or kill)")...)
 	}
 	for _, d := range OnStart(a.journal, a.cfg.Policy, now) {
 		a.log.Warn("start", "channel", d.Channel, "decision", d.Kind, "reason", d.Reason)

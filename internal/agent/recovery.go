@@ -353,3 +353,23 @@ func (d Decision) Events(at time.Time) []Event {
 	}
 	return nil
 }
+
+// UncleanStop is what a start after an unclean stop reports: one
+// unclean-reboot event per channel that was running content, attributed
+// to the version it ran (the one on probation, if any), so the server's
+// gate counts it against the release that may have caused it. Call it
+// before OnStart, which may revert that version.
+func UncleanStop(j *Journal, at time.Time, reason string) []Event {
+	var out []Event
+	for _, name := range j.Names() {
+		ch := j.Channels[name]
+		v := ch.ActiveVersion
+		if ch.Pending != nil {
+			v = ch.Pending.Version
+		}
+		if v != 0 {
+			out = append(out, Event{Time: at, Type: EventUncleanReboot, Channel: name, Version: v, Reason: reason})
+		}
+	}
+	return out
+}

@@ -488,3 +488,27 @@ func TestDecisionEvents(t *testing.T) {
 		})
 	}
 }
+
+func TestUncleanStopBlamesTheVersionThatRan(t *testing.T) {
+	now := time.Date(2026, 11, 27, 7, 0, 0, 0, time.UTC)
+	j := NewJournal()
+	confirmed := j.Channel("acme/ipc")
+	confirmed.ActiveVersion, confirmed.ActiveSlot, confirmed.LKGVersion, confirmed.LKGSlot, confirmed.State = 292, SlotA, 292, SlotA, StateActive
+	trying := j.Channel("acme/dns")
+	trying.ActiveVersion, trying.ActiveSlot, trying.LKGVersion, trying.LKGSlot, trying.State = 7, SlotA, 7, SlotA, StateActive
+	BeginActivation(trying, 8, now)
+	j.Channel("acme/empty")
+	got := UncleanStop(j, now, "host crash")
+	want := []Event{
+		{Time: now, Type: EventUncleanReboot, Channel: "acme/dns", Version: 8, Reason: "host crash"},
+		{Time: now, Type: EventUncleanReboot, Channel: "acme/ipc", Version: 292, Reason: "host crash"},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("UncleanStop = %+v, want %+v", got, want)
+	}
+	for i := range want {
+		if got[i].Channel != want[i].Channel || got[i].Version != want[i].Version || got[i].Type != want[i].Type {
+			t.Errorf("event %d = %+v, want %+v", i, got[i], want[i])
+		}
+	}
+}

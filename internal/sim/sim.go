@@ -578,7 +578,9 @@ func (s *Sim) noise(i int) bool {
 	}
 	if n.RebootsPerDeviceHour > 0 && s.rng.Float64() < n.RebootsPerDeviceHour*hours {
 		a := s.state(i)
-		s.queue(a, agent.Event{Time: now, Type: agent.EventUncleanReboot, Reason: "unrelated reboot"})
+		j := agent.NewJournal()
+		j.Channels[channel] = &a.ch
+		s.queue(a, agent.UncleanStop(j, now, "unrelated reboot")...)
 	}
 	if n.Offline > 0 {
 		// Mean time online is what makes Offline the share offline.
@@ -776,9 +778,9 @@ func (s *Sim) reboot(ctx context.Context, i int) error {
 	now := s.clock()
 	d.phase = phaseUp
 	s.fig.down--
-	s.queue(a, agent.Event{Time: now, Type: agent.EventUncleanReboot, Reason: "the host crashed"})
 	j := agent.NewJournal()
 	j.Channels[channel] = &a.ch
+	s.queue(a, agent.UncleanStop(j, now, "the host crashed")...)
 	for _, dec := range agent.OnStart(j, s.policy, now) {
 		s.queue(a, dec.Events(now)...)
 	}
