@@ -72,6 +72,10 @@ type Sim struct {
 	offered map[string]map[int32]bool // release -> devices the server offered it
 
 	agents map[int32]*agentState
+	// crashedAt is when each crashed device first crashed; healed how
+	// long each took to run a good version again.
+	crashedAt map[int32]uint32
+	healed    []float64
 	wheel  [][]int32
 	beats  map[beatKey]int64
 
@@ -145,7 +149,7 @@ func New(ctx context.Context, sc *Scenario, o Options) (*Sim, error) {
 	}
 	s := &Sim{sc: sc, epoch: time.Date(2024, 7, 19, 4, 0, 0, 0, time.UTC), end: uint32(time.Duration(sc.Duration) / time.Second),
 		rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), offered: map[string]map[int32]bool{}, agents: map[int32]*agentState{},
-		wheel: make([][]int32, wheelSize), beats: map[beatKey]int64{}, targets: map[uint64]content.Targets{},
+		wheel: make([][]int32, wheelSize), beats: map[beatKey]int64{}, targets: map[uint64]content.Targets{}, crashedAt: map[int32]uint32{},
 		interval: time.Duration(sc.CheckinInterval), waiting: -1}
 	s.sc.Devices, s.sc.Seed = n, seed
 	s.fig.firstExposed, s.fig.firstCrash, s.fig.lastRecovery, s.fig.haltedAt, s.fig.completedAt = -1, -1, -1, -1, -1
@@ -751,6 +755,7 @@ func (s *Sim) crashed(i int) {
 	d := &s.fleet.devs[i]
 	if d.flags&flagCrashed == 0 {
 		d.flags |= flagCrashed
+		s.crashedAt[int32(i)] = s.now
 		s.fig.crashed++
 		if s.fig.firstCrash < 0 {
 			s.fig.firstCrash = int64(s.now)
@@ -798,6 +803,7 @@ func (s *Sim) recovered(i int) {
 	d := &s.fleet.devs[i]
 	if d.flags&flagCrashed != 0 && d.flags&flagRecovered == 0 && d.active != s.relIndex && d.phase == phaseUp {
 		d.flags |= flagRecovered
+		s.healed = append(s.healed, float64(s.now-s.crashedAt[int32(i)]))
 		s.fig.lastRecovery = int64(s.now)
 		s.fig.recovered++
 	}
@@ -852,6 +858,10 @@ type Result struct {
 	SpuriousHalt        bool    `json:"spurious_halt"`
 	TimeToHaltS         float64 `json:"time_to_halt_s"`
 	TimeToRecoverS      float64 `json:"time_to_recover_s"`
+	// HealMedianS and HealMaxS are per crashed device: from its crash to
+	// running a good version again.
+	HealMedianS float64 `json:"heal_median_s"`
+	HealMaxS    float64 `json:"heal_max_s"`
 	ManualInterventions int64   `json:"manual_interventions"`
 	Checkins            int64   `json:"checkins"`
 	ServerCheckins      int64   `json:"server_checkins"`
@@ -868,6 +878,10 @@ func (s *Sim) result(wall time.Duration) *Result {
 		VirtualS: float64(s.now), WallS: wall.Seconds()}
 	r.SpuriousHalt = r.Halted && len(s.sc.Faults) == 0
 	r.Timeline = s.timeline
+	if len(s.healed) > 0 {
+		sp := spread(append([]float64(nil), s.healed...))
+		r.HealMedianS, r.HealMaxS = sp.Median, sp.Max
+	}
 	if s.release != "" {
 		if code, body := s.api("GET", "/v1/releases/"+s.release+"/status", nil, ""); code == http.StatusOK {
 			var st server.ReleaseStatus
