@@ -76,8 +76,8 @@ type Sim struct {
 	// long each took to run a good version again.
 	crashedAt map[int32]uint32
 	healed    []float64
-	wheel  [][]int32
-	beats  map[beatKey]int64
+	wheel     [][]int32
+	beats     map[beatKey]int64
 
 	outage   bool
 	fig      figures
@@ -853,15 +853,15 @@ type Result struct {
 	FinalWave  string `json:"final_wave,omitempty"`
 	Why        string `json:"why,omitempty"`
 	// Timeline is every change of the release's state or wave.
-	Timeline            []Step  `json:"timeline,omitempty"`
-	Completed           bool    `json:"completed"`
-	SpuriousHalt        bool    `json:"spurious_halt"`
-	TimeToHaltS         float64 `json:"time_to_halt_s"`
-	TimeToRecoverS      float64 `json:"time_to_recover_s"`
+	Timeline       []Step  `json:"timeline,omitempty"`
+	Completed      bool    `json:"completed"`
+	SpuriousHalt   bool    `json:"spurious_halt"`
+	TimeToHaltS    float64 `json:"time_to_halt_s"`
+	TimeToRecoverS float64 `json:"time_to_recover_s"`
 	// HealMedianS and HealMaxS are per crashed device: from its crash to
 	// running a good version again.
-	HealMedianS float64 `json:"heal_median_s"`
-	HealMaxS    float64 `json:"heal_max_s"`
+	HealMedianS         float64 `json:"heal_median_s"`
+	HealMaxS            float64 `json:"heal_max_s"`
 	ManualInterventions int64   `json:"manual_interventions"`
 	Checkins            int64   `json:"checkins"`
 	ServerCheckins      int64   `json:"server_checkins"`
