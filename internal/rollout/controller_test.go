@@ -51,8 +51,11 @@ func TestStep(t *testing.T) {
 			Verdict{State: StateRolling, Wave: 1, Phase: PhaseBaking, Reason: "wave canary baking: 10m0s of 1h0m0s, 25 of 20 devices confirmed healthy"}},
 		{"baking/min-devices-not-reached", status(1, func(s *ReleaseStatus) { s.Confirmed = 3 }), 2 * time.Hour, allPass(),
 			Verdict{State: StateRolling, Wave: 1, Phase: PhaseBaking, Reason: "wave canary baking: 2h0m0s of 1h0m0s, 3 of 20 devices confirmed healthy"}},
-		{"baking/required-capped-by-targeted", status(2, func(s *ReleaseStatus) { s.Confirmed, s.Targeted = 149, 150 }), 3 * time.Hour, allPass(),
-			Verdict{State: StateRolling, Wave: 2, Phase: PhaseBaking, Reason: "wave early baking: 3h0m0s of 2h0m0s, 149 of 150 devices confirmed healthy"}},
+		{"baking/required-capped-by-targeted", status(2, func(s *ReleaseStatus) { s.Confirmed, s.Targeted = 141, 150 }), 3 * time.Hour, allPass(),
+			Verdict{State: StateRolling, Wave: 2, Phase: PhaseBaking, Reason: "wave early baking: 3h0m0s of 2h0m0s, 141 of 142 devices confirmed healthy"}},
+		// A small wave does not wait for its last devices: 95% is enough.
+		{"advance/small-wave-needs-95-percent", status(2, func(s *ReleaseStatus) { s.Confirmed, s.Targeted = 142, 150 }), 3 * time.Hour, allPass(),
+			Verdict{State: StateRolling, Wave: 3, Phase: PhaseBaking, Advanced: true, Reason: "wave early passed: every gate passed; now in wave ten-percent"}},
 		{"baking/targeted-unknown-needs-minimum", status(2, func(s *ReleaseStatus) { s.Confirmed, s.Targeted = 150, -1 }), 3 * time.Hour, allPass(),
 			Verdict{State: StateRolling, Wave: 2, Phase: PhaseBaking, Reason: "wave early baking: 3h0m0s of 2h0m0s, 150 of 200 devices confirmed healthy"}},
 		{"baking/rounds-to-seconds", status(2, nil), 90*time.Second + 400*time.Millisecond, allPass(),
@@ -262,7 +265,7 @@ func TestReleaseStatusTimes(t *testing.T) {
 	for _, tc := range []struct {
 		targeted int
 		want     int64
-	}{{-1, 20}, {0, 0}, {5, 5}, {20, 20}, {5000, 20}} {
+	}{{-1, 20}, {0, 0}, {1, 1}, {5, 4}, {19, 18}, {20, 20}, {5000, 20}} {
 		if got := (ReleaseStatus{Plan: plan, Wave: 1, Targeted: tc.targeted}).Required(); got != tc.want {
 			t.Errorf("Required with %d targeted = %d, want %d", tc.targeted, got, tc.want)
 		}
