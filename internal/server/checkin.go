@@ -146,16 +146,8 @@ func (s *Server) Heartbeats(org, platform, agentVersion, osBuild string, reports
 	sn := s.snap.Load()
 	window := s.now().Truncate(s.cfg.CounterWindow)
 	stratum := stratumOf(platform, agentVersion, osBuild)
-	s.hb.mu.Lock()
-	defer s.hb.mu.Unlock()
-	if s.hb.counters == nil {
-		s.hb.seen = map[string]time.Time{}
-		s.hb.counters = map[store.CounterKey]int64{}
-	}
 	for _, c := range reports {
-		for _, k := range s.cells(sn, org, stratum, window, c.Channel, c.ActiveVersion, "heartbeat") {
-			s.hb.counters[k] += n
-		}
+		s.hb.add(s.cells(sn, org, stratum, window, c.Channel, c.ActiveVersion, "heartbeat"), n)
 	}
 }
 

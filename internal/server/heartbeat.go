@@ -22,15 +22,26 @@ type heartbeats struct {
 func (h *heartbeats) touch(id string, at time.Time, cells []store.CounterKey) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.addLocked(cells, 1)
+	if at.After(h.seen[id]) {
+		h.seen[id] = at
+	}
+}
+
+// add counts n heartbeats in each cell, with no last-seen time.
+func (h *heartbeats) add(cells []store.CounterKey, n int64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.addLocked(cells, n)
+}
+
+func (h *heartbeats) addLocked(cells []store.CounterKey, n int64) {
 	if h.seen == nil {
 		h.seen = map[string]time.Time{}
 		h.counters = map[store.CounterKey]int64{}
 	}
-	if at.After(h.seen[id]) {
-		h.seen[id] = at
-	}
 	for _, k := range cells {
-		h.counters[k]++
+		h.counters[k] += n
 	}
 }
 
@@ -50,12 +61,8 @@ func (h *heartbeats) putBack(seen map[string]time.Time, counters map[store.Count
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.counters == nil {
-		h.seen = map[string]time.Time{}
-		h.counters = map[store.CounterKey]int64{}
-	}
 	for k, n := range counters {
-		h.counters[k] += n
+		h.addLocked([]store.CounterKey{k}, n)
 	}
 }
 

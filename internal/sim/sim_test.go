@@ -149,20 +149,7 @@ func TestGoodReleaseCompletes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sc2, err := Parse("short", []byte(`name: short
-devices: 4000
-duration: 8h
-fleet: {agents: {"7.11.0": 1, "7.12.0": 1}, os_builds: {"22631": 1}, orgs: 20, early_orgs: 0.5, internal: 0.01}
-release:
-  bundle: ipc-292
-  version: 292
-  start: 5m
-  approve_after: 5m
-  plan: {waves: [
-    {name: internal, share: 10000, internal_only: true, canary: true, min_devices: 1, bake: 20m},
-    {name: canary, share: 100, canary: true, min_devices: 5, bake: 20m},
-    {name: everyone, share: 10000, min_devices: 5, bake: 20m}]}
-`))
+	sc2, err := Parse("short", []byte(shortRelease))
 	if err != nil {
 		t.Fatal(err)
 	}
