@@ -305,7 +305,11 @@ func (s *Server) checkin(ctx context.Context, e *deviceEntry, reqp *CheckinReque
 	}
 	// Jitter spreads the fleet so it never checks in, or retries, in step.
 	base := float64(s.cfg.CheckinInterval) / float64(time.Second)
-	resp.NextCheckinS = max(1, int(base*(0.8+0.4*rand.Float64())))
+	jitter := rand.Float64
+	if s.cfg.Jitter != nil {
+		jitter = s.cfg.Jitter
+	}
+	resp.NextCheckinS = max(1, int(base*(0.8+0.4*jitter())))
 	return resp, nil
 }
 

@@ -50,6 +50,11 @@ type Config struct {
 	// StratumMin is K: every stratum of the early fleet with at least K
 	// devices gets at least K of them in the canary wave.
 	StratumMin int
+	// Jitter, if set, draws the check-in jitter (a uniform number in
+	// [0,1)) instead of the process's random source, so that a simulation
+	// on one goroutine repeats exactly from its seed. It must be safe for
+	// the server's concurrent check-ins, or the check-ins serial.
+	Jitter func() float64
 }
 
 func (c *Config) defaults() {

@@ -3,6 +3,7 @@ package sim
 import (
 	"context"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"runtime"
 	"sort"
@@ -95,7 +96,10 @@ func newFleet(sc *Scenario, n int, rng *rand.Rand) *fleet {
 	for i := 0; i < sc.Fleet.Orgs; i++ {
 		f.orgs = append(f.orgs, org{id: fmt.Sprintf("org-%05d", i+1), early: float64(i) < sc.Fleet.EarlyOrgs*float64(sc.Fleet.Orgs)})
 	}
-	internal := int(sc.Fleet.Internal * float64(n))
+	// At least one internal device whenever the scenario has any: a
+	// vendor that tests on its own machines has some, however small the
+	// simulated fleet.
+	internal := int(math.Ceil(sc.Fleet.Internal * float64(n)))
 	for i := range f.devs {
 		d := &f.devs[i]
 		d.stratum = idx[[2]int{pick(aw, rng), pick(ow, rng)}]

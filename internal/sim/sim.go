@@ -159,7 +159,7 @@ func New(ctx context.Context, sc *Scenario, o Options) (*Sim, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.srv = server.New(server.Config{CheckinInterval: s.interval, Catalog: cat, ControllerTick: 24 * time.Hour, SnapshotRefresh: time.Hour},
+	s.srv = server.New(server.Config{CheckinInterval: s.interval, Catalog: cat, ControllerTick: 24 * time.Hour, SnapshotRefresh: time.Hour, Jitter: s.rng.Float64},
 		s.store, s.clock, o.Log)
 	s.http = s.srv.Handler()
 	if err := s.seed(ctx, cat); err != nil {

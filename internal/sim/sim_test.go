@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -170,5 +171,25 @@ func TestGoodReleaseCompletes(t *testing.T) {
 		if st, err := os.Stat(filepath.Join(dir, f)); err != nil || st.Size() == 0 {
 			t.Errorf("%s: %v", f, err)
 		}
+	}
+}
+
+// A seed is the whole run: the same scenario and seed give the same figures
+// and the same timeline, to the second (the server's check-in jitter is
+// drawn from the run's source too).
+func TestSameSeedSameRun(t *testing.T) {
+	sc, err := Load("subtle")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc.Duration = sc.Duration / 4
+	a := run(t, sc, Options{Devices: 20000, Seed: 7})
+	b := run(t, sc, Options{Devices: 20000, Seed: 7})
+	a.WallS, b.WallS, a.PeakRSSBytes, b.PeakRSSBytes, a.BytesPerDevice, b.BytesPerDevice = 0, 0, 0, 0, 0, 0
+	if !reflect.DeepEqual(a, b) {
+		t.Fatalf("seed 7 twice:\n%+v\n%+v", *a, *b)
+	}
+	if a.Checkins == 0 || a.ServerCheckins == 0 {
+		t.Fatalf("nothing happened: %+v", *a)
 	}
 }
