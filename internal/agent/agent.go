@@ -42,6 +42,37 @@ type Config struct {
 	Now        func() time.Time
 	Log        *slog.Logger
 	HTTP       *http.Client
+
+	// The simulator's live mode runs thousands of agents in one process,
+	// on a compressed clock, with simulated workers; a real agent leaves
+	// these unset.
+	//
+	// After waits as time.After does (in the clock of Now).
+	After func(time.Duration) <-chan time.Time
+	// NewWorker makes the worker host; nil starts worker processes with
+	// a Supervisor.
+	NewWorker func(onExit func(loaded map[string]uint64, err error)) Worker
+	// Shared says the process is shared with other agents: it does not
+	// hand memory back to the OS after each cycle, which would be a full
+	// collection of everyone's heap.
+	Shared bool
+}
+
+// Worker is what the agent needs of whatever runs its content: a
+// Supervisor of worker processes, or the simulator's stand-in.
+type Worker interface {
+	Start(ctx context.Context) error
+	Stop() error
+	// Load makes the worker run version of channel from path; Unload
+	// stops running the channel.
+	Load(ctx context.Context, channel string, version uint64, path string) error
+	Unload(ctx context.Context, channel string) error
+	Loaded(channel string) uint64
+	LoadedSlot(channel string) string
+	// Counts returns and resets the actions per channel since the last
+	// call.
+	Counts(ctx context.Context) (map[string]map[string]int64, error)
+	Feed(line []byte)
 }
 
 // Agent is one device's agent. Its journal and queue are its memory; the
@@ -51,7 +82,7 @@ type Agent struct {
 	id    *Identity
 	root  []byte
 	queue *Queue
-	sup   *Supervisor
+	sup   Worker
 	log   *slog.Logger
 
 	mu      sync.Mutex
@@ -80,6 +111,9 @@ func New(cfg Config) (*Agent, error) {
 	}
 	if cfg.MaxBackoff <= 0 {
 		cfg.MaxBackoff = 10 * time.Minute
+	}
+	if cfg.After == nil {
+		cfg.After = time.After
 	}
 	cfg.Policy = cfg.Policy.WithDefaults()
 	id, err := LoadIdentity(cfg.Data)
@@ -199,7 +233,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := a.Start(); err != nil {
 		return err
 	}
-	a.sup = NewSupervisor(a.cfg.Worker, a.log, a.onWorkerExit)
+	if a.cfg.NewWorker != nil {
+		a.sup = a.cfg.NewWorker(a.onWorkerExit)
+	} else {
+		a.sup = NewSupervisor(a.cfg.Worker, a.log, a.onWorkerExit)
+	}
 	if err := a.sup.Start(ctx); err != nil {
 		return fmt.Errorf("worker: %w", err)
 	}
@@ -241,7 +279,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return a.stop()
-		case <-time.After(max(wait, 0)):
+		case <-a.cfg.After(max(wait, 0)):
 		}
 		a.tick()
 		if a.cfg.Now().Before(next) {
@@ -268,7 +306,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		// A cycle's garbage (the check-in, a TUF refresh) would otherwise
 		// stay resident until the next one: on an endpoint that idles
 		// between check-ins, hand it back now. One small GC a minute.
-		debug.FreeOSMemory()
+		if !a.cfg.Shared {
+			debug.FreeOSMemory()
+		}
 	}
 }
 
@@ -590,9 +630,15 @@ func (a *Agent) followChannel(ctx context.Context, cd protocol.ChannelDesired, o
 		}
 	}
 	// Journal first, fsynced, then the worker: a host that dies loading
-	// the content finds the activation counted on its next start.
+	// the content finds the activation counted on its next start. The
+	// applied event is queued (durably) before the load too: a device
+	// that the content takes down is one the release reached, and the
+	// server's share gates must count it among those it applied to (found
+	// by the simulator's live mode, where the boot loops' reverts
+	// otherwise outnumbered the applies the server heard of).
 	a.mu.Lock()
 	BeginActivation(ch, want, now)
+	a.queueEvents(Event{Time: now, Type: EventApplied, Channel: name, Version: want})
 	err = a.saveLocked()
 	a.mu.Unlock()
 	if err != nil {
@@ -618,7 +664,6 @@ func (a *Agent) followChannel(ctx context.Context, cd protocol.ChannelDesired, o
 	}
 	a.mu.Lock()
 	StartProbation(ch, a.cfg.Now())
-	a.queueEvents(Event{Time: now, Type: EventApplied, Channel: name, Version: want})
 	if err := a.saveLocked(); err != nil {
 		a.log.Error("journal not saved", "err", err)
 	}

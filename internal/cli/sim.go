@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,15 +18,22 @@ func newSimCmd() *cobra.Command {
 	var scenario, out string
 	var devices, seeds int
 	var seed uint64
-	var asJSON, list, quiet bool
+	var asJSON, list, quiet, live bool
+	var speed float64
+	var liveDir string
 	c := &cobra.Command{
-		Use:   "sim [--scenario NAME|FILE] [--devices N] [--seed S] [--seeds N] [--json] [--out DIR]",
+		Use:   "sim [--scenario NAME|FILE] [--devices N] [--seed S] [--seeds N] [--live [--speed X]] [--json] [--out DIR]",
 		Short: "Simulate a fleet: how far a bad update gets, how fast it halts, how fast devices heal",
 		Long: `Run a fleet simulation in virtual time with the real rollout code: the server's
 check-in and controller (cohorts, strata, gates, halts) and the agent's own
 recovery decisions, over a modelled world of devices, faults, noise and
 outages. Built-in scenarios: ` + strings.Join(sim.Builtin(), ", ") + `; or a YAML file
 (docs/simulator.md).
+
+--live runs the scenario through the real API instead: a real server on a
+loopback port and a real agent per device (2,000 by default, goroutines with
+their own data directories, workers simulated), on a clock --speed times
+faster than real time. It prints the same figures.
 
 --json prints one JSON object last: the run's figures, or with --seeds N the
 runs, the false-halt rate and median/p95/max of each figure. --out DIR writes
@@ -57,6 +65,20 @@ Exit status: 0 ran, 2 usage or a scenario that is not valid.`,
 				progress = cmd.ErrOrStderr()
 			}
 			o := sim.Options{Devices: devices, Seed: seed}
+			if live {
+				if seeds > 1 {
+					return usage(errors.New("--live runs one seed at a time"))
+				}
+				if devices > sim.MaxLiveDevices {
+					return usage(fmt.Errorf("--devices: --live runs at most %d devices (the engine runs millions)", sim.MaxLiveDevices))
+				}
+				l, err := sim.NewLive(cmd.Context(), sc, sim.LiveOptions{Devices: devices, Seed: seed, Speed: speed, Dir: liveDir})
+				if err != nil {
+					return usage(err)
+				}
+				defer l.Close()
+				return finish(cmd.Context(), w, out, sc, asJSON, l, progress)
+			}
 			if seeds > 1 {
 				sum, err := sim.RunSeeds(cmd.Context(), sc, o, seeds, progress)
 				if err != nil {
@@ -73,20 +95,7 @@ Exit status: 0 ran, 2 usage or a scenario that is not valid.`,
 				return usage(err)
 			}
 			defer s.Close()
-			r, err := s.Run(cmd.Context(), progress)
-			if err != nil {
-				return usage(err)
-			}
-			if out != "" {
-				if err := sim.WriteReport(out, sc, r, s.Series(), s.HaltedAt()); err != nil {
-					return usage(err)
-				}
-			}
-			if asJSON {
-				return writeJSONLine(w, r)
-			}
-			printResult(w, r)
-			return nil
+			return finish(cmd.Context(), w, out, sc, asJSON, s, progress)
 		},
 	}
 	f := c.Flags()
@@ -98,7 +107,34 @@ Exit status: 0 ran, 2 usage or a scenario that is not valid.`,
 	f.StringVar(&out, "out", "", "write a Markdown report and a PNG chart here")
 	f.BoolVar(&list, "list", false, "list the built-in scenarios")
 	f.BoolVar(&quiet, "quiet", false, "no progress on stderr")
+	f.BoolVar(&live, "live", false, "run through a real server and real agents on loopback")
+	f.Float64Var(&speed, "speed", sim.DefaultLiveSpeed, "with --live: virtual seconds per second")
+	f.StringVar(&liveDir, "live-dir", "", "with --live: keep the server's and devices' data here (default: a temporary directory, removed)")
 	return c
+}
+
+// run is a simulation, in virtual time or live.
+type run interface {
+	Run(ctx context.Context, progress io.Writer) (*sim.Result, error)
+	Series() []sim.Point
+	HaltedAt() int64
+}
+
+func finish(ctx context.Context, w io.Writer, out string, sc *sim.Scenario, asJSON bool, r run, progress io.Writer) error {
+	res, err := r.Run(ctx, progress)
+	if err != nil {
+		return usage(err)
+	}
+	if out != "" {
+		if err := sim.WriteReport(out, sc, res, r.Series(), r.HaltedAt()); err != nil {
+			return usage(err)
+		}
+	}
+	if asJSON {
+		return writeJSONLine(w, res)
+	}
+	printResult(w, res)
+	return nil
 }
 
 func firstSentence(s string) string {

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/ringfence/ringfence/examples"
 	"github.com/ringfence/ringfence/internal/content"
@@ -107,7 +108,7 @@ func (s *Server) SeedDev(ctx context.Context, dataDir, serverURL string) (*DevCr
 	if err := s.store.PutArtifact(ctx, store.Artifact{Channel: "acme/ipc", Version: b.Version, SHA256: content.Hash(bytes), Size: int64(len(bytes)), Bytes: bytes, CreatedAt: now}); err != nil {
 		return nil, fmt.Errorf("dev mode: %w", err)
 	}
-	if c.ApproverSigningKey, err = s.seedTrust(dataDir, "acme/ipc/292.bundle", bytes); err != nil {
+	if c.ApproverSigningKey, err = s.SeedDevTrust(dataDir, "acme/ipc/292.bundle", bytes); err != nil {
 		return nil, fmt.Errorf("dev mode: signed-update repository: %w", err)
 	}
 	plan, _ := json.Marshal(rollout.DefaultContentPlan())
@@ -134,13 +135,13 @@ func writeCredentials(path string, c *DevCredentials) error {
 	return os.Rename(tmp, path)
 }
 
-// seedTrust creates the signed-update repository for development: its
+// SeedDevTrust creates the signed-update repository for development: its
 // offline keys in <data>/dev-keys (never do that for a real fleet) and
 // vendor acme with two keys, threshold 2. The server holds acme-1 (the
 // publisher's), so publishing signs for the canary waves; acme-2, the
 // approver's, stays in dev-keys for `ringfence sign`. The seed bundle is
-// signed by both.
-func (s *Server) seedTrust(dataDir, target string, data []byte) (approverKey string, err error) {
+// signed by both. The simulator's live mode seeds its server with it too.
+func (s *Server) SeedDevTrust(dataDir, target string, data []byte) (approverKey string, err error) {
 	keys := filepath.Join(dataDir, "dev-keys")
 	approverKey = filepath.Join(keys, "acme-2.key")
 	if s.cfg.TUFDir == "" {
@@ -173,4 +174,25 @@ func (s *Server) seedTrust(dataDir, target string, data []byte) (approverKey str
 		return "", err
 	}
 	return approverKey, trust.AddTarget(repo, target, data, s.now(), append(signers, approver)...)
+}
+
+// PublishUnvalidated stores a content bundle's encoding and stages its
+// signed target as publishing does, but without the validator: the
+// simulator's switch for replaying a bundle the validator would refuse
+// (july19-bypass). No request and no flag of the server reaches it.
+func (s *Server) PublishUnvalidated(ctx context.Context, channel string, version uint64, encoded []byte) (PublishResult, error) {
+	res := PublishResult{Channel: channel, Version: version, SHA256: content.Hash(encoded), Size: len(encoded), Findings: content.Findings{},
+		Target: targetName(channel, store.ChannelContent, version)}
+	a := store.Artifact{Channel: channel, Version: version, SHA256: res.SHA256, Size: int64(len(encoded)), Bytes: encoded, CreatedAt: s.now()}
+	if err := s.store.PutArtifact(ctx, a); err != nil {
+		return res, fmt.Errorf("artifact %s@%d: %w", channel, version, err)
+	}
+	vendor, _, _ := strings.Cut(channel, "/")
+	var err error
+	if res.Signing, res.SigningNote, err = s.stageArtifact(vendor, res.Target, encoded); err != nil {
+		return res, err
+	}
+	_, err = s.store.AppendAudit(ctx, store.AuditEntry{Time: s.now(), Actor: "simulator", Action: "artifact.publish",
+		Target: fmt.Sprintf("%s@%d", channel, version), Reason: "validation bypassed by the simulator; sha256 " + res.SHA256})
+	return res, err
 }

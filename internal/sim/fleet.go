@@ -77,6 +77,11 @@ func deviceIndex(id string) (int, bool) {
 	return n, err == nil
 }
 
+// minInternal is the fewest devices of the vendor's internal
+// organisation: enough for the gates' minimum exposure to judge the
+// internal wave.
+const minInternal = 20
+
 // newFleet draws the devices: strata by the scenario's weights, the
 // vendor's internal organisation first, then customer organisations; each
 // device's cohort position is the server's (a hash of its id).
@@ -96,10 +101,14 @@ func newFleet(sc *Scenario, n int, rng *rand.Rand) *fleet {
 	for i := 0; i < sc.Fleet.Orgs; i++ {
 		f.orgs = append(f.orgs, org{id: fmt.Sprintf("org-%05d", i+1), early: float64(i) < sc.Fleet.EarlyOrgs*float64(sc.Fleet.Orgs)})
 	}
-	// At least one internal device whenever the scenario has any: a
-	// vendor that tests on its own machines has some, however small the
-	// simulated fleet.
+	// The vendor's own organisation has a fleet of its own, which does
+	// not shrink with the simulated customers': whatever the scenario's
+	// share, at least minInternal devices (or the whole fleet, if
+	// smaller) when it has any.
 	internal := int(math.Ceil(sc.Fleet.Internal * float64(n)))
+	if sc.Fleet.Internal > 0 {
+		internal = min(n, max(internal, minInternal))
+	}
 	for i := range f.devs {
 		d := &f.devs[i]
 		d.stratum = idx[[2]int{pick(aw, rng), pick(ow, rng)}]

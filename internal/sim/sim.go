@@ -256,65 +256,82 @@ func hashHex(s string) string {
 	return hex.EncodeToString(h[:])
 }
 
-// seed writes what a server would hold before the scenario starts: the
-// vendor, its internal organisation and the customers (early ones on the
-// early track), the channel, a publisher token, and the baseline release,
-// completed a day ago.
+// Tokens the simulated vendor's publisher and approver use.
+const (
+	publisherToken = "rft_sim-publisher"
+	approverToken  = "rft_sim-approver"
+)
+
+// seed writes the world (seedWorld) into the fleet's store; every device
+// runs the baseline.
 func (s *Sim) seed(ctx context.Context, cat *content.Catalog) error {
-	st := s.store
-	t0 := s.epoch.Add(-24 * time.Hour)
-	if err := st.CreateTenant(ctx, store.Tenant{ID: "acme", Kind: store.TenantVendor, Name: "Acme Security", CreatedAt: t0}); err != nil {
-		return err
-	}
-	for _, o := range s.fleet.orgs {
-		if err := st.CreateTenant(ctx, store.Tenant{ID: o.id, Kind: store.TenantOrg, Name: o.id, Internal: o.internal, CreatedAt: t0}); err != nil {
-			return err
-		}
-	}
-	if err := st.CreateChannel(ctx, store.Channel{ID: channel, Vendor: "acme", Name: "ipc", Kind: store.ChannelContent, Category: "detection", CreatedAt: t0}); err != nil {
-		return err
-	}
-	for _, o := range s.fleet.orgs {
-		if o.early {
-			if err := st.PutPolicy(ctx, store.Policy{Org: o.id, Channel: channel, Track: "early"}); err != nil {
-				return err
-			}
-		}
-	}
-	s.pub, s.appr = "rft_sim-publisher", "rft_sim-approver"
-	if err := st.CreateAPIToken(ctx, store.APIToken{ID: "tok-sim", Tenant: "acme", Role: store.RolePublisher, Name: "simulator", Hash: hashHex(s.pub), CreatedAt: t0}); err != nil {
-		return err
-	}
-	if err := st.CreateAPIToken(ctx, store.APIToken{ID: "tok-sim-approver", Tenant: "acme", Role: store.RoleApprover, Name: "simulated approver", Hash: hashHex(s.appr), CreatedAt: t0}); err != nil {
-		return err
-	}
-	src, err := bundleSource(s.sc.Release.Baseline, 0)
+	base, err := seedWorld(ctx, s.store, s.fleet, s.sc.Release.Baseline, cat, s.epoch.Add(-24*time.Hour))
 	if err != nil {
 		return err
 	}
-	b, err := content.ParseBundle(s.sc.Release.Baseline, src)
-	if err != nil {
-		return err
-	}
-	v := cat.Validate(b, 0)
-	if !v.Accepted() {
-		return fmt.Errorf("baseline %s is rejected: %v", b.Name(), v.Findings)
-	}
-	if err := st.PutArtifact(ctx, store.Artifact{Channel: channel, Version: b.Version, SHA256: content.Hash(v.Encoded), Size: int64(len(v.Encoded)), Bytes: v.Encoded, CreatedAt: t0}); err != nil {
-		return err
-	}
-	s.noteTargets(b.Version, v.Encoded)
-	plan, _ := json.Marshal(rollout.DefaultContentPlan())
-	if err := st.CreateRelease(ctx, store.Release{ID: "rel-baseline", Channel: channel, Version: b.Version, Plan: plan, State: store.ReleaseCompleted,
-		Wave: len(rollout.DefaultContentPlan().Waves) - 1, CreatedBy: "simulator", CreatedAt: t0, UpdatedAt: t0, WaveStartedAt: t0, CompletedAt: t0}); err != nil {
-		return err
-	}
-	s.versions = []uint64{0, b.Version}
+	s.pub, s.appr = publisherToken, approverToken
+	s.noteTargets(base.Version, base.Bytes)
+	s.versions = []uint64{0, base.Version}
 	for i := range s.fleet.devs {
 		s.fleet.devs[i].active, s.fleet.devs[i].lkg = 1, 1
 	}
 	s.policy = agent.Policy{}.WithDefaults()
 	return nil
+}
+
+// seedWorld writes what a server would hold before the scenario starts:
+// the vendor, its internal organisation and the customers (early ones on
+// the early track), the channel, the publisher's and approver's tokens,
+// and the baseline bundle with its release, completed at t0. It returns
+// the baseline's artifact.
+func seedWorld(ctx context.Context, st store.Store, f *fleet, baseline string, cat *content.Catalog, t0 time.Time) (store.Artifact, error) {
+	var none store.Artifact
+	if err := st.CreateTenant(ctx, store.Tenant{ID: "acme", Kind: store.TenantVendor, Name: "Acme Security", CreatedAt: t0}); err != nil {
+		return none, err
+	}
+	for _, o := range f.orgs {
+		if err := st.CreateTenant(ctx, store.Tenant{ID: o.id, Kind: store.TenantOrg, Name: o.id, Internal: o.internal, CreatedAt: t0}); err != nil {
+			return none, err
+		}
+	}
+	if err := st.CreateChannel(ctx, store.Channel{ID: channel, Vendor: "acme", Name: "ipc", Kind: store.ChannelContent, Category: "detection", CreatedAt: t0}); err != nil {
+		return none, err
+	}
+	for _, o := range f.orgs {
+		if o.early {
+			if err := st.PutPolicy(ctx, store.Policy{Org: o.id, Channel: channel, Track: "early"}); err != nil {
+				return none, err
+			}
+		}
+	}
+	if err := st.CreateAPIToken(ctx, store.APIToken{ID: "tok-sim", Tenant: "acme", Role: store.RolePublisher, Name: "simulator", Hash: hashHex(publisherToken), CreatedAt: t0}); err != nil {
+		return none, err
+	}
+	if err := st.CreateAPIToken(ctx, store.APIToken{ID: "tok-sim-approver", Tenant: "acme", Role: store.RoleApprover, Name: "simulated approver", Hash: hashHex(approverToken), CreatedAt: t0}); err != nil {
+		return none, err
+	}
+	src, err := bundleSource(baseline, 0)
+	if err != nil {
+		return none, err
+	}
+	b, err := content.ParseBundle(baseline, src)
+	if err != nil {
+		return none, err
+	}
+	v := cat.Validate(b, 0)
+	if !v.Accepted() {
+		return none, fmt.Errorf("baseline %s is rejected: %v", b.Name(), v.Findings)
+	}
+	a := store.Artifact{Channel: channel, Version: b.Version, SHA256: content.Hash(v.Encoded), Size: int64(len(v.Encoded)), Bytes: v.Encoded, CreatedAt: t0}
+	if err := st.PutArtifact(ctx, a); err != nil {
+		return none, err
+	}
+	plan, _ := json.Marshal(rollout.DefaultContentPlan())
+	if err := st.CreateRelease(ctx, store.Release{ID: "rel-baseline", Channel: channel, Version: b.Version, Plan: plan, State: store.ReleaseCompleted,
+		Wave: len(rollout.DefaultContentPlan().Waves) - 1, CreatedBy: "simulator", CreatedAt: t0, UpdatedAt: t0, WaveStartedAt: t0, CompletedAt: t0}); err != nil {
+		return none, err
+	}
+	return a, nil
 }
 
 func (s *Sim) noteTargets(version uint64, encoded []byte) {
@@ -349,17 +366,16 @@ func (s *Sim) startRelease(ctx context.Context) error {
 		return err
 	}
 	if r.BypassValidation {
-		cat, _ := server.ExampleCatalog()
 		b, err := content.ParseBundle(r.Bundle, src)
 		if err != nil {
 			return err
 		}
+		cat, _ := server.ExampleCatalog()
 		v := cat.Validate(b, 0)
 		if v.Compiled == nil {
 			return fmt.Errorf("release %s does not even compile: %v", b.Name(), v.Findings)
 		}
-		if err := s.store.PutArtifact(ctx, store.Artifact{Channel: channel, Version: b.Version, SHA256: content.Hash(v.Encoded), Size: int64(len(v.Encoded)),
-			Bytes: v.Encoded, CreatedAt: s.clock()}); err != nil {
+		if _, err := s.srv.PublishUnvalidated(ctx, channel, b.Version, v.Encoded); err != nil {
 			return err
 		}
 	} else if code, body := s.api("POST", "/v1/channels/acme/ipc/publish", src, "application/yaml"); code != http.StatusCreated {
@@ -735,14 +751,18 @@ func (s *Sim) indexOf(v uint64) uint8 {
 
 // faultOf decides, once per device, whether the release's fault hits it.
 func (s *Sim) faultOf(i int) string {
-	st := s.fleet.strata[s.fleet.devs[i].stratum]
-	for k, f := range s.sc.Faults {
+	return deviceFault(s.sc, s.fleet.strata[s.fleet.devs[i].stratum], i)
+}
+
+// deviceFault is the scenario's fault on device i of stratum st, if any.
+func deviceFault(sc *Scenario, st stratum, i int) string {
+	for k, f := range sc.Faults {
 		if !f.matches(st.agent, st.osBuild) {
 			continue
 		}
 		// A hash of device and fault, not the run's random stream, so
 		// the same devices are hit whatever else happens in the run.
-		h := sha256.Sum256([]byte(fmt.Sprintf("%d/%d/%d", s.sc.Seed, i, k)))
+		h := sha256.Sum256([]byte(fmt.Sprintf("%d/%d/%d", sc.Seed, i, k)))
 		x := float64(uint64(h[0])<<48|uint64(h[1])<<40|uint64(h[2])<<32|uint64(h[3])<<24|uint64(h[4])<<16|uint64(h[5])<<8|uint64(h[6])) / float64(uint64(1)<<56)
 		if x < f.Probability {
 			return f.Kind
@@ -837,9 +857,11 @@ func (s *Sim) flushBeats() {
 
 // Result is a run's figures (docs/simulator.md).
 type Result struct {
-	Scenario          string `json:"scenario"`
-	Devices           int    `json:"devices"`
-	Seed              uint64 `json:"seed"`
+	Scenario string `json:"scenario"`
+	Devices  int    `json:"devices"`
+	Seed     uint64 `json:"seed"`
+	// Live is a run through the real API (ringfence sim --live).
+	Live              bool   `json:"live,omitempty"`
 	RejectedAtPublish bool   `json:"rejected_at_publish"`
 	Rejection         string `json:"rejection,omitempty"`
 	ExposedDevices    int64  `json:"exposed_devices"`
