@@ -42,12 +42,12 @@ import (
 const (
 	DefaultLiveDevices = 2000
 	MaxLiveDevices     = 20000
-	DefaultLiveSpeed   = 60
+	DefaultLiveSpeed   = 30
 )
 
 // LiveOptions says how a live run runs.
 type LiveOptions struct {
-	Devices int     // 0: DefaultLiveDevices
+	Devices int     // 0: the scenario's, at most DefaultLiveDevices
 	Seed    uint64  // 0: the scenario's
 	Speed   float64 // virtual seconds per second; 0: DefaultLiveSpeed
 	// Dir holds the server's and the devices' data; "" is a temporary
@@ -119,7 +119,7 @@ type Live struct {
 func NewLive(ctx context.Context, sc *Scenario, o LiveOptions) (*Live, error) {
 	n := o.Devices
 	if n == 0 {
-		n = DefaultLiveDevices
+		n = min(sc.Devices, DefaultLiveDevices)
 	}
 	if n < 1 || n > MaxLiveDevices {
 		return nil, fmt.Errorf("live mode runs 1 to %d devices, not %d", MaxLiveDevices, n)
@@ -386,11 +386,12 @@ func (l *Live) drive(ctx context.Context, progress io.Writer) error {
 				fmt.Fprintf(progress, "\r%s (live)  %3d%%  virtual %s  exposed %d  crashed %d", l.sc.Name, pct, time.Duration(now)*time.Second, f.exposed, f.crashed)
 			}
 		}
-		// Over: completed, or halted with every crashed device healed and
-		// the release rolled back (the deny list reached every device that
-		// ran it), or six check-ins after the halt at most.
+		// Over: completed and two check-ins later (every device has it),
+		// or halted with every crashed device healed and the release
+		// rolled back (the deny list reached every device that ran it), or
+		// six check-ins after the halt at most.
 		rolledBack := store.ReleaseState(final.State) == store.ReleaseRolledBack
-		if f.completedAt >= 0 || f.haltedAt >= 0 && f.down == 0 && f.recovered == f.crashed && (rolledBack || now >= f.haltedAt+6*interval) {
+		if f.completedAt >= 0 && now >= f.completedAt+2*interval || f.haltedAt >= 0 && f.down == 0 && f.recovered == f.crashed && (rolledBack || now >= f.haltedAt+6*interval) {
 			if progress != nil {
 				fmt.Fprintln(progress)
 			}
