@@ -919,3 +919,22 @@ func TestHelp(t *testing.T) {
 		})
 	}
 }
+
+// Live mode's bad arguments are usage errors that name the flag, before
+// anything starts.
+func TestSimLiveUsage(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--live", "--seeds", "2"}, "--live runs one seed at a time"},
+		{[]string{"--live", "--devices", "30000"}, "--devices: --live runs at most 20000 devices"},
+		{[]string{"--live", "--speed", "0.5"}, "speed 0.5"},
+		{[]string{"--live", "--scenario", "nonesuch"}, "nonesuch"},
+	} {
+		r := ringfence(t, append([]string{"sim", "--quiet"}, tc.args...)...)
+		if r.code != 2 || !strings.Contains(r.stderr, tc.want) {
+			t.Errorf("sim %v: want exit 2 and %q\n%s", tc.args, tc.want, r)
+		}
+	}
+}

@@ -173,7 +173,11 @@ func printResult(w io.Writer, r *sim.Result) {
 	case r.Completed:
 		state = "completed every wave"
 	}
-	fmt.Fprintf(w, "%s: %d devices, seed %d, %s virtual in %.1f s\n", r.Scenario, r.Devices, r.Seed, seconds(r.VirtualS), r.WallS)
+	mode := ""
+	if r.Live {
+		mode = " (live: real server, real agents)"
+	}
+	fmt.Fprintf(w, "%s%s: %d devices, seed %d, %s virtual in %.1f s\n", r.Scenario, mode, r.Devices, r.Seed, seconds(r.VirtualS), r.WallS)
 	fields(w, "  release", state,
 		"  exposed", fmt.Sprint(r.ExposedDevices),
 		"  crashed", fmt.Sprintf("%d (at most %d at once)", r.CrashedDevices, r.PeakCrashed),
