@@ -15,14 +15,12 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/ringfence/ringfence/internal/agent"
-	"github.com/ringfence/ringfence/internal/content"
 	"github.com/ringfence/ringfence/internal/server"
 	"github.com/ringfence/ringfence/internal/store"
 	"github.com/ringfence/ringfence/internal/store/sqlstore"
@@ -447,16 +445,7 @@ func (l *Live) startRelease(ctx context.Context) error {
 		return err
 	}
 	if r.BypassValidation {
-		b, err := content.ParseBundle(r.Bundle, src)
-		if err != nil {
-			return err
-		}
-		cat, _ := server.ExampleCatalog()
-		v := cat.Validate(b, 0)
-		if v.Compiled == nil {
-			return fmt.Errorf("release %s does not even compile: %v", b.Name(), v.Findings)
-		}
-		if _, err := l.srv.PublishUnvalidated(ctx, channel, b.Version, v.Encoded); err != nil {
+		if err := publishUnvalidated(ctx, l.srv, r.Bundle, src); err != nil {
 			return err
 		}
 	} else {
@@ -465,11 +454,7 @@ func (l *Live) startRelease(ctx context.Context) error {
 			return err
 		}
 		if code != http.StatusCreated {
-			var e struct {
-				Detail string `json:"detail"`
-			}
-			_ = json.Unmarshal(body, &e)
-			l.fig.rejected = fmt.Sprintf("publish refused (%d): %s", code, firstLine(e.Detail))
+			l.fig.rejected = rejection(code, body)
 			return nil
 		}
 	}
@@ -598,10 +583,6 @@ func (l *Live) result(ctx context.Context, wall time.Duration) *Result {
 	case r.ManualInterventions == 0:
 		r.TimeToRecoverS = float64(f.lastRecovery - f.firstCrash)
 	}
-	r.PeakRSSBytes = peakRSS()
-	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	r.BytesPerDevice = math.Round(float64(ms.HeapAlloc) / float64(max(1, l.sc.Devices)))
+	r.PeakRSSBytes, r.BytesPerDevice = peakRSS(), heapPerDevice(l.sc.Devices)
 	return r
 }

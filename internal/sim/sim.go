@@ -366,24 +366,11 @@ func (s *Sim) startRelease(ctx context.Context) error {
 		return err
 	}
 	if r.BypassValidation {
-		b, err := content.ParseBundle(r.Bundle, src)
-		if err != nil {
-			return err
-		}
-		cat, _ := server.ExampleCatalog()
-		v := cat.Validate(b, 0)
-		if v.Compiled == nil {
-			return fmt.Errorf("release %s does not even compile: %v", b.Name(), v.Findings)
-		}
-		if _, err := s.srv.PublishUnvalidated(ctx, channel, b.Version, v.Encoded); err != nil {
+		if err := publishUnvalidated(ctx, s.srv, r.Bundle, src); err != nil {
 			return err
 		}
 	} else if code, body := s.api("POST", "/v1/channels/acme/ipc/publish", src, "application/yaml"); code != http.StatusCreated {
-		var e struct {
-			Detail string `json:"detail"`
-		}
-		_ = json.Unmarshal(body, &e)
-		s.fig.rejected = fmt.Sprintf("publish refused (%d): %s", code, firstLine(e.Detail))
+		s.fig.rejected = rejection(code, body)
 		return nil
 	}
 	a, err := s.store.GetArtifact(ctx, channel, r.Version)
@@ -410,6 +397,31 @@ func (s *Sim) startRelease(ctx context.Context) error {
 	s.versions = append(s.versions, r.Version)
 	s.relIndex = uint8(len(s.versions) - 1)
 	return s.refreshViews(ctx)
+}
+
+// publishUnvalidated compiles the bundle and hands it to the server's
+// simulator-only publish path, past the validator.
+func publishUnvalidated(ctx context.Context, srv *server.Server, name string, src []byte) error {
+	b, err := content.ParseBundle(name, src)
+	if err != nil {
+		return err
+	}
+	cat, _ := server.ExampleCatalog()
+	v := cat.Validate(b, 0)
+	if v.Compiled == nil {
+		return fmt.Errorf("release %s does not even compile: %v", b.Name(), v.Findings)
+	}
+	_, err = srv.PublishUnvalidated(ctx, channel, b.Version, v.Encoded)
+	return err
+}
+
+// rejection is what the publisher is told when publishing is refused.
+func rejection(code int, body []byte) string {
+	var e struct {
+		Detail string `json:"detail"`
+	}
+	_ = json.Unmarshal(body, &e)
+	return fmt.Sprintf("publish refused (%d): %s", code, firstLine(e.Detail))
 }
 
 func firstLine(s string) string {
@@ -933,14 +945,18 @@ func (s *Sim) result(wall time.Duration) *Result {
 	if s.fig.crashed == 0 {
 		r.TimeToRecoverS = 0
 	}
-	r.PeakRSSBytes = peakRSS()
 	// What stays allocated per device once the garbage is collected: the
 	// fleet, the wheel and the state of the devices the rollout touched.
+	r.PeakRSSBytes, r.BytesPerDevice = peakRSS(), heapPerDevice(s.sc.Devices)
+	return r
+}
+
+// heapPerDevice is the live heap, after a collection, over n devices.
+func heapPerDevice(n int) float64 {
 	runtime.GC()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	r.BytesPerDevice = math.Round(float64(ms.HeapAlloc) / float64(max(1, s.sc.Devices)))
-	return r
+	return math.Round(float64(ms.HeapAlloc) / float64(max(1, n)))
 }
 
 // peakRSS is the process's high-water resident set (Linux), else 0.
