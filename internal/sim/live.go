@@ -98,7 +98,8 @@ type Live struct {
 	relVersion  atomic.Uint64 // the scenario release's version once published
 	release     string
 	waiting     int64 // virtual second the release began awaiting approval; -1 not
-	outage      atomic.Bool
+	netMu       sync.RWMutex
+	net         *network
 	checkins    atomic.Int64
 
 	mu        sync.Mutex
@@ -141,6 +142,7 @@ func NewLive(ctx context.Context, sc *Scenario, o LiveOptions) (*Live, error) {
 	l := &Live{sc: &scc, o: o, log: o.Log, clock: &vclock{epoch: now.Truncate(time.Second), start: now, speed: o.Speed}, waiting: -1, served: make(chan error, 1), crashedAt: map[int]int64{}}
 	l.fig.firstExposed, l.fig.firstCrash, l.fig.lastRecovery, l.fig.haltedAt, l.fig.completedAt = -1, -1, -1, -1, -1
 	l.fleet = newFleet(l.sc, n, rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)))
+	l.net = newNetwork(l.sc, len(l.fleet.orgs))
 	l.dir = o.Dir
 	if l.dir == "" {
 		parent := ""
@@ -259,7 +261,7 @@ func (l *Live) enrollAll(ctx context.Context, baseline []byte) error {
 func (l *Live) enroll(ctx context.Context, i int, root, baseline []byte) error {
 	fd := &l.fleet.devs[i]
 	st, o := l.fleet.strata[fd.stratum], l.fleet.orgs[fd.org]
-	d := &liveDevice{l: l, i: i, dir: filepath.Join(l.dir, "devices", deviceID(i)), fault: deviceFault(l.sc, st, i),
+	d := &liveDevice{l: l, i: i, org: int(fd.org), dir: filepath.Join(l.dir, "devices", deviceID(i)), fault: deviceFault(l.sc, st, i),
 		rng: rand.New(rand.NewPCG(l.sc.Seed, uint64(i)))}
 	d.client = &http.Client{Transport: deviceTransport{d}, Timeout: time.Minute}
 	if _, _, err := agent.Enroll(ctx, agent.EnrollOptions{Server: l.url, Token: enrollToken(o.id), Data: d.dir, Root: root,
@@ -398,13 +400,20 @@ func (l *Live) drive(ctx context.Context, progress io.Writer) error {
 	}
 }
 
+// setOutage brings the network to the virtual second now. The server
+// runs on through an outage of the control plane too: live, an outage is
+// the devices' network refusing connections, and the server must take
+// the fleet's silence for what it is.
 func (l *Live) setOutage(now int64) {
-	t := time.Duration(now) * time.Second
-	out := false
-	for _, o := range l.sc.Outages {
-		out = out || t >= time.Duration(o.Start) && t < time.Duration(o.Start)+time.Duration(o.For)
-	}
-	l.outage.Store(out)
+	l.netMu.Lock()
+	l.net.at(time.Duration(now) * time.Second)
+	l.netMu.Unlock()
+}
+
+func (l *Live) reaches(org int) bool {
+	l.netMu.RLock()
+	defer l.netMu.RUnlock()
+	return l.net.reaches(org)
 }
 
 // call is one admin API request over HTTP.

@@ -21,6 +21,7 @@ import (
 type liveDevice struct {
 	l      *Live
 	i      int
+	org    int
 	dir    string
 	fault  string // the release's fault on this device, "" none
 	client *http.Client
@@ -170,14 +171,15 @@ func (d *liveDevice) noise(w *simWorker) {
 }
 
 // deviceTransport is the device's network: down during the scenario's
-// outages and while the device is offline.
+// outages and partitions that cut its organisation off, and while the
+// device is offline.
 type deviceTransport struct{ d *liveDevice }
 
 var errUnreachable = errors.New("connect: connection refused (simulated: server unreachable)")
 
 func (t deviceTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	l := t.d.l
-	if l.outage.Load() || t.d.offline() {
+	if !l.reaches(t.d.org) || t.d.offline() {
 		if r.Body != nil {
 			r.Body.Close()
 		}

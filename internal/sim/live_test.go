@@ -57,8 +57,9 @@ func TestLiveBypassHaltsAndHeals(t *testing.T) {
 }
 
 // A good release through the real API, with the fleet cut off from the
-// server for a while mid-rollout: it completes, approved and signed by
-// the simulated approver, and the outage's silence halts nothing.
+// server for a while mid-rollout and later a third of the organisations
+// partitioned off: it completes, approved and signed by the simulated
+// approver, and neither silence halts anything.
 func TestLiveOutageCompletes(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a live run takes a minute")
@@ -77,7 +78,7 @@ release:
     {name: internal, share: 10000, internal_only: true, canary: true, min_devices: 1, bake: 10m},
     {name: canary, share: 1000, canary: true, min_devices: 5, bake: 10m},
     {name: everyone, share: 10000, min_devices: 5, bake: 10m}]}
-outages: [{start: 25m, for: 15m}]
+outages: [{start: 25m, for: 15m}, {start: 45m, for: 20m, orgs: 0.3}]
 `))
 	if err != nil {
 		t.Fatal(err)

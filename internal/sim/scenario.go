@@ -2,7 +2,9 @@ package sim
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"embed"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -97,11 +99,85 @@ type Noise struct {
 	ActionsPerCheckin float64 `yaml:"actions_per_checkin"`
 }
 
-// Outage is a window in which no device reaches the control plane, and
-// the control plane does not run.
+// Outage is a window in which devices cannot reach the control plane.
+// Without Orgs it is the control plane's own outage: no device reaches it
+// and it does not run. With Orgs it is a network partition: that share of
+// the organisations (whole sites, drawn from the seed) is cut off while
+// the server and every other device go on.
 type Outage struct {
 	Start rollout.Duration `yaml:"start"`
 	For   rollout.Duration `yaml:"for"`
+	Orgs  float64          `yaml:"orgs"`
+}
+
+func (o Outage) activeAt(t time.Duration) bool {
+	return t >= time.Duration(o.Start) && t < time.Duration(o.Start)+time.Duration(o.For)
+}
+
+// network is the scenario's outages over a fleet's organisations.
+type network struct {
+	outages []Outage
+	cuts    [][]bool // per outage, the organisations it cuts off; nil: all
+	active  uint64   // the outages in force, as last computed
+	down    bool     // the control plane is down
+	cut     []bool   // organisations cut off now (nil: none)
+}
+
+func newNetwork(sc *Scenario, orgs int) *network {
+	n := &network{outages: sc.Outages, cuts: make([][]bool, len(sc.Outages))}
+	for k, o := range sc.Outages {
+		if o.Orgs <= 0 {
+			continue
+		}
+		n.cuts[k] = make([]bool, orgs)
+		for j := range n.cuts[k] {
+			n.cuts[k][j] = unitHash(fmt.Sprintf("cut/%d/%d/%d", sc.Seed, k, j)) < o.Orgs
+		}
+	}
+	return n
+}
+
+// at brings the network to virtual time t; it reports whether anything
+// changed.
+func (n *network) at(t time.Duration) bool {
+	var active uint64
+	for k, o := range n.outages {
+		if k < 64 && o.activeAt(t) {
+			active |= 1 << k
+		}
+	}
+	if active == n.active {
+		return false
+	}
+	n.active, n.down, n.cut = active, false, nil
+	for k := range n.outages {
+		if active&(1<<k) == 0 {
+			continue
+		}
+		if n.cuts[k] == nil {
+			n.down = true
+			continue
+		}
+		if n.cut == nil {
+			n.cut = make([]bool, len(n.cuts[k]))
+		}
+		for j, c := range n.cuts[k] {
+			n.cut[j] = n.cut[j] || c
+		}
+	}
+	return true
+}
+
+// reaches says whether a device of organisation org reaches the server.
+func (n *network) reaches(org int) bool {
+	return !n.down && (n.cut == nil || !n.cut[org])
+}
+
+// unitHash maps a key to [0,1): draws that depend on what is drawn, not
+// on the order of the run's random stream.
+func unitHash(key string) float64 {
+	h := sha256.Sum256([]byte(key))
+	return float64(binary.BigEndian.Uint64(h[:8])>>8) / float64(uint64(1)<<56)
 }
 
 // Fault kinds.
@@ -229,6 +305,12 @@ func (s *Scenario) validate() error {
 	for i, o := range s.Outages {
 		if o.For <= 0 || o.Start < 0 {
 			return fmt.Errorf("outages[%d]: want a start at or after 0 and a positive for", i)
+		}
+		if !(o.Orgs >= 0 && o.Orgs <= 1) {
+			return fmt.Errorf("outages[%d].orgs: %v is not a share from 0 to 1", i, o.Orgs)
+		}
+		if i >= 64 {
+			return fmt.Errorf("outages: %d of them; at most 64", len(s.Outages))
 		}
 	}
 	n := s.Noise

@@ -79,7 +79,7 @@ type Sim struct {
 	wheel     [][]int32
 	beats     map[beatKey]int64
 
-	outage   bool
+	net      *network
 	fig      figures
 	interval time.Duration
 	series   []Point
@@ -154,6 +154,7 @@ func New(ctx context.Context, sc *Scenario, o Options) (*Sim, error) {
 	s.sc.Devices, s.sc.Seed = n, seed
 	s.fig.firstExposed, s.fig.firstCrash, s.fig.lastRecovery, s.fig.haltedAt, s.fig.completedAt = -1, -1, -1, -1, -1
 	s.fleet = newFleet(sc, n, s.rng)
+	s.net = newNetwork(sc, len(s.fleet.orgs))
 	s.store = &fleetStore{Store: memstore.New(), sim: s, created: map[int]bool{}}
 	cat, err := server.ExampleCatalog()
 	if err != nil {
@@ -526,7 +527,7 @@ func (s *Sim) Run(ctx context.Context, progress io.Writer) (*Result, error) {
 			s.flushBeats()
 			s.series = append(s.series, Point{T: float64(s.now + 1), Exposed: s.fig.exposed, Down: s.fig.down, Crashed: s.fig.crashed, Recovered: s.fig.recovered})
 		}
-		if tick := uint32(time.Duration(s.sc.ControllerTick) / time.Second); s.now%tick == tick-1 && !s.outage {
+		if tick := uint32(time.Duration(s.sc.ControllerTick) / time.Second); s.now%tick == tick-1 && !s.net.down {
 			s.srv.Drain()
 			if err := s.srv.ControlOnce(ctx); err != nil {
 				return nil, fmt.Errorf("controller at %s: %w", time.Duration(s.now)*time.Second, err)
@@ -550,13 +551,7 @@ func (s *Sim) Run(ctx context.Context, progress io.Writer) (*Result, error) {
 }
 
 func (s *Sim) setOutage() {
-	t := time.Duration(s.now) * time.Second
-	s.outage = false
-	for _, o := range s.sc.Outages {
-		if t >= time.Duration(o.Start) && t < time.Duration(o.Start)+time.Duration(o.For) {
-			s.outage = true
-		}
-	}
+	s.net.at(time.Duration(s.now) * time.Second)
 }
 
 // handle is one device's due event.
@@ -633,7 +628,7 @@ func (s *Sim) noise(i int) bool {
 // through the server's own check-in code.
 func (s *Sim) checkin(ctx context.Context, i int) error {
 	d := &s.fleet.devs[i]
-	if s.outage {
+	if !s.net.reaches(int(d.org)) {
 		d.fails++
 		wait := agent.Backoff(int(d.fails), s.interval, 10*time.Minute, s.rng)
 		s.schedule(i, s.now+uint32(max(1, wait/time.Second)))
@@ -774,8 +769,7 @@ func deviceFault(sc *Scenario, st stratum, i int) string {
 		}
 		// A hash of device and fault, not the run's random stream, so
 		// the same devices are hit whatever else happens in the run.
-		h := sha256.Sum256([]byte(fmt.Sprintf("%d/%d/%d", sc.Seed, i, k)))
-		x := float64(uint64(h[0])<<48|uint64(h[1])<<40|uint64(h[2])<<32|uint64(h[3])<<24|uint64(h[4])<<16|uint64(h[5])<<8|uint64(h[6])) / float64(uint64(1)<<56)
+		x := unitHash(fmt.Sprintf("%d/%d/%d", sc.Seed, i, k))
 		if x < f.Probability {
 			return f.Kind
 		}

@@ -7,6 +7,9 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/ringfence/ringfence/internal/rollout"
 )
 
 func TestBuiltinScenariosParse(t *testing.T) {
@@ -48,6 +51,7 @@ release: {bundle: ipc-292, version: 292}
 		{"bad-probability", base + "faults: [{kind: host-crash, probability: 2}]\n", "faults[0].probability"},
 		{"bad-plan", strings.Replace(base, "version: 292}", "version: 292, plan: {waves: []}}", 1), "release.plan"},
 		{"bad-outage", base + "outages: [{start: 1h}]\n", "outages[0]"},
+		{"bad-partition", base + "outages: [{start: 1h, for: 1h, orgs: 1.5}]\n", "outages[0].orgs: 1.5"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse("test.yaml", []byte(tc.yaml))
@@ -130,10 +134,11 @@ release:
 `
 
 // The control plane unreachable for half an hour mid-rollout: every device
-// goes quiet, the control group too. The rollout resumes afterwards and
-// the outage's silence halts nothing.
+// goes quiet, the control group too; later a network partition cuts 30% of
+// the organisations off for an hour while the rest carry on. The rollout
+// resumes afterwards and neither silence halts anything.
 func TestOutageDoesNotHalt(t *testing.T) {
-	sc, err := Parse("outage", []byte(shortRelease+"outages: [{start: 50m, for: 30m}]\n"))
+	sc, err := Parse("outage", []byte(shortRelease+"outages: [{start: 50m, for: 30m}, {start: 1h30m, for: 1h, orgs: 0.3}]\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,5 +196,45 @@ func TestSameSeedSameRun(t *testing.T) {
 	}
 	if a.Checkins == 0 || a.ServerCheckins == 0 {
 		t.Fatalf("nothing happened: %+v", *a)
+	}
+}
+
+// An outage without orgs takes the control plane down for everyone; one
+// with orgs cuts about that share of the organisations off, the same ones
+// for the same seed, and only while it lasts.
+func TestNetworkOutagesAndPartitions(t *testing.T) {
+	sc := &Scenario{Seed: 3, Outages: []Outage{
+		{Start: rollout.Duration(time.Hour), For: rollout.Duration(time.Hour)},
+		{Start: rollout.Duration(3 * time.Hour), For: rollout.Duration(time.Hour), Orgs: 0.25},
+	}}
+	n := newNetwork(sc, 1000)
+	if n.at(0); !n.reaches(7) || n.down {
+		t.Fatal("before any outage, a device does not reach the server")
+	}
+	if n.at(90 * time.Minute); n.reaches(7) || !n.down {
+		t.Fatal("in the control plane's outage, a device reaches it")
+	}
+	if changed := n.at(150 * time.Minute); !changed || !n.reaches(7) || n.down {
+		t.Fatal("after the outage, devices do not reach the server again")
+	}
+	n.at(200 * time.Minute)
+	cut := 0
+	for org := 0; org < 1000; org++ {
+		if !n.reaches(org) {
+			cut++
+		}
+	}
+	if n.down || cut < 200 || cut > 300 {
+		t.Fatalf("partition of 25%%: %d of 1000 organisations cut off, control plane down %v", cut, n.down)
+	}
+	again := newNetwork(sc, 1000)
+	again.at(200 * time.Minute)
+	for org := 0; org < 1000; org++ {
+		if again.reaches(org) != n.reaches(org) {
+			t.Fatalf("organisation %d: the same seed cut different organisations", org)
+		}
+	}
+	if n.at(5 * time.Hour); !n.reaches(7) || n.cut != nil {
+		t.Fatal("after the partition, organisations stay cut off")
 	}
 }
