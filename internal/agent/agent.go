@@ -653,10 +653,13 @@ func (a *Agent) followChannel(ctx context.Context, cd protocol.ChannelDesired, o
 		}
 	}
 	if err := a.sup.Load(ctx, name, want, a.slotFile(name, slot, want)); err != nil && !errors.Is(err, ErrWorkerExited) {
-		// The worker refused the content (it did not crash): revert.
+		// The worker refused the content (it did not crash): revert. The
+		// server heard it applied, so it hears a revert (the revert share
+		// is of devices that applied; apply failures are of those that
+		// never got that far).
 		a.mu.Lock()
 		d := revertRefused(ch, fmt.Sprintf("the worker could not load %s@%d: %v", name, want, err))
-		a.queueEvents(Event{Time: a.cfg.Now(), Type: EventApplyFailed, Channel: name, Version: want, Reason: d})
+		a.queueEvents(Event{Time: a.cfg.Now(), Type: EventReverted, Channel: name, Version: want, Reason: d})
 		_ = a.saveLocked()
 		a.mu.Unlock()
 		a.loadActive(ctx, name)

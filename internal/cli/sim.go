@@ -162,8 +162,12 @@ func seconds(s float64) string {
 }
 
 func printResult(w io.Writer, r *sim.Result) {
+	mode := ""
+	if r.Live {
+		mode = " (live: real server, real agents)"
+	}
 	if r.RejectedAtPublish {
-		fmt.Fprintf(w, "%s: %d devices, seed %d: %s; 0 devices exposed\n", r.Scenario, r.Devices, r.Seed, r.Rejection)
+		fmt.Fprintf(w, "%s%s: %d devices, seed %d: %s; 0 devices exposed\n", r.Scenario, mode, r.Devices, r.Seed, r.Rejection)
 		return
 	}
 	state := "neither halted nor completed"
@@ -172,10 +176,6 @@ func printResult(w io.Writer, r *sim.Result) {
 		state = "halted after " + seconds(r.TimeToHaltS) + ": " + r.HaltReason
 	case r.Completed:
 		state = "completed every wave"
-	}
-	mode := ""
-	if r.Live {
-		mode = " (live: real server, real agents)"
 	}
 	fmt.Fprintf(w, "%s%s: %d devices, seed %d, %s virtual in %.1f s\n", r.Scenario, mode, r.Devices, r.Seed, seconds(r.VirtualS), r.WallS)
 	fields(w, "  release", state,

@@ -1,0 +1,161 @@
+package agent_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ringfence/ringfence/internal/agent"
+	"github.com/ringfence/ringfence/internal/server"
+	"github.com/ringfence/ringfence/internal/store/memstore"
+)
+
+// devServer is a development server (vendor acme, bundle 292 released and
+// signed) on a loopback port, and a device enrolled with it.
+func devServer(t *testing.T) (data string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	dir := t.TempDir()
+	cat, err := server.ExampleCatalog()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := server.New(server.Config{Catalog: cat, TUFDir: filepath.Join(dir, "tuf")}, memstore.New(), time.Now, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err := srv.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(srv.Handler())
+	t.Cleanup(ts.Close)
+	creds, err := srv.SeedDev(ctx, dir, ts.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data = filepath.Join(dir, "device")
+	if _, _, err := agent.Enroll(ctx, agent.EnrollOptions{Server: ts.URL, Token: creds.EnrollToken, Data: data,
+		Platform: "windows", OSBuild: "22631", AgentVersion: "7.12.0"}); err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+// fakeWorker runs nothing; load decides what loading a version does.
+type fakeWorker struct {
+	load    func(version uint64) error
+	mu      sync.Mutex
+	loaded  map[string]uint64
+	unloads chan string
+}
+
+func (w *fakeWorker) Start(context.Context) error { return nil }
+func (w *fakeWorker) Stop() error                 { return nil }
+func (w *fakeWorker) Load(_ context.Context, ch string, v uint64, _ string) error {
+	if err := w.load(v); err != nil {
+		return err
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.loaded[ch] = v
+	return nil
+}
+func (w *fakeWorker) Unload(_ context.Context, ch string) error {
+	w.mu.Lock()
+	delete(w.loaded, ch)
+	w.mu.Unlock()
+	w.unloads <- ch
+	return nil
+}
+func (w *fakeWorker) Loaded(ch string) uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.loaded[ch]
+}
+func (w *fakeWorker) LoadedSlot(string) string { return "" }
+func (w *fakeWorker) Counts(context.Context) (map[string]map[string]int64, error) {
+	return nil, nil
+}
+func (w *fakeWorker) Feed([]byte) {}
+
+func runAgent(t *testing.T, data string, w *fakeWorker) (stop func(), done <-chan struct{}) {
+	t.Helper()
+	w.loaded, w.unloads = map[string]uint64{}, make(chan string, 8)
+	a, err := agent.New(agent.Config{Data: data, NewWorker: func(func(map[string]uint64, error)) agent.Worker { return w }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ch := make(chan struct{})
+	go func() {
+		defer close(ch)
+		_ = a.Run(ctx)
+	}()
+	return cancel, ch
+}
+
+func pending(t *testing.T, data string) []string {
+	t.Helper()
+	q, err := agent.OpenQueue(data, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range q.Pending(100) {
+		out = append(out, string(e.Type))
+	}
+	return out
+}
+
+// A host that dies loading new content has already queued, durably, that
+// it applied it: the server counts the device among those the release
+// reached, so the boot loop's revert that follows is a share of them.
+func TestAppliedIsQueuedBeforeTheContentLoads(t *testing.T) {
+	data := devServer(t)
+	w := &fakeWorker{load: func(v uint64) error {
+		if v == 292 {
+			runtime.Goexit() // the host dies here: nothing after it runs
+		}
+		return nil
+	}}
+	stop, done := runAgent(t, data, w)
+	defer stop()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the agent never loaded 292")
+	}
+	if got := pending(t, data); len(got) != 1 || got[0] != string(agent.EventApplied) {
+		t.Fatalf("queued before the crash: %v, want [applied]", got)
+	}
+}
+
+// Content the worker refuses to load is reverted, and reported as a
+// revert of what the server heard was applied, not as an apply failure
+// (those are of devices that never activated it).
+func TestRefusedContentIsReportedAsReverted(t *testing.T) {
+	data := devServer(t)
+	w := &fakeWorker{load: func(v uint64) error {
+		if v == 292 {
+			return errors.New("ipc@3: unknown template type")
+		}
+		return nil
+	}}
+	stop, done := runAgent(t, data, w)
+	select {
+	case <-w.unloads:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the agent never reverted 292")
+	}
+	stop()
+	<-done
+	got := pending(t, data)
+	if len(got) != 2 || got[0] != string(agent.EventApplied) || got[1] != string(agent.EventReverted) {
+		t.Fatalf("queued: %v, want [applied reverted]", got)
+	}
+}
