@@ -104,6 +104,8 @@ type Live struct {
 
 	mu        sync.Mutex
 	fig       figures
+	atEnd     *figures     // the figures at the scenario's end
+	healing   map[int]bool // devices crashed by then and not yet healed
 	crashedAt map[int]int64
 	healed    []float64
 	series    []Point
@@ -351,7 +353,7 @@ func (l *Live) drive(ctx context.Context, progress io.Writer) error {
 		case <-tick.C:
 		}
 		now := l.clock.seconds()
-		if now >= end {
+		if now >= end && l.closeWindow(now >= end+healGrace) {
 			return nil
 		}
 		l.setOutage(now)
@@ -381,7 +383,7 @@ func (l *Live) drive(ctx context.Context, progress io.Writer) error {
 			return errors.Join(errs...)
 		}
 		if progress != nil {
-			if pct := int(100 * now / end); pct != lastPct {
+			if pct := int(min(100, 100*now/end)); pct != lastPct {
 				lastPct = pct
 				fmt.Fprintf(progress, "\r%s (live)  %3d%%  virtual %s  exposed %d  crashed %d", l.sc.Name, pct, time.Duration(now)*time.Second, f.exposed, f.crashed)
 			}
@@ -404,6 +406,26 @@ func (l *Live) drive(ctx context.Context, progress io.Writer) error {
 // runs on through an outage of the control plane too: live, an outage is
 // the devices' network refusing connections, and the server must take
 // the fleet's silence for what it is.
+// closeWindow ends the scenario's window (its figures are final) and
+// reports whether the run is over: no device crashed by then is still
+// healing, or the grace (healGrace) is up.
+func (l *Live) closeWindow(graceUp bool) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.atEnd == nil {
+		f := l.fig
+		l.atEnd, l.healing = &f, map[int]bool{}
+		// crashed and recovered change under l.mu too (and d.mu, taken
+		// first: not here).
+		for _, d := range l.devs {
+			if d.crashed && !d.recovered {
+				l.healing[d.i] = true
+			}
+		}
+	}
+	return graceUp || len(l.healing) == 0
+}
+
 func (l *Live) setOutage(now int64) {
 	l.netMu.Lock()
 	l.net.at(time.Duration(now) * time.Second)
@@ -563,6 +585,9 @@ func (l *Live) result(ctx context.Context, wall time.Duration) *Result {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	f := l.fig
+	if l.atEnd != nil {
+		f = *l.atEnd
+	}
 	r := &Result{Scenario: l.sc.Name, Devices: l.sc.Devices, Seed: l.sc.Seed, Live: true, Rejection: f.rejected, RejectedAtPublish: f.rejected != "",
 		ExposedDevices: f.exposed, CrashedDevices: f.crashed, PeakCrashed: f.peakDown, Halted: f.haltedAt >= 0, HaltReason: f.haltReason,
 		Completed: f.completedAt >= 0, TimeToHaltS: -1, TimeToRecoverS: -1, Checkins: l.checkins.Load(), ServerCheckins: l.checkins.Load(),
@@ -581,9 +606,13 @@ func (l *Live) result(ctx context.Context, wall time.Duration) *Result {
 	if r.Halted && f.firstExposed >= 0 {
 		r.TimeToHaltS = float64(f.haltedAt - f.firstExposed)
 	}
-	for _, d := range l.devs {
-		if d.crashed && !d.recovered {
-			r.ManualInterventions++
+	if l.atEnd != nil {
+		r.ManualInterventions = int64(len(l.healing))
+	} else {
+		for _, d := range l.devs {
+			if d.crashed && !d.recovered {
+				r.ManualInterventions++
+			}
 		}
 	}
 	switch {

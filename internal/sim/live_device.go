@@ -26,6 +26,8 @@ type liveDevice struct {
 	fault  string // the release's fault on this device, "" none
 	client *http.Client
 
+	// mu guards the host's state; the figures (exposed, crashed,
+	// recovered) change under Live.mu too, taken after mu.
 	mu           sync.Mutex
 	rng          *rand.Rand
 	exposed      bool
@@ -111,8 +113,17 @@ func (d *liveDevice) loaded(v uint64) {
 	}
 	if v != 0 && d.crashed && !d.recovered && !d.down {
 		d.recovered = true
-		l.fig.recovered++
-		l.fig.lastRecovery = now
+		f := &l.fig
+		if l.atEnd != nil {
+			// Past the scenario's end only the devices healing then count.
+			if !l.healing[d.i] {
+				return
+			}
+			delete(l.healing, d.i)
+			f = l.atEnd
+		}
+		f.recovered++
+		f.lastRecovery = now
 		l.healed = append(l.healed, float64(now-l.crashedAt[d.i]))
 	}
 }

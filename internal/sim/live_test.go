@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/ringfence/ringfence/internal/rollout"
 )
 
 func runLive(t *testing.T, sc *Scenario, o LiveOptions) *Result {
@@ -97,5 +99,26 @@ outages: [{start: 25m, for: 15m}, {start: 45m, for: 20m, orgs: 0.3}]
 	}
 	if time.Duration(r.VirtualS)*time.Second > 3*time.Hour {
 		t.Errorf("ran %v s", r.VirtualS)
+	}
+}
+
+// Live too: hosts still in their boot loops when the scenario ends are
+// watched until they heal by themselves, and none counts as needing hands.
+func TestLiveCrashesAtTheEndHeal(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a live run takes a minute")
+	}
+	sc, err := Load("july19-bypass")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc.Duration = rollout.Duration(8 * time.Minute)
+	sc.Release.Start = rollout.Duration(4 * time.Minute)
+	r := runLive(t, sc, LiveOptions{Devices: 60, Speed: 40})
+	if r.CrashedDevices == 0 {
+		t.Fatalf("nothing crashed in the window: %+v", *r)
+	}
+	if r.ManualInterventions != 0 || r.TimeToRecoverS <= 0 || r.VirtualS <= float64(8*60) {
+		t.Fatalf("crashed %d, by hand %d, recovered in %v s, ran %v s: want every crash healed past the end", r.CrashedDevices, r.ManualInterventions, r.TimeToRecoverS, r.VirtualS)
 	}
 }

@@ -85,6 +85,10 @@ type Sim struct {
 	series   []Point
 	timeline []Step
 	cancel   context.CancelFunc
+	// atEnd is the figures at the scenario's end, healing the devices
+	// crashed by then and not yet recovered (see healGrace).
+	atEnd   *figures
+	healing map[int32]bool
 }
 
 // Step is a change of the release's state or wave.
@@ -501,9 +505,15 @@ func (s *Sim) Run(ctx context.Context, progress io.Writer) (*Result, error) {
 	wall := time.Now()
 	start := uint32(time.Duration(s.sc.Release.Start) / time.Second)
 	lastPct := -1
-	for s.now = 0; s.now < s.end; s.now++ {
+	for s.now = 0; ; s.now++ {
 		if err := ctx.Err(); err != nil {
 			return nil, err
+		}
+		if s.now == s.end {
+			s.closeWindow()
+		}
+		if s.now >= s.end && (len(s.healing) == 0 || s.now >= s.end+healGrace) {
+			break
 		}
 		s.setOutage()
 		if s.now == start {
@@ -537,7 +547,7 @@ func (s *Sim) Run(ctx context.Context, progress io.Writer) (*Result, error) {
 			}
 		}
 		if progress != nil {
-			if pct := int(100 * uint64(s.now) / uint64(s.end)); pct != lastPct {
+			if pct := int(min(100, 100*uint64(s.now)/uint64(s.end))); pct != lastPct {
 				lastPct = pct
 				fmt.Fprintf(progress, "\r%s  %3d%%  virtual %s  exposed %d  crashed %d", s.sc.Name, pct, time.Duration(s.now)*time.Second, s.fig.exposed, s.fig.crashed)
 			}
@@ -824,14 +834,41 @@ func (s *Sim) reboot(ctx context.Context, i int) error {
 	return s.checkin(ctx, i)
 }
 
-// recovered notes a crashed device back on a good version.
+// recovered notes a crashed device back on a good version. Past the
+// scenario's end only the devices still healing then count.
 func (s *Sim) recovered(i int) {
 	d := &s.fleet.devs[i]
 	if d.flags&flagCrashed != 0 && d.flags&flagRecovered == 0 && d.active != s.relIndex && d.phase == phaseUp {
 		d.flags |= flagRecovered
+		f := &s.fig
+		if s.atEnd != nil {
+			if !s.healing[int32(i)] {
+				return
+			}
+			delete(s.healing, int32(i))
+			f = s.atEnd
+		}
 		s.healed = append(s.healed, float64(s.now-s.crashedAt[int32(i)]))
-		s.fig.lastRecovery = int64(s.now)
-		s.fig.recovered++
+		f.lastRecovery = int64(s.now)
+		f.recovered++
+	}
+}
+
+// healGrace is how long a run goes on past the scenario's end while
+// devices the release crashed are still healing by themselves (a boot
+// loop takes minutes), so that a crash in the last minutes is not taken
+// for one that needs hands.
+const healGrace = 3600
+
+// closeWindow ends the scenario's window: its figures are final, and the
+// devices still healing are watched for up to healGrace more.
+func (s *Sim) closeWindow() {
+	f := s.fig
+	s.atEnd, s.healing = &f, map[int32]bool{}
+	for i := range s.crashedAt {
+		if s.fleet.devs[i].flags&flagRecovered == 0 {
+			s.healing[i] = true
+		}
 	}
 }
 
@@ -900,9 +937,13 @@ type Result struct {
 }
 
 func (s *Sim) result(wall time.Duration) *Result {
-	r := &Result{Scenario: s.sc.Name, Devices: s.sc.Devices, Seed: s.sc.Seed, Rejection: s.fig.rejected, RejectedAtPublish: s.fig.rejected != "",
-		ExposedDevices: s.fig.exposed, CrashedDevices: s.fig.crashed, PeakCrashed: s.fig.peakDown, Halted: s.fig.haltedAt >= 0, HaltReason: s.fig.haltReason,
-		Completed: s.fig.completedAt >= 0, TimeToHaltS: -1, TimeToRecoverS: -1, Checkins: s.fig.checkins, ServerCheckins: s.fig.full,
+	f := &s.fig
+	if s.atEnd != nil {
+		f = s.atEnd
+	}
+	r := &Result{Scenario: s.sc.Name, Devices: s.sc.Devices, Seed: s.sc.Seed, Rejection: f.rejected, RejectedAtPublish: f.rejected != "",
+		ExposedDevices: f.exposed, CrashedDevices: f.crashed, PeakCrashed: f.peakDown, Halted: f.haltedAt >= 0, HaltReason: f.haltReason,
+		Completed: f.completedAt >= 0, TimeToHaltS: -1, TimeToRecoverS: -1, Checkins: f.checkins, ServerCheckins: f.full,
 		VirtualS: float64(s.now), WallS: wall.Seconds()}
 	r.SpuriousHalt = r.Halted && len(s.sc.Faults) == 0
 	r.Timeline = s.timeline
@@ -924,19 +965,22 @@ func (s *Sim) result(wall time.Duration) *Result {
 			}
 		}
 	}
-	if r.Halted && s.fig.firstExposed >= 0 {
-		r.TimeToHaltS = float64(s.fig.haltedAt - s.fig.firstExposed)
+	if r.Halted && f.firstExposed >= 0 {
+		r.TimeToHaltS = float64(f.haltedAt - f.firstExposed)
 	}
-	for i := range s.fleet.devs {
-		d := &s.fleet.devs[i]
-		if d.flags&flagCrashed != 0 && d.flags&flagRecovered == 0 {
-			r.ManualInterventions++
+	if s.atEnd != nil {
+		r.ManualInterventions = int64(len(s.healing))
+	} else {
+		for i := range s.crashedAt {
+			if s.fleet.devs[i].flags&flagRecovered == 0 {
+				r.ManualInterventions++
+			}
 		}
 	}
-	if s.fig.crashed > 0 && r.ManualInterventions == 0 {
-		r.TimeToRecoverS = float64(s.fig.lastRecovery - s.fig.firstCrash)
+	if f.crashed > 0 && r.ManualInterventions == 0 {
+		r.TimeToRecoverS = float64(f.lastRecovery - f.firstCrash)
 	}
-	if s.fig.crashed == 0 {
+	if f.crashed == 0 {
 		r.TimeToRecoverS = 0
 	}
 	// What stays allocated per device once the garbage is collected: the

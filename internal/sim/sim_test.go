@@ -238,3 +238,22 @@ func TestNetworkOutagesAndPartitions(t *testing.T) {
 		t.Fatal("after the partition, organisations stay cut off")
 	}
 }
+
+// Hosts that crash in the scenario's last minutes are still in their boot
+// loops when it ends: the run goes on until they heal by themselves, and
+// none is counted as needing hands. The figures are those at the end.
+func TestCrashesAtTheEndHealBeforeTheyCount(t *testing.T) {
+	sc, err := Load("july19-bypass")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc.Duration = rollout.Duration(14 * time.Minute)
+	sc.Release.Start = rollout.Duration(10 * time.Minute)
+	r := run(t, sc, Options{Devices: 3000})
+	if r.CrashedDevices == 0 {
+		t.Fatalf("nothing crashed in the window: %+v", *r)
+	}
+	if r.ManualInterventions != 0 || r.TimeToRecoverS <= 0 || r.VirtualS <= float64(14*60) {
+		t.Fatalf("crashed %d, by hand %d, recovered in %v s, ran %v s: want every crash healed past the end", r.CrashedDevices, r.ManualInterventions, r.TimeToRecoverS, r.VirtualS)
+	}
+}
