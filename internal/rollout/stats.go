@@ -50,6 +50,15 @@ func binomialLower(x, n int64, alpha float64) float64 {
 	return bisect(0, float64(x)/float64(n), func(p float64) bool { return binomialSF(x, n, p) < alpha })
 }
 
+// binomialUpper is the one-sided (1-alpha) Clopper-Pearson upper bound on
+// a proportion after x successes in n trials.
+func binomialUpper(x, n int64, alpha float64) float64 {
+	if n <= 0 {
+		return 1
+	}
+	return 1 - binomialLower(n-x, n, alpha)
+}
+
 // bisect finds the boundary in [lo, hi] where below(v) turns false.
 func bisect(lo, hi float64, below func(float64) bool) float64 {
 	for range 100 {

@@ -332,11 +332,55 @@ func seedWorld(ctx context.Context, st store.Store, f *fleet, baseline string, c
 		return none, err
 	}
 	plan, _ := json.Marshal(rollout.DefaultContentPlan())
+	last := len(rollout.DefaultContentPlan().Waves) - 1
 	if err := st.CreateRelease(ctx, store.Release{ID: "rel-baseline", Channel: channel, Version: b.Version, Plan: plan, State: store.ReleaseCompleted,
-		Wave: len(rollout.DefaultContentPlan().Waves) - 1, CreatedBy: "simulator", CreatedAt: t0, UpdatedAt: t0, WaveStartedAt: t0, CompletedAt: t0}); err != nil {
+		Wave: last, CreatedBy: "simulator", CreatedAt: t0, UpdatedAt: t0, WaveStartedAt: t0, CompletedAt: t0}); err != nil {
+		return none, err
+	}
+	if err := st.TouchDevices(ctx, nil, baselineCounters(f, last, t0)); err != nil {
 		return none, err
 	}
 	return a, nil
+}
+
+// The baseline release's record, as a fleet that ran it for a day would
+// have reported it: every device applied it and confirmed it healthy,
+// with the few failures a good release still sees. The share gates
+// (apply failures, reverts) compare the new release with these, so they
+// can judge it relative to the channel's normal, not only against their
+// absolute limits.
+const (
+	baselineApplyFailed = 0.001  // downloads cut off, disks full
+	baselineReverted    = 0.0001 // unrelated crash loops during probation
+)
+
+// baselineCounters is that record, per stratum.
+func baselineCounters(f *fleet, wave int, t0 time.Time) []store.Counter {
+	per := make([]int64, len(f.strata))
+	for i := range f.devs {
+		per[f.devs[i].stratum]++
+	}
+	var out []store.Counter
+	for k, n := range per {
+		if n == 0 {
+			continue
+		}
+		key := store.CounterKey{Release: "rel-baseline", Wave: wave, Stratum: f.strata[k].id, Window: t0.Truncate(time.Minute)}
+		for _, m := range []struct {
+			metric string
+			value  int64
+		}{
+			{"applied", n}, {"healthy", n},
+			{"apply-failed", int64(math.Round(float64(n) * baselineApplyFailed))},
+			{"reverted", int64(math.Round(float64(n) * baselineReverted))},
+		} {
+			if m.value > 0 {
+				key.Metric = m.metric
+				out = append(out, store.Counter{CounterKey: key, Value: m.value})
+			}
+		}
+	}
+	return out
 }
 
 func (s *Sim) noteTargets(version uint64, encoded []byte) {
