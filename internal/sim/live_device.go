@@ -92,15 +92,24 @@ func (d *liveDevice) restartLater(ctx context.Context) {
 	}()
 }
 
+// lockFigures takes the device's lock and then the run's, in that order,
+// to change the figures; it returns the virtual second.
+func (d *liveDevice) lockFigures() (l *Live, now int64, unlock func()) {
+	l = d.l
+	now = l.clock.seconds()
+	d.mu.Lock()
+	l.mu.Lock()
+	return l, now, func() {
+		l.mu.Unlock()
+		d.mu.Unlock()
+	}
+}
+
 // loaded notes the worker running version v: the release's version
 // exposes the device; another one heals a device the release crashed.
 func (d *liveDevice) loaded(v uint64) {
-	l := d.l
-	now := l.clock.seconds()
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	l, now, unlock := d.lockFigures()
+	defer unlock()
 	if v == l.relVersion.Load() && v != 0 {
 		if !d.exposed {
 			d.exposed = true
@@ -130,12 +139,8 @@ func (d *liveDevice) loaded(v uint64) {
 
 // crash notes the release's fault striking; host says the host went down.
 func (d *liveDevice) crash(host bool) {
-	l := d.l
-	now := l.clock.seconds()
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	l, now, unlock := d.lockFigures()
+	defer unlock()
 	if !d.crashed {
 		d.crashed = true
 		l.crashedAt[d.i] = now
