@@ -142,7 +142,8 @@ func (s *Server) Start(ctx context.Context) error {
 }
 
 // Drain waits until every queued check-in write is stored and writes the
-// pending heartbeats.
+// pending heartbeats. Call it when no check-in is being served (after the
+// HTTP server shut down, or between a simulation's serial check-ins).
 func (s *Server) Drain() {
 	s.writer.drain()
 	if err := s.flushHeartbeats(context.Background()); err != nil {

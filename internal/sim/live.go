@@ -331,7 +331,8 @@ func (l *Live) Run(ctx context.Context, progress io.Writer) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	l.srv.Drain()
+	// No Server.Drain here: the server still serves (stopped agents may
+	// have requests in flight), and its figures are read over the API.
 	return l.result(ctx, time.Since(wall)), nil
 }
 
