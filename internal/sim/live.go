@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -538,7 +537,6 @@ func (l *Live) observe(ctx context.Context, now int64) error {
 			l.waiting = now
 		}
 		if now-l.waiting >= int64(time.Duration(l.sc.Release.ApproveAfter)/time.Second) {
-			l.waiting = math.MaxInt64 / 2 // once
 			if err := l.approve(ctx); err != nil {
 				return err
 			}
