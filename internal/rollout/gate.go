@@ -219,11 +219,13 @@ func evaluate(g GateSpec, wave string, t Telemetry) GateResult {
 	}
 	switch g.Metric {
 	case GateWorkerCrash:
-		return rateGate(g, wave, t, true, "worker-crash")
+		names := []string{"worker-crash"}
+		return rateGate(g, wave, t, names, names, 1)
 	case GateUncleanReboot:
-		return rateGate(g, wave, t, true, "unclean-reboot", "boot-loop")
+		names := []string{"unclean-reboot", "boot-loop"}
+		return rateGate(g, wave, t, names, names, 1)
 	case GateActionRate:
-		return rateGate(g, wave, t, false, "action-alert", "action-block")
+		return rateGate(g, wave, t, []string{"action-alert", "action-block"}, []string{"action-device"}, ActionTolerance)
 	case GateSilence:
 		return silenceGate(g, wave, t)
 	case GateApplyFailure:
@@ -233,6 +235,16 @@ func evaluate(g GateSpec, wave string, t Telemetry) GateResult {
 	}
 }
 
+// ActionTolerance is how many times the control group's share of
+// device-windows with blocks or alerts the release's devices may show
+// before the action gate's relative test counts it as evidence. Action
+// counts are over-dispersed (one busy server alerts all day, a site's
+// traffic shifts): the gate counts each device at most once per counter
+// window, and tests "no more than 1.5x the control's" rather than
+// "exactly the control's", so the ordinary spread of a noisy fleet is not
+// read as a false-positive storm, which is many times the control's.
+const ActionTolerance = 1.5
+
 func prefixed(p string, ms []string) []string {
 	out := make([]string, len(ms))
 	for i, m := range ms {
@@ -241,14 +253,19 @@ func prefixed(p string, ms []string) []string {
 	return out
 }
 
-// rateGate compares event rates per device-hour. Crash-like metrics use
-// Wald's sequential probability ratio test, summed over strata: its
-// likelihood ratio stays below 1/alpha with probability at least 1-alpha
-// when the rates are equal, however often it is looked at, so the
-// controller may judge every tick. Action counts are too bursty for a
-// Poisson model per event, so they use an exact test against the rate the
-// control group's strata predict, plus the ratio as a minimum effect.
-func rateGate(g GateSpec, wave string, t Telemetry, sequential bool, names ...string) GateResult {
+// judgement is what the e-values say: fail at 1/alpha, lean at
+// 1/sqrt(alpha) (the gate then waits for more data rather than pass).
+func judge(e float64, alpha float64) (fail, leaning bool) {
+	return e >= 1/alpha, e >= 1/math.Sqrt(alpha)
+}
+
+// rateGate compares event rates per device-hour, treated devices against
+// control devices of the same stratum over the same wave. The absolute
+// limit and the relative test are both e-processes (evidence.go), so the
+// gate may fail at any look, even before MinExposure; it passes only
+// from MinExposure on. shown are the counters its figures report, tested
+// those its relative test judges against r0 times the control's rate.
+func rateGate(g GateSpec, wave string, t Telemetry, shown, tested []string, r0 float64) GateResult {
 	res := GateResult{Metric: g.Metric}
 	s := group(t.Counts, true)
 	span := t.HeartbeatSpan.Hours()
@@ -256,17 +273,15 @@ func rateGate(g GateSpec, wave string, t Telemetry, sequential bool, names ...st
 		span = 1.0 / 60
 	}
 	var x, y int64
-	var tExp, cExp, expected, llr float64
+	var tExp, cExp float64
+	var cells []cell
 	for _, st := range s.strata() {
 		m := s[st]
 		tx, cx := float64(m["heartbeat"])*span, float64(m["control-heartbeat"])*span
-		xs, ys := sum(m, names), sum(m, prefixed("control-", names))
-		x, y = x+xs, y+ys
+		x, y = x+sum(m, shown), y+sum(m, prefixed("control-", shown))
 		tExp, cExp = tExp+tx, cExp+cx
-		if tx > 0 && cx > 0 {
-			llr += sprtLLR(xs, ys, tx, cx, g.Ratio)
-			expected += tx * (float64(ys) + 0.5) / cx
-		}
+		_, stratum, _ := strings.Cut(st, "|")
+		cells = append(cells, cell{stratum: stratum, x: sum(m, tested), y: sum(m, prefixed("control-", tested)), t: tx, c: cx})
 	}
 	res.Exposure, res.Events = tExp, x
 	if tExp > 0 {
@@ -281,49 +296,33 @@ func rateGate(g GateSpec, wave string, t Telemetry, sequential bool, names ...st
 		res.Outcome, res.Message = NoData, fmt.Sprintf("%s: no device on the release has reported yet (%s)", g.Metric, wave)
 		return res
 	}
+	if fail, _ := judge(poissonE(x, tExp, g.Limit), g.Alpha); fail {
+		res.Outcome, res.Message = Fail, fmt.Sprintf("%s, above the limit of %.3g (%s)", what, g.Limit, where)
+		return res
+	}
+	ev := mixture(cells, r0)
+	res.Evidence = ev.e()
+	fail, leaning := judge(res.Evidence, g.Alpha)
+	if fail {
+		res.Outcome, res.Message = Fail, fmt.Sprintf("%s (%s; %s)", what, where, ev.describe(g.Alpha))
+		return res
+	}
 	if tExp < g.MinExposure {
 		res.Outcome, res.Message = Inconclusive, fmt.Sprintf("%s (%s; judged from %.3g)", what, where, g.MinExposure)
 		return res
 	}
-	if lo := poissonLower(x, g.Alpha) / tExp; lo > g.Limit {
-		res.Outcome, res.Message = Fail, fmt.Sprintf("%s, above the limit of %.3g (%s)", what, g.Limit, where)
-		return res
-	}
-	bound := math.Log(1 / g.Alpha)
-	leaning := false
-	if sequential {
-		res.Evidence = math.Exp(math.Min(llr, 700))
-		if llr >= bound {
-			res.Outcome, res.Message = Fail, fmt.Sprintf("%s (%s; evidence ratio %.0f for a %gx rate, limit %.0f)", what, where, res.Evidence, g.Ratio, 1/g.Alpha)
-			return res
-		}
-		leaning = llr >= bound/2
-	} else if expected > 0 {
-		var fail bool
-		var p float64
-		fail, leaning, p = excess(x, expected, g)
-		res.Evidence = 1 / math.Max(p, 1e-300)
-		if fail {
-			res.Outcome, res.Message = Fail, fmt.Sprintf("%s (%s; %.1fx the control strata's rate, p=%.2g)", what, where, float64(x)/expected, p)
-			return res
-		}
-	}
-	return settle(res, g, what, where, leaning)
+	return settle(res, g, what, where, res.Treated > g.Limit, leaning)
 }
 
-// excess is the exact test of x events against the expected count: it
-// fails when x is at least Ratio times the expectation with a Poisson
-// upper tail below Alpha, and leans that way below √Alpha.
-func excess(x int64, expected float64, g GateSpec) (fail, leaning bool, p float64) {
-	p = poissonSF(x, expected)
-	big := float64(x) >= g.Ratio*expected
-	return big && p < g.Alpha, big && p < math.Sqrt(g.Alpha), p
+// describe says what the evidence is and where, for a failing gate.
+func (ev evidence) describe(alpha float64) string {
+	return fmt.Sprintf("evidence %.3g against \"no worse than control\", strongest %s at %gx, halts from %.0f", ev.e(), ev.where(), ev.ratio, 1/alpha)
 }
 
 // settle ends a gate that did not fail: over the limit or leaning worse
 // waits for more data, otherwise it passes.
-func settle(res GateResult, g GateSpec, what, where string, leaning bool) GateResult {
-	if res.Treated > g.Limit || leaning {
+func settle(res GateResult, g GateSpec, what, where string, over, leaning bool) GateResult {
+	if over || leaning {
 		res.Outcome, res.Message = Inconclusive, fmt.Sprintf("%s (%s; leaning worse, waiting for more data)", what, where)
 		return res
 	}
@@ -340,13 +339,16 @@ func sum(m map[string]int64, names []string) int64 {
 }
 
 // silenceGate compares the share of devices gone quiet after being offered
-// the release with the share in the control group, stratum by stratum:
-// the expected number of silent treated devices is what each stratum's
-// control share predicts, and an exact Poisson test judges the excess.
+// the release (and before confirming it healthy) with the share in the
+// control group, stratum by stratum, through the same e-value as the
+// other gates. Silence is a state, not a count: each look's e-value is
+// valid for that look, and the looks see overlapping snapshots of the
+// same devices (docs/rollout.md says what that means for the false-halt
+// rate, and the tests measure it).
 func silenceGate(g GateSpec, wave string, t Telemetry) GateResult {
 	res := GateResult{Metric: g.Metric}
 	var n, x, cn, cx int64
-	var expected float64
+	var cells []cell
 	for _, s := range t.Silence {
 		if s.Offered < 0 || s.OfferedSilent < 0 || s.OfferedSilent > s.Offered || s.Control < 0 || s.ControlSilent < 0 || s.ControlSilent > s.Control {
 			res.Outcome, res.Message = Error, fmt.Sprintf("silence: inconsistent figures for stratum %s", s.Stratum)
@@ -357,7 +359,7 @@ func silenceGate(g GateSpec, wave string, t Telemetry) GateResult {
 		}
 		n, x = n+s.Offered, x+s.OfferedSilent
 		cn, cx = cn+s.Control, cx+s.ControlSilent
-		expected += float64(s.Offered) * (float64(s.ControlSilent) + 0.5) / (float64(s.Control) + 1)
+		cells = append(cells, cell{stratum: s.Stratum, x: s.OfferedSilent, y: s.ControlSilent, t: float64(s.Offered), c: float64(s.Control)})
 	}
 	res.Exposure, res.Events = float64(n), x
 	if n > 0 {
@@ -371,10 +373,6 @@ func silenceGate(g GateSpec, wave string, t Telemetry) GateResult {
 	where := fmt.Sprintf("%s, %d devices, %s window", wave, n, window)
 	if n == 0 {
 		res.Outcome, res.Message = NoData, fmt.Sprintf("silence: no device has been offered the release yet (%s)", wave)
-		return res
-	}
-	if float64(n) < g.MinExposure {
-		res.Outcome, res.Message = Inconclusive, fmt.Sprintf("%s (%s; judged from %.0f devices)", what, where, g.MinExposure)
 		return res
 	}
 	// When the control group is as silent, the fleet went quiet, not the
@@ -392,26 +390,35 @@ func silenceGate(g GateSpec, wave string, t Telemetry) GateResult {
 	if cn > 0 {
 		ctlHigh = binomialUpper(cx, cn, g.Alpha)
 	}
-	if !fleetSilent && binomialLower(x, n, g.Alpha)-ctlHigh > g.Limit {
+	if !fleetSilent && float64(n) >= g.MinExposure && binomialLower(x, n, g.Alpha)-ctlHigh > g.Limit {
 		res.Outcome, res.Message = Fail, fmt.Sprintf("%s (%s)", what, where)
 		return res
 	}
-	fail, leaning, p := excess(x, expected, g)
-	res.Evidence = 1 / math.Max(p, 1e-300)
+	ev := mixture(cells, 1)
+	res.Evidence = ev.e()
+	fail, leaning := judge(res.Evidence, g.Alpha)
 	if fail {
-		res.Outcome, res.Message = Fail, fmt.Sprintf("%s (%s)", what, where)
+		res.Outcome, res.Message = Fail, fmt.Sprintf("%s (%s; %s)", what, where, ev.describe(g.Alpha))
 		return res
 	}
-	if fleetSilent {
+	if float64(n) < g.MinExposure {
+		res.Outcome, res.Message = Inconclusive, fmt.Sprintf("%s (%s; judged from %.0f devices)", what, where, g.MinExposure)
+		return res
+	}
+	// Most of the control group unheard is an outage, not a rough day:
+	// nothing the devices say can be heard, so nothing promotes.
+	if cn > 0 && binomialLower(cx, cn, g.Alpha) > 0.5 {
 		res.Outcome = Inconclusive
 		res.Message = fmt.Sprintf("%s (%s): the control group is as quiet, so the fleet went silent, not the release's devices (an outage or a network cut?)", what, where)
 		return res
 	}
-	return settle(res, g, what, where, leaning)
+	// The limit is on silence beyond the control's: a fleet where a third
+	// of the devices are offline for hours is no reason to wait.
+	return settle(res, g, what, where, res.Treated-res.Control > g.Limit, leaning)
 }
 
 // shareGate judges events per device that applied the release, against the
-// channel's previous release when it has figures.
+// channel's previous release when it has figures, stratum by stratum.
 func shareGate(g GateSpec, wave string, t Telemetry, event string, base []string) GateResult {
 	res := GateResult{Metric: g.Metric}
 	cur, prev := sumCounts(t.Counts), sumCounts(t.Previous)
@@ -433,27 +440,32 @@ func shareGate(g GateSpec, wave string, t Telemetry, event string, base []string
 		res.Outcome, res.Message = NoData, fmt.Sprintf("%s: no device has applied the release yet (%s)", g.Metric, wave)
 		return res
 	}
-	if float64(n) < g.MinExposure {
-		res.Outcome, res.Message = Inconclusive, fmt.Sprintf("%s (%s; judged from %.0f devices)", what, where, g.MinExposure)
-		return res
-	}
-	if binomialLower(min(x, n), n, g.Alpha) > g.Limit {
+	if fail, _ := judge(binomialE(x, n, g.Limit), g.Alpha); fail {
 		res.Outcome, res.Message = Fail, fmt.Sprintf("%s, above the limit of %.1f%% (%s)", what, 100*g.Limit, where)
 		return res
 	}
 	leaning := false
 	if pn > 0 {
-		expected := float64(n) * (float64(px) + 0.5) / (float64(pn) + 1)
+		var cells []cell
+		for _, st := range cur.strata() {
+			m, pm := cur[st], prev[st]
+			cells = append(cells, cell{stratum: st, x: min(m[event], sum(m, base)), t: float64(sum(m, base)),
+				y: min(pm[event], sum(pm, base)), c: float64(sum(pm, base))})
+		}
+		ev := mixture(cells, 1)
+		res.Evidence = ev.e()
 		var fail bool
-		var p float64
-		fail, leaning, p = excess(x, expected, g)
-		res.Evidence = 1 / math.Max(p, 1e-300)
+		fail, leaning = judge(res.Evidence, g.Alpha)
 		if fail {
-			res.Outcome, res.Message = Fail, fmt.Sprintf("%s (%s)", what, where)
+			res.Outcome, res.Message = Fail, fmt.Sprintf("%s (%s; %s)", what, where, ev.describe(g.Alpha))
 			return res
 		}
 	}
-	return settle(res, g, what, where, leaning)
+	if float64(n) < g.MinExposure {
+		res.Outcome, res.Message = Inconclusive, fmt.Sprintf("%s (%s; judged from %.0f devices)", what, where, g.MinExposure)
+		return res
+	}
+	return settle(res, g, what, where, res.Treated > g.Limit, leaning)
 }
 
 func fmtMinutes(d time.Duration) string {

@@ -184,16 +184,3 @@ func betaCF(a, b, x float64) float64 {
 	}
 	return h
 }
-
-// sprtLLR is the log-likelihood ratio of Wald's sequential test on one
-// stratum, conditional on the events seen: each event falls in the
-// treated group with probability p0 = t/(t+c) if the rates are equal, p1
-// = r·t/(r·t+c) if the treated rate is r times the control rate.
-func sprtLLR(x, y int64, t, c, r float64) float64 {
-	if t <= 0 || c <= 0 || (x == 0 && y == 0) {
-		return 0
-	}
-	p0 := t / (t + c)
-	p1 := r * t / (r*t + c)
-	return float64(x)*math.Log(p1/p0) + float64(y)*math.Log((1-p1)/(1-p0))
-}

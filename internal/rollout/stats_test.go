@@ -364,7 +364,7 @@ func TestBinomialLower(t *testing.T) {
 	}
 }
 
-func TestSPRTLLR(t *testing.T) {
+func TestCellLLR(t *testing.T) {
 	tests := []struct {
 		name    string
 		x, y    int64
@@ -383,25 +383,29 @@ func TestSPRTLLR(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got := sprtLLR(tc.x, tc.y, tc.t, tc.c, tc.r)
+			got := cellLLR(cell{x: tc.x, y: tc.y, t: tc.t, c: tc.c}, 1, tc.r)
 			switch {
 			case tc.sign == 0 && got != 0,
 				tc.sign > 0 && !(got > 0),
 				tc.sign < 0 && !(got < 0):
-				t.Errorf("sprtLLR(%d, %d, %g, %g, %g) = %g, want sign %d", tc.x, tc.y, tc.t, tc.c, tc.r, got, tc.sign)
+				t.Errorf("cellLLR(%d, %d, %g, %g, %g) = %g, want sign %d", tc.x, tc.y, tc.t, tc.c, tc.r, got, tc.sign)
 			}
 		})
 	}
 	// By hand: p0 = 1/11, p1 = 3/13.
 	want := 4*math.Log((3.0/13)/(1.0/11)) + 20*math.Log((10.0/13)/(10.0/11))
-	if got := sprtLLR(4, 20, 10, 100, 3); !closeTo(got, want, 1e-12) {
-		t.Errorf("sprtLLR(4, 20, 10, 100, 3) = %g, want %g", got, want)
+	if got := cellLLR(cell{x: 4, y: 20, t: 10, c: 100}, 1, 3); !closeTo(got, want, 1e-12) {
+		t.Errorf("cellLLR(4, 20, 10, 100, 3) = %g, want %g", got, want)
+	}
+	// Against a null ratio r0, the control's exposure counts r0 times less.
+	if a, b := cellLLR(cell{x: 4, y: 20, t: 10, c: 100}, 1.5, 4.5), cellLLR(cell{x: 4, y: 20, t: 15, c: 100}, 1, 3); !closeTo(a, b, 1e-12) {
+		t.Errorf("cellLLR against 1.5x: %g, want %g", a, b)
 	}
 	// Each treated event adds evidence, each control event takes some away.
-	if a, b := sprtLLR(5, 20, 10, 100, 3), sprtLLR(6, 20, 10, 100, 3); !(b > a) {
+	if a, b := cellLLR(cell{x: 5, y: 20, t: 10, c: 100}, 1, 3), cellLLR(cell{x: 6, y: 20, t: 10, c: 100}, 1, 3); !(b > a) {
 		t.Errorf("one more treated event: %g then %g", a, b)
 	}
-	if a, b := sprtLLR(5, 20, 10, 100, 3), sprtLLR(5, 21, 10, 100, 3); !(b < a) {
+	if a, b := cellLLR(cell{x: 5, y: 20, t: 10, c: 100}, 1, 3), cellLLR(cell{x: 5, y: 21, t: 10, c: 100}, 1, 3); !(b < a) {
 		t.Errorf("one more control event: %g then %g", a, b)
 	}
 }

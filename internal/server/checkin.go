@@ -192,13 +192,28 @@ func (s *Server) checkin(ctx context.Context, e *deviceEntry, reqp *CheckinReque
 	// One heartbeat per device and window, however often it checks in.
 	var beats []store.CounterKey
 	win := now.UnixNano() / int64(s.cfg.CounterWindow)
+	acted := slices.IndexFunc(wr.Events, func(ev store.Event) bool {
+		return ev.Type == "actions" && ev.Channel != "" && ev.Counts["alert"]+ev.Counts["block"] > 0
+	})
 	s.devices.lock(e)
 	// A check-in that reports no channel does not use up the window.
 	countBeat := e.hbWindow < win && len(req.Channels) > 0
 	if countBeat {
 		e.hbWindow = win
 	}
+	// The action gate judges windows with blocks or alerts, one per device
+	// and window, not the counts: one device's flood is one window.
+	countAct := acted >= 0 && e.actWindow < win
+	if countAct {
+		e.actWindow = win
+	}
 	s.devices.unlock(e)
+	if countAct {
+		ev := &wr.Events[acted]
+		for _, k := range s.cells(sn, org, stratum, window, ev.Channel, ev.Version, "action-device") {
+			ev.Counters = append(ev.Counters, store.Counter{CounterKey: k, Value: 1})
+		}
+	}
 	if countBeat {
 		for _, c := range req.Channels {
 			beats = append(beats, s.cells(sn, org, stratum, window, c.Channel, c.ActiveVersion, "heartbeat")...)

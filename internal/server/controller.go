@@ -250,7 +250,7 @@ func (s *Server) judge(ctx context.Context, rel store.Release, plan rollout.Plan
 	}
 	if err == nil {
 		var ss []store.SilenceStat
-		ss, err = s.store.SilenceStats(ctx, store.SilenceQuery{Release: rel.ID, Since: rel.GatesSince, OverdueBefore: s.now().Add(-t.SilentAfter)})
+		ss, err = s.store.SilenceStats(ctx, store.SilenceQuery{Release: rel.ID, Since: rel.GatesSince, OverdueBefore: s.now().Add(-t.SilentAfter), Channel: rel.Channel, Version: rel.Version})
 		for _, x := range ss {
 			t.Silence = append(t.Silence, rollout.SilenceCount(x))
 		}

@@ -30,6 +30,9 @@ type deviceEntry struct {
 	loadedAt int64 // unix nanoseconds
 	channels []chanState
 	hbWindow int64 // last heartbeat window counted, in windows since the epoch
+	// actWindow is the last window in which the device's blocks or
+	// alerts were counted as an action-device window (one per window).
+	actWindow int64
 	revoked  bool
 	shard    uint8
 }

@@ -502,6 +502,32 @@ func TestCheckinDesiredVersion(t *testing.T) {
 	})
 }
 
+// The action gate counts windows with blocks or alerts, one per device
+// and window: a device flooding action reports in one window counts once
+// there, however many reports and actions it sends; logs alone count no
+// window.
+func TestActionWindowsCountDevicesOnce(t *testing.T) {
+	forEachStore(t, func(t *testing.T, e *env) {
+		d := e.enroll(t, "7.12.0")
+		quiet := e.enroll(t, "7.12.0")
+		var flood []server.EventReport
+		for i := range 50 {
+			flood = append(flood, server.EventReport{Seq: uint64(i + 1), Type: "actions", Channel: "acme/ipc", Version: 292, Counts: map[string]int64{"block": 1000, "alert": 10}})
+		}
+		e.checkin(t, d, d.report(292, flood[:25]...))
+		e.checkin(t, d, d.report(292, flood[25:]...))
+		e.checkin(t, quiet, quiet.report(292, server.EventReport{Seq: 1, Type: "actions", Channel: "acme/ipc", Version: 292, Counts: map[string]int64{"log": 7}}))
+		e.srv.Drain()
+		fs := e.figures(t, e.creds.AdminToken, seedRelease)
+		if got := fs.sum("action-block"); got != 50*1000 {
+			t.Errorf("action-block: got %d, want %d", got, 50*1000)
+		}
+		if got := fs.sum("action-device"); got != 1 {
+			t.Errorf("action-device: got %d, want 1 (one device, one window)", got)
+		}
+	})
+}
+
 func TestTelemetryIsIdempotent(t *testing.T) {
 	forEachStore(t, func(t *testing.T, e *env) {
 		d := e.enroll(t, "7.12.0")
@@ -510,7 +536,7 @@ func TestTelemetryIsIdempotent(t *testing.T) {
 			{Seq: 2, Type: "actions", Channel: "acme/ipc", Version: 292, Counts: map[string]int64{"block": 2, "alert": 5}},
 			{Seq: 3, Type: "healthy", Channel: "acme/ipc", Version: 292},
 		}
-		want := map[string]int64{"applied": 1, "action-block": 2, "action-alert": 5, "healthy": 1, "heartbeat": 1}
+		want := map[string]int64{"applied": 1, "action-block": 2, "action-alert": 5, "action-device": 1, "healthy": 1, "heartbeat": 1}
 		check := func(t *testing.T, want map[string]int64) {
 			t.Helper()
 			e.srv.Drain()

@@ -286,7 +286,8 @@ func (fs *fleetStore) DevicesOnVersion(ctx context.Context, ch string, version u
 
 // SilenceStats is the server's query over the fleet: devices offered the
 // release and the rest seen since it started, by stratum, and how many of
-// each were last seen before the overdue time.
+// each were last seen before the overdue time (offered ones only while
+// they have not confirmed the release).
 func (fs *fleetStore) SilenceStats(ctx context.Context, q store.SilenceQuery) ([]store.SilenceStat, error) {
 	fs.sim.mu.Lock()
 	defer fs.sim.mu.Unlock()
@@ -300,7 +301,7 @@ func (fs *fleetStore) SilenceStats(ctx context.Context, q store.SilenceQuery) ([
 		switch {
 		case offered[int32(i)]:
 			st.Offered++
-			if silent {
+			if silent && (q.Version == 0 || fs.sim.versions[d.lkg] < q.Version) {
 				st.OfferedSilent++
 			}
 		case d.seen >= since+1:

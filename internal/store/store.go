@@ -277,11 +277,20 @@ type SilenceQuery struct {
 	Since time.Time
 	// OverdueBefore: a device last seen before it is silent.
 	OverdueBefore time.Time
+	// Channel and Version are the release's. An offered device whose
+	// last-known-good on Channel is Version or later confirmed the release
+	// healthy on its host: it passed the probation in which content that
+	// takes a host down shows, so its later silence is the world's (a lid
+	// closed, a site cut off) and it does not count as silent. Version 0
+	// counts every quiet offered device.
+	Channel string
+	Version uint64
 }
 
 // SilenceStat is one stratum's silence figures: devices offered the
 // release and, as the control group, devices seen since the release
-// started that were not offered it.
+// started that were not offered it. OfferedSilent leaves out offered
+// devices that confirmed the release (see SilenceQuery.Version).
 type SilenceStat struct {
 	Stratum       string // platform/agent version/OS build
 	Offered       int64

@@ -302,6 +302,16 @@ func (s *Store) DevicesOnVersion(ctx context.Context, channel string, version ui
 	return st.devices.onVersion[channelVersion{channel, version}], nil
 }
 
+// confirmed reports whether a device's last-known-good on channel is
+// version or later (version 0: never).
+func confirmed(d *device, channel string, version uint64) bool {
+	if version == 0 {
+		return false
+	}
+	i, found := slices.BinarySearchFunc(d.channels, channel, func(x store.DeviceChannel, ch string) int { return cmp.Compare(x.Channel, ch) })
+	return found && d.channels[i].LKGVersion >= version
+}
+
 // SilenceStats is one pass over the devices. An offered device counts
 // whenever it was last seen: its offer proves it was seen after the
 // release started.
@@ -331,7 +341,7 @@ func (s *Store) SilenceStats(ctx context.Context, q store.SilenceQuery) ([]store
 		}
 		silent := seen < overdue
 		switch {
-		case isOffered && silent:
+		case isOffered && silent && !confirmed(d, q.Channel, q.Version):
 			a.Offered++
 			a.OfferedSilent++
 		case isOffered:

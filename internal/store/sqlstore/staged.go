@@ -59,13 +59,14 @@ func (s *Store) SilenceStats(ctx context.Context, q store.SilenceQuery) ([]store
 	overdue := ms(q.OverdueBefore)
 	rows, err := s.db.QueryContext(ctx, s.q(`SELECT d.platform || '/' || d.agent_version || '/' || d.os_build AS stratum,
 		COUNT(o.device),
-		COUNT(CASE WHEN o.device IS NOT NULL AND d.last_seen < ? THEN 1 END),
+		COUNT(CASE WHEN o.device IS NOT NULL AND d.last_seen < ? AND (? = 0 OR COALESCE(dc.lkg_version, 0) < ?) THEN 1 END),
 		COUNT(CASE WHEN o.device IS NULL THEN 1 END),
 		COUNT(CASE WHEN o.device IS NULL AND d.last_seen < ? THEN 1 END)
 		FROM devices d LEFT JOIN offers o ON o.release = ? AND o.device = d.id
+		LEFT JOIN device_channels dc ON dc.device = d.id AND dc.channel = ?
 		WHERE NOT d.revoked AND (o.device IS NOT NULL OR d.last_seen >= ?)
 		GROUP BY d.platform || '/' || d.agent_version || '/' || d.os_build`),
-		overdue, overdue, q.Release, ms(q.Since))
+		overdue, int64(q.Version), int64(q.Version), overdue, q.Release, q.Channel, ms(q.Since))
 	if err != nil {
 		return nil, fmt.Errorf("silence of release %s: %w", q.Release, s.wrap(err))
 	}

@@ -331,6 +331,28 @@ func testSilenceStats(t *testing.T, s store.Store, _ Hasher) {
 	if fmt.Sprintf("%+v", got) != fmt.Sprintf("%+v", want) {
 		t.Errorf("SilenceStats of an unoffered release =\n%+v\nwant\n%+v", got, want)
 	}
+	// An offered device that confirmed the release (its last-known-good on
+	// the release's channel is the release's version or later) is not
+	// silent however quiet it is; one whose last-known-good is older, or
+	// on another channel, still is.
+	chans := func(d store.Device, cs ...store.DeviceChannel) store.CheckinWrite {
+		return store.CheckinWrite{Device: d, Channels: cs}
+	}
+	_, err = s.ApplyCheckins(ctx, []store.CheckinWrite{
+		chans(win("w-offered-quiet", quiet), store.DeviceChannel{Channel: "acme/ipc", ActiveVersion: 293, LKGVersion: 293, State: "active", UpdatedAt: quiet}),
+		chans(win("w-offered-gone", gone), store.DeviceChannel{Channel: "acme/ipc", ActiveVersion: 293, LKGVersion: 292, State: "probation", UpdatedAt: gone},
+			store.DeviceChannel{Channel: "acme/other", ActiveVersion: 900, LKGVersion: 900, State: "active", UpdatedAt: gone}),
+	})
+	must(t, err)
+	got, err = s.SilenceStats(ctx, store.SilenceQuery{Release: "rel-1", Since: since, OverdueBefore: overdue, Channel: "acme/ipc", Version: 293})
+	must(t, err)
+	want = []store.SilenceStat{
+		{Stratum: "linux/7.11.0/6.8", Offered: 1, OfferedSilent: 0, Control: 1, ControlSilent: 1},
+		{Stratum: "windows/7.11.0/22631", Offered: 4, OfferedSilent: 1, Control: 4, ControlSilent: 2},
+	}
+	if fmt.Sprintf("%+v", got) != fmt.Sprintf("%+v", want) {
+		t.Errorf("SilenceStats with confirmed devices =\n%+v\nwant\n%+v", got, want)
+	}
 }
 
 func testDevicesOnVersion(t *testing.T, s store.Store, _ Hasher) {
