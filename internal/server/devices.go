@@ -33,8 +33,8 @@ type deviceEntry struct {
 	// actWindow is the last window in which the device's blocks or
 	// alerts were counted as an action-device window (one per window).
 	actWindow int64
-	revoked  bool
-	shard    uint8
+	revoked   bool
+	shard     uint8
 }
 
 type deviceFacts struct{ platform, osBuild, agent string }
