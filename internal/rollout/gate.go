@@ -125,13 +125,19 @@ type Count struct {
 	Value   int64
 }
 
-// SilenceCount is one stratum's silence figures (see store.SilenceStat).
+// SilenceCount is one organisation's and stratum's silence figures (see
+// store.SilenceStat): devices offered the release, of which Confirmed
+// confirmed it healthy and OfferedSilent are quiet without having done so,
+// and the control group of devices not offered it.
 type SilenceCount struct {
-	Stratum       string
-	Offered       int64
-	OfferedSilent int64
-	Control       int64
-	ControlSilent int64
+	Org             string
+	Stratum         string
+	Offered         int64
+	OfferedSilent   int64
+	Confirmed       int64
+	ConfirmedSilent int64
+	Control         int64
+	ControlSilent   int64
 }
 
 // Telemetry is everything the gates read about a release.
@@ -300,7 +306,7 @@ func rateGate(g GateSpec, wave string, t Telemetry, shown, tested []string, r0 f
 		res.Outcome, res.Message = Fail, fmt.Sprintf("%s, above the limit of %.3g (%s)", what, g.Limit, where)
 		return res
 	}
-	ev := mixture(cells, r0)
+	ev := mixture(cells, r0, math.Inf(1))
 	res.Evidence = ev.e()
 	fail, leaning := judge(res.Evidence, g.Alpha)
 	if fail {
@@ -339,27 +345,56 @@ func sum(m map[string]int64, names []string) int64 {
 }
 
 // silenceGate compares the share of devices gone quiet after being offered
-// the release (and before confirming it healthy) with the share in the
-// control group, stratum by stratum, through the same e-value as the
-// other gates. Silence is a state, not a count: each look's e-value is
-// valid for that look, and the looks see overlapping snapshots of the
-// same devices (docs/rollout.md says what that means for the false-halt
-// rate, and the tests measure it).
+// the release, and before confirming it healthy, with the share of the
+// other devices of the same organisation and stratum gone quiet: the
+// control group and the devices that confirmed the release. Silence comes
+// in clusters (a site's link, a time zone's night, a partition), and a
+// cluster silences every device of the organisation, whatever it runs;
+// content that takes hosts down silences only those that loaded it and
+// never confirmed it. An organisation whose devices were all offered the
+// release and none confirmed it yet (the internal wave's first minutes)
+// has no reference of its own and is compared with the stratum's other
+// organisations. The e-value is the other gates' (evidence.go). Silence is
+// a state, not a count: each look's e-value is valid for that look, and
+// the looks see overlapping snapshots of the same devices (docs/rollout.md
+// says what that means for the false-halt rate; the tests measure it).
 func silenceGate(g GateSpec, wave string, t Telemetry) GateResult {
 	res := GateResult{Metric: g.Metric}
 	var n, x, cn, cx int64
-	var cells []cell
+	type ref struct{ n, silent int64 }
+	pooled := map[string]ref{}
 	for _, s := range t.Silence {
-		if s.Offered < 0 || s.OfferedSilent < 0 || s.OfferedSilent > s.Offered || s.Control < 0 || s.ControlSilent < 0 || s.ControlSilent > s.Control {
-			res.Outcome, res.Message = Error, fmt.Sprintf("silence: inconsistent figures for stratum %s", s.Stratum)
+		if s.Offered < 0 || s.OfferedSilent < 0 || s.Confirmed < 0 || s.ConfirmedSilent < 0 || s.Confirmed > s.Offered ||
+			s.OfferedSilent > s.Offered-s.Confirmed || s.ConfirmedSilent > s.Confirmed ||
+			s.Control < 0 || s.ControlSilent < 0 || s.ControlSilent > s.Control {
+			res.Outcome, res.Message = Error, fmt.Sprintf("silence: inconsistent figures for stratum %s%s", s.Stratum, orgSuffix(s.Org))
 			return res
 		}
-		if s.Offered == 0 {
+		r := pooled[s.Stratum]
+		r.n, r.silent = r.n+s.Control+s.Confirmed, r.silent+s.ControlSilent+s.ConfirmedSilent
+		pooled[s.Stratum] = r
+		cn, cx = cn+s.Control, cx+s.ControlSilent
+		n, x = n+s.Offered, x+s.OfferedSilent
+	}
+	var cells []cell
+	// expected is how many of the offered devices the references predict
+	// silent: the limit is on silence beyond that.
+	var expected float64
+	for _, s := range t.Silence {
+		pending := s.Offered - s.Confirmed
+		if pending == 0 {
 			continue
 		}
-		n, x = n+s.Offered, x+s.OfferedSilent
-		cn, cx = cn+s.Control, cx+s.ControlSilent
-		cells = append(cells, cell{stratum: s.Stratum, x: s.OfferedSilent, y: s.ControlSilent, t: float64(s.Offered), c: float64(s.Control)})
+		c := cell{stratum: s.Stratum, x: s.OfferedSilent, t: float64(pending), y: s.ControlSilent + s.ConfirmedSilent, c: float64(s.Control + s.Confirmed)}
+		if c.c == 0 {
+			// No reference of its own: the stratum's, as one witness.
+			r := pooled[s.Stratum]
+			c.y, c.c, c.cluster = r.silent, float64(r.n), s.Org
+		}
+		if c.c > 0 {
+			expected += c.t * float64(c.y) / c.c
+		}
+		cells = append(cells, c)
 	}
 	res.Exposure, res.Events = float64(n), x
 	if n > 0 {
@@ -381,20 +416,20 @@ func silenceGate(g GateSpec, wave string, t Telemetry) GateResult {
 	// nothing about the release; only an excess over control does.
 	fleetSilent := cn > 0 && binomialLower(cx, cn, g.Alpha) > g.Limit
 	// Devices fall silent for reasons of their own (laptops closed, a
-	// site's network cut), so the absolute limit is on silence beyond the
-	// control group's: a partition that happens to cut off more treated
-	// devices than control ones is not the release's doing (found by the
-	// simulator's live mode, where 3 of 10 organisations cut off halted a
-	// good release at 24% vs 15%).
-	ctlHigh := 0.0
-	if cn > 0 {
-		ctlHigh = binomialUpper(cx, cn, g.Alpha)
-	}
-	if !fleetSilent && float64(n) >= g.MinExposure && binomialLower(x, n, g.Alpha)-ctlHigh > g.Limit {
+	// site's network cut), so the absolute limit is on silence beyond what
+	// each organisation's other devices predict: a partition that happens
+	// to cut off more treated devices than control ones is not the
+	// release's doing (found by the simulator's live mode, where 3 of 10
+	// organisations cut off halted a good release at 24% vs 15%).
+	excess := (float64(x) - expected) / float64(max(n, 1))
+	if !fleetSilent && float64(n) >= g.MinExposure && binomialLower(x, n, g.Alpha)-expected/float64(n) > g.Limit {
 		res.Outcome, res.Message = Fail, fmt.Sprintf("%s (%s)", what, where)
 		return res
 	}
-	ev := mixture(cells, 1)
+	// An organisation with no reference of its own may have gone dark as
+	// a whole (a partition right after its devices were offered): it
+	// counts as one witness, at most the square root of what halts.
+	ev := mixture(cells, 1, 0.5*math.Log(1/g.Alpha))
 	res.Evidence = ev.e()
 	fail, leaning := judge(res.Evidence, g.Alpha)
 	if fail {
@@ -412,9 +447,9 @@ func silenceGate(g GateSpec, wave string, t Telemetry) GateResult {
 		res.Message = fmt.Sprintf("%s (%s): the control group is as quiet, so the fleet went silent, not the release's devices (an outage or a network cut?)", what, where)
 		return res
 	}
-	// The limit is on silence beyond the control's: a fleet where a third
-	// of the devices are offline for hours is no reason to wait.
-	return settle(res, g, what, where, res.Treated-res.Control > g.Limit, leaning)
+	// The limit is on silence beyond the references': a fleet where a
+	// third of the devices are offline for hours is no reason to wait.
+	return settle(res, g, what, where, excess > g.Limit, leaning)
 }
 
 // shareGate judges events per device that applied the release, against the
@@ -452,7 +487,7 @@ func shareGate(g GateSpec, wave string, t Telemetry, event string, base []string
 			cells = append(cells, cell{stratum: st, x: min(m[event], sum(m, base)), t: float64(sum(m, base)),
 				y: min(pm[event], sum(pm, base)), c: float64(sum(pm, base))})
 		}
-		ev := mixture(cells, 1)
+		ev := mixture(cells, 1, math.Inf(1))
 		res.Evidence = ev.e()
 		var fail bool
 		fail, leaning = judge(res.Evidence, g.Alpha)
@@ -466,6 +501,13 @@ func shareGate(g GateSpec, wave string, t Telemetry, event string, base []string
 		return res
 	}
 	return settle(res, g, what, where, res.Treated > g.Limit, leaning)
+}
+
+func orgSuffix(org string) string {
+	if org == "" {
+		return ""
+	}
+	return " of organisation " + org
 }
 
 func fmtMinutes(d time.Duration) string {

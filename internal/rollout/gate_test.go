@@ -304,6 +304,42 @@ func TestSilenceGate(t *testing.T) {
 			tel: Telemetry{SilentAfter: 14*time.Minute + 30*time.Second,
 				Silence: []SilenceCount{{Stratum: "a", Offered: 1000, OfferedSilent: 10, Control: 10000, ControlSilent: 100}}},
 			want: Pass, msg: "silence rate 1.0% vs 1.0% in control (canary, 1000 devices, 15 min window)"},
+		// A partition cuts off whole organisations: in the cut one, the
+		// release's pending devices are silent, and so are its devices
+		// that confirmed the release and those not offered it. Pooled,
+		// 16% against 3% would halt; within each organisation nothing
+		// stands out.
+		{name: "pass/partition-silences-a-whole-organisation", gate: spec(t, m, nil),
+			tel: tel(SilenceCount{Org: "cut", Stratum: "w/7.11.0/1", Offered: 100, OfferedSilent: 60, Confirmed: 40, ConfirmedSilent: 40, Control: 100, ControlSilent: 100},
+				SilenceCount{Org: "fine", Stratum: "w/7.11.0/1", Offered: 300, OfferedSilent: 3, Confirmed: 100, ConfirmedSilent: 1, Control: 3000, ControlSilent: 30}),
+			want: Pass, msg: "silence rate 15.8% vs 4.2% in control (canary, 400 devices, 15 min window)"},
+		// Content that takes hosts down silences the pending devices only:
+		// their organisation's confirmed and unoffered devices still talk.
+		{name: "fail/pending-devices-silent-in-their-organisation", gate: spec(t, m, nil),
+			tel:  tel(SilenceCount{Org: "hit", Stratum: "w/7.11.0/1", Offered: 100, OfferedSilent: 12, Confirmed: 40, ConfirmedSilent: 0, Control: 300, ControlSilent: 3}),
+			want: Fail, relative: true, parts: []string{"silence rate 12.0% vs 1.0% in control (canary, 100 devices, 15 min window; evidence "}},
+		// An organisation whose devices were all offered and none has
+		// confirmed yet (the internal wave's start, or a partition right
+		// after an organisation's offers) is compared with the stratum's
+		// other organisations, as one witness: alone it does not halt (the
+		// silence beyond the limit holds the wave)...
+		{name: "inconclusive/one-organisation-without-reference-is-one-witness", gate: spec(t, m, nil),
+			tel: tel(SilenceCount{Org: "it", Stratum: "w/7.11.0/1", Offered: 20, OfferedSilent: 6},
+				SilenceCount{Org: "other", Stratum: "w/7.11.0/1", Control: 2000, ControlSilent: 20}),
+			want: Inconclusive, msg: "silence rate 30.0% vs 1.0% in control (canary, 20 devices, 15 min window; leaning worse, waiting for more data)"},
+		// ...three such organisations halt.
+		{name: "fail/three-organisations-without-reference", gate: spec(t, m, nil),
+			tel: tel(SilenceCount{Org: "a", Stratum: "w/7.11.0/1", Offered: 20, OfferedSilent: 4},
+				SilenceCount{Org: "b", Stratum: "w/7.11.0/1", Offered: 20, OfferedSilent: 4},
+				SilenceCount{Org: "c", Stratum: "w/7.11.0/1", Offered: 20, OfferedSilent: 4},
+				SilenceCount{Org: "other", Stratum: "w/7.11.0/1", Control: 2000, ControlSilent: 20}),
+			want: Fail, relative: true, parts: []string{"silence rate 20.0% vs 1.0% in control"}},
+		{name: "error/confirmed-beyond-offered", gate: spec(t, m, nil),
+			tel:  tel(SilenceCount{Org: "x", Stratum: "a", Offered: 10, Confirmed: 11, Control: 100}),
+			want: Error, msg: "silence: inconsistent figures for stratum a of organisation x"},
+		{name: "error/pending-silent-beyond-pending", gate: spec(t, m, nil),
+			tel:  tel(SilenceCount{Stratum: "a", Offered: 10, Confirmed: 5, OfferedSilent: 6, Control: 100}),
+			want: Error, msg: "silence: inconsistent figures for stratum a"},
 		// Strata sum; each stratum's control predicts its own treated
 		// devices: a noisy stratum's silences are expected there.
 		{name: "stratified", gate: spec(t, m, nil),
@@ -764,40 +800,60 @@ func shareWorld(event string, base []string) world {
 
 // silenceWorld: devices go offline and come back (a lid closed, a site's
 // link down) with the same chances in both groups, and now and then a
-// partition takes a fifth of every group off for a look; the gate sees a
-// snapshot at each look. A harmful release silences effect-1 times the
-// offline share on top, for good.
+// partition cuts off whole organisations for a few looks: two of the ten
+// in which the release's devices are mixed with others, or one whose
+// devices were all offered the release and none has confirmed it (it has
+// no reference of its own). The gate sees a snapshot at each look. A
+// harmful release silences effect-1 times the offline share on top, for
+// good.
 func silenceWorld(r *rand.Rand, effect float64) func(int) Telemetry {
-	type group struct{ off, dead []bool }
-	mk := func(n int) group { return group{make([]bool, n), make([]bool, n)} }
-	strata := []struct {
-		name      string
-		t, c      group
-		goOff, on float64 // per look
-	}{{"windows/7.11.0/19045", mk(200), mk(1000), 0.03, 0.2}, {"windows/7.12.0/22631", mk(60), mk(300), 0.1, 0.3}}
+	type devs struct{ off, dead []bool }
+	mk := func(n int) devs { return devs{make([]bool, n), make([]bool, n)} }
+	type org struct {
+		name    string
+		stratum string
+		t, c    devs
+		goOff   float64
+	}
+	var orgs []org
+	for i := range 10 {
+		st := "windows/7.11.0/19045"
+		goOff := 0.03
+		if i%3 == 0 {
+			st, goOff = "windows/7.12.0/22631", 0.1
+		}
+		orgs = append(orgs, org{fmt.Sprintf("org-%d", i), st, mk(30), mk(150), goOff})
+	}
+	orgs = append(orgs, org{"all-offered", "windows/7.11.0/19045", mk(40), mk(0), 0.03})
+	var cutUntil [11]int
 	return func(look int) Telemetry {
-		cut := r.Float64() < 0.1
+		if r.Float64() < 0.15 {
+			for range 2 {
+				cutUntil[r.IntN(len(orgs))] = look + 1 + r.IntN(4)
+			}
+		}
 		var ss []SilenceCount
-		for _, s := range strata {
-			step := func(g group, harm float64) (n, silent int64) {
-				for i := range g.off {
-					if harm > 0 && !g.dead[i] && r.Float64() < harm*s.goOff/10 {
-						g.dead[i] = true
+		for i, o := range orgs {
+			cut := look <= cutUntil[i]
+			step := func(g devs, harm float64) (n, silent int64) {
+				for j := range g.off {
+					if harm > 0 && !g.dead[j] && r.Float64() < harm*o.goOff/10 {
+						g.dead[j] = true
 					}
-					if g.off[i] {
-						g.off[i] = r.Float64() >= s.on
+					if g.off[j] {
+						g.off[j] = r.Float64() >= 0.25
 					} else {
-						g.off[i] = r.Float64() < s.goOff
+						g.off[j] = r.Float64() < o.goOff
 					}
-					if g.off[i] || g.dead[i] || (cut && r.Float64() < 0.2) {
+					if g.off[j] || g.dead[j] || cut {
 						silent++
 					}
 				}
 				return int64(len(g.off)), silent
 			}
-			tn, tx := step(s.t, effect-1)
-			cn, cx := step(s.c, 0)
-			ss = append(ss, SilenceCount{Stratum: s.name, Offered: tn, OfferedSilent: tx, Control: cn, ControlSilent: cx})
+			tn, tx := step(o.t, effect-1)
+			cn, cx := step(o.c, 0)
+			ss = append(ss, SilenceCount{Org: o.name, Stratum: o.stratum, Offered: tn, OfferedSilent: tx, Control: cn, ControlSilent: cx})
 		}
 		return Telemetry{Silence: ss, SilentAfter: 15 * time.Minute}
 	}
@@ -847,7 +903,7 @@ func TestGatesFalseAlarmsUnderContinuousMonitoring(t *testing.T) {
 						m := s[st]
 						cells = append(cells, cell{stratum: st, x: m["action-device"], y: m["control-action-device"], t: float64(m["heartbeat"]), c: float64(m["control-heartbeat"])})
 					}
-					return mixture(cells, 1).e() >= 1/g.Alpha
+					return mixture(cells, 1, math.Inf(1)).e() >= 1/g.Alpha
 				}
 			}
 			if n := monitorWith(broken, tc.w, 1, releases, looks, 2); n <= most {

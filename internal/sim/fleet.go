@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -285,23 +286,30 @@ func (fs *fleetStore) DevicesOnVersion(ctx context.Context, ch string, version u
 }
 
 // SilenceStats is the server's query over the fleet: devices offered the
-// release and the rest seen since it started, by stratum, and how many of
-// each were last seen before the overdue time (offered ones only while
-// they have not confirmed the release).
+// release (those that confirmed it apart) and the rest seen since it
+// started, by organisation and stratum, and how many of each were last
+// seen before the overdue time.
 func (fs *fleetStore) SilenceStats(ctx context.Context, q store.SilenceQuery) ([]store.SilenceStat, error) {
 	fs.sim.mu.Lock()
 	defer fs.sim.mu.Unlock()
 	offered := fs.sim.offered[q.Release]
 	since, overdue := fs.sim.second(q.Since), fs.sim.second(q.OverdueBefore)
-	stats := make([]store.SilenceStat, len(fs.sim.fleet.strata))
+	ns := len(fs.sim.fleet.strata)
+	stats := make([]store.SilenceStat, len(fs.sim.fleet.orgs)*ns)
 	for i := range fs.sim.fleet.devs {
 		d := &fs.sim.fleet.devs[i]
-		st := &stats[d.stratum]
+		st := &stats[int(d.org)*ns+int(d.stratum)]
 		silent := d.seen < overdue+1
 		switch {
+		case offered[int32(i)] && q.Version > 0 && fs.sim.versions[d.lkg] >= q.Version:
+			st.Offered++
+			st.Confirmed++
+			if silent {
+				st.ConfirmedSilent++
+			}
 		case offered[int32(i)]:
 			st.Offered++
-			if silent && (q.Version == 0 || fs.sim.versions[d.lkg] < q.Version) {
+			if silent {
 				st.OfferedSilent++
 			}
 		case d.seen >= since+1:
@@ -314,11 +322,11 @@ func (fs *fleetStore) SilenceStats(ctx context.Context, q store.SilenceQuery) ([
 	var out []store.SilenceStat
 	for i, st := range stats {
 		if st.Offered+st.Control > 0 {
-			st.Stratum = fs.sim.fleet.strata[i].id
+			st.Org, st.Stratum = fs.sim.fleet.orgs[i/ns].id, fs.sim.fleet.strata[i%ns].id
 			out = append(out, st)
 		}
 	}
-	sort.Slice(out, func(a, b int) bool { return out[a].Stratum < out[b].Stratum })
+	slices.SortFunc(out, store.CompareSilence)
 	return out, nil
 }
 

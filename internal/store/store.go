@@ -269,34 +269,47 @@ type CheckinWrite struct {
 	Offers   []Offer // stored once per (release, device); repeats are ignored
 }
 
-// SilenceQuery asks, per stratum, how many devices went quiet.
+// SilenceQuery asks, per organisation and stratum, how many devices went
+// quiet.
 type SilenceQuery struct {
 	Release string
-	// Since bounds both groups to devices seen since then (the release's
-	// start), so that long-gone devices count in neither.
+	// Since bounds the control group to devices seen since then (the
+	// release's start), so that long-gone devices count in neither group.
 	Since time.Time
 	// OverdueBefore: a device last seen before it is silent.
 	OverdueBefore time.Time
 	// Channel and Version are the release's. An offered device whose
 	// last-known-good on Channel is Version or later confirmed the release
 	// healthy on its host: it passed the probation in which content that
-	// takes a host down shows, so its later silence is the world's (a lid
-	// closed, a site cut off) and it does not count as silent. Version 0
-	// counts every quiet offered device.
+	// takes a host down shows. It is counted apart (Confirmed), as part of
+	// its organisation's reference, not as a device the release may have
+	// silenced. Version 0 counts no device as confirmed.
 	Channel string
 	Version uint64
 }
 
-// SilenceStat is one stratum's silence figures: devices offered the
-// release and, as the control group, devices seen since the release
-// started that were not offered it. OfferedSilent leaves out offered
-// devices that confirmed the release (see SilenceQuery.Version).
+// SilenceStat is one organisation's and stratum's silence figures:
+// devices offered the release (Offered, of which Confirmed confirmed it
+// and OfferedSilent are quiet without having confirmed it), and as the
+// control group devices seen since the release started that were not
+// offered it.
 type SilenceStat struct {
-	Stratum       string // platform/agent version/OS build
-	Offered       int64
-	OfferedSilent int64
-	Control       int64
-	ControlSilent int64
+	Org             string
+	Stratum         string // platform/agent version/OS build
+	Offered         int64
+	OfferedSilent   int64 // quiet, not confirmed
+	Confirmed       int64
+	ConfirmedSilent int64
+	Control         int64
+	ControlSilent   int64
+}
+
+// CompareSilence orders silence figures by organisation, then stratum.
+func CompareSilence(a, b SilenceStat) int {
+	if c := strings.Compare(a.Org, b.Org); c != 0 {
+		return c
+	}
+	return strings.Compare(a.Stratum, b.Stratum)
 }
 
 // KillSwitch stops new versions on one channel, or on all ("*").
@@ -422,7 +435,8 @@ type Store interface {
 	// FleetSizes counts the enrolled, unrevoked devices per organisation.
 	FleetSizes(ctx context.Context) (map[string]int64, error)
 	// SilenceStats groups the devices offered a release, and the control
-	// group, by stratum, counting those last seen before OverdueBefore.
+	// group, by organisation and stratum, counting those last seen before
+	// OverdueBefore; sorted by organisation, then stratum.
 	SilenceStats(ctx context.Context, q SilenceQuery) ([]SilenceStat, error)
 	// DevicesOnVersion counts unrevoked devices that report running a
 	// version of a channel.

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strings"
 
 	"github.com/ringfence/ringfence/internal/store"
 )
@@ -317,8 +316,8 @@ func confirmed(d *device, channel string, version uint64) bool {
 // release started.
 func (s *Store) SilenceStats(ctx context.Context, q store.SilenceQuery) ([]store.SilenceStat, error) {
 	since, overdue := ms(q.Since), ms(q.OverdueBefore)
-	type stratum struct{ platform, agent, osBuild string }
-	acc := map[stratum]*store.SilenceStat{}
+	type key struct{ org, platform, agent, osBuild string }
+	acc := map[key]*store.SilenceStat{}
 	st, err := s.rlock(ctx)
 	if err != nil {
 		return nil, err
@@ -333,7 +332,7 @@ func (s *Store) SilenceStats(ctx context.Context, q store.SilenceQuery) ([]store
 		if !isOffered && seen < since {
 			continue
 		}
-		k := stratum{d.Platform, d.AgentVersion, d.OSBuild}
+		k := key{d.Org, d.Platform, d.AgentVersion, d.OSBuild}
 		a := acc[k]
 		if a == nil {
 			a = &store.SilenceStat{}
@@ -341,38 +340,47 @@ func (s *Store) SilenceStats(ctx context.Context, q store.SilenceQuery) ([]store
 		}
 		silent := seen < overdue
 		switch {
-		case isOffered && silent && !confirmed(d, q.Channel, q.Version):
+		case isOffered && confirmed(d, q.Channel, q.Version):
 			a.Offered++
-			a.OfferedSilent++
+			a.Confirmed++
+			if silent {
+				a.ConfirmedSilent++
+			}
 		case isOffered:
 			a.Offered++
-		case silent:
-			a.Control++
-			a.ControlSilent++
+			if silent {
+				a.OfferedSilent++
+			}
 		default:
 			a.Control++
+			if silent {
+				a.ControlSilent++
+			}
 		}
 	}
 	s.mu.RUnlock()
 	// sqlstore groups by the joined string, which two different triples
 	// can share ("a/b"+"c" and "a"+"b/c"): merge on it too.
-	byName := make(map[string]*store.SilenceStat, len(acc))
+	type name struct{ org, stratum string }
+	byName := make(map[name]*store.SilenceStat, len(acc))
 	for k, a := range acc {
-		name := k.platform + "/" + k.agent + "/" + k.osBuild
-		if m := byName[name]; m != nil {
+		n := name{k.org, k.platform + "/" + k.agent + "/" + k.osBuild}
+		if m := byName[n]; m != nil {
 			m.Offered += a.Offered
 			m.OfferedSilent += a.OfferedSilent
+			m.Confirmed += a.Confirmed
+			m.ConfirmedSilent += a.ConfirmedSilent
 			m.Control += a.Control
 			m.ControlSilent += a.ControlSilent
 			continue
 		}
-		a.Stratum = name
-		byName[name] = a
+		a.Org, a.Stratum = n.org, n.stratum
+		byName[n] = a
 	}
 	var out []store.SilenceStat
 	for _, a := range byName {
 		out = append(out, *a)
 	}
-	slices.SortFunc(out, func(a, b store.SilenceStat) int { return strings.Compare(a.Stratum, b.Stratum) })
+	slices.SortFunc(out, store.CompareSilence)
 	return out, nil
 }

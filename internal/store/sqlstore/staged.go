@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -57,16 +56,23 @@ func (s *Store) FleetSizes(ctx context.Context) (map[string]int64, error) {
 // was last seen: its offer proves it was seen after the release started.
 func (s *Store) SilenceStats(ctx context.Context, q store.SilenceQuery) ([]store.SilenceStat, error) {
 	overdue := ms(q.OverdueBefore)
-	rows, err := s.db.QueryContext(ctx, s.q(`SELECT d.platform || '/' || d.agent_version || '/' || d.os_build AS stratum,
+	// ok: offered and confirmed (last-known-good at the release's version).
+	ok := `o.device IS NOT NULL AND ? > 0 AND COALESCE(dc.lkg_version, 0) >= ?`
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT d.org, d.platform || '/' || d.agent_version || '/' || d.os_build AS stratum,
 		COUNT(o.device),
-		COUNT(CASE WHEN o.device IS NOT NULL AND d.last_seen < ? AND (? = 0 OR COALESCE(dc.lkg_version, 0) < ?) THEN 1 END),
+		COUNT(CASE WHEN o.device IS NOT NULL AND d.last_seen < ? AND NOT (`+ok+`) THEN 1 END),
+		COUNT(CASE WHEN `+ok+` THEN 1 END),
+		COUNT(CASE WHEN d.last_seen < ? AND `+ok+` THEN 1 END),
 		COUNT(CASE WHEN o.device IS NULL THEN 1 END),
 		COUNT(CASE WHEN o.device IS NULL AND d.last_seen < ? THEN 1 END)
 		FROM devices d LEFT JOIN offers o ON o.release = ? AND o.device = d.id
 		LEFT JOIN device_channels dc ON dc.device = d.id AND dc.channel = ?
 		WHERE NOT d.revoked AND (o.device IS NOT NULL OR d.last_seen >= ?)
-		GROUP BY d.platform || '/' || d.agent_version || '/' || d.os_build`),
-		overdue, int64(q.Version), int64(q.Version), overdue, q.Release, q.Channel, ms(q.Since))
+		GROUP BY d.org, d.platform || '/' || d.agent_version || '/' || d.os_build`),
+		overdue, int64(q.Version), int64(q.Version),
+		int64(q.Version), int64(q.Version),
+		overdue, int64(q.Version), int64(q.Version),
+		overdue, q.Release, q.Channel, ms(q.Since))
 	if err != nil {
 		return nil, fmt.Errorf("silence of release %s: %w", q.Release, s.wrap(err))
 	}
@@ -74,7 +80,7 @@ func (s *Store) SilenceStats(ctx context.Context, q store.SilenceQuery) ([]store
 	var out []store.SilenceStat
 	for rows.Next() {
 		var st store.SilenceStat
-		if err := rows.Scan(&st.Stratum, &st.Offered, &st.OfferedSilent, &st.Control, &st.ControlSilent); err != nil {
+		if err := rows.Scan(&st.Org, &st.Stratum, &st.Offered, &st.OfferedSilent, &st.Confirmed, &st.ConfirmedSilent, &st.Control, &st.ControlSilent); err != nil {
 			return nil, s.wrap(err)
 		}
 		out = append(out, st)
@@ -83,7 +89,7 @@ func (s *Store) SilenceStats(ctx context.Context, q store.SilenceQuery) ([]store
 		return nil, s.wrap(err)
 	}
 	// Sorted here, not by the database, whose collation may differ.
-	slices.SortFunc(out, func(a, b store.SilenceStat) int { return strings.Compare(a.Stratum, b.Stratum) })
+	slices.SortFunc(out, store.CompareSilence)
 	return out, nil
 }
 

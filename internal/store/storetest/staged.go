@@ -293,6 +293,8 @@ func testSilenceStats(t *testing.T, s store.Store, _ Hasher) {
 		// linux/7.11.0/6.8
 		{d: lin("l-offered-fine", fine), offered: "rel-1"},
 		{d: lin("l-control-quiet", t0.Add(20*time.Minute))},
+		// Another organisation: a row of its own.
+		{d: store.Device{ID: "it-offered-quiet", Org: "acme-it", Platform: "windows", OSBuild: "22631", AgentVersion: "7.11.0", EnrolledAt: t0.Add(-time.Hour), LastSeen: quiet}, offered: "rel-1"},
 		// macos/7.10.0/14.5: only long-gone devices, so no row.
 		{d: store.Device{ID: "m-gone", Org: "contoso", Platform: "macos", OSBuild: "14.5", AgentVersion: "7.10.0", LastSeen: gone}},
 	}
@@ -315,8 +317,9 @@ func testSilenceStats(t *testing.T, s store.Store, _ Hasher) {
 	got, err := s.SilenceStats(ctx, store.SilenceQuery{Release: "rel-1", Since: since, OverdueBefore: overdue})
 	must(t, err)
 	want := []store.SilenceStat{
-		{Stratum: "linux/7.11.0/6.8", Offered: 1, OfferedSilent: 0, Control: 1, ControlSilent: 1},
-		{Stratum: "windows/7.11.0/22631", Offered: 4, OfferedSilent: 2, Control: 4, ControlSilent: 2},
+		{Org: "acme-it", Stratum: "windows/7.11.0/22631", Offered: 1, OfferedSilent: 1},
+		{Org: "contoso", Stratum: "linux/7.11.0/6.8", Offered: 1, OfferedSilent: 0, Control: 1, ControlSilent: 1},
+		{Org: "contoso", Stratum: "windows/7.11.0/22631", Offered: 4, OfferedSilent: 2, Control: 4, ControlSilent: 2},
 	}
 	if fmt.Sprintf("%+v", got) != fmt.Sprintf("%+v", want) {
 		t.Errorf("SilenceStats =\n%+v\nwant\n%+v", got, want)
@@ -325,16 +328,17 @@ func testSilenceStats(t *testing.T, s store.Store, _ Hasher) {
 	got, err = s.SilenceStats(ctx, store.SilenceQuery{Release: "rel-9", Since: since, OverdueBefore: overdue})
 	must(t, err)
 	want = []store.SilenceStat{
-		{Stratum: "linux/7.11.0/6.8", Control: 2, ControlSilent: 1},
-		{Stratum: "windows/7.11.0/22631", Control: 7, ControlSilent: 3},
+		{Org: "acme-it", Stratum: "windows/7.11.0/22631", Control: 1, ControlSilent: 1},
+		{Org: "contoso", Stratum: "linux/7.11.0/6.8", Control: 2, ControlSilent: 1},
+		{Org: "contoso", Stratum: "windows/7.11.0/22631", Control: 7, ControlSilent: 3},
 	}
 	if fmt.Sprintf("%+v", got) != fmt.Sprintf("%+v", want) {
 		t.Errorf("SilenceStats of an unoffered release =\n%+v\nwant\n%+v", got, want)
 	}
 	// An offered device that confirmed the release (its last-known-good on
-	// the release's channel is the release's version or later) is not
-	// silent however quiet it is; one whose last-known-good is older, or
-	// on another channel, still is.
+	// the release's channel is the release's version or later) counts
+	// apart, with its own silence; one whose last-known-good is older, or
+	// on another channel, is still a silent offered device.
 	chans := func(d store.Device, cs ...store.DeviceChannel) store.CheckinWrite {
 		return store.CheckinWrite{Device: d, Channels: cs}
 	}
@@ -347,8 +351,9 @@ func testSilenceStats(t *testing.T, s store.Store, _ Hasher) {
 	got, err = s.SilenceStats(ctx, store.SilenceQuery{Release: "rel-1", Since: since, OverdueBefore: overdue, Channel: "acme/ipc", Version: 293})
 	must(t, err)
 	want = []store.SilenceStat{
-		{Stratum: "linux/7.11.0/6.8", Offered: 1, OfferedSilent: 0, Control: 1, ControlSilent: 1},
-		{Stratum: "windows/7.11.0/22631", Offered: 4, OfferedSilent: 1, Control: 4, ControlSilent: 2},
+		{Org: "acme-it", Stratum: "windows/7.11.0/22631", Offered: 1, OfferedSilent: 1},
+		{Org: "contoso", Stratum: "linux/7.11.0/6.8", Offered: 1, OfferedSilent: 0, Control: 1, ControlSilent: 1},
+		{Org: "contoso", Stratum: "windows/7.11.0/22631", Offered: 4, OfferedSilent: 1, Confirmed: 1, ConfirmedSilent: 1, Control: 4, ControlSilent: 2},
 	}
 	if fmt.Sprintf("%+v", got) != fmt.Sprintf("%+v", want) {
 		t.Errorf("SilenceStats with confirmed devices =\n%+v\nwant\n%+v", got, want)
