@@ -343,7 +343,7 @@ func build(ctx context.Context, st store.Store, o options) (*fixture, error) {
 
 	// The canary cohort, as the controller computes it, and who it reached.
 	plan := rollout.DefaultContentPlan()
-	fx.cohort = rollout.ComputeCohort(plan, 1, cds, rollout.DefaultStratumMin, nil)
+	fx.cohort = rollout.ComputeCohort(plan, 1, cds, rollout.DefaultStratumMin, nil, rollout.Growth{})
 	fx.canaryCells = map[int]int{}
 	for i := range devs {
 		d := &devs[i]

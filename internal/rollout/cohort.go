@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"slices"
+	"time"
 )
 
 // Positions is the size of the cohort space: a device's position on a
@@ -37,8 +38,9 @@ type CohortDevice struct {
 }
 
 // Cohort is a release's stratified canary state, computed by the
-// controller from the fleet when a wave starts and persisted with the
-// release, so every replica answers check-ins alike.
+// controller from the fleet when a wave starts (and when it widens a
+// stratum) and persisted with the release, so every replica answers
+// check-ins alike.
 type Cohort struct {
 	Wave int `json:"wave"` // the wave it was computed for
 	K    int `json:"k"`
@@ -48,13 +50,50 @@ type Cohort struct {
 	// Targeted is how many devices each wave reaches in total.
 	Targeted []int `json:"targeted"`
 	Fleet    int   `json:"fleet"`
+	// Floors are the least early devices per stratum the public waves
+	// reach beyond K: the plan's detection floor (from the wave before the
+	// last on) and what the controller added to resolve suspicious
+	// evidence. They never shrink.
+	Floors map[string]int `json:"floors,omitempty"`
+	// Sizes are the early devices per stratum, and Reach how many of them
+	// the current wave reaches now, Full at its full reach.
+	Sizes map[string]int `json:"sizes,omitempty"`
+	Reach map[string]int `json:"reach,omitempty"`
+	Full  map[string]int `json:"full,omitempty"`
+	// Ramp caps the current wave's reach per stratum (a position bound)
+	// while the wave ramps up: a public wave after the first canary wave
+	// and before the last starts each stratum at twice its earlier reach
+	// (at least K more), and the controller doubles it every widening
+	// period while the evidence allows, up to Full. RampTo is the reach
+	// each stratum may have now. Nil once every stratum is at Full.
+	Ramp   map[string]int `json:"ramp,omitempty"`
+	RampTo map[string]int `json:"ramp_to,omitempty"`
+	// Start is how many devices the wave reached when it started.
+	Start int `json:"start,omitempty"`
+	// Widened is when the controller last grew a stratum in this wave.
+	Widened time.Time `json:"widened,omitzero"`
 }
+
+// Growth is what the controller asks of a cohort within a wave: Floors
+// reach past the wave's own reach (to resolve suspicious evidence), Ramp
+// the reach a stratum may have now while the wave ramps up.
+type Growth struct {
+	Floors map[string]int
+	Ramp   map[string]int
+}
+
+// Ramping reports whether the wave is still ramping up.
+func (c Cohort) Ramping() bool { return len(c.Ramp) > 0 }
 
 // ComputeCohort finds, for every stratum with at least k early devices,
 // the position bound that puts its k lowest-positioned devices in the
-// canary wave, and counts the devices each wave reaches. Bounds never
-// shrink from prev, so a device once in a wave stays in it.
-func ComputeCohort(plan Plan, wave int, devices []CohortDevice, k int, prev *Cohort) Cohort {
+// canary wave (more where a floor asks: the plan's detection floor from
+// the wave before the last on, the previous cohort's floors, and those
+// the controller adds to resolve suspicious evidence), caps the current
+// wave's reach while it ramps up, and counts the devices each wave
+// reaches. Bounds never shrink from prev, so a device once in a wave
+// stays in it.
+func ComputeCohort(plan Plan, wave int, devices []CohortDevice, k int, prev *Cohort, g Growth) Cohort {
 	if k <= 0 {
 		k = DefaultStratumMin
 	}
@@ -64,13 +103,36 @@ func ComputeCohort(plan Plan, wave int, devices []CohortDevice, k int, prev *Coh
 			byStratum[d.Stratum] = append(byStratum[d.Stratum], d.Position)
 		}
 	}
-	c := Cohort{Wave: wave, K: k, Bounds: map[string]int{}, Targeted: make([]int, len(plan.Waves)), Fleet: len(devices)}
+	c := Cohort{Wave: wave, K: k, Bounds: map[string]int{}, Targeted: make([]int, len(plan.Waves)), Fleet: len(devices),
+		Floors: map[string]int{}, Sizes: map[string]int{}, Reach: map[string]int{}, Full: map[string]int{}}
+	same := prev != nil && prev.Wave == wave
+	if prev != nil {
+		for st, f := range prev.Floors {
+			c.Floors[st] = f
+		}
+		if same {
+			c.Start, c.Widened = prev.Start, prev.Widened
+		}
+	}
+	detect := wave >= len(plan.Waves)-2 && plan.Detect != nil
+	for st, f := range g.Floors {
+		c.Floors[st] = max(c.Floors[st], f)
+	}
 	for st, ps := range byStratum {
-		if len(ps) < k {
+		slices.Sort(ps)
+		c.Sizes[st] = len(ps)
+		if detect && len(ps) >= plan.Detect.MinStratum {
+			c.Floors[st] = max(c.Floors[st], min(plan.Detect.Devices(), len(ps)/2))
+		}
+		if len(ps) < k && c.Floors[st] == 0 {
 			continue
 		}
-		slices.Sort(ps)
-		c.Bounds[st] = ps[k-1] + 1
+		c.Bounds[st] = ps[min(len(ps), max(c.Floors[st], k))-1] + 1
+	}
+	for st, f := range c.Floors {
+		if f == 0 {
+			delete(c.Floors, st)
+		}
 	}
 	if prev != nil {
 		for st, b := range prev.Bounds {
@@ -78,17 +140,60 @@ func ComputeCohort(plan Plan, wave int, devices []CohortDevice, k int, prev *Coh
 		}
 	}
 	from := plan.stratifiedFrom()
+	// Per stratum, the early devices earlier waves reach and the current
+	// wave's full reach.
+	before := map[string]int{}
+	for _, d := range devices {
+		if !d.Early {
+			continue
+		}
+		for i := 0; i <= wave && i < len(plan.Waves); i++ {
+			if w := plan.Waves[i]; !w.InternalOnly && reaches(w, i, from, c.Bounds, d) {
+				c.Full[d.Stratum]++
+				if i < wave {
+					before[d.Stratum]++
+				}
+				break
+			}
+		}
+	}
+	if from >= 0 && wave > from && wave+1 < len(plan.Waves) && !plan.Waves[wave].InternalOnly {
+		c.RampTo = map[string]int{}
+		for st, full := range c.Full {
+			to := max(2*before[st], before[st]+k)
+			if same {
+				to = max(to, prev.RampTo[st])
+			}
+			to = min(full, max(to, g.Ramp[st]))
+			if to < full {
+				c.RampTo[st] = to
+				if c.Ramp == nil {
+					c.Ramp = map[string]int{}
+				}
+				c.Ramp[st] = byStratum[st][to-1] + 1
+			}
+		}
+		if c.Ramp == nil {
+			c.RampTo = nil
+		}
+	}
 	for _, d := range devices {
 		for i, w := range plan.Waves {
-			if reaches(w, i, from, c.Bounds, d) {
+			if reaches(w, i, from, c.Bounds, d) && (i != wave || !d.Early || w.InternalOnly || c.Ramp == nil || c.Ramp[d.Stratum] == 0 || d.Position < c.Ramp[d.Stratum]) {
 				// Waves are cumulative: a device reached by wave i is in
 				// every later wave's total too.
 				for j := i; j < len(plan.Waves); j++ {
 					c.Targeted[j]++
 				}
+				if i <= wave && d.Early && !w.InternalOnly {
+					c.Reach[d.Stratum]++
+				}
 				break
 			}
 		}
+	}
+	if !same {
+		c.Start = c.Targeted[wave]
 	}
 	return c
 }

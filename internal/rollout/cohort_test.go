@@ -56,8 +56,24 @@ func cohortDevices(fleet []fleetDevice) []CohortDevice {
 // wave w with the cohort's bounds.
 func reached(t *testing.T, plan Plan, w int, bounds map[string]int, fleet []fleetDevice) (map[string]int, int) {
 	t.Helper()
+	return reachedView(t, ReleaseView{ID: "r2", Version: 2, State: StateRolling, Wave: w, Plan: plan, Strata: bounds}, fleet)
+}
+
+// reachedCohort is reached with a cohort's bounds and, for its own wave,
+// its ramp.
+func reachedCohort(t *testing.T, plan Plan, w int, c Cohort, fleet []fleetDevice) (map[string]int, int) {
+	t.Helper()
+	v := ReleaseView{ID: "r2", Version: 2, State: StateRolling, Wave: w, Plan: plan, Strata: c.Bounds}
+	if c.Wave == w {
+		v.Ramp = c.Ramp
+	}
+	return reachedView(t, v, fleet)
+}
+
+func reachedView(t *testing.T, v ReleaseView, fleet []fleetDevice) (map[string]int, int) {
+	t.Helper()
 	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
-	rel := []ReleaseView{{ID: "r2", Version: 2, State: StateRolling, Wave: w, Plan: plan, Strata: bounds}}
+	rel := []ReleaseView{v}
 	per, total := map[string]int{}, 0
 	for _, d := range fleet {
 		tr := Track{Kind: TrackGA}
@@ -78,7 +94,7 @@ func TestComputeCohort(t *testing.T) {
 	fleet := testFleet()
 	devs := cohortDevices(fleet)
 	const k = DefaultStratumMin
-	c := ComputeCohort(plan, 1, devs, 0, nil) // 0: the default K
+	c := ComputeCohort(plan, 1, devs, 0, nil, Growth{}) // 0: the default K
 	if c.K != k || c.Wave != 1 || c.Fleet != len(fleet) || len(c.Targeted) != len(plan.Waves) {
 		t.Fatalf("cohort K %d, wave %d, fleet %d, %d targeted; want %d, 1, %d, %d", c.K, c.Wave, c.Fleet, len(c.Targeted), k, len(fleet), len(plan.Waves))
 	}
@@ -170,7 +186,7 @@ func TestComputeCohort(t *testing.T) {
 	}
 
 	// The same fleet with K = 10 gives the tiny stratum a bound too.
-	c10 := ComputeCohort(plan, 1, devs, 10, nil)
+	c10 := ComputeCohort(plan, 1, devs, 10, nil, Growth{})
 	if got := below(tinyStratum, c10.Bounds[tinyStratum]); got != 10 {
 		t.Errorf("K = 10: %d tiny-stratum devices below its bound %d, want 10", got, c10.Bounds[tinyStratum])
 	}
@@ -182,13 +198,13 @@ func TestComputeCohortKeepsBounds(t *testing.T) {
 	plan := DefaultContentPlan()
 	fleet := testFleet()
 	devs := cohortDevices(fleet)
-	first := ComputeCohort(plan, 1, devs, 20, nil)
+	first := ComputeCohort(plan, 1, devs, 20, nil, Growth{})
 	prev := &Cohort{Wave: 1, K: 20, Bounds: map[string]int{
 		smallStratum:        first.Bounds[smallStratum] + 500, // wider than the fleet needs now
 		bigStratum:          1,                                // narrower: the new one wins
 		"windows/retired/1": 4000,                             // no device left: kept anyway
 	}}
-	c := ComputeCohort(plan, 2, devs, 20, prev)
+	c := ComputeCohort(plan, 2, devs, 20, prev, Growth{})
 	want := map[string]int{smallStratum: first.Bounds[smallStratum] + 500, bigStratum: first.Bounds[bigStratum], "windows/retired/1": 4000}
 	if len(c.Bounds) != len(want) {
 		t.Errorf("bounds %v, want %v", c.Bounds, want)
@@ -201,7 +217,7 @@ func TestComputeCohortKeepsBounds(t *testing.T) {
 	// The small stratum's devices reached before are reached still, even
 	// if half the fleet left.
 	_, before := reached(t, plan, 1, first.Bounds, fleet)
-	after := ComputeCohort(plan, 2, devs[:len(devs)/2], 20, &first)
+	after := ComputeCohort(plan, 2, devs[:len(devs)/2], 20, &first, Growth{})
 	for st, b := range first.Bounds {
 		if after.Bounds[st] < b {
 			t.Errorf("bound of %s shrank from %d to %d", st, b, after.Bounds[st])
@@ -231,7 +247,7 @@ func TestComputeCohortTargeted(t *testing.T) {
 		{Position: 1, Stratum: "a"},                                 // never: not early
 		{Position: 2, Stratum: "b"},                                 // never: not early
 	}
-	c := ComputeCohort(plan, 0, devs, 2, nil)
+	c := ComputeCohort(plan, 0, devs, 2, nil, Growth{})
 	if want := []int{2, 6, 7, 7}; !equalInts(c.Targeted, want) {
 		t.Errorf("targeted %v, want %v", c.Targeted, want)
 	}
@@ -251,7 +267,7 @@ func TestComputeCohortTargeted(t *testing.T) {
 	// 10% wave reaches the early devices at 5, 200 and 300; the internal
 	// device off the early track is in no wave.
 	flat := Plan{Waves: []Wave{{Name: "ten", Share: 1000}, {Name: "all", Share: Positions}}}
-	c = ComputeCohort(flat, 0, devs, 2, nil)
+	c = ComputeCohort(flat, 0, devs, 2, nil, Growth{})
 	if want := []int{3, 6}; !equalInts(c.Targeted, want) {
 		t.Errorf("plan without canaries: targeted %v, want %v", c.Targeted, want)
 	}

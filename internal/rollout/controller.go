@@ -24,6 +24,10 @@ type ReleaseStatus struct {
 	// the current wave reaches in total (-1: not known yet).
 	Confirmed int64
 	Targeted  int
+	// Ramping: the wave has not reached every device it will yet (its
+	// cohort still caps strata while they ramp up); Ramp says how far.
+	Ramping bool
+	Ramp    string
 	// Signing is how far the vendor signed the release's artifact, and
 	// SigningNote what is missing, in words.
 	Signing     Signing
@@ -162,10 +166,13 @@ func Step(now time.Time, st ReleaseStatus, gates []GateResult) Verdict {
 		allPass = allPass && g.Outcome == Pass
 	}
 	switch {
-	case elapsed < st.Bake() || st.Confirmed < st.Required():
+	case elapsed < st.Bake() || st.Confirmed < st.Required() || st.Ramping:
 		d.Phase = PhaseBaking
 		d.Reason = fmt.Sprintf("wave %s baking: %s of %s, %d of %d devices confirmed healthy",
 			wave.Name, elapsed.Round(time.Second), st.Bake(), st.Confirmed, st.Required())
+		if st.Ramping {
+			d.Reason += "; ramping up: " + st.Ramp
+		}
 	case !allPass:
 		d.Phase = PhaseGating
 		d.Reason = fmt.Sprintf("wave %s gating: %s", wave.Name, Summary(gates))

@@ -17,6 +17,10 @@ type ReleaseView struct {
 	// stratum is in a public wave from the first canary wave on when its
 	// position is below the bound, even if the wave's share is smaller.
 	Strata map[string]int
+	// Ramp caps the current wave's reach per stratum while it ramps up
+	// (Cohort.Ramp): a device of a listed stratum that no earlier wave
+	// reaches is in the current one only below the cap.
+	Ramp map[string]int
 }
 
 // DeviceView is what it needs of a device on one channel.
@@ -155,6 +159,11 @@ func eligible(now time.Time, r ReleaseView, dev DeviceView) (bool, string) {
 			continue
 		}
 		bound := w.Share
+		if i == r.Wave {
+			if c, ok := r.Ramp[dev.Stratum]; ok && dev.Position >= c {
+				return false, ""
+			}
+		}
 		if from >= 0 && i >= from {
 			if b, ok := r.Strata[dev.Stratum]; ok && b > bound {
 				if dev.Position < b {

@@ -65,8 +65,9 @@ type evidence struct {
 	logE float64
 	// group names the group of strata that carries the most evidence
 	// ("" for the whole release), and ratio the effect it leans to.
-	group string
-	ratio float64
+	group   string
+	members []string // the group's strata
+	ratio   float64
 }
 
 // e is the e-value, finite.
@@ -184,7 +185,7 @@ func mixture(cells []cell, r0, logCap float64) evidence {
 			}
 			terms = append(terms, term)
 			if term > bestTerm {
-				bestTerm, best.group, best.ratio = term, names[g], r0*f
+				bestTerm, best.group, best.members, best.ratio = term, names[g], members[g], r0*f
 			}
 		}
 	}

@@ -107,10 +107,13 @@ type GateResult struct {
 	// group; Events what it counted there.
 	Exposure float64 `json:"exposure"`
 	Events   int64   `json:"events"`
-	// Evidence is the relative test's statistic: the likelihood ratio of
-	// the sequential test, or 1/p of the exact test (0: not run).
+	// Evidence is the relative test's e-value (0: not run): the gate
+	// fails at 1/Alpha and leans worse from 1/sqrt(Alpha).
 	Evidence float64 `json:"evidence,omitempty"`
-	Message  string  `json:"message"`
+	// Suspect are the strata the evidence points at when the gate leans
+	// worse without failing: the controller may widen them to resolve it.
+	Suspect []string `json:"suspect,omitempty"`
+	Message string   `json:"message"`
 }
 
 // Count is a telemetry counter summed over organisations and windows.
@@ -313,6 +316,9 @@ func rateGate(g GateSpec, wave string, t Telemetry, shown, tested []string, r0 f
 		res.Outcome, res.Message = Fail, fmt.Sprintf("%s (%s; %s)", what, where, ev.describe(g.Alpha))
 		return res
 	}
+	if leaning {
+		res.Suspect = ev.members
+	}
 	if tExp < g.MinExposure {
 		res.Outcome, res.Message = Inconclusive, fmt.Sprintf("%s (%s; judged from %.3g)", what, where, g.MinExposure)
 		return res
@@ -436,6 +442,9 @@ func silenceGate(g GateSpec, wave string, t Telemetry) GateResult {
 		res.Outcome, res.Message = Fail, fmt.Sprintf("%s (%s; %s)", what, where, ev.describe(g.Alpha))
 		return res
 	}
+	if leaning {
+		res.Suspect = ev.members
+	}
 	if float64(n) < g.MinExposure {
 		res.Outcome, res.Message = Inconclusive, fmt.Sprintf("%s (%s; judged from %.0f devices)", what, where, g.MinExposure)
 		return res
@@ -494,6 +503,9 @@ func shareGate(g GateSpec, wave string, t Telemetry, event string, base []string
 		if fail {
 			res.Outcome, res.Message = Fail, fmt.Sprintf("%s (%s; %s)", what, where, ev.describe(g.Alpha))
 			return res
+		}
+		if leaning {
+			res.Suspect = ev.members
 		}
 	}
 	if float64(n) < g.MinExposure {

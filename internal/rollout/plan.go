@@ -69,7 +69,62 @@ func (p Plan) exitNeedsApproval(i int) bool {
 // Plan is an ordered list of waves; a release passes them in order.
 type Plan struct {
 	Waves []Wave `json:"waves"`
+	// Detect is the smallest defect the plan must catch before any stratum
+	// goes broad (nil: no such promise; waves reach their shares and K).
+	Detect *Detect `json:"detect,omitempty"`
 }
+
+// Detect states the smallest defect a plan must catch: one that crashes
+// (or reverts, or silences) Share of the devices of any one stratum with
+// at least MinStratum devices taking part in the public waves. From the
+// wave before the last on, every such stratum is reached by enough of its
+// devices that a defect of that size shows on DetectDevices of them with
+// probability DetectPower (at most half the stratum), so its gates have
+// seen it before the stratum goes broad (docs/rollout.md, "Power-aware
+// waves").
+type Detect struct {
+	Share      float64 `json:"share"`
+	MinStratum int     `json:"min_stratum"`
+}
+
+// DetectDevices is how many devices showing a defect the gates need to
+// halt a release on one stratum, each counted once (an unclean reboot and
+// a revert), when the floor is a large part of its stratum and the
+// previous release's record of it is thin: TestDetectDevicesHaltTheDefaultGates
+// checks that the default gates halt on this many (8 is not enough there). DetectPower is the chance the floor must give
+// that so many show it.
+const (
+	DetectDevices = 10
+	DetectPower   = 0.9
+)
+
+// Devices is how many of a stratum's devices the floor reaches: the
+// fewest n with P(Binomial(n, Share) >= DetectDevices) >= DetectPower.
+func (d Detect) Devices() int {
+	if !(d.Share > 0 && d.Share < 1) {
+		return 0
+	}
+	lo, hi := int64(DetectDevices), int64(DetectDevices)
+	for binomialSF(DetectDevices, hi, d.Share) < DetectPower {
+		lo, hi = hi, 2*hi
+		if hi > 1e9 {
+			return int(hi)
+		}
+	}
+	for lo < hi {
+		mid := (lo + hi) / 2
+		if binomialSF(DetectDevices, mid, d.Share) >= DetectPower {
+			hi = mid
+		} else {
+			lo = mid + 1
+		}
+	}
+	return int(lo)
+}
+
+// DefaultDetect is the default plans' promise: a defect that crashes 1% of
+// any stratum of at least 2,000 devices is caught before it goes broad.
+func DefaultDetect() *Detect { return &Detect{Share: 0.01, MinStratum: 2000} }
 
 // Duration is a time.Duration written as "30m" in JSON and YAML.
 type Duration time.Duration
@@ -103,7 +158,7 @@ func (d *Duration) UnmarshalText(b []byte) error {
 // publisher gives one: internal organisations first, then 0.1%, 1%, 10%
 // and everyone, each wave baking longer than the last.
 func DefaultContentPlan() Plan {
-	return Plan{Waves: []Wave{
+	return Plan{Detect: DefaultDetect(), Waves: []Wave{
 		{Name: "internal", Share: Positions, InternalOnly: true, Canary: true, MinDevices: 1, Bake: Duration(30 * time.Minute)},
 		{Name: "canary", Share: 10, Canary: true, MinDevices: 20, Bake: Duration(1 * time.Hour)},
 		{Name: "early", Share: 100, MinDevices: 200, Bake: Duration(2 * time.Hour)},
@@ -114,7 +169,7 @@ func DefaultContentPlan() Plan {
 
 // DefaultAgentPlan is slower: agent builds touch the host itself.
 func DefaultAgentPlan() Plan {
-	return Plan{Waves: []Wave{
+	return Plan{Detect: DefaultDetect(), Waves: []Wave{
 		{Name: "internal", Share: Positions, InternalOnly: true, Canary: true, MinDevices: 1, Bake: Duration(24 * time.Hour)},
 		{Name: "canary", Share: 10, Canary: true, MinDevices: 20, Bake: Duration(24 * time.Hour)},
 		{Name: "early", Share: 100, MinDevices: 200, Bake: Duration(48 * time.Hour)},
@@ -129,6 +184,14 @@ func DefaultAgentPlan() Plan {
 func (p Plan) Validate() error {
 	if len(p.Waves) == 0 {
 		return errors.New("plan has no waves")
+	}
+	if d := p.Detect; d != nil {
+		if !(d.Share >= 0.0005 && d.Share <= 0.5) {
+			return fmt.Errorf("detect.share %v: want a share of a stratum's devices from 0.0005 to 0.5", d.Share)
+		}
+		if d.MinStratum < 0 {
+			return fmt.Errorf("detect.min_stratum %d: want 0 or more devices", d.MinStratum)
+		}
 	}
 	last := 0
 	for i, w := range p.Waves {

@@ -132,7 +132,7 @@ func (s *Server) controlRelease(ctx context.Context, rel store.Release, all []st
 	}
 	if j.cohort == nil || j.cohort.Wave != rel.Wave {
 		// First tick of a wave: find who it reaches before judging it.
-		if err := s.updateCohort(ctx, &rel, plan, j.cohort); err != nil {
+		if err := s.updateCohort(ctx, &rel, plan, j.cohort, rollout.Growth{}); err != nil {
 			return false, err
 		}
 		return true, nil
@@ -140,7 +140,7 @@ func (s *Server) controlRelease(ctx context.Context, rel store.Release, all []st
 	now := s.now()
 	v := rollout.Step(now, j.status, j.gates)
 	if !v.Changed(j.status) {
-		return false, nil
+		return s.widen(ctx, rel, plan, j, now)
 	}
 	return true, s.applyVerdict(ctx, rel, plan, j.cohort, v, controllerActor)
 }
@@ -176,9 +176,48 @@ func (s *Server) applyVerdict(ctx context.Context, rel store.Release, plan rollo
 		}
 	}
 	if v.Advanced && v.State.Live() {
-		return s.updateCohort(ctx, &rel, plan, cohort)
+		return s.updateCohort(ctx, &rel, plan, cohort, rollout.Growth{})
 	}
 	return nil
+}
+
+// widen reaches more devices of strata whose evidence leans worse without
+// deciding (rollout.Widen), and says so in the audit log.
+func (s *Server) widen(ctx context.Context, rel store.Release, plan rollout.Plan, j judgement, now time.Time) (bool, error) {
+	w, ok := rollout.Widen(now, j.status, j.gates, *j.cohort, s.widenEvery())
+	if !ok {
+		return false, nil
+	}
+	c := *j.cohort
+	c.Widened = now
+	if err := s.updateCohort(ctx, &rel, plan, &c, w.Growth); err != nil {
+		return false, err
+	}
+	if w.Why == "" {
+		return true, nil // a routine ramp step
+	}
+	s.log.Info("release widened", "release", rel.ID, "reason", w.Why)
+	if _, err := s.store.AppendAudit(ctx, store.AuditEntry{Time: now, Actor: controllerActor, Action: "release.widen", Target: rel.ID, Reason: w.Why}); err != nil {
+		return true, fmt.Errorf("audit: %w", err)
+	}
+	return true, nil
+}
+
+// stillToReach is how many more devices the wave reaches once every
+// stratum has ramped up.
+func stillToReach(c rollout.Cohort) int {
+	n := 0
+	for s, full := range c.Full {
+		n += max(0, full-c.Reach[s])
+	}
+	return n
+}
+
+// widenEvery is how long the controller waits between widenings of one
+// wave: long enough for the new devices to check in, apply the release and
+// show what it does to them.
+func (s *Server) widenEvery() time.Duration {
+	return max(3*s.cfg.CheckinInterval, 10*time.Minute)
 }
 
 // checkRolledBack marks a halted release rolled back once no device runs
@@ -228,6 +267,10 @@ func (s *Server) judge(ctx context.Context, rel store.Release, plan rollout.Plan
 		j.cohort = &c
 		if c.Wave == rel.Wave && rel.Wave < len(c.Targeted) {
 			j.status.Targeted = c.Targeted[rel.Wave]
+			if c.Ramping() {
+				j.status.Ramping = true
+				j.status.Ramp = fmt.Sprintf("%d devices reached of %d, %d strata still growing", c.Targeted[rel.Wave], c.Targeted[rel.Wave]+stillToReach(c), len(c.Ramp))
+			}
 		}
 	}
 	t := rollout.Telemetry{HeartbeatSpan: max(s.cfg.CounterWindow, s.cfg.CheckinInterval), SilentAfter: s.silentAfter()}
@@ -303,7 +346,7 @@ func previousRelease(rel store.Release, all []store.Release) string {
 
 // updateCohort computes who the release's current wave reaches and stores
 // it with the release.
-func (s *Server) updateCohort(ctx context.Context, rel *store.Release, plan rollout.Plan, prev *rollout.Cohort) error {
+func (s *Server) updateCohort(ctx context.Context, rel *store.Release, plan rollout.Plan, prev *rollout.Cohort, g rollout.Growth) error {
 	sn := s.snap.Load()
 	ri := sn.byID[rel.ID]
 	var devs []rollout.CohortDevice
@@ -336,7 +379,7 @@ func (s *Server) updateCohort(ctx context.Context, rel *store.Release, plan roll
 		}
 		after = ds[len(ds)-1].ID
 	}
-	c := rollout.ComputeCohort(plan, rel.Wave, devs, s.cfg.StratumMin, prev)
+	c := rollout.ComputeCohort(plan, rel.Wave, devs, s.cfg.StratumMin, prev, g)
 	b, err := json.Marshal(c)
 	if err != nil {
 		return err

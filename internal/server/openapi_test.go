@@ -507,6 +507,7 @@ func TestOpenAPIReleaseTypesMatchCode(t *testing.T) {
 		reflect.TypeFor[store.Approval]():       "Approval",
 		reflect.TypeFor[rollout.Plan]():         "Plan",
 		reflect.TypeFor[rollout.Wave]():         "Wave",
+		reflect.TypeFor[rollout.Detect]():       "Detect",
 		reflect.TypeFor[rollout.GateSpec]():     "GateSpec",
 		reflect.TypeFor[server.ReleaseStatus](): "ReleaseStatus",
 		reflect.TypeFor[server.WaveStatus]():    "WaveStatus",
@@ -517,7 +518,7 @@ func TestOpenAPIReleaseTypesMatchCode(t *testing.T) {
 		reflect.TypeFor[rollout.Lane]():         "Lane",
 		reflect.TypeFor[rollout.Metric]():       "Metric",
 	}
-	requests := map[string]bool{"Plan": true, "Wave": true, "GateSpec": true, "Budget": true}
+	requests := map[string]bool{"Plan": true, "Wave": true, "Detect": true, "GateSpec": true, "Budget": true}
 	matchSchemas(t, doc, schemaOf, requests)
 }
 

@@ -159,6 +159,9 @@ func (s *Server) refresh(ctx context.Context) error {
 			var c rollout.Cohort
 			if err := json.Unmarshal(r.Cohort, &c); err == nil {
 				ri.view.Strata = c.Bounds
+				if c.Wave == r.Wave {
+					ri.view.Ramp = c.Ramp
+				}
 			}
 		}
 		if sn.frozen(r.Channel) && ri.view.State.Live() {

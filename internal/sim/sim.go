@@ -497,6 +497,9 @@ func (s *Sim) refreshViews(ctx context.Context) error {
 			var c rollout.Cohort
 			if err := json.Unmarshal(r.Cohort, &c); err == nil {
 				v.Strata = c.Bounds
+				if c.Wave == r.Wave {
+					v.Ramp = c.Ramp
+				}
 			}
 		}
 		all = append(all, v)
