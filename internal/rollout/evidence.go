@@ -41,11 +41,6 @@ type cell struct {
 	stratum string
 	x, y    int64   // treated and control events (or devices)
 	t, c    float64 // treated and control exposure (device-hours or devices)
-	// cluster names cells whose devices are not independent of each other
-	// (one organisation, compared with the others because it has no
-	// reference of its own): together they count as one witness, their
-	// evidence capped (mixture's logCap). "" for independent cells.
-	cluster string
 }
 
 // cellLLR is the log-likelihood ratio of one cell: treated rate r1 times
@@ -117,50 +112,28 @@ func groupsOf(strata []string) (names []string, members [][]string, logW []float
 }
 
 // mixture is the e-value against "the treated rate is at most r0 times the
-// control's in every stratum". A cluster's evidence, in each group and for
-// each effect, is capped at logCap (its likelihood ratio min'ed with a
-// constant: still at most 1 in expectation); +Inf caps nothing.
-func mixture(cells []cell, r0, logCap float64) evidence {
-	strata := make([]string, 0, len(cells))
-	seen := map[string]bool{}
+// control's in every stratum".
+func mixture(cells []cell, r0 float64) evidence {
+	byStratum := map[string][]cell{}
 	for _, c := range cells {
-		if !seen[c.stratum] {
-			seen[c.stratum] = true
-			strata = append(strata, c.stratum)
-		}
+		byStratum[c.stratum] = append(byStratum[c.stratum], c)
+	}
+	strata := make([]string, 0, len(byStratum))
+	for s := range byStratum {
+		strata = append(strata, s)
 	}
 	sort.Strings(strata)
-	// Per stratum and effect, the log-likelihood ratio of its independent
-	// cells, and per cluster, stratum and effect, that of the cluster's.
+	// Per stratum and effect, the log-likelihood ratio of its cells.
 	llr := make(map[string][]float64, len(strata))
-	clustered := map[string]map[string][]float64{}
-	for _, c := range cells {
-		v := llr[c.stratum]
-		if c.cluster != "" {
-			m := clustered[c.cluster]
-			if m == nil {
-				m = map[string][]float64{}
-				clustered[c.cluster] = m
-			}
-			v = m[c.stratum]
-		}
-		if v == nil {
-			v = make([]float64, len(effects))
-		}
+	for _, s := range strata {
+		v := make([]float64, len(effects))
 		for k, f := range effects {
-			v[k] += cellLLR(c, r0, r0*f)
+			for _, c := range byStratum[s] {
+				v[k] += cellLLR(c, r0, r0*f)
+			}
 		}
-		if c.cluster != "" {
-			clustered[c.cluster][c.stratum] = v
-		} else {
-			llr[c.stratum] = v
-		}
+		llr[s] = v
 	}
-	clusters := make([]string, 0, len(clustered))
-	for k := range clustered {
-		clusters = append(clusters, k)
-	}
-	sort.Strings(clusters)
 	names, members, logW := groupsOf(strata)
 	logPi := -math.Log(float64(len(effects)))
 	best := evidence{logE: math.Inf(-1)}
@@ -170,18 +143,7 @@ func mixture(cells []cell, r0, logCap float64) evidence {
 		for k, f := range effects {
 			term := logW[g] + logPi
 			for _, s := range members[g] {
-				if v := llr[s]; v != nil {
-					term += v[k]
-				}
-			}
-			for _, cl := range clusters {
-				var sum float64
-				for _, s := range members[g] {
-					if v := clustered[cl][s]; v != nil {
-						sum += v[k]
-					}
-				}
-				term += math.Min(sum, logCap)
+				term += llr[s][k]
 			}
 			terms = append(terms, term)
 			if term > bestTerm {

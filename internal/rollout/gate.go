@@ -309,7 +309,7 @@ func rateGate(g GateSpec, wave string, t Telemetry, shown, tested []string, r0 f
 		res.Outcome, res.Message = Fail, fmt.Sprintf("%s, above the limit of %.3g (%s)", what, g.Limit, where)
 		return res
 	}
-	ev := mixture(cells, r0, math.Inf(1))
+	ev := mixture(cells, r0)
 	res.Evidence = ev.e()
 	fail, leaning := judge(res.Evidence, g.Alpha)
 	if fail {
@@ -351,24 +351,29 @@ func sum(m map[string]int64, names []string) int64 {
 }
 
 // silenceGate compares the share of devices gone quiet after being offered
-// the release, and before confirming it healthy, with the share of the
-// other devices of the same organisation and stratum gone quiet: the
-// control group and the devices that confirmed the release. Silence comes
-// in clusters (a site's link, a time zone's night, a partition), and a
-// cluster silences every device of the organisation, whatever it runs;
-// content that takes hosts down silences only those that loaded it and
-// never confirmed it. An organisation whose devices were all offered the
-// release and none confirmed it yet (the internal wave's first minutes)
-// has no reference of its own and is compared with the stratum's other
-// organisations. The e-value is the other gates' (evidence.go). Silence is
-// a state, not a count: each look's e-value is valid for that look, and
-// the looks see overlapping snapshots of the same devices (docs/rollout.md
-// says what that means for the false-halt rate; the tests measure it).
+// the release without having confirmed it healthy with the share of the
+// control group gone quiet, within each organisation and stratum: silence
+// comes in clusters (a site's link, a time zone's night, a partition) that
+// silence every device of an organisation, whatever it runs, while
+// content that takes hosts down silences only those that loaded it. Every
+// offered device stays in the treated group once it confirmed (a device
+// that passed its probation and later went quiet is the world's, so it is
+// not counted silent): dropping it would leave behind the devices that
+// went offline before confirming and make the group look silent. An
+// organisation with no control devices of a stratum (all of them offered:
+// the internal wave, or the last one) has nothing to compare with inside
+// it, and another organisation is no comparison (a partition right after
+// its offers would read as a defect, found by the simulator): once enough
+// of its devices confirmed the release, their silence is its reference for
+// the absolute limit; until then silence says nothing about it, and its
+// devices must confirm before the wave can pass. The e-value is the other
+// gates' (evidence.go). Silence is a state, not a count: each look's e-value is
+// valid for that look, and the looks see overlapping snapshots of the same
+// devices (docs/rollout.md says what that means for the false-halt rate;
+// the tests measure it).
 func silenceGate(g GateSpec, wave string, t Telemetry) GateResult {
 	res := GateResult{Metric: g.Metric}
 	var n, x, cn, cx int64
-	type ref struct{ n, silent int64 }
-	pooled := map[string]ref{}
 	for _, s := range t.Silence {
 		if s.Offered < 0 || s.OfferedSilent < 0 || s.Confirmed < 0 || s.ConfirmedSilent < 0 || s.Confirmed > s.Offered ||
 			s.OfferedSilent > s.Offered-s.Confirmed || s.ConfirmedSilent > s.Confirmed ||
@@ -376,31 +381,32 @@ func silenceGate(g GateSpec, wave string, t Telemetry) GateResult {
 			res.Outcome, res.Message = Error, fmt.Sprintf("silence: inconsistent figures for stratum %s%s", s.Stratum, orgSuffix(s.Org))
 			return res
 		}
-		r := pooled[s.Stratum]
-		r.n, r.silent = r.n+s.Control+s.Confirmed, r.silent+s.ControlSilent+s.ConfirmedSilent
-		pooled[s.Stratum] = r
 		cn, cx = cn+s.Control, cx+s.ControlSilent
 		n, x = n+s.Offered, x+s.OfferedSilent
 	}
 	var cells []cell
-	// expected is how many of the offered devices the references predict
-	// silent: the limit is on silence beyond that.
+	// jn and jx are the offered devices the absolute limit judges (those of
+	// organisations with a reference of their own), and expected how many
+	// of them the references predict silent: the limit is on silence
+	// beyond that.
+	var jn, jx int64
 	var expected float64
 	for _, s := range t.Silence {
-		pending := s.Offered - s.Confirmed
-		if pending == 0 {
+		if s.Offered == 0 {
 			continue
 		}
-		c := cell{stratum: s.Stratum, x: s.OfferedSilent, t: float64(pending), y: s.ControlSilent + s.ConfirmedSilent, c: float64(s.Control + s.Confirmed)}
-		if c.c == 0 {
-			// No reference of its own: the stratum's, as one witness.
-			r := pooled[s.Stratum]
-			c.y, c.c, c.cluster = r.silent, float64(r.n), s.Org
+		switch {
+		case s.Control > 0:
+			cells = append(cells, cell{stratum: s.Stratum, x: s.OfferedSilent, t: float64(s.Offered), y: s.ControlSilent, c: float64(s.Control)})
+			expected += float64(s.Offered) * float64(s.ControlSilent) / float64(s.Control)
+		case s.Confirmed >= minReference:
+			// The devices that confirmed the release are the world's
+			// silence in this organisation (a cut silences them too).
+			expected += float64(s.Offered) * float64(s.ConfirmedSilent) / float64(s.Confirmed)
+		default:
+			continue
 		}
-		if c.c > 0 {
-			expected += c.t * float64(c.y) / c.c
-		}
-		cells = append(cells, c)
+		jn, jx = jn+s.Offered, jx+s.OfferedSilent
 	}
 	res.Exposure, res.Events = float64(n), x
 	if n > 0 {
@@ -427,15 +433,12 @@ func silenceGate(g GateSpec, wave string, t Telemetry) GateResult {
 	// to cut off more treated devices than control ones is not the
 	// release's doing (found by the simulator's live mode, where 3 of 10
 	// organisations cut off halted a good release at 24% vs 15%).
-	excess := (float64(x) - expected) / float64(max(n, 1))
-	if !fleetSilent && float64(n) >= g.MinExposure && binomialLower(x, n, g.Alpha)-expected/float64(n) > g.Limit {
+	excess := (float64(jx) - expected) / float64(max(jn, 1))
+	if !fleetSilent && float64(jn) >= g.MinExposure && binomialLower(jx, jn, g.Alpha)-expected/float64(jn) > g.Limit {
 		res.Outcome, res.Message = Fail, fmt.Sprintf("%s (%s)", what, where)
 		return res
 	}
-	// An organisation with no reference of its own may have gone dark as
-	// a whole (a partition right after its devices were offered): it
-	// counts as one witness, at most the square root of what halts.
-	ev := mixture(cells, 1, 0.5*math.Log(1/g.Alpha))
+	ev := mixture(cells, 1)
 	res.Evidence = ev.e()
 	fail, leaning := judge(res.Evidence, g.Alpha)
 	if fail {
@@ -496,7 +499,7 @@ func shareGate(g GateSpec, wave string, t Telemetry, event string, base []string
 			cells = append(cells, cell{stratum: st, x: min(m[event], sum(m, base)), t: float64(sum(m, base)),
 				y: min(pm[event], sum(pm, base)), c: float64(sum(pm, base))})
 		}
-		ev := mixture(cells, 1, math.Inf(1))
+		ev := mixture(cells, 1)
 		res.Evidence = ev.e()
 		var fail bool
 		fail, leaning = judge(res.Evidence, g.Alpha)
@@ -514,6 +517,10 @@ func shareGate(g GateSpec, wave string, t Telemetry, event string, base []string
 	}
 	return settle(res, g, what, where, res.Treated > g.Limit, leaning)
 }
+
+// minReference is the fewest confirmed devices that stand for an
+// organisation's own silence.
+const minReference = 5
 
 func orgSuffix(org string) string {
 	if org == "" {

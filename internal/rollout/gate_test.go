@@ -318,22 +318,23 @@ func TestSilenceGate(t *testing.T) {
 		{name: "fail/pending-devices-silent-in-their-organisation", gate: spec(t, m, nil),
 			tel:  tel(SilenceCount{Org: "hit", Stratum: "w/7.11.0/1", Offered: 100, OfferedSilent: 12, Confirmed: 40, ConfirmedSilent: 0, Control: 300, ControlSilent: 3}),
 			want: Fail, relative: true, parts: []string{"silence rate 12.0% vs 1.0% in control (canary, 100 devices, 15 min window; evidence "}},
-		// An organisation whose devices were all offered and none has
-		// confirmed yet (the internal wave's start, or a partition right
-		// after an organisation's offers) is compared with the stratum's
-		// other organisations, as one witness: alone it does not halt (the
-		// silence beyond the limit holds the wave)...
-		{name: "inconclusive/one-organisation-without-reference-is-one-witness", gate: spec(t, m, nil),
-			tel: tel(SilenceCount{Org: "it", Stratum: "w/7.11.0/1", Offered: 20, OfferedSilent: 6},
-				SilenceCount{Org: "other", Stratum: "w/7.11.0/1", Control: 2000, ControlSilent: 20}),
-			want: Inconclusive, msg: "silence rate 30.0% vs 1.0% in control (canary, 20 devices, 15 min window; leaning worse, waiting for more data)"},
-		// ...three such organisations halt.
-		{name: "fail/three-organisations-without-reference", gate: spec(t, m, nil),
-			tel: tel(SilenceCount{Org: "a", Stratum: "w/7.11.0/1", Offered: 20, OfferedSilent: 4},
-				SilenceCount{Org: "b", Stratum: "w/7.11.0/1", Offered: 20, OfferedSilent: 4},
-				SilenceCount{Org: "c", Stratum: "w/7.11.0/1", Offered: 20, OfferedSilent: 4},
-				SilenceCount{Org: "other", Stratum: "w/7.11.0/1", Control: 2000, ControlSilent: 20}),
-			want: Fail, relative: true, parts: []string{"silence rate 20.0% vs 1.0% in control"}},
+		// An organisation whose devices were all offered has nothing to
+		// compare with inside it, and another organisation is no
+		// comparison: until enough of its devices confirmed, its silence
+		// says nothing...
+		{name: "pass/organisation-without-reference", gate: spec(t, m, nil),
+			tel: tel(SilenceCount{Org: "it", Stratum: "w/7.11.0/1", Offered: 20, OfferedSilent: 20},
+				SilenceCount{Org: "other", Stratum: "w/7.11.0/1", Offered: 100, OfferedSilent: 1, Control: 2000, ControlSilent: 20}),
+			want: Pass, msg: "silence rate 17.5% vs 1.0% in control (canary, 120 devices, 15 min window)"},
+		// ...then its confirmed devices' silence is its reference for the
+		// absolute limit: a partition silences them too, a defect does not.
+		{name: "pass/organisation-without-control-cut-off", gate: spec(t, m, nil),
+			tel: tel(SilenceCount{Org: "cut", Stratum: "w/7.11.0/1", Offered: 100, OfferedSilent: 60, Confirmed: 40, ConfirmedSilent: 40},
+				SilenceCount{Org: "other", Stratum: "w/7.11.0/1", Offered: 100, OfferedSilent: 1, Confirmed: 50, Control: 2000, ControlSilent: 20}),
+			want: Pass, msg: "silence rate 30.5% vs 1.0% in control (canary, 200 devices, 15 min window)"},
+		{name: "fail/organisation-without-control-dark-beside-its-confirmed", gate: spec(t, m, nil),
+			tel:  tel(SilenceCount{Org: "hit", Stratum: "w/7.11.0/1", Offered: 100, OfferedSilent: 50, Confirmed: 40, ConfirmedSilent: 1}),
+			want: Fail, msg: "silence rate 50.0% vs 0.0% in control (canary, 100 devices, 15 min window)"},
 		{name: "error/confirmed-beyond-offered", gate: spec(t, m, nil),
 			tel:  tel(SilenceCount{Org: "x", Stratum: "a", Offered: 10, Confirmed: 11, Control: 100}),
 			want: Error, msg: "silence: inconsistent figures for stratum a of organisation x"},
@@ -807,8 +808,8 @@ func shareWorld(event string, base []string) world {
 // harmful release silences effect-1 times the offline share on top, for
 // good.
 func silenceWorld(r *rand.Rand, effect float64) func(int) Telemetry {
-	type devs struct{ off, dead []bool }
-	mk := func(n int) devs { return devs{make([]bool, n), make([]bool, n)} }
+	type devs struct{ off, dead, ok []bool }
+	mk := func(n int) devs { return devs{make([]bool, n), make([]bool, n), make([]bool, n)} }
 	type org struct {
 		name    string
 		stratum string
@@ -835,25 +836,38 @@ func silenceWorld(r *rand.Rand, effect float64) func(int) Telemetry {
 		var ss []SilenceCount
 		for i, o := range orgs {
 			cut := look <= cutUntil[i]
-			step := func(g devs, harm float64) (n, silent int64) {
+			// A treated device confirms the release once it was heard from
+			// after its probation (a look): a confirmed device is never
+			// counted silent, so the unconfirmed ones left are those that
+			// went quiet early, which a gate must not read as a defect.
+			step := func(g devs, harm float64, confirms bool) (n, silent, ok, okSilent int64) {
 				for j := range g.off {
-					if harm > 0 && !g.dead[j] && r.Float64() < harm*o.goOff/10 {
-						g.dead[j] = true
+					if look == 1 && r.Float64() < harm*o.goOff {
+						g.dead[j] = true // taken down as it loads the release
 					}
 					if g.off[j] {
 						g.off[j] = r.Float64() >= 0.25
 					} else {
 						g.off[j] = r.Float64() < o.goOff
 					}
-					if g.off[j] || g.dead[j] || cut {
+					quiet := g.off[j] || g.dead[j] || cut
+					switch {
+					case g.ok[j]:
+						ok++
+						if quiet {
+							okSilent++
+						}
+					case quiet:
 						silent++
+					default:
+						g.ok[j] = confirms && look > 1
 					}
 				}
-				return int64(len(g.off)), silent
+				return int64(len(g.off)), silent, ok, okSilent
 			}
-			tn, tx := step(o.t, effect-1)
-			cn, cx := step(o.c, 0)
-			ss = append(ss, SilenceCount{Org: o.name, Stratum: o.stratum, Offered: tn, OfferedSilent: tx, Control: cn, ControlSilent: cx})
+			tn, tx, tok, tokSilent := step(o.t, effect-1, true)
+			cn, cx, _, _ := step(o.c, 0, false)
+			ss = append(ss, SilenceCount{Org: o.name, Stratum: o.stratum, Offered: tn, OfferedSilent: tx, Confirmed: tok, ConfirmedSilent: tokSilent, Control: cn, ControlSilent: cx})
 		}
 		return Telemetry{Silence: ss, SilentAfter: 15 * time.Minute}
 	}
@@ -863,7 +877,8 @@ func silenceWorld(r *rand.Rand, effect float64) func(int) Telemetry {
 // looked at: healthy releases judged at every one of 30 looks fail at most
 // 0.6% of the time at alpha = 0.001 (the e-values' bound is 0.1%). The
 // same gate at alpha 0.2 fails more often than that (for actions: the
-// relative test without its over-dispersion tolerance), and a harmful
+// relative test without its over-dispersion tolerance; for silence:
+// without the confirmed devices in the denominator), and a harmful
 // release is caught most of the time, so the counts are not quiet
 // because the gate cannot fail.
 func TestGatesFalseAlarmsUnderContinuousMonitoring(t *testing.T) {
@@ -895,6 +910,17 @@ func TestGatesFalseAlarmsUnderContinuousMonitoring(t *testing.T) {
 			loose := g
 			loose.Alpha = 0.2
 			broken := func(t Telemetry) bool { return evaluate(loose, "canary", t).Outcome == Fail }
+			if tc.metric == GateSilence {
+				// Without confirmed devices in the denominator, those left
+				// unconfirmed are the ones that went quiet early.
+				broken = func(tel Telemetry) bool {
+					var cells []cell
+					for _, s := range tel.Silence {
+						cells = append(cells, cell{stratum: s.Stratum, x: s.OfferedSilent, t: float64(s.Offered - s.Confirmed), y: s.ControlSilent, c: float64(s.Control)})
+					}
+					return mixture(cells, 1).e() >= 1/g.Alpha
+				}
+			}
 			if tc.metric == GateActionRate {
 				broken = func(tel Telemetry) bool {
 					s := group(tel.Counts, true)
@@ -903,7 +929,7 @@ func TestGatesFalseAlarmsUnderContinuousMonitoring(t *testing.T) {
 						m := s[st]
 						cells = append(cells, cell{stratum: st, x: m["action-device"], y: m["control-action-device"], t: float64(m["heartbeat"]), c: float64(m["control-heartbeat"])})
 					}
-					return mixture(cells, 1, math.Inf(1)).e() >= 1/g.Alpha
+					return mixture(cells, 1).e() >= 1/g.Alpha
 				}
 			}
 			if n := monitorWith(broken, tc.w, 1, releases, looks, 2); n <= most {
