@@ -68,6 +68,9 @@ type Cohort struct {
 	// each stratum may have now. Nil once every stratum is at Full.
 	Ramp   map[string]int `json:"ramp,omitempty"`
 	RampTo map[string]int `json:"ramp_to,omitempty"`
+	// Before is, per stratum, the early devices the earlier waves reached
+	// when this one started: where its ramp starts from.
+	Before map[string]int `json:"before,omitempty"`
 	// Start is how many devices the wave reached when it started.
 	Start int `json:"start,omitempty"`
 	// Widened is when the controller last grew a stratum in this wave.
@@ -114,15 +117,15 @@ func ComputeCohort(plan Plan, wave int, devices []CohortDevice, k int, prev *Coh
 			c.Start, c.Widened = prev.Start, prev.Widened
 		}
 	}
-	detect := wave >= len(plan.Waves)-2 && plan.Detect != nil
+	floor := plan.detectFloor(wave)
 	for st, f := range g.Floors {
 		c.Floors[st] = max(c.Floors[st], f)
 	}
 	for st, ps := range byStratum {
 		slices.Sort(ps)
 		c.Sizes[st] = len(ps)
-		if detect && len(ps) >= plan.Detect.MinStratum {
-			c.Floors[st] = max(c.Floors[st], min(plan.Detect.Devices(), len(ps)/2))
+		if floor > 0 && len(ps) >= plan.Detect.MinStratum {
+			c.Floors[st] = max(c.Floors[st], min(floor, len(ps)/2))
 		}
 		if len(ps) < k && c.Floors[st] == 0 {
 			continue
@@ -140,8 +143,14 @@ func ComputeCohort(plan Plan, wave int, devices []CohortDevice, k int, prev *Coh
 		}
 	}
 	from := plan.stratifiedFrom()
-	// Per stratum, the early devices earlier waves reach and the current
-	// wave's full reach.
+	// Per stratum, the current wave's full reach, and the early devices
+	// earlier waves reached: counted with the bounds the wave started
+	// from, since this wave's floors raise the bounds of every stratified
+	// wave and must not count as reach the ramp already has.
+	startBounds := c.Bounds
+	if prev != nil {
+		startBounds = prev.Bounds
+	}
 	before := map[string]int{}
 	for _, d := range devices {
 		if !d.Early {
@@ -150,19 +159,32 @@ func ComputeCohort(plan Plan, wave int, devices []CohortDevice, k int, prev *Coh
 		for i := 0; i <= wave && i < len(plan.Waves); i++ {
 			if w := plan.Waves[i]; !w.InternalOnly && reaches(w, i, from, c.Bounds, d) {
 				c.Full[d.Stratum]++
-				if i < wave {
-					before[d.Stratum]++
-				}
+				break
+			}
+		}
+		for i := 0; i < wave && i < len(plan.Waves); i++ {
+			if w := plan.Waves[i]; !w.InternalOnly && reaches(w, i, from, startBounds, d) {
+				before[d.Stratum]++
 				break
 			}
 		}
 	}
+	if same {
+		before = prev.Before
+	}
+	c.Before = before
 	if from >= 0 && wave > from && wave+1 < len(plan.Waves) && !plan.Waves[wave].InternalOnly {
 		c.RampTo = map[string]int{}
 		for st, full := range c.Full {
 			to := max(2*before[st], before[st]+k)
 			if same {
-				to = max(to, prev.RampTo[st])
+				// A stratum the wave already ramped up to its full reach
+				// stays there.
+				if r, ok := prev.RampTo[st]; ok {
+					to = max(to, r)
+				} else {
+					to = full
+				}
 			}
 			to = min(full, max(to, g.Ramp[st]))
 			if to < full {
@@ -179,7 +201,10 @@ func ComputeCohort(plan Plan, wave int, devices []CohortDevice, k int, prev *Coh
 	}
 	for _, d := range devices {
 		for i, w := range plan.Waves {
-			if reaches(w, i, from, c.Bounds, d) && (i != wave || !d.Early || w.InternalOnly || c.Ramp == nil || c.Ramp[d.Stratum] == 0 || d.Position < c.Ramp[d.Stratum]) {
+			// The ramp caps every stratified wave up to the current one: the
+			// floors raise the bounds of all of them.
+			capped := d.Early && !w.InternalOnly && from >= 0 && i >= from && i <= wave && c.Ramp[d.Stratum] > 0 && d.Position >= c.Ramp[d.Stratum]
+			if reaches(w, i, from, c.Bounds, d) && !capped {
 				// Waves are cumulative: a device reached by wave i is in
 				// every later wave's total too.
 				for j := i; j < len(plan.Waves); j++ {

@@ -196,6 +196,7 @@ func TestComputeCohort(t *testing.T) {
 // wave stays in it when the fleet changes.
 func TestComputeCohortKeepsBounds(t *testing.T) {
 	plan := DefaultContentPlan()
+	plan.Detect = nil // no detection floors: only K sets bounds here
 	fleet := testFleet()
 	devs := cohortDevices(fleet)
 	first := ComputeCohort(plan, 1, devs, 20, nil, Growth{})

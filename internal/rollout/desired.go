@@ -18,8 +18,8 @@ type ReleaseView struct {
 	// position is below the bound, even if the wave's share is smaller.
 	Strata map[string]int
 	// Ramp caps the current wave's reach per stratum while it ramps up
-	// (Cohort.Ramp): a device of a listed stratum that no earlier wave
-	// reaches is in the current one only below the cap.
+	// (Cohort.Ramp): a device of a listed stratum is in a stratified wave
+	// only below the cap (every device an earlier wave reached is).
 	Ramp map[string]int
 }
 
@@ -159,12 +159,12 @@ func eligible(now time.Time, r ReleaseView, dev DeviceView) (bool, string) {
 			continue
 		}
 		bound := w.Share
-		if i == r.Wave {
+		if from >= 0 && i >= from {
+			// A wave ramping up caps the stratified waves up to it: no
+			// earlier wave reached a device at or above the cap.
 			if c, ok := r.Ramp[dev.Stratum]; ok && dev.Position >= c {
 				return false, ""
 			}
-		}
-		if from >= 0 && i >= from {
 			if b, ok := r.Strata[dev.Stratum]; ok && b > bound {
 				if dev.Position < b {
 					return true, fmt.Sprintf("wave %s (stratified canary: position %d < %d in %s)", w.Name, dev.Position, b, dev.Stratum)

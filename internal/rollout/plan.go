@@ -80,8 +80,9 @@ type Plan struct {
 // wave before the last on, every such stratum is reached by enough of its
 // devices that a defect of that size shows on DetectDevices of them with
 // probability DetectPower (at most half the stratum), so its gates have
-// seen it before the stratum goes broad (docs/rollout.md, "Power-aware
-// waves").
+// seen it before the stratum goes broad; the public waves before it reach
+// a part of that in proportion to their shares (docs/rollout.md,
+// "Power-aware waves").
 type Detect struct {
 	Share      float64 `json:"share"`
 	MinStratum int     `json:"min_stratum"`
@@ -120,6 +121,28 @@ func (d Detect) Devices() int {
 		}
 	}
 	return int(lo)
+}
+
+// detectFloor is the least reach of every large enough stratum in wave i
+// (before halving for small strata): the plan's full detection floor from
+// the wave before the last on, and in the public waves between the first
+// canary wave and it a part of that floor in proportion to their shares,
+// so exposure grows per stratum towards detection wave by wave rather than
+// all at once in the wave before the last.
+func (p Plan) detectFloor(i int) int {
+	last := len(p.Waves) - 2
+	from := p.stratifiedFrom()
+	if p.Detect == nil || i < 0 || i >= len(p.Waves) || last < 0 || p.Waves[i].InternalOnly {
+		return 0
+	}
+	n := p.Detect.Devices()
+	switch {
+	case i >= last:
+		return n
+	case from < 0 || i <= from || p.Waves[last].Share <= 0:
+		return 0
+	}
+	return n * p.Waves[i].Share / p.Waves[last].Share
 }
 
 // DefaultDetect is the default plans' promise: a defect that crashes 1% of

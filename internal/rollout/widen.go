@@ -22,8 +22,9 @@ type Widening struct {
 // the gates see enough of them to fail or pass, while every other stratum
 // holds where it is; past the wave's own reach, never beyond its budget:
 // what the next wave would reach in addition, so resolving a suspicion
-// early exposes no more devices than moving on would. Otherwise, a wave
-// ramping up doubles every stratum's reach towards its full reach. At most
+// early exposes no more devices than moving on would. Otherwise (or when
+// no suspect stratum can grow), a wave ramping up doubles every stratum's
+// reach towards its full reach. At most
 // once per every; never in the last wave, internal waves, or a release not
 // rolling. It is pure: the server's controller and the simulator call it
 // with their own clock.
@@ -50,16 +51,25 @@ func Widen(now time.Time, st ReleaseStatus, gates []GateResult, c Cohort, every 
 		}
 	}
 	slices.Sort(suspects)
-	out := Widening{Growth: Growth{Floors: map[string]int{}, Ramp: map[string]int{}}}
-	if len(suspects) == 0 {
-		if !c.Ramping() {
-			return Widening{}, false
-		}
-		for s, to := range c.RampTo {
-			out.Ramp[s] = min(c.Full[s], max(2*to, to+c.K))
-		}
+	if out, ok := widenSuspects(st, c, suspects, because); ok {
 		return out, true
 	}
+	// No suspicion, or none that more devices of its strata can resolve
+	// (they are all reached, or the budget is spent): the ramp goes on.
+	if !c.Ramping() {
+		return Widening{}, false
+	}
+	out := Widening{Growth: Growth{Floors: map[string]int{}, Ramp: map[string]int{}}}
+	for s, to := range c.RampTo {
+		out.Ramp[s] = min(c.Full[s], max(2*to, to+c.K))
+	}
+	return out, true
+}
+
+// widenSuspects doubles the suspect strata's reach within the budget.
+func widenSuspects(st ReleaseStatus, c Cohort, suspects, because []string) (Widening, bool) {
+	w := st.Wave
+	out := Widening{Growth: Growth{Floors: map[string]int{}, Ramp: map[string]int{}}}
 	room := c.Targeted[w+1] - c.Targeted[w]
 	var parts []string
 	for _, s := range suspects {

@@ -125,6 +125,13 @@ func TestWiden(t *testing.T) {
 		{name: "budget-is-what-the-next-wave-adds", st: widenStatus(2), gates: leaning, c: func(c *Cohort) { c.Targeted[3] = c.Targeted[2] + 30 },
 			ramp: map[string]int{a: 80}, floors: map[string]int{a: 80}},
 		{name: "no-budget-left", st: widenStatus(2), gates: leaning, c: func(c *Cohort) { c.Targeted[3] = c.Targeted[2] }},
+		// Suspects that cannot grow do not hold a ramping wave forever.
+		{name: "suspects-that-cannot-grow-let-the-ramp-go-on", st: widenStatus(2), gates: leaning, c: func(c *Cohort) {
+			ramping(c)
+			c.Reach[a], c.Reach[b], c.Sizes[a], c.Full[a] = 400, 30, 400, 400
+			delete(c.RampTo, a)
+			delete(c.Ramp, a)
+		}, ramp: map[string]int{b: 30, other: 180}, floors: map[string]int{}},
 		// While the wave ramps, a suspect grows within the wave's own
 		// reach (no budget needed) and every other stratum holds.
 		{name: "ramping-suspects-grow-others-hold", st: widenStatus(2), gates: leaning, c: ramping,
@@ -218,9 +225,11 @@ func TestComputeCohortFloors(t *testing.T) {
 	if ten.Reach[smallStratum] != 20 || ten.Reach[tinyStratum] > 15 {
 		t.Errorf("strata below min_stratum got a floor: %v", ten.Reach)
 	}
+	// The early wave (1%, a tenth of the ten-percent wave's share) gets a
+	// tenth of the floor: 141 devices once it ramped up.
 	early := ComputeCohort(plan, 2, small, 20, nil, Growth{})
-	if early.Reach[bigStratum] > 100 {
-		t.Errorf("early wave reaches %d big-stratum devices: the detection floor starts a wave too soon", early.Reach[bigStratum])
+	if got := early.Full[bigStratum]; got < 141 || got > 146 {
+		t.Errorf("early wave reaches %d big-stratum devices at full reach, want a tenth of the floor, 141", got)
 	}
 	half := plan
 	half.Detect = &Detect{Share: 0.001, MinStratum: 2000} // 14,204 devices: more than half of 5,000
@@ -280,5 +289,29 @@ func TestComputeCohortRamp(t *testing.T) {
 	_, full := reached(t, plan, 2, c.Bounds, fleet)
 	if total != full || c.Targeted[2] != full {
 		t.Errorf("ramped up: Desired reaches %d, the cohort counts %d, the full wave %d", total, c.Targeted[2], full)
+	}
+}
+
+// A stratum that ramped up to its full reach stays there when the cohort
+// is computed again in the same wave (found by the simulator, where
+// strata fell back to twice their canary reach after each step).
+func TestComputeCohortRampNeverFallsBack(t *testing.T) {
+	plan := DefaultContentPlan()
+	fleet := testFleet()
+	devs := cohortDevices(fleet)
+	canary := ComputeCohort(plan, 1, devs, 20, nil, Growth{})
+	c := ComputeCohort(plan, 2, devs, 20, &canary, Growth{})
+	// Ramp one stratum to the top, leave the others.
+	g := Growth{Ramp: map[string]int{bigStratum: c.Full[bigStratum]}}
+	c = ComputeCohort(plan, 2, devs, 20, &c, g)
+	if _, still := c.RampTo[bigStratum]; still {
+		t.Fatalf("the big stratum still ramps: %v of %v", c.RampTo, c.Full)
+	}
+	top := c.Reach[bigStratum]
+	for range 3 {
+		c = ComputeCohort(plan, 2, devs, 20, &c, Growth{})
+		if c.Reach[bigStratum] != top {
+			t.Fatalf("the big stratum fell back from %d to %d devices", top, c.Reach[bigStratum])
+		}
 	}
 }
