@@ -1,0 +1,107 @@
+package sim
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+)
+
+// narrowFleet is a fleet small enough for the suite in which one stratum
+// is a twentieth of the devices: nine strata (three agents × three OS
+// builds), half the organisations on the early track, and a plan with
+// short bakes that promises to catch 2% on any stratum of 300 early
+// devices.
+func narrowFleet(name, faults, outages string) string {
+	return fmt.Sprintf(`name: %s
+devices: 30000
+seed: 2
+duration: 6h
+fleet:
+  agents: {"7.10.0": 2, "7.11.0": 5, "7.12.0": 3}
+  os_builds: {"19045": 5, "22631": 3.3, "20348": 1.7}
+  orgs: 60
+  early_orgs: 0.5
+  internal: 0.001
+release:
+  bundle: ipc-292
+  version: 292
+  start: 10m
+  approve_after: 10m
+  plan:
+    detect: {share: 0.02, min_stratum: 300}
+    waves:
+      - {name: internal, share: 10000, internal_only: true, canary: true, min_devices: 1, bake: 20m}
+      - {name: canary, share: 50, canary: true, min_devices: 20, bake: 30m}
+      - {name: early, share: 500, min_devices: 100, bake: 40m}
+      - {name: quarter, share: 2500, min_devices: 500, bake: 40m}
+      - {name: broad, share: 10000, bake: 40m}
+noise:
+  crashes_per_device_hour: 0.0002
+  reboots_per_device_hour: 0.001
+  offline: 0.1
+  offline_for: 2h
+%s%s`, name, faults, outages)
+}
+
+// Defects confined to one agent version, one OS build, or one agent × OS
+// build cell (with a partition cutting 30% of the organisations off as
+// it rolls out), crashing 2% of those hosts: each is halted by a gate —
+// not by a wave's deadline — before the broad wave, with few hosts
+// crashed, and every crashed host heals by itself.
+func TestNarrowDefectsHaltedByAGate(t *testing.T) {
+	if testing.Short() {
+		t.Skip("three simulations")
+	}
+	partition := "outages: [{start: 30m, for: 2h, orgs: 0.3}]\n"
+	tests := []struct {
+		name, fault, outages string
+	}{
+		{"one-agent", `{kind: host-crash, agents: ["7.12.0"], probability: 0.02}`, ""},
+		{"one-os-build", `{kind: host-crash, os_builds: ["20348"], probability: 0.02}`, ""},
+		{"one-cell-during-a-partition", `{kind: host-crash, agents: ["7.12.0"], os_builds: ["20348"], probability: 0.02}`, partition},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			sc, err := Parse(tc.name, []byte(narrowFleet(tc.name, "faults: ["+tc.fault+"]\n", tc.outages)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := run(t, sc, Options{})
+			if !r.Halted || r.Completed {
+				t.Fatalf("%s: halted %v, completed %v: %s", tc.name, r.Halted, r.Completed, r.Why)
+			}
+			if strings.Contains(r.HaltReason, "deadline") {
+				t.Errorf("halted by a deadline, not a gate: %s", r.HaltReason)
+			}
+			if r.FinalWave == "broad" {
+				t.Errorf("halted only in the broad wave: %s", r.HaltReason)
+			}
+			if r.CrashedDevices > 20 || r.ManualInterventions != 0 {
+				t.Errorf("%d hosts crashed (want at most 20), %d need hands", r.CrashedDevices, r.ManualInterventions)
+			}
+		})
+	}
+}
+
+// A good release on a rough day — ten times the background crashes and
+// reboots, a third of the fleet offline for hours, the control plane
+// down for 45 minutes and later a third of the organisations cut off for
+// two hours — completes every wave: the gates can conclude "no worse than
+// control" on a noisy fleet.
+func TestRoughDayCompletes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a simulation")
+	}
+	sc, err := Parse("rough", []byte(narrowFleet("rough", "", "outages: [{start: 1h, for: 45m}, {start: 2h30m, for: 2h, orgs: 0.3}]\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc.Duration *= 2
+	sc.Noise.CrashesPerDeviceHour *= 10
+	sc.Noise.RebootsPerDeviceHour *= 10
+	sc.Noise.Offline, sc.Noise.OfflineFor = 0.33, sc.Noise.OfflineFor*3
+	r := run(t, sc, Options{})
+	if r.Halted || !r.Completed {
+		t.Fatalf("rough day: halted %v (%s), completed %v: %s", r.Halted, r.HaltReason, r.Completed, r.Why)
+	}
+}
