@@ -309,21 +309,32 @@ func rateGate(g GateSpec, wave string, t Telemetry, shown, tested []string, r0 f
 		res.Outcome, res.Message = Fail, fmt.Sprintf("%s, above the limit of %.3g (%s)", what, g.Limit, where)
 		return res
 	}
-	ev := mixture(cells, r0)
-	res.Evidence = ev.e()
-	fail, leaning := judge(res.Evidence, g.Alpha)
-	if fail {
-		res.Outcome, res.Message = Fail, fmt.Sprintf("%s (%s; %s)", what, where, ev.describe(g.Alpha))
+	leaning, failed := relative(&res, g, cells, r0, what, where)
+	if failed {
 		return res
-	}
-	if leaning {
-		res.Suspect = ev.members
 	}
 	if tExp < g.MinExposure {
 		res.Outcome, res.Message = Inconclusive, fmt.Sprintf("%s (%s; judged from %.3g)", what, where, g.MinExposure)
 		return res
 	}
 	return settle(res, g, what, where, res.Treated > g.Limit, leaning)
+}
+
+// relative runs a gate's relative test on its cells against r0 times the
+// control: it records the e-value, fails the gate at 1/alpha, and names
+// the suspect strata when the evidence leans worse.
+func relative(res *GateResult, g GateSpec, cells []cell, r0 float64, what, where string) (leaning, failed bool) {
+	ev := mixture(cells, r0)
+	res.Evidence = ev.e()
+	failed, leaning = judge(res.Evidence, g.Alpha)
+	if failed {
+		res.Outcome, res.Message = Fail, fmt.Sprintf("%s (%s; %s)", what, where, ev.describe(g.Alpha))
+		return leaning, true
+	}
+	if leaning {
+		res.Suspect = ev.members
+	}
+	return leaning, false
 }
 
 // describe says what the evidence is and where, for a failing gate.
@@ -438,15 +449,9 @@ func silenceGate(g GateSpec, wave string, t Telemetry) GateResult {
 		res.Outcome, res.Message = Fail, fmt.Sprintf("%s (%s)", what, where)
 		return res
 	}
-	ev := mixture(cells, 1)
-	res.Evidence = ev.e()
-	fail, leaning := judge(res.Evidence, g.Alpha)
-	if fail {
-		res.Outcome, res.Message = Fail, fmt.Sprintf("%s (%s; %s)", what, where, ev.describe(g.Alpha))
+	leaning, failed := relative(&res, g, cells, 1, what, where)
+	if failed {
 		return res
-	}
-	if leaning {
-		res.Suspect = ev.members
 	}
 	if float64(n) < g.MinExposure {
 		res.Outcome, res.Message = Inconclusive, fmt.Sprintf("%s (%s; judged from %.0f devices)", what, where, g.MinExposure)
@@ -499,16 +504,9 @@ func shareGate(g GateSpec, wave string, t Telemetry, event string, base []string
 			cells = append(cells, cell{stratum: st, x: min(m[event], sum(m, base)), t: float64(sum(m, base)),
 				y: min(pm[event], sum(pm, base)), c: float64(sum(pm, base))})
 		}
-		ev := mixture(cells, 1)
-		res.Evidence = ev.e()
-		var fail bool
-		fail, leaning = judge(res.Evidence, g.Alpha)
-		if fail {
-			res.Outcome, res.Message = Fail, fmt.Sprintf("%s (%s; %s)", what, where, ev.describe(g.Alpha))
+		var failed bool
+		if leaning, failed = relative(&res, g, cells, 1, what, where); failed {
 			return res
-		}
-		if leaning {
-			res.Suspect = ev.members
 		}
 	}
 	if float64(n) < g.MinExposure {
