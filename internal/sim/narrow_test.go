@@ -105,3 +105,25 @@ func TestRoughDayCompletes(t *testing.T) {
 		t.Fatalf("rough day: halted %v (%s), completed %v: %s", r.Halted, r.HaltReason, r.Completed, r.Why)
 	}
 }
+
+// A defect whose first signs are too few to decide (a worker that crashes
+// on 3% of one cell's hosts: one event each) makes a gate lean worse and
+// name the cell; the controller widens the wave for that cell alone
+// (audited), and the gate then decides.
+func TestSuspiciousStratumIsWidened(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a simulation")
+	}
+	src := narrowFleet("widen", `faults: [{kind: worker-crash, agents: ["7.12.0"], os_builds: ["20348"], probability: 0.03}]`+"\n", "")
+	sc, err := Parse("widen", []byte(strings.Replace(src, "seed: 2", "seed: 4", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := run(t, sc, Options{})
+	if r.Widenings == 0 || !strings.Contains(r.LastWidening, "windows/7.12.0/20348 from ") || strings.Contains(r.LastWidening, "19045") {
+		t.Errorf("widenings %d, last %q: want the suspect cell widened, and only it", r.Widenings, r.LastWidening)
+	}
+	if !r.Halted || strings.Contains(r.HaltReason, "deadline") || !strings.Contains(r.HaltReason, "worker-crash") {
+		t.Errorf("halted %v: %s; want the worker-crash gate to decide", r.Halted, r.HaltReason)
+	}
+}

@@ -975,6 +975,11 @@ type Result struct {
 	HealMedianS         float64 `json:"heal_median_s"`
 	HealMaxS            float64 `json:"heal_max_s"`
 	ManualInterventions int64   `json:"manual_interventions"`
+	// Widenings are the controller's widenings of a wave for suspect
+	// strata (audit entries release.widen), the last one's reason in
+	// LastWidening.
+	Widenings    int    `json:"widenings,omitempty"`
+	LastWidening string `json:"last_widening,omitempty"`
 	Checkins            int64   `json:"checkins"`
 	ServerCheckins      int64   `json:"server_checkins"`
 	VirtualS            float64 `json:"virtual_s"`
@@ -1005,6 +1010,7 @@ func (s *Sim) result(wall time.Duration) *Result {
 				r.Why = st.Summary
 			}
 		}
+		r.Widenings, r.LastWidening = widenings(s.store, s.release)
 		if rel, err := s.store.GetRelease(context.Background(), s.release); err == nil {
 			r.FinalState = string(rel.State)
 			if plan, err := rollout.ParsePlan(rel.Plan); err == nil && rel.Wave < len(plan.Waves) {
@@ -1034,6 +1040,23 @@ func (s *Sim) result(wall time.Duration) *Result {
 	// fleet, the wheel and the state of the devices the rollout touched.
 	r.PeakRSSBytes, r.BytesPerDevice = peakRSS(), heapPerDevice(s.sc.Devices)
 	return r
+}
+
+// widenings counts the audit log's widenings of a release.
+func widenings(st store.Store, release string) (int, string) {
+	n, last := 0, ""
+	for after := int64(0); ; {
+		es, err := st.ListAudit(context.Background(), after, 1000)
+		if err != nil || len(es) == 0 {
+			return n, last
+		}
+		for _, e := range es {
+			if e.Action == "release.widen" && e.Target == release {
+				n, last = n+1, e.Reason
+			}
+			after = e.Seq
+		}
+	}
 }
 
 // heapPerDevice is the live heap, after a collection, over n devices.
