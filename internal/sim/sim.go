@@ -978,14 +978,14 @@ type Result struct {
 	// Widenings are the controller's widenings of a wave for suspect
 	// strata (audit entries release.widen), the last one's reason in
 	// LastWidening.
-	Widenings    int    `json:"widenings,omitempty"`
-	LastWidening string `json:"last_widening,omitempty"`
-	Checkins            int64   `json:"checkins"`
-	ServerCheckins      int64   `json:"server_checkins"`
-	VirtualS            float64 `json:"virtual_s"`
-	WallS               float64 `json:"wall_s"`
-	PeakRSSBytes        int64   `json:"peak_rss_bytes"`
-	BytesPerDevice      float64 `json:"bytes_per_device"`
+	Widenings      int     `json:"widenings,omitempty"`
+	LastWidening   string  `json:"last_widening,omitempty"`
+	Checkins       int64   `json:"checkins"`
+	ServerCheckins int64   `json:"server_checkins"`
+	VirtualS       float64 `json:"virtual_s"`
+	WallS          float64 `json:"wall_s"`
+	PeakRSSBytes   int64   `json:"peak_rss_bytes"`
+	BytesPerDevice float64 `json:"bytes_per_device"`
 }
 
 func (s *Sim) result(wall time.Duration) *Result {
