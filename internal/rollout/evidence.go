@@ -26,8 +26,8 @@ import (
 //
 // No one alternative is right: a narrow defect is a large ratio in one
 // stratum, a broad one a small ratio everywhere. The e-value is therefore
-// a mixture, which is an e-value too: over effect sizes (effects, equal
-// weights) and over groups of strata (the whole release, each OS build,
+// a mixture, which is an e-value too: over effect sizes (effects from half
+// the gate's ratio on, equal weights) and over groups of strata (the whole release, each OS build,
 // each agent version, each stratum; a quarter of the weight to each level,
 // shared equally within it). A defect confined to one OS build pays only
 // the log of that group's weight for the strata it does not touch.
@@ -112,8 +112,18 @@ func groupsOf(strata []string) (names []string, members [][]string, logW []float
 }
 
 // mixture is the e-value against "the treated rate is at most r0 times the
-// control's in every stratum".
-func mixture(cells []cell, r0 float64) evidence {
+// control's in every stratum", betting on treated rates of at least least
+// times the control's.
+func mixture(cells []cell, r0, least float64) evidence {
+	var bets []float64
+	for _, f := range effects {
+		if r0*f >= least {
+			bets = append(bets, f)
+		}
+	}
+	if len(bets) == 0 {
+		bets = effects[len(effects)-1:]
+	}
 	byStratum := map[string][]cell{}
 	for _, c := range cells {
 		byStratum[c.stratum] = append(byStratum[c.stratum], c)
@@ -126,8 +136,8 @@ func mixture(cells []cell, r0 float64) evidence {
 	// Per stratum and effect, the log-likelihood ratio of its cells.
 	llr := make(map[string][]float64, len(strata))
 	for _, s := range strata {
-		v := make([]float64, len(effects))
-		for k, f := range effects {
+		v := make([]float64, len(bets))
+		for k, f := range bets {
 			for _, c := range byStratum[s] {
 				v[k] += cellLLR(c, r0, r0*f)
 			}
@@ -135,12 +145,12 @@ func mixture(cells []cell, r0 float64) evidence {
 		llr[s] = v
 	}
 	names, members, logW := groupsOf(strata)
-	logPi := -math.Log(float64(len(effects)))
+	logPi := -math.Log(float64(len(bets)))
 	best := evidence{logE: math.Inf(-1)}
 	var terms []float64
 	bestTerm := math.Inf(-1)
 	for g := range names {
-		for k, f := range effects {
+		for k, f := range bets {
 			term := logW[g] + logPi
 			for _, s := range members[g] {
 				term += llr[s][k]

@@ -34,8 +34,9 @@ type GateSpec struct {
 	// fraction of devices for shares. The gate fails when the one-sided
 	// (1-Alpha) lower confidence bound is above it.
 	Limit float64 `json:"limit"`
-	// Ratio is the effect the relative test is built to detect: the
-	// treated rate this many times the control rate.
+	// Ratio is the smallest effect worth halting for: the treated rate
+	// this many times the control rate. The relative test bets on effects
+	// from half of it up to 1000 times (evidence.go).
 	Ratio float64 `json:"ratio"`
 	// Alpha is the false-alarm rate of the relative test.
 	Alpha float64 `json:"alpha"`
@@ -324,7 +325,7 @@ func rateGate(g GateSpec, wave string, t Telemetry, shown, tested []string, r0 f
 // control: it records the e-value, fails the gate at 1/alpha, and names
 // the suspect strata when the evidence leans worse.
 func relative(res *GateResult, g GateSpec, cells []cell, r0 float64, what, where string) (leaning, failed bool) {
-	ev := mixture(cells, r0)
+	ev := mixture(cells, r0, g.Ratio/2)
 	res.Evidence = ev.e()
 	failed, leaning = judge(res.Evidence, g.Alpha)
 	if failed {
