@@ -38,6 +38,7 @@ var osWeights = map[float64]string{
 }
 
 const template = `name: narrow-%[1]v-%[2]v
+devices: %[5]d
 seed: 1
 duration: 10h
 checkin_interval: 5m
@@ -143,7 +144,7 @@ func main() {
 
 func runOne(c *cell, seed int) *sim.Result {
 	orgs := max(20, min(2000, c.Devices/500))
-	src := fmt.Sprintf(template, c.Rate, c.Share, osWeights[c.Share], orgs)
+	src := fmt.Sprintf(template, c.Rate, c.Share, osWeights[c.Share], orgs, c.Devices)
 	sc, err := sim.Parse("narrow", []byte(src))
 	if err != nil {
 		fail("%v", err)
