@@ -297,6 +297,9 @@ func (s *Server) checkin(ctx context.Context, e *deviceEntry, reqp *CheckinReque
 			}
 			return CheckinResponse{}, storeError("check-in", res.err)
 		}
+		for _, o := range wr.Offers {
+			s.budgets.stored(o.Org)
+		}
 		resp.AckSeq = res.res.LastSeq
 		for _, k := range offerKeys {
 			s.offered.Store(k, struct{}{})

@@ -71,6 +71,7 @@ type artifactMeta struct {
 func (s *Server) refresh(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
+
 	sn := &snapshot{
 		builtAt:  s.now(),
 		tenants:  map[string]store.Tenant{},
@@ -91,7 +92,18 @@ func (s *Server) refresh(ctx context.Context) error {
 		sn.tenants[t.ID] = t
 		capped = capped || t.HourlyCap > 0
 	}
+	installed := false
 	if capped {
+		// Before the offers are read: those stored from here on may be
+		// missing from this snapshot's count (budgets.reset keeps them
+		// once it is in use); a snapshot never installed leaves the
+		// reservations as they were.
+		s.budgets.beginRead()
+		defer func() {
+			if !installed {
+				s.budgets.endRead()
+			}
+		}()
 		if err := s.loadBudgets(ctx, sn); err != nil {
 			return err
 		}
@@ -176,6 +188,10 @@ func (s *Server) refresh(ctx context.Context) error {
 		slices.SortFunc(l, func(a, b *releaseInfo) int { return compareU64(a.rel.Version, b.rel.Version) })
 	}
 	s.snap.Store(sn)
+	installed = true
+	if capped {
+		s.budgets.reset()
+	}
 	s.ready.Store(true)
 	return nil
 }
@@ -247,6 +263,5 @@ func (s *Server) loadBudgets(ctx context.Context, sn *snapshot) error {
 		limit := max(1, sizes[id]*int64(t.HourlyCap)/rollout.Positions)
 		sn.budget[id] = orgBudget{limit: limit, used: used}
 	}
-	s.budgets.reset()
 	return nil
 }
