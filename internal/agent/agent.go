@@ -582,6 +582,16 @@ func (a *Agent) followChannel(ctx context.Context, cd protocol.ChannelDesired, o
 	}
 	fail := func(err error) {
 		reason := fmt.Sprintf("%s@%d not installed: %v", name, want, err)
+		if trust.Unreachable(err) {
+			// The network's failure, not the version's: try again next
+			// cycle, and do not tell the server it failed to apply.
+			a.log.Warn("apply postponed: update server unreachable", "channel", name, "version", want, "err", err)
+			a.mu.Lock()
+			ch.LastError = reason
+			_ = a.saveLocked()
+			a.mu.Unlock()
+			return
+		}
 		a.log.Warn("apply failed", "channel", name, "version", want, "err", err)
 		a.mu.Lock()
 		ch.LastError = reason

@@ -8,7 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path"
 	"path/filepath"
@@ -52,6 +54,34 @@ var ErrDenied = errors.New("on the signed deny list")
 
 // ErrTooLong is a download longer than its signed length (endless data).
 var ErrTooLong = errors.New("target longer than its signed length")
+
+// ErrUnreachable: the repository or its target files could not be
+// reached (the server answered 5xx or 429). See Unreachable.
+var ErrUnreachable = errors.New("signed-update repository unreachable")
+
+// Unreachable reports whether err is the network's, not the content's:
+// connection refused or reset, a timeout, a cut-off body, or a server
+// that answered 5xx or 429. Such a failure says nothing about the
+// release; the agent tries again next cycle rather than report that the
+// version failed to apply (a control-plane outage otherwise reads as a
+// wave of apply failures: the simulator's live outage test halted on
+// one).
+func Unreachable(err error) bool {
+	var netErr net.Error
+	var urlErr *url.Error
+	var httpErr *metadata.ErrDownloadHTTP
+	switch {
+	case err == nil:
+		return false
+	case errors.Is(err, ErrUnreachable), errors.Is(err, io.ErrUnexpectedEOF):
+		return true
+	case errors.As(err, &httpErr):
+		return httpErr.StatusCode >= 500 || httpErr.StatusCode == http.StatusTooManyRequests
+	case errors.As(err, &netErr), errors.As(err, &urlErr):
+		return true
+	}
+	return false
+}
 
 // Open starts a verification cycle: it refreshes the metadata from the
 // server, checking every signature, version and expiry.
@@ -164,6 +194,9 @@ func (s *Session) download(tf *metadata.TargetFiles, w io.Writer) error {
 		return err
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests {
+		return fmt.Errorf("%w: GET %s: %s", ErrUnreachable, url, resp.Status)
+	}
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("GET %s: %s", url, resp.Status)
 	}
