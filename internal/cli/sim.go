@@ -16,13 +16,13 @@ import (
 
 func newSimCmd() *cobra.Command {
 	var scenario, out string
-	var devices, seeds int
+	var devices, seeds, parallel int
 	var seed uint64
 	var asJSON, list, quiet, live bool
 	var speed float64
 	var liveDir string
 	c := &cobra.Command{
-		Use:   "sim [--scenario NAME|FILE] [--devices N] [--seed S] [--seeds N] [--live [--speed X]] [--json] [--out DIR]",
+		Use:   "sim [--scenario NAME|FILE] [--devices N] [--seed S] [--seeds N [--parallel P]] [--live [--speed X]] [--json] [--out DIR]",
 		Short: "Simulate a fleet: how far a bad update gets, how fast it halts, how fast devices heal",
 		Long: `Run a fleet simulation in virtual time with the real rollout code: the server's
 check-in and controller (cohorts, strata, gates, halts) and the agent's own
@@ -36,7 +36,8 @@ their own data directories, workers simulated), on a clock --speed times
 faster than real time. It prints the same figures.
 
 --json prints one JSON object last: the run's figures, or with --seeds N the
-runs, the false-halt rate and median/p95/max of each figure. --out DIR writes
+runs, the false-halt rate and median/p95/max of each figure; the seeds run
+--parallel at a time, one per core by default. --out DIR writes
 a Markdown report and a PNG chart of the run (the first seed's).
 
 Exit status: 0 ran, 2 usage or a scenario that is not valid.`,
@@ -64,7 +65,10 @@ Exit status: 0 ran, 2 usage or a scenario that is not valid.`,
 			if !quiet {
 				progress = cmd.ErrOrStderr()
 			}
-			o := sim.Options{Devices: devices, Seed: seed}
+			if parallel < 0 {
+				return usage(fmt.Errorf("--parallel %d: want 0 (one run per core) or more", parallel))
+			}
+			o := sim.Options{Devices: devices, Seed: seed, Parallel: parallel}
 			if live {
 				if seeds > 1 {
 					return usage(errors.New("--live runs one seed at a time"))
@@ -103,6 +107,7 @@ Exit status: 0 ran, 2 usage or a scenario that is not valid.`,
 	f.IntVar(&devices, "devices", 0, "override the scenario's device count")
 	f.Uint64Var(&seed, "seed", 0, "override the scenario's seed")
 	f.IntVar(&seeds, "seeds", 1, "run this many seeds (seed, seed+1, ...) and summarise")
+	f.IntVar(&parallel, "parallel", 0, "with --seeds: runs at once (0: one per core)")
 	f.BoolVar(&asJSON, "json", false, "print one JSON object last")
 	f.StringVar(&out, "out", "", "write a Markdown report and a PNG chart here")
 	f.BoolVar(&list, "list", false, "list the built-in scenarios")

@@ -159,12 +159,42 @@ type Telemetry struct {
 	SilentAfter time.Duration
 	// Err is why the figures could not be read, if they could not.
 	Err error
+
+	// memo holds the counts summed per stratum, which every gate of one
+	// look reads: Evaluate sums them once, not once a gate (with a
+	// thousand organisations a look sums tens of thousands of counts).
+	memo *tallies
+}
+
+type tallies struct {
+	byWave, all, prev sums
+}
+
+// sums returns the counts (or the previous release's) summed per stratum,
+// or per wave and stratum.
+func (t Telemetry) sums(byWave, previous bool) sums {
+	cs := t.Counts
+	if previous {
+		cs = t.Previous
+	}
+	if t.memo == nil {
+		return group(cs, byWave)
+	}
+	slot := &t.memo.all
+	switch {
+	case previous:
+		slot = &t.memo.prev
+	case byWave:
+		slot = &t.memo.byWave
+	}
+	if *slot == nil {
+		*slot = group(cs, byWave)
+	}
+	return *slot
 }
 
 // sums adds counts per stratum and metric.
 type sums map[string]map[string]int64
-
-func sumCounts(cs []Count) sums { return group(cs, false) }
 
 // group adds counts per stratum, or per wave and stratum. The crash and
 // action tests condition on each wave's stratum separately: counters are
@@ -173,18 +203,32 @@ func sumCounts(cs []Count) sums { return group(cs, false) }
 // treated share grows (a fleet-wide crash spike as a wave starts) cannot
 // look like an effect of the release.
 func group(cs []Count, byWave bool) sums {
-	out := sums{}
+	// Counts come per organisation too: key them without building a
+	// string per count, and name each group once.
+	type key struct {
+		wave    int
+		stratum string
+	}
+	byKey := map[key]map[string]int64{}
 	for _, c := range cs {
-		k := c.Stratum
+		k := key{stratum: c.Stratum}
 		if byWave {
-			k = strconv.Itoa(c.Wave) + "|" + c.Stratum
+			k.wave = c.Wave
 		}
-		m := out[k]
+		m := byKey[k]
 		if m == nil {
 			m = map[string]int64{}
-			out[k] = m
+			byKey[k] = m
 		}
 		m[c.Metric] += c.Value
+	}
+	out := make(sums, len(byKey))
+	for k, m := range byKey {
+		name := k.stratum
+		if byWave {
+			name = strconv.Itoa(k.wave) + "|" + k.stratum
+		}
+		out[name] = m
 	}
 	return out
 }
@@ -211,6 +255,9 @@ func (s sums) strata() []string {
 // Evaluate runs a wave's gates on the telemetry.
 func Evaluate(gates []GateSpec, wave string, t Telemetry) []GateResult {
 	out := make([]GateResult, 0, len(gates))
+	if t.memo == nil {
+		t.memo = &tallies{}
+	}
 	for _, g := range gates {
 		out = append(out, evaluate(g, wave, t))
 	}
@@ -277,7 +324,7 @@ func judge(e float64, alpha float64) (fail, leaning bool) {
 // those its relative test judges against r0 times the control's rate.
 func rateGate(g GateSpec, wave string, t Telemetry, shown, tested []string, r0 float64) GateResult {
 	res := GateResult{Metric: g.Metric}
-	s := group(t.Counts, true)
+	s := t.sums(true, false)
 	span := t.HeartbeatSpan.Hours()
 	if span <= 0 {
 		span = 1.0 / 60
@@ -474,7 +521,7 @@ func silenceGate(g GateSpec, wave string, t Telemetry) GateResult {
 // channel's previous release when it has figures, stratum by stratum.
 func shareGate(g GateSpec, wave string, t Telemetry, event string, base []string) GateResult {
 	res := GateResult{Metric: g.Metric}
-	cur, prev := sumCounts(t.Counts), sumCounts(t.Previous)
+	cur, prev := t.sums(false, false), t.sums(false, true)
 	x, n := cur.total(event), cur.total(base...)
 	px, pn := prev.total(event), prev.total(base...)
 	res.Exposure, res.Events = float64(n), x

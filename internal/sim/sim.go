@@ -34,8 +34,10 @@ import (
 
 // Options overrides a scenario and says where progress goes.
 type Options struct {
-	Devices  int    // 0: the scenario's
-	Seed     uint64 // 0: the scenario's
+	Devices int    // 0: the scenario's
+	Seed    uint64 // 0: the scenario's
+	// Parallel is how many seeds RunSeeds runs at once (0: one per core).
+	Parallel int
 	Progress io.Writer
 	Log      *slog.Logger
 }

@@ -257,3 +257,30 @@ func TestCrashesAtTheEndHealBeforeTheyCount(t *testing.T) {
 		t.Fatalf("crashed %d, by hand %d, recovered in %v s, ran %v s: want every crash healed past the end", r.CrashedDevices, r.ManualInterventions, r.TimeToRecoverS, r.VirtualS)
 	}
 }
+
+// Seeds run side by side give each seed's own run: nothing is shared
+// between runs but the process.
+func TestRunSeedsInParallelAreTheSeedsRuns(t *testing.T) {
+	sc, err := Load("subtle")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc.Duration = sc.Duration / 4
+	o := Options{Devices: 5000, Seed: 3, Parallel: 3}
+	sum, err := RunSeeds(context.Background(), sc, o, 3, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Seeds != 3 || len(sum.Runs) != 3 || sum.Devices != 5000 {
+		t.Fatalf("summary of %d seeds, %d runs, %d devices", sum.Seeds, len(sum.Runs), sum.Devices)
+	}
+	for k, got := range sum.Runs {
+		want := run(t, sc, Options{Devices: 5000, Seed: 3 + uint64(k)})
+		for _, r := range []*Result{got, want} {
+			r.WallS, r.PeakRSSBytes, r.BytesPerDevice = 0, 0, 0
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("seed %d side by side:\n%+v\nalone:\n%+v", 3+k, *got, *want)
+		}
+	}
+}

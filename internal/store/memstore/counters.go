@@ -51,8 +51,10 @@ type releaseCounters struct {
 	cells []cell
 	// totals are in CounterTotals' order. A new total is put in its
 	// place when it first appears, which is rare once a wave has started,
-	// so that reads never sort.
+	// so that reads never sort; byKey finds one for a cell of a new
+	// window (every heartbeat flush opens one per organisation and stratum).
 	totals []*total
+	byKey  map[totalKey]*total
 }
 
 type cell struct {
@@ -70,7 +72,7 @@ func (st *state) addCounters(cs []store.Counter) {
 		if rc == nil || c.Release != rel {
 			rel, rc = c.Release, st.counters[c.Release]
 			if rc == nil {
-				rc = &releaseCounters{index: map[cellKey]int{}}
+				rc = &releaseCounters{index: map[cellKey]int{}, byKey: map[totalKey]*total{}}
 				st.counters[c.Release] = rc
 			}
 		}
@@ -86,15 +88,15 @@ func (st *state) addCounters(cs []store.Counter) {
 	}
 }
 
-// total finds or adds the total of a key, for a new cell: a binary search
-// in the few totals of a release.
+// total finds or adds the total of a key, for a new cell.
 func (rc *releaseCounters) total(k totalKey) *total {
-	i, found := slices.BinarySearchFunc(rc.totals, k, func(t *total, k totalKey) int { return compareTotalKeys(t.key, k) })
-	if found {
-		return rc.totals[i]
+	if t := rc.byKey[k]; t != nil {
+		return t
 	}
+	i, _ := slices.BinarySearchFunc(rc.totals, k, func(t *total, k totalKey) int { return compareTotalKeys(t.key, k) })
 	t := &total{key: k}
 	rc.totals = slices.Insert(rc.totals, i, t)
+	rc.byKey[k] = t
 	return t
 }
 
