@@ -420,13 +420,17 @@ type DeviceInfo struct {
 	Revoked      bool      `json:"revoked"`
 	// LastSeq is the highest event sequence number stored for the device:
 	// equal to the agent's own, nothing it sent is missing.
-	LastSeq  uint64                `json:"last_seq"`
-	Channels []store.DeviceChannel `json:"channels,omitempty"`
+	LastSeq uint64 `json:"last_seq"`
+	// Anomalies counts the device's reports the gates did not believe:
+	// about a release it was never offered or a version it does not run.
+	// A healthy agent sends none; more than a few is a device to look at.
+	Anomalies int64                 `json:"anomalies"`
+	Channels  []store.DeviceChannel `json:"channels,omitempty"`
 }
 
 func toDeviceInfo(d store.Device) DeviceInfo {
 	return DeviceInfo{ID: d.ID, Org: d.Org, Platform: d.Platform, OSBuild: d.OSBuild, AgentVersion: d.AgentVersion,
-		EnrolledAt: d.EnrolledAt, LastSeen: d.LastSeen, Revoked: d.Revoked, LastSeq: d.LastSeq}
+		EnrolledAt: d.EnrolledAt, LastSeen: d.LastSeen, Revoked: d.Revoked, LastSeq: d.LastSeq, Anomalies: d.Anomalies}
 }
 
 func (s *Server) listDevices(w http.ResponseWriter, r *http.Request, p Principal) error {

@@ -354,6 +354,7 @@ func TestFiguresAreScoped(t *testing.T) {
 	forEachStore(t, func(t *testing.T, e *env) {
 		a := newAuthz(t, e)
 		for i, d := range []*device{a.devC, a.devF} {
+			e.offered(t, d, 292)
 			e.checkin(t, d, d.report(292,
 				server.EventReport{Seq: 1, Type: "applied", Channel: "acme/ipc", Version: 292},
 				server.EventReport{Seq: 2, Type: "actions", Channel: "acme/ipc", Version: 292, Counts: map[string]int64{"block": int64(i + 1)}}))

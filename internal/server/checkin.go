@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/ringfence/ringfence/internal/content"
@@ -177,6 +178,24 @@ func (s *Server) checkin(ctx context.Context, e *deviceEntry, reqp *CheckinReque
 
 	stratum := stratumOf(req.Platform, req.AgentVersion, req.OSBuild)
 	window := now.Truncate(s.cfg.CounterWindow)
+	var asked int64
+	for _, ev := range req.Events {
+		if ev.Seq > lastSeq && ev.Type == "actions" {
+			for _, a := range actionKinds {
+				asked += max(0, min(ev.Counts[a], maxActionsPerHour))
+			}
+		}
+	}
+	s.devices.lock(e)
+	running := runningVersions(e, req.Channels)
+	// Action counts are capped per device and hour, reserved here so that
+	// check-ins of one device side by side share one allowance.
+	if h := now.Unix() / 3600; e.actHour != h {
+		e.actHour, e.actSpent = h, 0
+	}
+	allowed := min(asked, max(0, maxActionsPerHour-e.actSpent))
+	e.actSpent += allowed
+	s.devices.unlock(e)
 	for _, ev := range req.Events {
 		if ev.Seq <= lastSeq {
 			continue // already stored; the store would drop it too
@@ -186,7 +205,14 @@ func (s *Server) checkin(ctx context.Context, e *deviceEntry, reqp *CheckinReque
 			t = now // a device clock is not trusted for windows
 		}
 		se := store.Event{Device: id, Seq: ev.Seq, Time: t, Type: ev.Type, Channel: ev.Channel, Version: ev.Version, Reason: ev.Reason, Counts: ev.Counts}
-		se.Counters = s.eventCounters(sn, org, stratum, t.Truncate(s.cfg.CounterWindow), ev)
+		if ev.Type == "actions" && ev.Seq > lastSeq {
+			ev.Counts, allowed = capActions(ev.Counts, allowed)
+		}
+		var believed bool
+		se.Counters, believed = s.eventCounters(sn, id, org, stratum, t.Truncate(s.cfg.CounterWindow), ev, running)
+		if !believed {
+			wr.Anomalies++
+		}
 		wr.Events = append(wr.Events, se)
 	}
 	// One heartbeat per device and window, however often it checks in.
@@ -211,7 +237,9 @@ func (s *Server) checkin(ctx context.Context, e *deviceEntry, reqp *CheckinReque
 	if countAct {
 		ev := &wr.Events[acted]
 		for _, k := range s.cells(sn, org, stratum, window, ev.Channel, ev.Version, "action-device") {
-			ev.Counters = append(ev.Counters, store.Counter{CounterKey: k, Value: 1})
+			if c, ok := testimonyOf(sn, ev.Channel, k, 1, id, running[ev.Channel], ev.Version); ok {
+				ev.Counters = append(ev.Counters, c)
+			}
 		}
 	}
 	if countBeat {
@@ -350,23 +378,106 @@ func (s *Server) cells(sn *snapshot, org, stratum string, window time.Time, chan
 	return out
 }
 
-func (s *Server) eventCounters(sn *snapshot, org, stratum string, window time.Time, ev EventReport) []store.Counter {
+// eventCounters names the counters one event of a device feeds, each the
+// device's testimony (store.Counter): about a release, only if it was
+// offered to the device, and once per device (onceFor); as control for a
+// release rolling out, only about the version the device runs (now or as
+// its last known good), else it is not believed (false: an anomaly).
+func (s *Server) eventCounters(sn *snapshot, device, org, stratum string, window time.Time, ev EventReport, running map[string][2]uint64) ([]store.Counter, bool) {
 	if ev.Channel == "" {
-		return nil
+		return nil, true
 	}
-	var out []store.Counter
-	if ev.Type != "actions" {
-		for _, k := range s.cells(sn, org, stratum, window, ev.Channel, ev.Version, ev.Type) {
-			out = append(out, store.Counter{CounterKey: k, Value: 1})
-		}
-		return out
-	}
-	for _, a := range []string{"log", "alert", "block"} {
-		if n := ev.Counts[a]; n > 0 {
-			for _, k := range s.cells(sn, org, stratum, window, ev.Channel, ev.Version, "action-"+a) {
-				out = append(out, store.Counter{CounterKey: k, Value: n})
+	metrics := []string{ev.Type}
+	values := []int64{1}
+	if ev.Type == "actions" {
+		metrics, values = nil, nil
+		for _, a := range actionKinds {
+			if n := ev.Counts[a]; n > 0 {
+				metrics, values = append(metrics, "action-"+a), append(values, n)
 			}
 		}
+	}
+	believed := true
+	var out []store.Counter
+	for i, m := range metrics {
+		for _, k := range s.cells(sn, org, stratum, window, ev.Channel, ev.Version, m) {
+			c, ok := testimonyOf(sn, ev.Channel, k, values[i], device, running[ev.Channel], ev.Version)
+			if !ok {
+				believed = false
+				continue
+			}
+			out = append(out, c)
+		}
+	}
+	return out, believed
+}
+
+// testimonyOf is a device's counter for cell k about version v of
+// channel, on which it runs rv (active, last known good). A count about a
+// release is the testimony of a device it was offered to (the store
+// checks); of a completed release, also of one that runs it (a rollback
+// sends devices back to it without an offer). A control count is that of
+// a device running v. False: not believed.
+func testimonyOf(sn *snapshot, channel string, k store.CounterKey, value int64, device string, rv [2]uint64, v uint64) (store.Counter, bool) {
+	runs := rv[0] == v || v != 0 && rv[1] == v
+	c := store.Counter{CounterKey: k, Value: value, Device: device, Once: onceFor(k.Metric)}
+	if strings.HasPrefix(k.Metric, "control-") {
+		return c, runs
+	}
+	c.Offered = !runs || !sn.completed(channel, k.Release)
+	return c, true
+}
+
+var actionKinds = []string{"log", "alert", "block"}
+
+// maxActionsPerHour is how many detections a device's reports count for in
+// an hour: a busy host's real load is far below it, and one device cannot
+// fake a storm of them (the events are stored whole).
+const maxActionsPerHour = 10000
+
+// capActions takes what is left of the allowance from an event's counts,
+// in a copy: the stored event keeps what the device said.
+func capActions(counts map[string]int64, allowed int64) (map[string]int64, int64) {
+	out := make(map[string]int64, len(counts))
+	for _, a := range actionKinds {
+		n := min(max(0, counts[a]), allowed)
+		if n > 0 {
+			out[a] = n
+			allowed -= n
+		}
+	}
+	return out, allowed
+}
+
+// onceFor names what a device says about a release at most once: a host
+// that crashed is one crashed host however often it crashes or reboots,
+// and one that applied, failed, reverted or confirmed did so once. Action
+// counts are not marked (they are capped per device instead).
+func onceFor(metric string) string {
+	base, control := strings.CutPrefix(metric, "control-")
+	switch base {
+	case "boot-loop":
+		base = "unclean-reboot" // one gate: a boot loop is unclean reboots
+	case "worker-crash", "unclean-reboot", "applied", "apply-failed", "reverted", "healthy":
+	default:
+		return ""
+	}
+	if control {
+		return "control-" + base
+	}
+	return base
+}
+
+// runningVersions is, per channel, the versions a device runs and keeps
+// as last known good, from this check-in's report or else what it last
+// reported. Called with the device locked.
+func runningVersions(e *deviceEntry, reported []ChannelReport) map[string][2]uint64 {
+	out := make(map[string][2]uint64, len(e.channels)+len(reported))
+	for _, c := range e.channels {
+		out[c.channel] = [2]uint64{c.active, c.lkg}
+	}
+	for _, c := range reported {
+		out[c.Channel] = [2]uint64{c.ActiveVersion, c.LKGVersion}
 	}
 	return out
 }

@@ -33,8 +33,12 @@ type deviceEntry struct {
 	// actWindow is the last window in which the device's blocks or
 	// alerts were counted as an action-device window (one per window).
 	actWindow int64
-	revoked   bool
-	shard     uint8
+	// actHour and actSpent are the hour (since the epoch) and the action
+	// counts counted in it (maxActionsPerHour).
+	actHour  int64
+	actSpent int64
+	revoked  bool
+	shard    uint8
 }
 
 type deviceFacts struct{ platform, osBuild, agent string }

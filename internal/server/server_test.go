@@ -247,6 +247,16 @@ func (e *env) checkin(t testing.TB, d *device, req server.CheckinRequest) server
 	return resp
 }
 
+// offered has d, running nothing yet, offered version of acme/ipc: the
+// server counts a device's reports about a release only once it was
+// offered the release.
+func (e *env) offered(t testing.TB, d *device, version uint64) {
+	t.Helper()
+	if got := e.desired(t, d, 0); got != version {
+		t.Fatalf("device %s was offered %d, want %d", d.id, got, version)
+	}
+}
+
 // desired is the version d is told to run on acme/ipc (0: no entry).
 func (e *env) desired(t testing.TB, d *device, active uint64) uint64 {
 	t.Helper()
@@ -510,20 +520,34 @@ func TestActionWindowsCountDevicesOnce(t *testing.T) {
 	forEachStore(t, func(t *testing.T, e *env) {
 		d := e.enroll(t, "7.12.0")
 		quiet := e.enroll(t, "7.12.0")
+		e.offered(t, d, 292)
+		e.offered(t, quiet, 292)
 		var flood []server.EventReport
-		for i := range 50 {
+		for i := range 51 {
 			flood = append(flood, server.EventReport{Seq: uint64(i + 1), Type: "actions", Channel: "acme/ipc", Version: 292, Counts: map[string]int64{"block": 1000, "alert": 10}})
 		}
 		e.checkin(t, d, d.report(292, flood[:25]...))
-		e.checkin(t, d, d.report(292, flood[25:]...))
+		e.checkin(t, d, d.report(292, flood[25:50]...))
 		e.checkin(t, quiet, quiet.report(292, server.EventReport{Seq: 1, Type: "actions", Channel: "acme/ipc", Version: 292, Counts: map[string]int64{"log": 7}}))
 		e.srv.Drain()
 		fs := e.figures(t, e.creds.AdminToken, seedRelease)
-		if got := fs.sum("action-block"); got != 50*1000 {
-			t.Errorf("action-block: got %d, want %d", got, 50*1000)
+		// 50,500 detections in one hour count as the hourly cap of 10,000.
+		if got := fs.sum("action-block") + fs.sum("action-alert"); got != 10000 {
+			t.Errorf("action-block and -alert: got %d, want the cap of 10000", got)
 		}
 		if got := fs.sum("action-device"); got != 1 {
 			t.Errorf("action-device: got %d, want 1 (one device, one window)", got)
+		}
+		if got := fs.sum("action-log"); got != 7 {
+			t.Errorf("action-log: got %d, want the quiet device's 7", got)
+		}
+		// The next hour has its own allowance.
+		e.clock.Advance(time.Hour)
+		e.checkin(t, d, d.report(292, flood[50]))
+		e.srv.Drain()
+		fs = e.figures(t, e.creds.AdminToken, seedRelease)
+		if got := fs.sum("action-block") + fs.sum("action-alert"); got != 10000+1010 {
+			t.Errorf("action-block and -alert an hour later: got %d, want %d", got, 10000+1010)
 		}
 	})
 }
@@ -531,6 +555,7 @@ func TestActionWindowsCountDevicesOnce(t *testing.T) {
 func TestTelemetryIsIdempotent(t *testing.T) {
 	forEachStore(t, func(t *testing.T, e *env) {
 		d := e.enroll(t, "7.12.0")
+		e.offered(t, d, 292)
 		events := []server.EventReport{
 			{Seq: 1, Type: "applied", Channel: "acme/ipc", Version: 292},
 			{Seq: 2, Type: "actions", Channel: "acme/ipc", Version: 292, Counts: map[string]int64{"block": 2, "alert": 5}},
@@ -719,9 +744,7 @@ func TestReleaseLifecycle(t *testing.T) {
 		_, enrF := e.enrollToken(t, "fabrikam", 0)
 		ga, early := e.enroll(t, "7.12.0"), e.enrollWith(t, enrF, "7.12.0")
 		for _, d := range []*device{ga, early} {
-			if got := e.desired(t, d, 292); got != 292 {
-				t.Fatalf("before the release: got %d, want 292", got)
-			}
+			e.offered(t, d, 292)
 		}
 
 		rel := e.publishRelease(t, 293)

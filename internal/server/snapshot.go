@@ -238,6 +238,16 @@ func (ri *releaseInfo) targetsDevice(platform string, agent content.AgentVersion
 	return ri.targets.Matches(&content.Manifest{Platform: platform, AgentVersion: agent})
 }
 
+// completed reports whether release id of channel has completed.
+func (sn *snapshot) completed(channel, id string) bool {
+	for _, ri := range sn.releases[channel] {
+		if ri.rel.ID == id {
+			return ri.view.State == rollout.StateCompleted
+		}
+	}
+	return false
+}
+
 func (sn *snapshot) track(org, channel string) rollout.Track {
 	if t, ok := sn.policies[policyKey{org, channel}]; ok {
 		return t

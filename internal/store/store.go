@@ -194,6 +194,11 @@ type Device struct {
 	LastSeen     time.Time
 	LastSeq      uint64 // highest event sequence number stored
 	Revoked      bool
+	// Anomalies counts the device's reports the gates did not believe:
+	// events about a release it was never offered, or about a version it
+	// was not running. One device's forgery moves no gate; a count here
+	// is for a person to look at.
+	Anomalies int64
 }
 
 // DeviceChannel is what a device reports for one channel.
@@ -245,6 +250,15 @@ type CounterKey struct {
 type Counter struct {
 	CounterKey
 	Value int64
+	// Device, when set, makes the increment one device's testimony about
+	// Release, which the store checks in the write's transaction, so that
+	// it holds across restarts and replicas: with Offered, it counts only
+	// if the release was offered to the device (else it is an anomaly of
+	// the device's); with Once, only the first time the device says Once
+	// about the release — the gates count devices, not events.
+	Device  string
+	Once    string
+	Offered bool
 }
 
 // Offer records that a device was first told to install a release's
@@ -267,6 +281,10 @@ type CheckinWrite struct {
 	Channels []DeviceChannel
 	Events   []Event
 	Offers   []Offer // stored once per (release, device); repeats are ignored
+	// Anomalies are reports the server already refused to count (about
+	// a version the device was not running); the store adds them, and
+	// the counters it refuses, to the device's Anomalies.
+	Anomalies int64
 }
 
 // SilenceQuery asks, per organisation and stratum, how many devices went
@@ -343,6 +361,9 @@ type DeviceSeen struct {
 type CheckinResult struct {
 	NewEvents int
 	LastSeq   uint64
+	// Refused counts the new events' device counters the store did not
+	// count because the release was never offered to the device.
+	Refused int
 }
 
 // AuditEntry is one state change. Entries form a hash chain: Hash covers

@@ -231,11 +231,15 @@ func (s *Store) ApplyCheckins(ctx context.Context, ws []store.CheckinWrite) ([]s
 		w := &ws[i]
 		d := st.devices.byID[w.Device.ID]
 		seq := d.LastSeq
+		d.Anomalies += w.Anomalies
 		for _, e := range w.Events {
 			if e.Seq <= seq {
 				continue // a retry: stored already, counted already
 			}
-			st.addCounters(e.Counters)
+			cs, refused := st.believe(w.Device.ID, e.Counters)
+			st.addCounters(cs)
+			out[i].Refused += refused
+			d.Anomalies += int64(refused)
 			seq = e.Seq
 			out[i].NewEvents++
 		}

@@ -51,6 +51,7 @@ type state struct {
 	devices      devices
 	offers       offers
 	counters     map[string]*releaseCounters // by release
+	testimony    map[testimony]struct{}      // devices' Once marks
 	kills        map[string]store.KillSwitch // by scope
 	audit        []store.AuditEntry          // audit[i].Seq == i+1
 }
@@ -70,6 +71,7 @@ func New() *Store {
 		devices:      newDevices(),
 		offers:       newOffers(),
 		counters:     map[string]*releaseCounters{},
+		testimony:    map[testimony]struct{}{},
 		kills:        map[string]store.KillSwitch{},
 	}}
 }

@@ -187,6 +187,17 @@ CREATE TABLE counter_marks (
 	PRIMARY KEY (release, wave, org, stratum, metric)
 );
 `,
+	// 5: devices' testimony: the Once marks that make the gates count a
+	// device once, and how many of its reports were not believed.
+	`
+CREATE TABLE testimony (
+	release TEXT NOT NULL,
+	device  TEXT NOT NULL,
+	once    TEXT NOT NULL,
+	PRIMARY KEY (release, device, once)
+);
+ALTER TABLE devices ADD COLUMN anomalies BIGINT NOT NULL DEFAULT 0;
+`,
 }
 
 func (d dialect) migration(i int) string {

@@ -672,10 +672,14 @@ func (s *Store) RevokeEnrollToken(ctx context.Context, id string) error {
 
 const deviceCols = `id, org, cred_hash, platform, os_build, agent_version, enrolled_at, last_seen, last_seq, revoked`
 
+// deviceRead is what a device read selects: its columns and what the
+// store counts for it.
+const deviceRead = deviceCols + `, anomalies`
+
 func scanDevice(sc interface{ Scan(...any) error }) (store.Device, error) {
 	var d store.Device
 	var enrolled, seen, seq int64
-	err := sc.Scan(&d.ID, &d.Org, &d.CredHash, &d.Platform, &d.OSBuild, &d.AgentVersion, &enrolled, &seen, &seq, &d.Revoked)
+	err := sc.Scan(&d.ID, &d.Org, &d.CredHash, &d.Platform, &d.OSBuild, &d.AgentVersion, &enrolled, &seen, &seq, &d.Revoked, &d.Anomalies)
 	d.EnrolledAt, d.LastSeen, d.LastSeq = fromMS(enrolled), fromMS(seen), uint64(seq)
 	return d, err
 }
@@ -707,7 +711,7 @@ func (s *Store) CreateDevices(ctx context.Context, ds []store.Device) error {
 }
 
 func (s *Store) GetDevice(ctx context.Context, id string) (store.Device, error) {
-	d, err := scanDevice(s.db.QueryRowContext(ctx, s.q(`SELECT `+deviceCols+` FROM devices WHERE id = ?`), id))
+	d, err := scanDevice(s.db.QueryRowContext(ctx, s.q(`SELECT `+deviceRead+` FROM devices WHERE id = ?`), id))
 	if err != nil {
 		return d, fmt.Errorf("device %s: %w", id, s.wrap(err))
 	}
@@ -719,7 +723,7 @@ func (s *Store) ListDevices(ctx context.Context, f store.DeviceFilter) ([]store.
 	if limit <= 0 || limit > 10000 {
 		limit = 10000
 	}
-	rows, err := s.db.QueryContext(ctx, s.q(`SELECT `+deviceCols+` FROM devices
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT `+deviceRead+` FROM devices
 		WHERE (? = '' OR org = ?) AND (? = '' OR platform = ?) AND (? = '' OR agent_version = ?) AND id > ?
 		ORDER BY id LIMIT ?`),
 		f.Org, f.Org, f.Platform, f.Platform, f.AgentVersion, f.AgentVersion, f.After, limit)
@@ -789,13 +793,20 @@ func (s *Store) ApplyCheckins(ctx context.Context, ws []store.CheckinWrite) ([]s
 					w.Device.ID, int64(e.Seq), ms(e.Time), e.Type, e.Channel, int64(e.Version), e.Reason, string(counts)); err != nil {
 					return err
 				}
-				counters = append(counters, e.Counters...)
+				kept, refused, err := s.believe(ctx, tx, w.Device.ID, e.Counters)
+				if err != nil {
+					return err
+				}
+				counters = append(counters, kept...)
+				out[i].Refused += refused
 				seq = e.Seq
 				out[i].NewEvents++
 			}
 			out[i].LastSeq = seq
-			if _, err := tx.ExecContext(ctx, s.q(`UPDATE devices SET platform = ?, os_build = ?, agent_version = ?, last_seen = ?, last_seq = ? WHERE id = ?`),
-				w.Device.Platform, w.Device.OSBuild, w.Device.AgentVersion, max(lastSeen, ms(w.Device.LastSeen)), int64(seq), w.Device.ID); err != nil {
+			if _, err := tx.ExecContext(ctx, s.q(`UPDATE devices SET platform = ?, os_build = ?, agent_version = ?, last_seen = ?, last_seq = ?,
+				anomalies = anomalies + ? WHERE id = ?`),
+				w.Device.Platform, w.Device.OSBuild, w.Device.AgentVersion, max(lastSeen, ms(w.Device.LastSeen)), int64(seq),
+				w.Anomalies+int64(out[i].Refused), w.Device.ID); err != nil {
 				return err
 			}
 			for _, c := range w.Channels {
@@ -846,6 +857,48 @@ func (s *Store) TouchDevices(ctx context.Context, seen []store.DeviceSeen, count
 		}
 		return s.addCounters(ctx, tx, counters)
 	})
+}
+
+// believe keeps the counters of a device's event that count (see
+// store.Counter): those of releases it was offered, each Once mark the
+// first time. refused counts those dropped for want of an offer. Marks
+// are rows of the device's, written while the batch holds its row, so
+// they keep the batch's lock order.
+func (s *Store) believe(ctx context.Context, tx *sql.Tx, device string, cs []store.Counter) (kept []store.Counter, refused int, err error) {
+	for _, c := range cs {
+		if c.Device == "" {
+			kept = append(kept, c)
+			continue
+		}
+		if c.Device != device {
+			refused++ // a write speaks for its own device only
+			continue
+		}
+		if c.Offered {
+			var one int
+			err := tx.QueryRowContext(ctx, s.q(`SELECT 1 FROM offers WHERE release = ? AND device = ?`), c.Release, device).Scan(&one)
+			if errors.Is(err, sql.ErrNoRows) {
+				refused++
+				continue
+			}
+			if err != nil {
+				return nil, 0, s.wrap(err)
+			}
+		}
+		if c.Once != "" {
+			r, err := tx.ExecContext(ctx, s.q(`INSERT INTO testimony (release, device, once) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`), c.Release, device, c.Once)
+			if err != nil {
+				return nil, 0, s.wrap(err)
+			}
+			if n, err := r.RowsAffected(); err != nil {
+				return nil, 0, s.wrap(err)
+			} else if n == 0 {
+				continue // said before
+			}
+		}
+		kept = append(kept, c)
+	}
+	return kept, refused, nil
 }
 
 // byDevice is the order ApplyCheckins writes a batch in: by device id.

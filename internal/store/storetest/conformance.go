@@ -39,6 +39,7 @@ func Run(t *testing.T, open Opener, hash Hasher) {
 		{"release-staged-fields", testReleaseStagedFields},
 		{"hourly-cap", testHourlyCap},
 		{"offers-stored-once", testOffers},
+		{"testimony-counts-devices-offered", testTestimony},
 		{"fleet-sizes", testFleetSizes},
 		{"silence-stats", testSilenceStats},
 		{"devices-on-version", testDevicesOnVersion},

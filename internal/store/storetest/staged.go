@@ -3,6 +3,7 @@ package storetest
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"testing"
 	"time"
@@ -445,4 +446,67 @@ func testLead(t *testing.T, s store.Store, _ Hasher) {
 	must(t, l.Release())
 	_, err = s.Lead(ctx)
 	wantErr(t, err, store.ErrUnavailable)
+}
+
+// testTestimony: a device's counters about a release count only when the
+// release was offered to it (else they are its anomalies), each Once mark
+// the first time, across batches — and a device speaks only for itself.
+func testTestimony(t *testing.T, s store.Store, _ Hasher) {
+	ctx := context.Background()
+	seed(t, s)
+	d1 := store.Device{ID: "dev-1", Org: "contoso", Platform: "windows", OSBuild: "22631", AgentVersion: "7.11.0", EnrolledAt: t0, LastSeen: t0}
+	d2 := store.Device{ID: "dev-2", Org: "contoso", Platform: "windows", OSBuild: "22631", AgentVersion: "7.11.0", EnrolledAt: t0, LastSeen: t0}
+	must(t, s.CreateDevices(ctx, []store.Device{d1, d2}))
+	_, err := s.ApplyCheckins(ctx, []store.CheckinWrite{offerWrite(d1, store.Offer{Release: "rel-1", Device: "dev-1", Org: "contoso", Wave: 1, At: t0})})
+	must(t, err)
+	key := func(metric string) store.CounterKey {
+		return store.CounterKey{Release: "rel-1", Wave: 1, Org: "contoso", Stratum: "windows/7.11.0/22631", Window: t0, Metric: metric}
+	}
+	said := func(dev, metric, once string, offered bool) store.Counter {
+		return store.Counter{CounterKey: key(metric), Value: 1, Device: dev, Once: once, Offered: offered}
+	}
+	event := func(seq uint64, cs ...store.Counter) store.Event {
+		return store.Event{Seq: seq, Time: t0, Type: "worker-crash", Channel: "acme/ipc", Version: 292, Counters: cs}
+	}
+	res, err := s.ApplyCheckins(ctx, []store.CheckinWrite{
+		{Device: d1, Events: []store.Event{
+			event(1, said("dev-1", "worker-crash", "worker-crash", true), said("dev-1", "control-worker-crash", "control-worker-crash", false)),
+			event(2, said("dev-1", "worker-crash", "worker-crash", true)), // said before: not counted
+			event(3, store.Counter{CounterKey: key("action-alert"), Value: 5}),
+		}},
+		{Device: d2, Anomalies: 2, Events: []store.Event{
+			event(1, said("dev-2", "worker-crash", "worker-crash", true)), // never offered rel-1
+			event(2, said("dev-1", "applied", "", false)),                 // speaks for another device
+			event(3, said("dev-2", "control-worker-crash", "control-worker-crash", false)),
+		}},
+	})
+	must(t, err)
+	if res[0].Refused != 0 || res[1].Refused != 2 || res[0].NewEvents != 3 || res[1].NewEvents != 3 {
+		t.Errorf("results %+v, want dev-1 none refused and dev-2 two, three new events each", res)
+	}
+	// A later batch: the mark still holds; a new mark counts.
+	res, err = s.ApplyCheckins(ctx, []store.CheckinWrite{{Device: d1, Events: []store.Event{
+		event(4, said("dev-1", "worker-crash", "worker-crash", true), said("dev-1", "reverted", "reverted", true)),
+	}}})
+	must(t, err)
+	if res[0].Refused != 0 {
+		t.Errorf("result %+v", res[0])
+	}
+	cs, err := s.CounterTotals(ctx, "rel-1", false)
+	must(t, err)
+	got := map[string]int64{}
+	for _, c := range cs {
+		got[c.Metric] += c.Value
+	}
+	want := map[string]int64{"worker-crash": 1, "control-worker-crash": 2, "action-alert": 5, "reverted": 1}
+	if !maps.Equal(got, want) {
+		t.Errorf("totals %v, want %v", got, want)
+	}
+	for id, want := range map[string]int64{"dev-1": 0, "dev-2": 4} {
+		d, err := s.GetDevice(ctx, id)
+		must(t, err)
+		if d.Anomalies != want {
+			t.Errorf("%s: %d anomalies, want %d", id, d.Anomalies, want)
+		}
+	}
 }
