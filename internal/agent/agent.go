@@ -582,20 +582,20 @@ func (a *Agent) followChannel(ctx context.Context, cd protocol.ChannelDesired, o
 	}
 	fail := func(err error) {
 		reason := fmt.Sprintf("%s@%d not installed: %v", name, want, err)
-		if trust.Unreachable(err) {
-			// The network's failure, not the version's: try again next
-			// cycle, and do not tell the server it failed to apply.
+		// An unreachable update server is the network's failure, not the
+		// version's: try again next cycle, and do not tell the server the
+		// version failed to apply.
+		unreachable := trust.Unreachable(err)
+		if unreachable {
 			a.log.Warn("apply postponed: update server unreachable", "channel", name, "version", want, "err", err)
-			a.mu.Lock()
-			ch.LastError = reason
-			_ = a.saveLocked()
-			a.mu.Unlock()
-			return
+		} else {
+			a.log.Warn("apply failed", "channel", name, "version", want, "err", err)
 		}
-		a.log.Warn("apply failed", "channel", name, "version", want, "err", err)
 		a.mu.Lock()
 		ch.LastError = reason
-		a.queueEvents(Event{Time: a.cfg.Now(), Type: EventApplyFailed, Channel: name, Version: want, Reason: reason})
+		if !unreachable {
+			a.queueEvents(Event{Time: a.cfg.Now(), Type: EventApplyFailed, Channel: name, Version: want, Reason: reason})
+		}
 		_ = a.saveLocked()
 		a.mu.Unlock()
 	}

@@ -151,7 +151,11 @@ func ComputeCohort(plan Plan, wave int, devices []CohortDevice, k int, prev *Coh
 	if prev != nil {
 		startBounds = prev.Bounds
 	}
+	// A wave in progress keeps what it started from.
 	before := map[string]int{}
+	if same {
+		before = prev.Before
+	}
 	for _, d := range devices {
 		if !d.Early {
 			continue
@@ -162,15 +166,12 @@ func ComputeCohort(plan Plan, wave int, devices []CohortDevice, k int, prev *Coh
 				break
 			}
 		}
-		for i := 0; i < wave && i < len(plan.Waves); i++ {
+		for i := 0; !same && i < wave && i < len(plan.Waves); i++ {
 			if w := plan.Waves[i]; !w.InternalOnly && reaches(w, i, from, startBounds, d) {
 				before[d.Stratum]++
 				break
 			}
 		}
-	}
-	if same {
-		before = prev.Before
 	}
 	c.Before = before
 	if from >= 0 && wave > from && wave+1 < len(plan.Waves) && !plan.Waves[wave].InternalOnly {

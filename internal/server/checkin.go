@@ -174,28 +174,25 @@ func (s *Server) checkin(ctx context.Context, e *deviceEntry, reqp *CheckinReque
 		}
 	}
 	lastSeq := e.lastSeq
+	// What the events are judged against: the versions the device runs
+	// (as it reports them now, or last did), and its allowance of action
+	// counts, reserved here so that its check-ins side by side share one.
+	var running map[string]versions
+	var allowed int64
+	if len(req.Events) > 0 {
+		running = make(map[string]versions, len(e.channels)+len(reported))
+		for _, c := range e.channels {
+			running[c.channel] = versions{c.active, c.lkg}
+		}
+		for ch, c := range reported {
+			running[ch] = versions{c.ActiveVersion, c.LKGVersion}
+		}
+		allowed = e.reserveActions(now, actionsAsked(req.Events, lastSeq))
+	}
 	s.devices.unlock(e)
 
 	stratum := stratumOf(req.Platform, req.AgentVersion, req.OSBuild)
 	window := now.Truncate(s.cfg.CounterWindow)
-	var asked int64
-	for _, ev := range req.Events {
-		if ev.Seq > lastSeq && ev.Type == "actions" {
-			for _, a := range actionKinds {
-				asked += max(0, min(ev.Counts[a], maxActionsPerHour))
-			}
-		}
-	}
-	s.devices.lock(e)
-	running := runningVersions(e, req.Channels)
-	// Action counts are capped per device and hour, reserved here so that
-	// check-ins of one device side by side share one allowance.
-	if h := now.Unix() / 3600; e.actHour != h {
-		e.actHour, e.actSpent = h, 0
-	}
-	allowed := min(asked, max(0, maxActionsPerHour-e.actSpent))
-	e.actSpent += allowed
-	s.devices.unlock(e)
 	for _, ev := range req.Events {
 		if ev.Seq <= lastSeq {
 			continue // already stored; the store would drop it too
@@ -205,11 +202,11 @@ func (s *Server) checkin(ctx context.Context, e *deviceEntry, reqp *CheckinReque
 			t = now // a device clock is not trusted for windows
 		}
 		se := store.Event{Device: id, Seq: ev.Seq, Time: t, Type: ev.Type, Channel: ev.Channel, Version: ev.Version, Reason: ev.Reason, Counts: ev.Counts}
-		if ev.Type == "actions" && ev.Seq > lastSeq {
+		if ev.Type == "actions" {
 			ev.Counts, allowed = capActions(ev.Counts, allowed)
 		}
 		var believed bool
-		se.Counters, believed = s.eventCounters(sn, id, org, stratum, t.Truncate(s.cfg.CounterWindow), ev, running)
+		se.Counters, believed = s.eventCounters(sn, id, org, stratum, t.Truncate(s.cfg.CounterWindow), ev, running[ev.Channel])
 		if !believed {
 			wr.Anomalies++
 		}
@@ -383,7 +380,7 @@ func (s *Server) cells(sn *snapshot, org, stratum string, window time.Time, chan
 // offered to the device, and once per device (onceFor); as control for a
 // release rolling out, only about the version the device runs (now or as
 // its last known good), else it is not believed (false: an anomaly).
-func (s *Server) eventCounters(sn *snapshot, device, org, stratum string, window time.Time, ev EventReport, running map[string][2]uint64) ([]store.Counter, bool) {
+func (s *Server) eventCounters(sn *snapshot, device, org, stratum string, window time.Time, ev EventReport, rv versions) ([]store.Counter, bool) {
 	if ev.Channel == "" {
 		return nil, true
 	}
@@ -401,7 +398,7 @@ func (s *Server) eventCounters(sn *snapshot, device, org, stratum string, window
 	var out []store.Counter
 	for i, m := range metrics {
 		for _, k := range s.cells(sn, org, stratum, window, ev.Channel, ev.Version, m) {
-			c, ok := testimonyOf(sn, ev.Channel, k, values[i], device, running[ev.Channel], ev.Version)
+			c, ok := testimonyOf(sn, ev.Channel, k, values[i], device, rv, ev.Version)
 			if !ok {
 				believed = false
 				continue
@@ -413,13 +410,13 @@ func (s *Server) eventCounters(sn *snapshot, device, org, stratum string, window
 }
 
 // testimonyOf is a device's counter for cell k about version v of
-// channel, on which it runs rv (active, last known good). A count about a
+// channel, on which it runs rv. A count about a
 // release is the testimony of a device it was offered to (the store
 // checks); of a completed release, also of one that runs it (a rollback
 // sends devices back to it without an offer). A control count is that of
 // a device running v. False: not believed.
-func testimonyOf(sn *snapshot, channel string, k store.CounterKey, value int64, device string, rv [2]uint64, v uint64) (store.Counter, bool) {
-	runs := rv[0] == v || v != 0 && rv[1] == v
+func testimonyOf(sn *snapshot, channel string, k store.CounterKey, value int64, device string, rv versions, v uint64) (store.Counter, bool) {
+	runs := rv.runs(v)
 	c := store.Counter{CounterKey: k, Value: value, Device: device, Once: onceFor(k.Metric)}
 	if strings.HasPrefix(k.Metric, "control-") {
 		return c, runs
@@ -428,12 +425,45 @@ func testimonyOf(sn *snapshot, channel string, k store.CounterKey, value int64, 
 	return c, true
 }
 
+// versions are what a device runs on a channel and keeps as last known
+// good.
+type versions struct{ active, lkg uint64 }
+
+// runs reports whether the device runs v, or keeps it to fall back to.
+func (rv versions) runs(v uint64) bool { return rv.active == v || v != 0 && rv.lkg == v }
+
 var actionKinds = []string{"log", "alert", "block"}
 
 // maxActionsPerHour is how many detections a device's reports count for in
 // an hour: a busy host's real load is far below it, and one device cannot
 // fake a storm of them (the events are stored whole).
 const maxActionsPerHour = 10000
+
+// actionsAsked sums the action counts of the new events, each kind of each
+// event as at most the hourly cap.
+func actionsAsked(evs []EventReport, lastSeq uint64) int64 {
+	var n int64
+	for _, ev := range evs {
+		if ev.Seq > lastSeq && ev.Type == "actions" {
+			for _, a := range actionKinds {
+				n += max(0, min(ev.Counts[a], maxActionsPerHour))
+			}
+		}
+	}
+	return n
+}
+
+// reserveActions takes up to asked from the device's allowance of action
+// counts for the hour of now, and returns what it took. Called with the
+// device locked.
+func (e *deviceEntry) reserveActions(now time.Time, asked int64) int64 {
+	if h := now.Unix() / 3600; e.actHour != h {
+		e.actHour, e.actSpent = h, 0
+	}
+	got := min(asked, max(0, maxActionsPerHour-e.actSpent))
+	e.actSpent += got
+	return got
+}
 
 // capActions takes what is left of the allowance from an event's counts,
 // in a copy: the stored event keeps what the device said.
@@ -468,20 +498,6 @@ func onceFor(metric string) string {
 		return "control-" + base
 	}
 	return base
-}
-
-// runningVersions is, per channel, the versions a device runs and keeps
-// as last known good, from this check-in's report or else what it last
-// reported. Called with the device locked.
-func runningVersions(e *deviceEntry, reported []ChannelReport) map[string][2]uint64 {
-	out := make(map[string][2]uint64, len(e.channels)+len(reported))
-	for _, c := range e.channels {
-		out[c.channel] = [2]uint64{c.active, c.lkg}
-	}
-	for _, c := range reported {
-		out[c.Channel] = [2]uint64{c.ActiveVersion, c.LKGVersion}
-	}
-	return out
 }
 
 // handleArtifact serves an artifact's bytes to enrolled devices.

@@ -71,7 +71,6 @@ type artifactMeta struct {
 func (s *Server) refresh(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-
 	sn := &snapshot{
 		builtAt:  s.now(),
 		tenants:  map[string]store.Tenant{},

@@ -261,6 +261,45 @@ type Counter struct {
 	Offered bool
 }
 
+// Believe keeps the counters of one event of device that count (see
+// Counter): a write speaks for its own device only; with Offered, a
+// counter counts only if offered(release) (else it is refused, an anomaly
+// of the device's); with Once, only if mark(release, once) says it is the
+// first time (marking it). Stores call it inside the write's transaction.
+func Believe(device string, cs []Counter, offered func(release string) (bool, error), mark func(release, once string) (bool, error)) (kept []Counter, refused int, err error) {
+	for _, c := range cs {
+		if c.Device == "" {
+			kept = append(kept, c)
+			continue
+		}
+		if c.Device != device {
+			refused++
+			continue
+		}
+		if c.Offered {
+			ok, err := offered(c.Release)
+			if err != nil {
+				return nil, 0, err
+			}
+			if !ok {
+				refused++
+				continue
+			}
+		}
+		if c.Once != "" {
+			first, err := mark(c.Release, c.Once)
+			if err != nil {
+				return nil, 0, err
+			}
+			if !first {
+				continue
+			}
+		}
+		kept = append(kept, c)
+	}
+	return kept, refused, nil
+}
+
 // Offer records that a device was first told to install a release's
 // version. It is stored before the device hears the answer, so a device
 // that dies applying it still counts as exposed: the silence gate and the

@@ -65,35 +65,22 @@ type cell struct {
 // testimony is a device's Once mark about a release.
 type testimony struct{ release, device, once string }
 
-// believe keeps the counters of a device's event that count (see
-// store.Counter): those of releases it was offered, each Once mark the
-// first time. refused counts those dropped for want of an offer.
+// believe keeps the counters of a device's event that count
+// (store.Believe).
 func (st *state) believe(device string, cs []store.Counter) (kept []store.Counter, refused int) {
-	kept = cs[:0:0]
-	for _, c := range cs {
-		if c.Device == "" {
-			kept = append(kept, c)
-			continue
-		}
-		if c.Device != device {
-			refused++ // a write speaks for its own device only
-			continue
-		}
-		if c.Offered {
-			if _, ok := st.offers.byRelease[c.Release][device]; !ok {
-				refused++
-				continue
-			}
-		}
-		if c.Once != "" {
-			k := testimony{c.Release, device, c.Once}
-			if _, said := st.testimony[k]; said {
-				continue
-			}
-			st.testimony[k] = struct{}{}
-		}
-		kept = append(kept, c)
+	offered := func(release string) (bool, error) {
+		_, ok := st.offers.byRelease[release][device]
+		return ok, nil
 	}
+	mark := func(release, once string) (bool, error) {
+		k := testimony{release, device, once}
+		if _, said := st.testimony[k]; said {
+			return false, nil
+		}
+		st.testimony[k] = struct{}{}
+		return true, nil
+	}
+	kept, refused, _ = store.Believe(device, cs, offered, mark)
 	return kept, refused
 }
 

@@ -859,46 +859,27 @@ func (s *Store) TouchDevices(ctx context.Context, seen []store.DeviceSeen, count
 	})
 }
 
-// believe keeps the counters of a device's event that count (see
-// store.Counter): those of releases it was offered, each Once mark the
-// first time. refused counts those dropped for want of an offer. Marks
-// are rows of the device's, written while the batch holds its row, so
-// they keep the batch's lock order.
-func (s *Store) believe(ctx context.Context, tx *sql.Tx, device string, cs []store.Counter) (kept []store.Counter, refused int, err error) {
-	for _, c := range cs {
-		if c.Device == "" {
-			kept = append(kept, c)
-			continue
+// believe keeps the counters of a device's event that count
+// (store.Believe). Marks are rows of the device's, written while the
+// batch holds its row, so they keep the batch's lock order.
+func (s *Store) believe(ctx context.Context, tx *sql.Tx, device string, cs []store.Counter) ([]store.Counter, int, error) {
+	offered := func(release string) (bool, error) {
+		var one int
+		err := tx.QueryRowContext(ctx, s.q(`SELECT 1 FROM offers WHERE release = ? AND device = ?`), release, device).Scan(&one)
+		if errors.Is(err, sql.ErrNoRows) {
+			return false, nil
 		}
-		if c.Device != device {
-			refused++ // a write speaks for its own device only
-			continue
-		}
-		if c.Offered {
-			var one int
-			err := tx.QueryRowContext(ctx, s.q(`SELECT 1 FROM offers WHERE release = ? AND device = ?`), c.Release, device).Scan(&one)
-			if errors.Is(err, sql.ErrNoRows) {
-				refused++
-				continue
-			}
-			if err != nil {
-				return nil, 0, s.wrap(err)
-			}
-		}
-		if c.Once != "" {
-			r, err := tx.ExecContext(ctx, s.q(`INSERT INTO testimony (release, device, once) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`), c.Release, device, c.Once)
-			if err != nil {
-				return nil, 0, s.wrap(err)
-			}
-			if n, err := r.RowsAffected(); err != nil {
-				return nil, 0, s.wrap(err)
-			} else if n == 0 {
-				continue // said before
-			}
-		}
-		kept = append(kept, c)
+		return err == nil, s.wrap(err)
 	}
-	return kept, refused, nil
+	mark := func(release, once string) (bool, error) {
+		r, err := tx.ExecContext(ctx, s.q(`INSERT INTO testimony (release, device, once) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`), release, device, once)
+		if err != nil {
+			return false, s.wrap(err)
+		}
+		n, err := r.RowsAffected()
+		return n > 0, s.wrap(err)
+	}
+	return store.Believe(device, cs, offered, mark)
 }
 
 // byDevice is the order ApplyCheckins writes a batch in: by device id.
