@@ -87,3 +87,33 @@ func TestForgedTestimonyMovesNoGate(t *testing.T) {
 		}
 	})
 }
+
+// A completed release counts a device that runs it, offered or not (a
+// rollback sends devices back to it without an offer), and not one that
+// runs something else.
+func TestCompletedReleaseCountsDevicesThatRunIt(t *testing.T) {
+	forEachStore(t, func(t *testing.T, e *env) {
+		var rel struct {
+			State string `json:"state"`
+		}
+		e.must(t, http.StatusOK, "GET", "/v1/releases/"+seedRelease, e.creds.AdminToken, nil, &rel)
+		if rel.State != "completed" {
+			t.Fatalf("the seed release is %s, want completed", rel.State)
+		}
+		runs, other := e.enroll(t, "7.12.0"), e.enroll(t, "7.12.0")
+		applied := server.EventReport{Seq: 1, Type: "applied", Channel: "acme/ipc", Version: 292}
+		e.checkin(t, runs, runs.report(292, applied))
+		e.checkin(t, other, other.report(291, applied))
+		e.srv.Drain()
+		if got := e.figures(t, e.creds.AdminToken, seedRelease).sum("applied"); got != 1 {
+			t.Errorf("applied: %d, want 1 (the device running 292)", got)
+		}
+		for d, want := range map[*device]int64{runs: 0, other: 1} {
+			var dev server.DeviceInfo
+			e.must(t, http.StatusOK, "GET", "/v1/devices/"+d.id, e.creds.AdminToken, nil, &dev)
+			if dev.Anomalies != want {
+				t.Errorf("device %s: %d anomalies, want %d", d.id, dev.Anomalies, want)
+			}
+		}
+	})
+}
