@@ -82,8 +82,8 @@ func (s *Server) createTenant(w http.ResponseWriter, r *http.Request, p Principa
 	if req.Kind != string(store.TenantVendor) && req.Kind != string(store.TenantOrg) {
 		return badRequest("kind: want vendor or org, got %q", req.Kind)
 	}
-	if req.Name == "" || len(req.Name) > 200 || !printable(req.Name) {
-		return badRequest("name: want 1 to 200 printable characters")
+	if err := checkText("name", req.Name, 200, true); err != nil {
+		return err
 	}
 	if req.Internal && req.Kind != string(store.TenantOrg) {
 		return badRequest("internal: only organisations are internal (the vendor's own machines)")
@@ -240,8 +240,8 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request, p Principal
 			return badRequest("role %s belongs to %s tenants; %s is a %s", role, want, t.ID, t.Kind)
 		}
 	}
-	if len(req.Name) > 200 || !printable(req.Name) {
-		return badRequest("name: at most 200 printable characters")
+	if err := checkText("name", req.Name, 200, false); err != nil {
+		return err
 	}
 	sec := "rft_" + secret(32)
 	t := store.APIToken{ID: "tok-" + secret(8), Tenant: req.Tenant, Role: role, Name: req.Name, Hash: hashSecret(sec), CreatedAt: s.now()}

@@ -75,8 +75,8 @@ func validateCheckin(req *CheckinRequest) error {
 		if e.Channel != "" && !validChannelID(e.Channel) {
 			return badRequest("events[%d].channel: %q is not VENDOR/CHANNEL", i, e.Channel)
 		}
-		if len(e.Reason) > 1024 || !printable(e.Reason) {
-			return badRequest("events[%d].reason: at most 1024 printable characters", i)
+		if err := checkText(fmt.Sprintf("events[%d].reason", i), e.Reason, 1024, false); err != nil {
+			return err
 		}
 		for k, v := range e.Counts {
 			if k != "log" && k != "alert" && k != "block" {

@@ -3,6 +3,7 @@ package server
 import (
 	"net/http"
 	"time"
+	"unicode/utf8"
 
 	"github.com/ringfence/ringfence/internal/content"
 	"github.com/ringfence/ringfence/internal/protocol"
@@ -65,8 +66,8 @@ func checkDeviceFacts(platform, osBuild, agentVersion string) error {
 	if !validName(platform) {
 		return badRequest("platform: %q is not a valid platform name (lowercase letters, digits, '-', '_')", platform)
 	}
-	if len(osBuild) > 64 || !printable(osBuild) {
-		return badRequest("os_build: at most 64 printable characters")
+	if err := checkText("os_build", osBuild, 64, false); err != nil {
+		return err
 	}
 	if _, err := content.ParseAgentVersion(agentVersion); err != nil {
 		return badRequest("agent_version: %v", err)
@@ -76,11 +77,44 @@ func checkDeviceFacts(platform, osBuild, agentVersion string) error {
 
 func validName(s string) bool { return protocol.ValidName(s) }
 
-func printable(s string) bool {
-	for _, c := range s {
-		if c < 0x20 || c == 0x7f {
-			return false
+// unprintable finds the first character of s that a person reading it in
+// a terminal, a log or the console must not be shown raw: C0 and C1
+// controls (newlines forge log lines, escapes drive terminals), bidi
+// overrides, isolates and marks (they reorder what is shown: U+202E makes
+// "invoice\u202Etxt.exe" read as "invoiceexe.txt"), line and paragraph
+// separators, and bytes that are not UTF-8. bad is false when there is
+// none.
+func unprintable(s string) (at int, r rune, bad bool) {
+	for i, c := range s {
+		if c == utf8.RuneError {
+			if _, w := utf8.DecodeRuneInString(s[i:]); w == 1 {
+				return i, c, true // not UTF-8 (a real U+FFFD is 3 bytes)
+			}
+		}
+		switch {
+		case c < 0x20, c >= 0x7f && c <= 0x9f,
+			c >= 0x202a && c <= 0x202e, c >= 0x2066 && c <= 0x2069, c == 0x200e, c == 0x200f, c == 0x061c,
+			c == 0x2028, c == 0x2029:
+			return i, c, true
 		}
 	}
-	return true
+	return 0, 0, false
+}
+
+// checkText validates a free-text field a person will read: at most max
+// bytes (and not empty when required), every character printable.
+func checkText(field, s string, max int, required bool) error {
+	switch {
+	case required && s == "":
+		return badRequest("%s: say it, in 1 to %d characters", field, max)
+	case len(s) > max:
+		return badRequest("%s: %d bytes, at most %d", field, len(s), max)
+	}
+	if at, r, bad := unprintable(s); bad {
+		if r == utf8.RuneError {
+			return badRequest("%s: byte %d is not UTF-8", field, at)
+		}
+		return badRequest("%s: character %U at byte %d is a control or direction character; plain text only", field, r, at)
+	}
+	return nil
 }

@@ -343,8 +343,8 @@ func (s *Server) decodeReason(w http.ResponseWriter, r *http.Request) (string, e
 	if err := decodeJSON(w, r, maxAdminJSON, &req); err != nil {
 		return "", err
 	}
-	if req.Reason == "" || len(req.Reason) > 1024 || !printable(req.Reason) {
-		return "", badRequest("reason: say why, in 1 to 1024 printable characters")
+	if err := checkText("reason", req.Reason, 1024, true); err != nil {
+		return "", err
 	}
 	return req.Reason, nil
 }
@@ -576,8 +576,8 @@ func (s *Server) setKillSwitch(w http.ResponseWriter, r *http.Request, p Princip
 	if req.Engaged == nil {
 		return badRequest("engaged: say true or false")
 	}
-	if req.Reason == "" || len(req.Reason) > 1024 || !printable(req.Reason) {
-		return badRequest("reason: say why, in 1 to 1024 printable characters")
+	if err := checkText("reason", req.Reason, 1024, true); err != nil {
+		return err
 	}
 	scope := "*"
 	if v := r.PathValue("vendor"); v != "" {

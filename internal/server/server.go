@@ -208,7 +208,19 @@ func (s *Server) Handler() http.Handler {
 		}
 		return notFound("no such endpoint: %s %s", r.Method, r.URL.Path)
 	}))
-	return mux
+	return plainPaths(mux)
+}
+
+// plainPaths refuses a path with a control character (a NUL reached the
+// file system as a 500 before) before any route sees it.
+func plainPaths(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if at, c, bad := unprintable(r.URL.Path); bad {
+			writeError(w, badRequest("path: character %U at byte %d is not allowed in a path", c, at))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // allowedMethods lists the methods that have a route for r's path.

@@ -29,6 +29,9 @@ type snapshot struct {
 	kills map[string]store.KillSwitch
 	// hourly budgets of the organisations that set one
 	budget map[string]orgBudget
+	// withheld are the targets of halted and rolled-back releases that no
+	// other release ships, by name: /tuf/targets/ does not serve them.
+	withheld map[string]*releaseInfo
 }
 
 // orgBudget is an organisation's hourly cap in devices and the offers
@@ -186,6 +189,7 @@ func (s *Server) refresh(ctx context.Context) error {
 	for _, l := range sn.releases {
 		slices.SortFunc(l, func(a, b *releaseInfo) int { return compareU64(a.rel.Version, b.rel.Version) })
 	}
+	sn.withheld = withheldTargets(sn)
 	s.snap.Store(sn)
 	installed = true
 	if capped {
@@ -235,6 +239,23 @@ func (ri *releaseInfo) targetsDevice(platform string, agent content.AgentVersion
 		return false
 	}
 	return ri.targets.Matches(&content.Manifest{Platform: platform, AgentVersion: agent})
+}
+
+func withheldTargets(sn *snapshot) map[string]*releaseInfo {
+	out := map[string]*releaseInfo{}
+	shipped := map[string]bool{}
+	for _, ri := range sn.byID {
+		switch {
+		case ri.view.State.Reaches():
+			shipped[ri.target] = true
+		case ri.view.State.Bad():
+			out[ri.target] = ri
+		}
+	}
+	for t := range shipped {
+		delete(out, t)
+	}
+	return out
 }
 
 // completed reports whether release id of channel has completed.

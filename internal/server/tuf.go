@@ -51,6 +51,13 @@ func (s *Server) handleTUF(w http.ResponseWriter, r *http.Request) error {
 	if clean != name || name == "" || strings.HasPrefix(name, ".") || strings.Contains(name, "/.") {
 		return badRequest("path %q is not a %s file name", name, kind)
 	}
+	if kind == "targets" {
+		// A halted or rolled-back version is not served under any of its
+		// names; the signed deny list stays the devices' own protection.
+		if ri := s.snap.Load().withheld[targetOf(name)]; ri != nil {
+			return notFound("targets/%s: release %s is %s", name, ri.rel.ID, ri.rel.State)
+		}
+	}
 	s.tufMu.Lock()
 	b, err := os.ReadFile(filepath.Join(repo.Dir, kind, filepath.FromSlash(name)))
 	s.tufMu.Unlock()
@@ -328,6 +335,20 @@ func (s *Server) RefreshTimestamp() error {
 		return nil
 	}
 	return repo.Refresh(s.now())
+}
+
+// targetOf is the target a file under /tuf/targets/ holds: its name
+// without the hash prefix of consistent snapshots, and with the canary
+// role's "canary/" segment taken out (trust.CanaryTarget).
+func targetOf(file string) string {
+	dir, base := path.Split(file)
+	if h, rest, ok := strings.Cut(base, "."); ok && len(h) == 64 && strings.Trim(h, "0123456789abcdef") == "" {
+		base = rest
+	}
+	if strings.Count(dir, "/") == 3 && strings.HasSuffix(dir, "/canary/") {
+		dir = strings.TrimSuffix(dir, "canary/")
+	}
+	return dir + base
 }
 
 // targetName is an artifact's path in the signed-update repository, the

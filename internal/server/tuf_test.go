@@ -106,14 +106,29 @@ func TestServerPublishesSignedTargets(t *testing.T) {
 	if l := denyList(); l.Denies("acme/ipc/293.bundle") {
 		t.Fatalf("a rolling release is on the deny list: %+v", l)
 	}
+	// The halted version's file is not served either, under the name a
+	// client asks for (hash-prefixed, canary role).
+	file := "/tuf/targets/acme/ipc/canary/" + pub.SHA256 + ".293.bundle"
+	served := func(want int) {
+		t.Helper()
+		if code, body := e.call(t, "GET", file, "", nil); code != want {
+			t.Fatalf("GET %s: %d, want %d\n%s", file, code, want, body)
+		}
+	}
+	served(http.StatusOK)
 	e.must(t, http.StatusOK, "POST", "/v1/releases/"+rel.ID+"/halt", e.creds.PublisherToken, map[string]string{"reason": "crashes"}, nil)
 	if l := denyList(); !l.Denies("acme/ipc/293.bundle") || l.Denies("acme/ipc/292.bundle") {
 		t.Fatalf("after the halt: deny list %+v, want 293 only", l)
+	}
+	served(http.StatusNotFound)
+	if _, err := fetch("acme/ipc/canary/293.bundle"); err == nil {
+		t.Fatal("a client fetched the halted version")
 	}
 	e.must(t, http.StatusOK, "POST", "/v1/releases/"+rel.ID+"/resume", e.creds.PublisherToken, map[string]string{"reason": "explained"}, nil)
 	if l := denyList(); l.Denies("acme/ipc/293.bundle") {
 		t.Fatalf("after the resume: deny list %+v, want 293 off it", l)
 	}
+	served(http.StatusOK)
 
 	for _, tc := range []struct {
 		path string
@@ -125,6 +140,10 @@ func TestServerPublishesSignedTargets(t *testing.T) {
 		{"/tuf/targets/acme/ipc", 404},
 		{"/tuf/targets/acme/../../online/timestamp.key", 404},
 		{"/tuf/targets/..%2Fonline%2Ftimestamp.key", 400},
+		{"/tuf/targets/acme/ipc/%00.bundle", 400},
+		{"/tuf/metadata/root%00.json", 400},
+		{"/tuf/targets/acme/ipc/%FF.bundle", 400},
+		{"/v1/releases/%E2%80%AE", 400},
 	} {
 		if code, body := e.call(t, "GET", tc.path, "", nil); code != tc.want {
 			t.Errorf("GET %s: got %d, want %d\n%s", tc.path, code, tc.want, body)
