@@ -31,6 +31,7 @@ type serverFlags struct {
 	checkinInterval time.Duration
 	controllerTick  time.Duration
 	silenceGrace    time.Duration
+	authFailures    int
 	catalog         string
 	config          string
 }
@@ -67,6 +68,7 @@ which wins over the file.
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fl.DurationVar(&f.checkinInterval, "checkin-interval", 5*time.Minute, "base interval between device check-ins (jittered ±20%)")
 	fl.DurationVar(&f.controllerTick, "controller-tick", 5*time.Second, "how often the rollout controller judges live releases (a failing gate halts within one tick)")
+	fl.IntVar(&f.authFailures, "auth-failures", 10, "failed authentications a source address may make per minute before it is answered 429 (-1: no limit; behind a proxy, all clients share its address)")
 	fl.DurationVar(&f.silenceGrace, "silence-grace", 9*time.Minute, "grace after a device's longest jittered check-in interval before it counts as silent")
 	fl.StringVar(&f.catalog, "catalog", "", "directory with template-types/ and manifests/ to validate published bundles against (default: the embedded examples)")
 	fl.StringVar(&f.config, "config", "", "YAML config file")
@@ -142,6 +144,9 @@ func runServer(ctx context.Context, f serverFlags, stdout, stderr io.Writer) err
 	if f.controllerTick < 10*time.Millisecond || f.controllerTick > time.Minute {
 		return usage(fmt.Errorf("--controller-tick: %v is outside 10ms-1m", f.controllerTick))
 	}
+	if f.authFailures == 0 || f.authFailures < -1 {
+		return usage(fmt.Errorf("--auth-failures: %d: want 1 or more, or -1 for no limit", f.authFailures))
+	}
 	if f.silenceGrace <= 0 {
 		return usage(fmt.Errorf("--silence-grace: %v must be above zero", f.silenceGrace))
 	}
@@ -159,7 +164,7 @@ func runServer(ctx context.Context, f serverFlags, stdout, stderr io.Writer) err
 	}
 	defer st.Close()
 	log.Info("store open", "dialect", st.Dialect(), "data", f.data)
-	srv := server.New(server.Config{CheckinInterval: f.checkinInterval, ControllerTick: f.controllerTick, SilenceGrace: f.silenceGrace, Catalog: cat,
+	srv := server.New(server.Config{CheckinInterval: f.checkinInterval, ControllerTick: f.controllerTick, SilenceGrace: f.silenceGrace, AuthFailures: f.authFailures, Catalog: cat,
 		TUFDir: filepath.Join(f.data, "tuf")}, st, time.Now, log)
 	return srv.ListenAndServe(ctx, f.listen, func(addr net.Addr) {
 		url := "http://" + addr.String()

@@ -63,19 +63,22 @@ func (p Principal) orgAccess(org string, write bool) bool {
 type principalKey struct{}
 
 func (s *Server) authAPI(ctx context.Context, r *http.Request) (Principal, error) {
+	if err := s.throttled(r); err != nil {
+		return Principal{}, err
+	}
 	tok := bearer(r)
 	if tok == "" || len(tok) > 256 {
-		return Principal{}, errUnauthorized
+		return Principal{}, s.authFailed(r, "api", "none", errUnauthorized)
 	}
 	t, err := s.store.APITokenByHash(ctx, hashSecret(tok))
 	if err != nil {
 		if isNotFound(err) {
-			return Principal{}, errUnauthorized
+			return Principal{}, s.authFailed(r, "api", fingerprint(tok), errUnauthorized)
 		}
 		return Principal{}, storeError("token", err)
 	}
 	if t.Revoked {
-		return Principal{}, errUnauthorized
+		return Principal{}, s.authFailed(r, "api", t.ID+" (revoked)", errUnauthorized)
 	}
 	return Principal{TokenID: t.ID, Name: t.Name, Tenant: t.Tenant, Role: t.Role}, nil
 }

@@ -165,23 +165,30 @@ func bearer(r *http.Request) string {
 
 // authDevice checks a device credential "DEVICE_ID.SECRET".
 func (s *Server) authDevice(ctx context.Context, r *http.Request) (*deviceEntry, error) {
+	if err := s.throttled(r); err != nil {
+		return nil, err
+	}
 	cred := bearer(r)
 	id, sec, ok := strings.Cut(cred, ".")
 	if !ok || id == "" || sec == "" || len(cred) > 256 {
-		return nil, errUnauthorized
+		return nil, s.authFailed(r, "device", fingerprint(cred), errUnauthorized)
 	}
 	e, err := s.device(ctx, id)
+	if err == errUnauthorized {
+		return nil, s.authFailed(r, "device", fingerprint(cred), err)
+	}
 	if err != nil {
 		return nil, err
 	}
 	s.devices.lock(e)
-	defer s.devices.unlock(e)
 	got := sha256.Sum256([]byte(sec))
-	if subtle.ConstantTimeCompare(got[:], e.credHash[:]) != 1 {
-		return nil, errUnauthorized
+	match, revoked := subtle.ConstantTimeCompare(got[:], e.credHash[:]) == 1, e.revoked
+	s.devices.unlock(e)
+	if !match {
+		return nil, s.authFailed(r, "device", id, errUnauthorized)
 	}
-	if e.revoked {
-		return nil, forbidden("device %s is revoked; enrol it again", id)
+	if revoked {
+		return nil, s.authFailed(r, "device", id+" (revoked)", forbidden("device %s is revoked; enrol it again", id))
 	}
 	return e, nil
 }

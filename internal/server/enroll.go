@@ -25,19 +25,23 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) error {
 	if err := checkDeviceFacts(req.Platform, req.OSBuild, req.AgentVersion); err != nil {
 		return err
 	}
+	if err := s.throttled(r); err != nil {
+		return err
+	}
 	if req.Token == "" || len(req.Token) > 256 {
-		return errUnauthorized
+		return s.authFailed(r, "enrolment", "none", errUnauthorized)
 	}
 	tok, err := s.store.EnrollTokenByHash(r.Context(), hashSecret(req.Token))
 	if err != nil {
 		if isNotFound(err) {
-			return errUnauthorized
+			return s.authFailed(r, "enrolment", fingerprint(req.Token), errUnauthorized)
 		}
 		return storeError("enrolment token", err)
 	}
 	now := s.now()
 	if tok.Revoked || (!tok.ExpiresAt.IsZero() && now.After(tok.ExpiresAt)) {
-		return &HTTPError{Code: http.StatusUnauthorized, Msg: "unauthorized", Detail: "enrolment token revoked or expired"}
+		return s.authFailed(r, "enrolment", tok.ID+" (revoked or expired)",
+			&HTTPError{Code: http.StatusUnauthorized, Msg: "unauthorized", Detail: "enrolment token revoked or expired"})
 	}
 	id := "dev-" + secret(10)
 	sec := secret(32)

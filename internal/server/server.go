@@ -55,6 +55,11 @@ type Config struct {
 	// on one goroutine repeats exactly from its seed. It must be safe for
 	// the server's concurrent check-ins, or the check-ins serial.
 	Jitter func() float64
+	// AuthFailures is how many failed authentications a source address
+	// may make per minute (a burst of as many) before it is answered 429
+	// without its credentials being looked at; default 10, negative for
+	// no limit (failures are still logged and counted).
+	AuthFailures int
 }
 
 func (c *Config) defaults() {
@@ -63,6 +68,9 @@ func (c *Config) defaults() {
 	}
 	if c.CounterWindow == 0 {
 		c.CounterWindow = time.Minute
+	}
+	if c.AuthFailures == 0 {
+		c.AuthFailures = 10
 	}
 	if c.SnapshotRefresh == 0 {
 		c.SnapshotRefresh = 5 * time.Second
@@ -111,7 +119,9 @@ type Server struct {
 	// offered remembers "release\x00device" offers already stored, until
 	// the device reports running the version.
 	offered sync.Map
-	budgets budgets
+	// authFail limits failed authentications per source address.
+	authFail authFailures
+	budgets  budgets
 	// tufMu serialises changes to the signed-update repository's files.
 	tufMu sync.Mutex
 }
@@ -121,6 +131,7 @@ type Server struct {
 func New(cfg Config, st store.Store, now func() time.Time, log *slog.Logger) *Server {
 	cfg.defaults()
 	s := &Server{cfg: cfg, store: st, now: now, log: log, rebuild: make(chan struct{}, 1)}
+	s.authFail.perMinute = cfg.AuthFailures
 	s.writer = newBatchWriter(st, log)
 	s.snap.Store(&snapshot{})
 	return s

@@ -100,6 +100,12 @@ func newEnvAt(t testing.TB, storeURL string, cfg server.Config, at time.Time) *e
 	}
 	clock := &fakeClock{now: at}
 	cfg.Catalog = cat
+	if cfg.AuthFailures == 0 {
+		// The stories send bad credentials on purpose from one address,
+		// on a clock that stands still; TestFailedAuthenticationIsLimited
+		// tests the limit.
+		cfg.AuthFailures = -1
+	}
 	srv := server.New(cfg, st, clock.Now, quietLogger())
 	if err := srv.Start(ctx); err != nil {
 		t.Fatalf("start: %v", err)
@@ -137,6 +143,19 @@ var client = &http.Client{Timeout: 30 * time.Second}
 // the response body.
 func (e *env) call(t testing.TB, method, path, token string, body any) (int, []byte) {
 	t.Helper()
+	resp := e.raw(t, method, path, token, body)
+	return resp.StatusCode, resp.body
+}
+
+// response is an answer with its body read.
+type response struct {
+	*http.Response
+	body []byte
+}
+
+// raw sends a request and returns the whole answer, headers included.
+func (e *env) raw(t testing.TB, method, path, token string, body any) response {
+	t.Helper()
 	var r io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -167,7 +186,7 @@ func (e *env) call(t testing.TB, method, path, token string, body any) (int, []b
 	if err != nil {
 		t.Fatalf("%s %s: read response: %v", method, path, err)
 	}
-	return resp.StatusCode, out
+	return response{resp, out}
 }
 
 // must sends a request that must answer want, and decodes the answer into
