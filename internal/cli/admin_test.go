@@ -232,6 +232,15 @@ func TestAdminStory(t *testing.T) {
 	wantCode(t, r, 1)
 	wantContains(t, r.stderr, "ringfence: bad request: role org-admin belongs to org tenants")
 	enroll := secretOf(t, s.as(t, globex, "enroll-tokens", "create", "globex", "--expires-in-hours", "1"))
+	// A token limited in uses and time, listed, then revoked with a reason.
+	r = ok(t, s.as(t, globex, "enroll-tokens", "create", "globex", "--max-uses", "5", "--expires", "72h"))
+	wantContains(t, r.stdout, "for globex (at most 5 devices; expires ")
+	spare := strings.Fields(r.stdout)[3]
+	r = ok(t, s.as(t, globex, "enroll-tokens", "list", "globex"))
+	wantContains(t, r.stdout, spare+"  usable  0     5")
+	wantCode(t, s.as(t, globex, "enroll-tokens", "revoke", "globex", spare), 2)
+	ok(t, s.as(t, globex, "enroll-tokens", "revoke", "globex", spare, "--reason", "handed to the wrong site"))
+	wantContains(t, ok(t, s.as(t, globex, "enroll-tokens", "list", "globex")).stdout, spare+"  revoked")
 
 	// Channel File 291 is refused by the server, naming input 21 and the
 	// agent that lacks it, at its place in the file.

@@ -32,6 +32,7 @@ type serverFlags struct {
 	controllerTick  time.Duration
 	silenceGrace    time.Duration
 	authFailures    int
+	enrolments      int
 	catalog         string
 	config          string
 }
@@ -69,6 +70,7 @@ which wins over the file.
 	fl.DurationVar(&f.checkinInterval, "checkin-interval", 5*time.Minute, "base interval between device check-ins (jittered ±20%)")
 	fl.DurationVar(&f.controllerTick, "controller-tick", 5*time.Second, "how often the rollout controller judges live releases (a failing gate halts within one tick)")
 	fl.IntVar(&f.authFailures, "auth-failures", 10, "failed authentications a source address may make per minute before it is answered 429 (-1: no limit; behind a proxy, all clients share its address)")
+	fl.IntVar(&f.enrolments, "enrolments", 600, "devices that may enrol a minute with one enrolment token, and from one source address (-1: no limit)")
 	fl.DurationVar(&f.silenceGrace, "silence-grace", 9*time.Minute, "grace after a device's longest jittered check-in interval before it counts as silent")
 	fl.StringVar(&f.catalog, "catalog", "", "directory with template-types/ and manifests/ to validate published bundles against (default: the embedded examples)")
 	fl.StringVar(&f.config, "config", "", "YAML config file")
@@ -147,6 +149,9 @@ func runServer(ctx context.Context, f serverFlags, stdout, stderr io.Writer) err
 	if f.authFailures == 0 || f.authFailures < -1 {
 		return usage(fmt.Errorf("--auth-failures: %d: want 1 or more, or -1 for no limit", f.authFailures))
 	}
+	if f.enrolments == 0 || f.enrolments < -1 {
+		return usage(fmt.Errorf("--enrolments: %d: want 1 or more, or -1 for no limit", f.enrolments))
+	}
 	if f.silenceGrace <= 0 {
 		return usage(fmt.Errorf("--silence-grace: %v must be above zero", f.silenceGrace))
 	}
@@ -164,7 +169,7 @@ func runServer(ctx context.Context, f serverFlags, stdout, stderr io.Writer) err
 	}
 	defer st.Close()
 	log.Info("store open", "dialect", st.Dialect(), "data", f.data)
-	srv := server.New(server.Config{CheckinInterval: f.checkinInterval, ControllerTick: f.controllerTick, SilenceGrace: f.silenceGrace, AuthFailures: f.authFailures, Catalog: cat,
+	srv := server.New(server.Config{CheckinInterval: f.checkinInterval, ControllerTick: f.controllerTick, SilenceGrace: f.silenceGrace, AuthFailures: f.authFailures, Enrolments: f.enrolments, Catalog: cat,
 		TUFDir: filepath.Join(f.data, "tuf")}, st, time.Now, log)
 	return srv.ListenAndServe(ctx, f.listen, func(addr net.Addr) {
 		url := "http://" + addr.String()

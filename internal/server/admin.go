@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -28,6 +29,8 @@ func (s *Server) adminRoutes(mux *http.ServeMux) {
 	mux.Handle("GET /v1/tokens", s.api(s.listTokens))
 	mux.Handle("DELETE /v1/tokens/{id}", s.api(s.revokeToken))
 	mux.Handle("POST /v1/orgs/{org}/enroll-tokens", s.api(s.createEnrollToken))
+	mux.Handle("GET /v1/orgs/{org}/enroll-tokens", s.api(s.listEnrollTokens))
+	mux.Handle("POST /v1/orgs/{org}/enroll-tokens/{id}/revoke", s.api(s.revokeEnrollToken))
 	mux.Handle("GET /v1/orgs/{org}/policies", s.api(s.listPolicies))
 	mux.Handle("PUT /v1/orgs/{org}/policies/{vendor}/{channel}", s.api(s.putPolicy))
 	mux.Handle("GET /v1/devices", s.api(s.listDevices))
@@ -303,7 +306,8 @@ func (s *Server) createEnrollToken(w http.ResponseWriter, r *http.Request, p Pri
 		return forbidden("token may not create enrolment tokens for %q", org)
 	}
 	var req struct {
-		ExpiresInHours int `json:"expires_in_hours"`
+		ExpiresInHours int   `json:"expires_in_hours"`
+		MaxUses        int64 `json:"max_uses"`
 	}
 	if err := decodeJSON(w, r, maxAdminJSON, &req); err != nil {
 		return err
@@ -311,26 +315,107 @@ func (s *Server) createEnrollToken(w http.ResponseWriter, r *http.Request, p Pri
 	if req.ExpiresInHours < 0 || req.ExpiresInHours > 24*365 {
 		return badRequest("expires_in_hours: 0 (never) to 8760")
 	}
+	if req.MaxUses < 0 || req.MaxUses > 10_000_000 {
+		return badRequest("max_uses: 0 (no limit) to 10000000")
+	}
 	t, err := s.store.GetTenant(r.Context(), org)
 	if err != nil || t.Kind != store.TenantOrg {
 		return notFound("organisation %s", org)
 	}
 	sec := "rfe_" + secret(32)
-	et := store.EnrollToken{ID: "enr-" + secret(8), Org: org, Hash: hashSecret(sec), CreatedAt: s.now()}
+	et := store.EnrollToken{ID: "enr-" + secret(8), Org: org, Hash: hashSecret(sec), CreatedAt: s.now(), MaxUses: req.MaxUses}
 	if req.ExpiresInHours > 0 {
 		et.ExpiresAt = et.CreatedAt.Add(time.Duration(req.ExpiresInHours) * time.Hour)
 	}
 	if err := s.store.CreateEnrollToken(r.Context(), et); err != nil {
 		return storeError("enrolment token", err)
 	}
-	if err := s.audit(r.Context(), p, "enroll-token.create", et.ID, "org "+org); err != nil {
+	why := "org " + org
+	if et.MaxUses > 0 {
+		why += fmt.Sprintf(", at most %d devices", et.MaxUses)
+	}
+	if err := s.audit(r.Context(), p, "enroll-token.create", et.ID, why); err != nil {
 		return err
 	}
 	resp := map[string]any{"id": et.ID, "org": org, "token": sec}
 	if !et.ExpiresAt.IsZero() {
 		resp["expires_at"] = et.ExpiresAt
 	}
+	if et.MaxUses > 0 {
+		resp["max_uses"] = et.MaxUses
+	}
 	writeJSON(w, http.StatusCreated, resp)
+	return nil
+}
+
+// EnrollTokenInfo is an enrolment token as listed: never its secret.
+type EnrollTokenInfo struct {
+	ID        string     `json:"id"`
+	Org       string     `json:"org"`
+	CreatedAt time.Time  `json:"created_at"`
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+	MaxUses   int64      `json:"max_uses"` // 0: no limit
+	Uses      int64      `json:"uses"`
+	Revoked   bool       `json:"revoked"`
+	// State is usable, used-up, expired or revoked.
+	State string `json:"state"`
+}
+
+func (s *Server) listEnrollTokens(w http.ResponseWriter, r *http.Request, p Principal) error {
+	org := r.PathValue("org")
+	if !p.orgAccess(org, false) {
+		return forbidden("token may not see enrolment tokens of %q", org)
+	}
+	ts, err := s.store.ListEnrollTokens(r.Context(), org)
+	if err != nil {
+		return storeError("enrolment tokens", err)
+	}
+	now := s.now()
+	out := []EnrollTokenInfo{}
+	for _, t := range ts {
+		i := EnrollTokenInfo{ID: t.ID, Org: t.Org, CreatedAt: t.CreatedAt, MaxUses: t.MaxUses, Uses: t.Uses, Revoked: t.Revoked, State: "usable"}
+		if !t.ExpiresAt.IsZero() {
+			i.ExpiresAt = &t.ExpiresAt
+		}
+		switch why := unusable(t, now); {
+		case t.Revoked:
+			i.State = "revoked"
+		case strings.HasPrefix(why, "expired"):
+			i.State = "expired"
+		case why != "":
+			i.State = "used-up"
+		}
+		out = append(out, i)
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// revokeEnrollToken stops a token enrolling devices; devices it enrolled
+// stay (revoke them one by one).
+func (s *Server) revokeEnrollToken(w http.ResponseWriter, r *http.Request, p Principal) error {
+	org, id := r.PathValue("org"), r.PathValue("id")
+	if !p.orgAccess(org, true) {
+		return forbidden("token may not revoke enrolment tokens of %q", org)
+	}
+	reason, err := s.decodeReason(w, r)
+	if err != nil {
+		return err
+	}
+	ts, err := s.store.ListEnrollTokens(r.Context(), org)
+	if err != nil {
+		return storeError("enrolment tokens", err)
+	}
+	if !slices.ContainsFunc(ts, func(t store.EnrollToken) bool { return t.ID == id }) {
+		return notFound("enrolment token %s of %s", id, org)
+	}
+	if err := s.store.RevokeEnrollToken(r.Context(), id); err != nil {
+		return storeError("enrolment token", err)
+	}
+	if err := s.audit(r.Context(), p, "enroll-token.revoke", id, reason); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"id": id, "org": org, "revoked": true})
 	return nil
 }
 

@@ -12,66 +12,84 @@ import (
 	"golang.org/x/time/rate"
 )
 
+// limiters are token buckets by key (a source address, a token id), each
+// refilling at perMinute a minute up to as many. At most maxLimiterKeys
+// are remembered: past it, the full ones are forgotten (they are as good
+// as new), and if all are in use a new key gets a bucket of one.
+type limiters struct {
+	perMinute int // < 0: no limit
+	mu        sync.Mutex
+	m         map[string]*rate.Limiter
+}
+
+const maxLimiterKeys = 100_000
+
+func (l *limiters) rate() rate.Limit { return rate.Limit(float64(l.perMinute) / 60) }
+
+// bucket is key's bucket, made when missing. Called with l.mu held.
+func (l *limiters) bucket(key string, now time.Time) *rate.Limiter {
+	if b := l.m[key]; b != nil {
+		return b
+	}
+	if l.m == nil {
+		l.m = map[string]*rate.Limiter{}
+	}
+	burst := l.perMinute
+	if len(l.m) >= maxLimiterKeys {
+		for k, b := range l.m {
+			if b.TokensAt(now) >= float64(l.perMinute) {
+				delete(l.m, k)
+			}
+		}
+		if len(l.m) >= maxLimiterKeys {
+			burst = 1
+		}
+	}
+	b := rate.NewLimiter(l.rate(), burst)
+	l.m[key] = b
+	return b
+}
+
+// take uses one of key's allowance; false, and how long until there is
+// one, when it is spent.
+func (l *limiters) take(key string, now time.Time) (time.Duration, bool) {
+	if l.perMinute < 0 {
+		return 0, true
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.bucket(key, now)
+	if b.AllowN(now, 1) {
+		return 0, true
+	}
+	return l.until(b, now), false
+}
+
+// spent reports whether key's allowance is used up, without using any.
+func (l *limiters) spent(key string, now time.Time) (time.Duration, bool) {
+	if l.perMinute < 0 {
+		return 0, false
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.m[key]
+	if b == nil || b.TokensAt(now) >= 1 {
+		return 0, false
+	}
+	return l.until(b, now), true
+}
+
+func (l *limiters) until(b *rate.Limiter, now time.Time) time.Duration {
+	return time.Duration((1 - b.TokensAt(now)) / float64(l.rate()) * float64(time.Second))
+}
+
 // Failed authentication is limited per source address (Config.AuthFailures
 // a minute): a guesser gets a few tries, then 429 until its allowance
 // refills, and every failure is logged and counted. Behind a proxy every
 // client shares the proxy's address (docs/api.md, Authentication).
-
-// authFailAddrs bounds the addresses remembered: past it, those that have
-// refilled are forgotten (they are as good as new), and if all are still
-// limited a new address gets one try.
-const authFailAddrs = 100_000
-
-// authFailures are the failed authentications per source address.
 type authFailures struct {
-	perMinute int // < 0: no limit
-	mu        sync.Mutex
-	addrs     map[string]*rate.Limiter
-	total     atomic.Int64
-}
-
-func (a *authFailures) limit() rate.Limit { return rate.Limit(float64(a.perMinute) / 60) }
-
-// blocked reports whether addr has used up its failures; retry says when
-// to come back.
-func (a *authFailures) blocked(addr string, now time.Time) (retry time.Duration, ok bool) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	l := a.addrs[addr]
-	if a.perMinute < 0 || l == nil || l.TokensAt(now) >= 1 {
-		return 0, false
-	}
-	return time.Duration((1 - l.TokensAt(now)) / float64(a.limit()) * float64(time.Second)), true
-}
-
-// fail records a failed authentication from addr.
-func (a *authFailures) fail(addr string, now time.Time) {
-	a.total.Add(1)
-	if a.perMinute < 0 {
-		return
-	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.addrs == nil {
-		a.addrs = map[string]*rate.Limiter{}
-	}
-	l := a.addrs[addr]
-	if l == nil {
-		if len(a.addrs) >= authFailAddrs {
-			for k, x := range a.addrs {
-				if x.TokensAt(now) >= float64(a.perMinute) {
-					delete(a.addrs, k)
-				}
-			}
-		}
-		burst := a.perMinute
-		if len(a.addrs) >= authFailAddrs {
-			burst = 1 // a flood of addresses: each gets one try
-		}
-		l = rate.NewLimiter(a.limit(), burst)
-		a.addrs[addr] = l
-	}
-	l.AllowN(now, 1)
+	limiters
+	total atomic.Int64
 }
 
 // AuthFailures is how many authentications failed since the server
@@ -93,13 +111,16 @@ func fingerprint(secret string) string {
 	return "sha256:" + hex.EncodeToString(h[:4])
 }
 
+// tooMany is a 429 saying when to come back and why.
+func tooMany(retry time.Duration, why string) *HTTPError {
+	return &HTTPError{Code: http.StatusTooManyRequests, Msg: "too many requests", RetryAfter: max(1, int(retry.Seconds()+0.999)), Detail: why}
+}
+
 // throttled answers 429 to an address that failed too often, before its
 // credential is looked at.
 func (s *Server) throttled(r *http.Request) error {
-	if retry, ok := s.authFail.blocked(sourceAddr(r), s.now()); ok {
-		secs := max(1, int(retry.Seconds()+0.999))
-		return &HTTPError{Code: http.StatusTooManyRequests, Msg: "too many requests", RetryAfter: secs,
-			Detail: "too many failed authentications from this address; try again later"}
+	if retry, spent := s.authFail.spent(sourceAddr(r), s.now()); spent {
+		return tooMany(retry, "too many failed authentications from this address; try again later")
 	}
 	return nil
 }
@@ -109,7 +130,8 @@ func (s *Server) throttled(r *http.Request) error {
 // and returns err.
 func (s *Server) authFailed(r *http.Request, kind, who string, err error) error {
 	addr := sourceAddr(r)
-	s.authFail.fail(addr, s.now())
+	s.authFail.total.Add(1)
+	s.authFail.take(addr, s.now())
 	s.log.Warn("authentication failed", "kind", kind, "credential", who, "source", addr, "path", r.URL.Path)
 	return err
 }

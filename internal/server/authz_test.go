@@ -189,6 +189,11 @@ func matrix() []struct {
 		{"create-enroll-token-contoso", func(t testing.TB, a *authz) request {
 			return request{"POST", "/v1/orgs/contoso/enroll-tokens", map[string]int{}}
 		}, only(201, 403, pAdmin, pOrgContoso)},
+		{"list-enroll-tokens-contoso", func(t testing.TB, a *authz) request { return request{"GET", "/v1/orgs/contoso/enroll-tokens", nil} }, only(200, 403, pAdmin, pOrgContoso, pViewContoso)},
+		{"revoke-enroll-token-contoso", func(t testing.TB, a *authz) request {
+			id, _ := a.enrollToken(t, "contoso", 0)
+			return request{"POST", "/v1/orgs/contoso/enroll-tokens/" + id + "/revoke", map[string]string{"reason": "leaked"}}
+		}, only(200, 403, pAdmin, pOrgContoso)},
 		{"list-policies-contoso", func(t testing.TB, a *authz) request { return request{"GET", "/v1/orgs/contoso/policies", nil} }, only(200, 403, pAdmin, pOrgContoso, pViewContoso)},
 		{"set-policy-contoso", func(t testing.TB, a *authz) request {
 			return request{"PUT", "/v1/orgs/contoso/policies/acme/ipc", map[string]string{"track": "ga"}}

@@ -1,6 +1,8 @@
 package server
 
 import (
+	"errors"
+	"fmt"
 	"net/http"
 	"time"
 	"unicode/utf8"
@@ -39,26 +41,53 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) error {
 		return storeError("enrolment token", err)
 	}
 	now := s.now()
-	if tok.Revoked || (!tok.ExpiresAt.IsZero() && now.After(tok.ExpiresAt)) {
-		return s.authFailed(r, "enrolment", tok.ID+" (revoked or expired)",
-			&HTTPError{Code: http.StatusUnauthorized, Msg: "unauthorized", Detail: "enrolment token revoked or expired"})
+	if why := unusable(tok, now); why != "" {
+		return s.authFailed(r, "enrolment", tok.ID+" ("+why+")",
+			&HTTPError{Code: http.StatusUnauthorized, Msg: "unauthorized", Detail: "enrolment token " + why})
+	}
+	if retry, ok := s.enrolByToken.take(tok.ID, now); !ok {
+		return tooMany(retry, "too many enrolments with this token; try again later")
+	}
+	if retry, ok := s.enrolByAddr.take(sourceAddr(r), now); !ok {
+		return tooMany(retry, "too many enrolments from this address; try again later")
 	}
 	id := "dev-" + secret(10)
 	sec := secret(32)
 	d := store.Device{ID: id, Org: tok.Org, CredHash: hashSecret(sec), Platform: req.Platform, OSBuild: req.OSBuild,
-		AgentVersion: req.AgentVersion, EnrolledAt: now, LastSeen: now}
+		AgentVersion: req.AgentVersion, EnrolledAt: now, LastSeen: now, EnrolledWith: tok.ID}
 	done := make(chan writeResult, 1)
 	if err := s.writer.submit(&writeReq{enroll: &d, done: done}); err != nil {
 		return busy()
 	}
 	if res := <-done; res.err != nil {
+		if errors.Is(res.err, store.ErrEnrollToken) {
+			// Another replica or request took its last use, or it was
+			// revoked meanwhile.
+			return s.authFailed(r, "enrolment", tok.ID+" (used up or revoked)",
+				&HTTPError{Code: http.StatusUnauthorized, Msg: "unauthorized", Detail: "enrolment token used up, revoked or expired"})
+		}
 		s.markStore(res.err)
 		return storeError("device", res.err)
 	}
 	s.devices.put(newDeviceEntry(d, nil, now))
+	s.enrolled.add(tok.ID, tok.Org, id, now)
 	writeJSON(w, http.StatusCreated, enrollResponse{DeviceID: id, Credential: id + "." + sec, Org: tok.Org,
 		CheckinInterval: int(s.cfg.CheckinInterval / time.Second)})
 	return nil
+}
+
+// unusable says why an enrolment token cannot enrol a device now ("" if
+// it can): the store checks it again when it writes the device.
+func unusable(t store.EnrollToken, now time.Time) string {
+	switch {
+	case t.Revoked:
+		return "revoked"
+	case !t.ExpiresAt.IsZero() && !now.Before(t.ExpiresAt):
+		return "expired"
+	case t.MaxUses > 0 && t.Uses >= t.MaxUses:
+		return fmt.Sprintf("used up (%d of %d devices)", t.Uses, t.MaxUses)
+	}
+	return ""
 }
 
 func busy() *HTTPError {

@@ -77,6 +77,7 @@ func (s *Server) heartbeatLoop(ctx context.Context) {
 			if err := s.flushHeartbeats(context.WithoutCancel(ctx)); err != nil {
 				s.log.Warn("heartbeats not written; retrying", "err", err)
 			}
+			s.flushEnrolments(context.WithoutCancel(ctx), false)
 		}
 	}
 }

@@ -60,6 +60,10 @@ type Config struct {
 	// without its credentials being looked at; default 10, negative for
 	// no limit (failures are still logged and counted).
 	AuthFailures int
+	// Enrolments is how many devices may enrol a minute (a burst of as
+	// many) with one enrolment token, and from one source address;
+	// default 600, negative for no limit.
+	Enrolments int
 }
 
 func (c *Config) defaults() {
@@ -71,6 +75,9 @@ func (c *Config) defaults() {
 	}
 	if c.AuthFailures == 0 {
 		c.AuthFailures = 10
+	}
+	if c.Enrolments == 0 {
+		c.Enrolments = 600
 	}
 	if c.SnapshotRefresh == 0 {
 		c.SnapshotRefresh = 5 * time.Second
@@ -119,9 +126,12 @@ type Server struct {
 	// offered remembers "release\x00device" offers already stored, until
 	// the device reports running the version.
 	offered sync.Map
-	// authFail limits failed authentications per source address.
-	authFail authFailures
-	budgets  budgets
+	// authFail limits failed authentications per source address;
+	// enrolByToken and enrolByAddr limit enrolments.
+	authFail                  authFailures
+	enrolByToken, enrolByAddr limiters
+	enrolled                  enrolAudit
+	budgets                   budgets
 	// tufMu serialises changes to the signed-update repository's files.
 	tufMu sync.Mutex
 }
@@ -132,6 +142,7 @@ func New(cfg Config, st store.Store, now func() time.Time, log *slog.Logger) *Se
 	cfg.defaults()
 	s := &Server{cfg: cfg, store: st, now: now, log: log, rebuild: make(chan struct{}, 1)}
 	s.authFail.perMinute = cfg.AuthFailures
+	s.enrolByToken.perMinute, s.enrolByAddr.perMinute = cfg.Enrolments, cfg.Enrolments
 	s.writer = newBatchWriter(st, log)
 	s.snap.Store(&snapshot{})
 	return s
@@ -157,6 +168,7 @@ func (s *Server) Start(ctx context.Context) error {
 // HTTP server shut down, or between a simulation's serial check-ins).
 func (s *Server) Drain() {
 	s.writer.drain()
+	s.flushEnrolments(context.Background(), true)
 	if err := s.flushHeartbeats(context.Background()); err != nil {
 		s.log.Warn("heartbeats not written", "err", err)
 	}

@@ -176,7 +176,9 @@ func (l *Live) setup(ctx context.Context) error {
 	}
 	// The server's loops tick in real time: scale them with the clock.
 	tick := max(10*time.Millisecond, time.Duration(float64(l.sc.ControllerTick)/l.o.Speed))
-	l.srv = server.New(server.Config{CheckinInterval: time.Duration(l.sc.CheckinInterval), Catalog: cat, ControllerTick: tick, SnapshotRefresh: tick,
+	// The whole fleet enrols from loopback within its first interval, in
+	// compressed time: no enrolment limit.
+	l.srv = server.New(server.Config{CheckinInterval: time.Duration(l.sc.CheckinInterval), Catalog: cat, ControllerTick: tick, SnapshotRefresh: tick, Enrolments: -1,
 		TUFDir: filepath.Join(srvDir, "tuf")}, st, l.clock.Now, l.log)
 	base, err := seedWorld(ctx, st, l.fleet, l.sc.Release.Baseline, cat, l.clock.epoch.Add(-24*time.Hour))
 	if err != nil {

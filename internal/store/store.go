@@ -180,7 +180,17 @@ type EnrollToken struct {
 	CreatedAt time.Time
 	ExpiresAt time.Time // zero: never
 	Revoked   bool
+	// MaxUses is how many devices may enrol with the token (0: no limit);
+	// Uses is how many did. CreateDevices counts them.
+	MaxUses int64
+	Uses    int64
 }
+
+// ErrEnrollToken is a device that cannot enrol with the token it names:
+// used up, revoked, expired or not its organisation's. CreateDevices
+// checks it in its transaction, so two replicas cannot both use the last
+// use.
+var ErrEnrollToken = errors.New("enrolment token cannot enrol another device")
 
 // Device is one enrolled endpoint.
 type Device struct {
@@ -194,6 +204,9 @@ type Device struct {
 	LastSeen     time.Time
 	LastSeq      uint64 // highest event sequence number stored
 	Revoked      bool
+	// EnrolledWith is the enrolment token the device used ("" for one
+	// created otherwise); CreateDevices counts it as one use.
+	EnrolledWith string
 	// Anomalies counts the device's reports the gates did not believe:
 	// events about a release it was never offered, or about a version it
 	// was not running. One device's forgery moves no gate; a count here
@@ -459,6 +472,9 @@ type Store interface {
 	CreateEnrollToken(ctx context.Context, t EnrollToken) error
 	EnrollTokenByHash(ctx context.Context, hash string) (EnrollToken, error)
 	RevokeEnrollToken(ctx context.Context, id string) error
+	// ListEnrollTokens lists an organisation's enrolment tokens ("": all),
+	// oldest first.
+	ListEnrollTokens(ctx context.Context, org string) ([]EnrollToken, error)
 
 	CreateDevice(ctx context.Context, d Device) error
 	// CreateDevices creates several devices in one transaction, all or

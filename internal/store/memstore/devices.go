@@ -82,6 +82,12 @@ func (ds *devices) report(d *device, c store.DeviceChannel) {
 	}
 }
 
+// canEnroll reports whether t lets d enrol as its use number use.
+func canEnroll(t store.EnrollToken, d store.Device, use int64) bool {
+	return !t.Revoked && t.Org == d.Org && (t.MaxUses == 0 || use <= t.MaxUses) &&
+		(t.ExpiresAt.IsZero() || ms(d.EnrolledAt) < ms(t.ExpiresAt))
+}
+
 func (s *Store) CreateDevice(ctx context.Context, d store.Device) error {
 	return s.CreateDevices(ctx, []store.Device{d})
 }
@@ -98,6 +104,7 @@ func (s *Store) CreateDevices(ctx context.Context, ds []store.Device) error {
 	if len(ds) > 1 {
 		batch = make(map[string]bool, len(ds))
 	}
+	uses := map[string]int64{} // enrolment token → uses by the batch
 	for _, d := range ds {
 		if st.devices.byID[d.ID] != nil || batch[d.ID] {
 			return fmt.Errorf("create device %s: %w", d.ID, store.ErrConflict)
@@ -108,9 +115,21 @@ func (s *Store) CreateDevices(ctx context.Context, ds []store.Device) error {
 		if batch != nil {
 			batch[d.ID] = true
 		}
+		if d.EnrolledWith != "" {
+			t, ok := st.enrollTokens[d.EnrolledWith]
+			uses[t.ID]++
+			if !ok || !canEnroll(t, d, t.Uses+uses[t.ID]) {
+				return fmt.Errorf("create device %s with %s: %w", d.ID, d.EnrolledWith, store.ErrEnrollToken)
+			}
+		}
 	}
 	for _, d := range ds {
 		st.devices.add(d)
+	}
+	for id, n := range uses {
+		t := st.enrollTokens[id]
+		t.Uses += n
+		st.enrollTokens[id] = t
 	}
 	return nil
 }

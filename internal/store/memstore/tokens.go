@@ -122,6 +122,24 @@ func (s *Store) EnrollTokenByHash(ctx context.Context, hash string) (store.Enrol
 	return st.enrollTokens[id], nil
 }
 
+func (s *Store) ListEnrollTokens(ctx context.Context, org string) ([]store.EnrollToken, error) {
+	st, err := s.rlock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer s.mu.RUnlock()
+	var out []store.EnrollToken
+	for _, t := range st.enrollTokens {
+		if org == "" || t.Org == org {
+			out = append(out, t)
+		}
+	}
+	slices.SortFunc(out, func(a, b store.EnrollToken) int {
+		return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), cmp.Compare(a.ID, b.ID))
+	})
+	return out, nil
+}
+
 func (s *Store) RevokeEnrollToken(ctx context.Context, id string) error {
 	st, err := s.lock(ctx)
 	if err != nil {

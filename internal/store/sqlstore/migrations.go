@@ -198,6 +198,13 @@ CREATE TABLE testimony (
 );
 ALTER TABLE devices ADD COLUMN anomalies BIGINT NOT NULL DEFAULT 0;
 `,
+	// 6: enrolment tokens with a use limit and their uses; the token each
+	// device enrolled with.
+	`
+ALTER TABLE enroll_tokens ADD COLUMN max_uses BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE enroll_tokens ADD COLUMN uses BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE devices ADD COLUMN enroll_token TEXT NOT NULL DEFAULT '';
+`,
 }
 
 func (d dialect) migration(i int) string {

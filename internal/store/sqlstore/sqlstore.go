@@ -640,24 +640,47 @@ func (s *Store) RevokeAPIToken(ctx context.Context, id string) error {
 }
 
 func (s *Store) CreateEnrollToken(ctx context.Context, t store.EnrollToken) error {
-	_, err := s.exec(ctx, `INSERT INTO enroll_tokens (id, org, hash, created_at, expires_at, revoked) VALUES (?, ?, ?, ?, ?, ?)`,
-		t.ID, t.Org, t.Hash, ms(t.CreatedAt), ms(t.ExpiresAt), t.Revoked)
+	_, err := s.exec(ctx, `INSERT INTO enroll_tokens (id, org, hash, created_at, expires_at, revoked, max_uses, uses) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		t.ID, t.Org, t.Hash, ms(t.CreatedAt), ms(t.ExpiresAt), t.Revoked, t.MaxUses, t.Uses)
 	if err != nil {
 		return fmt.Errorf("create enrolment token %s: %w", t.ID, err)
 	}
 	return nil
 }
 
-func (s *Store) EnrollTokenByHash(ctx context.Context, hash string) (store.EnrollToken, error) {
+const enrollTokenCols = `id, org, hash, created_at, expires_at, revoked, max_uses, uses`
+
+func scanEnrollToken(sc interface{ Scan(...any) error }) (store.EnrollToken, error) {
 	var t store.EnrollToken
 	var created, expires int64
-	err := s.db.QueryRowContext(ctx, s.q(`SELECT id, org, hash, created_at, expires_at, revoked FROM enroll_tokens WHERE hash = ?`), hash).
-		Scan(&t.ID, &t.Org, &t.Hash, &created, &expires, &t.Revoked)
+	err := sc.Scan(&t.ID, &t.Org, &t.Hash, &created, &expires, &t.Revoked, &t.MaxUses, &t.Uses)
+	t.CreatedAt, t.ExpiresAt = fromMS(created), fromMS(expires)
+	return t, err
+}
+
+func (s *Store) EnrollTokenByHash(ctx context.Context, hash string) (store.EnrollToken, error) {
+	t, err := scanEnrollToken(s.db.QueryRowContext(ctx, s.q(`SELECT `+enrollTokenCols+` FROM enroll_tokens WHERE hash = ?`), hash))
 	if err != nil {
 		return t, fmt.Errorf("enrolment token: %w", s.wrap(err))
 	}
-	t.CreatedAt, t.ExpiresAt = fromMS(created), fromMS(expires)
 	return t, nil
+}
+
+func (s *Store) ListEnrollTokens(ctx context.Context, org string) ([]store.EnrollToken, error) {
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT `+enrollTokenCols+` FROM enroll_tokens WHERE ? = '' OR org = ? ORDER BY created_at, id`), org, org)
+	if err != nil {
+		return nil, s.wrap(err)
+	}
+	defer rows.Close()
+	var out []store.EnrollToken
+	for rows.Next() {
+		t, err := scanEnrollToken(rows)
+		if err != nil {
+			return nil, s.wrap(err)
+		}
+		out = append(out, t)
+	}
+	return out, s.wrap(rows.Err())
 }
 
 func (s *Store) RevokeEnrollToken(ctx context.Context, id string) error {
@@ -674,36 +697,51 @@ const deviceCols = `id, org, cred_hash, platform, os_build, agent_version, enrol
 
 // deviceRead is what a device read selects: its columns and what the
 // store counts for it.
-const deviceRead = deviceCols + `, anomalies`
+const deviceRead = deviceCols + `, anomalies, enroll_token`
 
 func scanDevice(sc interface{ Scan(...any) error }) (store.Device, error) {
 	var d store.Device
 	var enrolled, seen, seq int64
-	err := sc.Scan(&d.ID, &d.Org, &d.CredHash, &d.Platform, &d.OSBuild, &d.AgentVersion, &enrolled, &seen, &seq, &d.Revoked, &d.Anomalies)
+	err := sc.Scan(&d.ID, &d.Org, &d.CredHash, &d.Platform, &d.OSBuild, &d.AgentVersion, &enrolled, &seen, &seq, &d.Revoked, &d.Anomalies, &d.EnrolledWith)
 	d.EnrolledAt, d.LastSeen, d.LastSeq = fromMS(enrolled), fromMS(seen), uint64(seq)
 	return d, err
 }
 
 func (s *Store) CreateDevice(ctx context.Context, d store.Device) error {
-	_, err := s.exec(ctx, `INSERT INTO devices (`+deviceCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		d.ID, d.Org, d.CredHash, d.Platform, d.OSBuild, d.AgentVersion, ms(d.EnrolledAt), ms(d.LastSeen), int64(d.LastSeq), d.Revoked)
-	if err != nil {
-		return fmt.Errorf("create device %s: %w", d.ID, err)
-	}
-	return nil
+	return s.CreateDevices(ctx, []store.Device{d})
 }
 
+// CreateDevices inserts the devices and counts their enrolment tokens'
+// uses in one transaction: a token used up, revoked, expired or of
+// another organisation fails it (store.ErrEnrollToken). Tokens are
+// counted in id order, so batches on two replicas never deadlock.
 func (s *Store) CreateDevices(ctx context.Context, ds []store.Device) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
-		stmt, err := tx.PrepareContext(ctx, s.q(`INSERT INTO devices (`+deviceCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`))
+		stmt, err := tx.PrepareContext(ctx, s.q(`INSERT INTO devices (`+deviceCols+`, enroll_token) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`))
 		if err != nil {
 			return err
 		}
 		defer stmt.Close()
+		uses := map[string][]store.Device{}
 		for _, d := range ds {
 			if _, err := stmt.ExecContext(ctx, d.ID, d.Org, d.CredHash, d.Platform, d.OSBuild, d.AgentVersion,
-				ms(d.EnrolledAt), ms(d.LastSeen), int64(d.LastSeq), d.Revoked); err != nil {
+				ms(d.EnrolledAt), ms(d.LastSeen), int64(d.LastSeq), d.Revoked, d.EnrolledWith); err != nil {
 				return fmt.Errorf("create device %s: %w", d.ID, s.wrap(err))
+			}
+			if d.EnrolledWith != "" {
+				uses[d.EnrolledWith] = append(uses[d.EnrolledWith], d)
+			}
+		}
+		for _, id := range slices.Sorted(maps.Keys(uses)) {
+			for _, d := range uses[id] {
+				r, err := tx.ExecContext(ctx, s.q(`UPDATE enroll_tokens SET uses = uses + 1 WHERE id = ? AND org = ? AND NOT revoked
+					AND (max_uses = 0 OR uses < max_uses) AND (expires_at = 0 OR expires_at > ?)`), id, d.Org, ms(d.EnrolledAt))
+				if err != nil {
+					return s.wrap(err)
+				}
+				if n, err := r.RowsAffected(); err != nil || n == 0 {
+					return fmt.Errorf("create device %s with %s: %w", d.ID, id, store.ErrEnrollToken)
+				}
 			}
 		}
 		return nil

@@ -40,6 +40,7 @@ func Run(t *testing.T, open Opener, hash Hasher) {
 		{"hourly-cap", testHourlyCap},
 		{"offers-stored-once", testOffers},
 		{"testimony-counts-devices-offered", testTestimony},
+		{"enroll-token-uses", testEnrollTokenUses},
 		{"fleet-sizes", testFleetSizes},
 		{"silence-stats", testSilenceStats},
 		{"devices-on-version", testDevicesOnVersion},

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -508,5 +509,62 @@ func testTestimony(t *testing.T, s store.Store, _ Hasher) {
 		if d.Anomalies != want {
 			t.Errorf("%s: %d anomalies, want %d", id, d.Anomalies, want)
 		}
+	}
+}
+
+// testEnrollTokenUses: a device enrolled with a token uses it up, in the
+// transaction that creates the device; a used-up, expired, revoked or
+// foreign token fails the whole batch.
+func testEnrollTokenUses(t *testing.T, s store.Store, _ Hasher) {
+	ctx := context.Background()
+	seed(t, s)
+	must(t, s.CreateEnrollToken(ctx, store.EnrollToken{ID: "en-2", Org: "contoso", Hash: "e2", CreatedAt: t0, MaxUses: 2}))
+	must(t, s.CreateEnrollToken(ctx, store.EnrollToken{ID: "en-1", Org: "contoso", Hash: "e1", CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)}))
+	must(t, s.CreateEnrollToken(ctx, store.EnrollToken{ID: "en-it", Org: "acme-it", Hash: "e3", CreatedAt: t0.Add(time.Second)}))
+	dev := func(id, org, token string, at time.Time) store.Device {
+		return store.Device{ID: id, Org: org, Platform: "windows", OSBuild: "22631", AgentVersion: "7.12.0", EnrolledAt: at, LastSeen: at, EnrolledWith: token}
+	}
+	uses := func(hash string) int64 {
+		t.Helper()
+		et, err := s.EnrollTokenByHash(ctx, hash)
+		must(t, err)
+		return et.Uses
+	}
+	must(t, s.CreateDevices(ctx, []store.Device{dev("d1", "contoso", "en-2", t0), dev("d2", "contoso", "en-1", t0)}))
+	must(t, s.CreateDevice(ctx, dev("d3", "contoso", "en-2", t0)))
+	if uses("e2") != 2 || uses("e1") != 1 {
+		t.Fatalf("uses %d and %d, want 2 and 1", uses("e2"), uses("e1"))
+	}
+	for name, batch := range map[string][]store.Device{
+		"used up":      {dev("d4", "contoso", "en-2", t0)},
+		"expired":      {dev("d5", "contoso", "en-1", t0.Add(time.Hour))},
+		"foreign":      {dev("d6", "contoso", "en-it", t0)},
+		"unknown":      {dev("d7", "contoso", "en-9", t0)},
+		"one bad of 2": {dev("d8", "contoso", "en-1", t0), dev("d9", "contoso", "en-2", t0)},
+	} {
+		wantErr(t, s.CreateDevices(ctx, batch), store.ErrEnrollToken)
+		for _, d := range batch {
+			if _, err := s.GetDevice(ctx, d.ID); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("%s: device %s was created (%v)", name, d.ID, err)
+			}
+		}
+	}
+	if uses("e2") != 2 || uses("e1") != 1 {
+		t.Errorf("failed batches used tokens: uses %d and %d, want 2 and 1", uses("e2"), uses("e1"))
+	}
+	must(t, s.RevokeEnrollToken(ctx, "en-it"))
+	wantErr(t, s.CreateDevice(ctx, dev("d10", "acme-it", "en-it", t0)), store.ErrEnrollToken)
+	if d, err := s.GetDevice(ctx, "d1"); err != nil || d.EnrolledWith != "en-2" {
+		t.Errorf("d1 enrolled with %q (%v), want en-2", d.EnrolledWith, err)
+	}
+	ts, err := s.ListEnrollTokens(ctx, "contoso")
+	must(t, err)
+	if len(ts) != 2 || ts[0].ID != "en-1" || ts[1].ID != "en-2" || ts[1].MaxUses != 2 || ts[1].Uses != 2 {
+		t.Errorf("contoso's tokens %+v, want en-1 then en-2 (2 of 2 used)", ts)
+	}
+	all, err := s.ListEnrollTokens(ctx, "")
+	must(t, err)
+	if len(all) != 3 || all[2].ID != "en-it" || !all[2].Revoked {
+		t.Errorf("all tokens %+v", all)
 	}
 }
