@@ -54,43 +54,25 @@ type LiveOptions struct {
 	Log *slog.Logger
 }
 
-// vclock is the compressed clock: it starts at the real time (so that
-// the signed metadata's expiry, which TUF clients check against their own
-// clock, stays meaningful) and runs Speed times faster.
-type vclock struct {
-	epoch time.Time
-	start time.Time
-	speed float64
-}
-
-func (c *vclock) Now() time.Time {
-	return c.epoch.Add(time.Duration(float64(time.Since(c.start)) * c.speed))
-}
-
-func (c *vclock) After(d time.Duration) <-chan time.Time {
-	return time.After(time.Duration(float64(d) / c.speed))
-}
-
-// seconds is virtual seconds since the epoch.
-func (c *vclock) seconds() int64 { return int64(c.Now().Sub(c.epoch) / time.Second) }
-
 // Live is one live run.
 type Live struct {
-	sc     *Scenario
-	o      LiveOptions
-	clock  *vclock
-	fleet  *fleet
-	dir    string
-	tmp    bool
-	log    *slog.Logger
-	st     *sqlstore.Store
-	srv    *server.Server
-	url    string
-	base   *http.Transport
-	devs   []*liveDevice
-	cancel context.CancelFunc // the server's
-	served chan error
-	wg     sync.WaitGroup // the devices' goroutines
+	sc    *Scenario
+	o     LiveOptions
+	clock *vclock
+	// slowest is the lowest speed the governor set (vclock).
+	slowest float64
+	fleet   *fleet
+	dir     string
+	tmp     bool
+	log     *slog.Logger
+	st      *sqlstore.Store
+	srv     *server.Server
+	url     string
+	base    *http.Transport
+	devs    []*liveDevice
+	cancel  context.CancelFunc // the server's
+	served  chan error
+	wg      sync.WaitGroup // the devices' goroutines
 
 	approverKey ed25519.PrivateKey
 	baseVersion uint64
@@ -140,7 +122,7 @@ func NewLive(ctx context.Context, sc *Scenario, o LiveOptions) (*Live, error) {
 	scc := *sc
 	scc.Devices, scc.Seed = n, seed
 	now := time.Now()
-	l := &Live{sc: &scc, o: o, log: o.Log, clock: &vclock{epoch: now.Truncate(time.Second), start: now, speed: o.Speed}, waiting: -1, served: make(chan error, 1), crashedAt: map[int]int64{}}
+	l := &Live{sc: &scc, o: o, log: o.Log, clock: newVClock(now, o.Speed), slowest: o.Speed, waiting: -1, served: make(chan error, 1), crashedAt: map[int]int64{}}
 	l.fig.firstExposed, l.fig.firstCrash, l.fig.lastRecovery, l.fig.haltedAt, l.fig.completedAt = -1, -1, -1, -1, -1
 	l.fleet = newFleet(l.sc, n, rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)))
 	l.net = newNetwork(l.sc, len(l.fleet.orgs))
@@ -345,7 +327,7 @@ func (l *Live) drive(ctx context.Context, progress io.Writer) error {
 	lastPct := -1
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
-	for started := false; ; {
+	for started, ticks := false, 0; ; ticks++ {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -353,6 +335,10 @@ func (l *Live) drive(ctx context.Context, progress io.Writer) error {
 			l.served <- err
 			return fmt.Errorf("the server stopped: %v", err)
 		case <-tick.C:
+		}
+		if ticks%10 == 0 {
+			l.clock.govern()
+			l.slowest = min(l.slowest, l.clock.speed())
 		}
 		now := l.clock.seconds()
 		if now >= end && l.closeWindow(now >= end+healGrace) {
@@ -592,7 +578,7 @@ func (l *Live) result(ctx context.Context, wall time.Duration) *Result {
 	r := &Result{Scenario: l.sc.Name, Devices: l.sc.Devices, Seed: l.sc.Seed, Live: true, Rejection: f.rejected, RejectedAtPublish: f.rejected != "",
 		ExposedDevices: f.exposed, CrashedDevices: f.crashed, PeakCrashed: f.peakDown, Halted: f.haltedAt >= 0, HaltReason: f.haltReason,
 		Completed: f.completedAt >= 0, TimeToHaltS: -1, TimeToRecoverS: -1, Checkins: l.checkins.Load(), ServerCheckins: l.checkins.Load(),
-		VirtualS: float64(l.clock.seconds()), WallS: wall.Seconds(), Timeline: l.timeline, FinalState: l.final.State, FinalWave: l.final.WaveName}
+		VirtualS: float64(l.clock.seconds()), WallS: wall.Seconds(), LiveSpeedMin: l.slowest, Timeline: l.timeline, FinalState: l.final.State, FinalWave: l.final.WaveName}
 	r.SpuriousHalt = r.Halted && len(l.sc.Faults) == 0
 	if len(l.healed) > 0 {
 		sp := spread(append([]float64(nil), l.healed...))

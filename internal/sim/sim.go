@@ -986,6 +986,9 @@ type Result struct {
 	ServerCheckins int64   `json:"server_checkins"`
 	VirtualS       float64 `json:"virtual_s"`
 	WallS          float64 `json:"wall_s"`
+	// LiveSpeedMin is, live, the slowest the compressed clock ran: below
+	// the speed asked for when the machine could not keep up.
+	LiveSpeedMin   float64 `json:"live_speed_min,omitempty"`
 	PeakRSSBytes   int64   `json:"peak_rss_bytes"`
 	BytesPerDevice float64 `json:"bytes_per_device"`
 }
