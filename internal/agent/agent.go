@@ -89,7 +89,14 @@ type Agent struct {
 	journal *Journal
 	deny    trust.DenyList
 	status  Status
+	// holdEvents: the server's event quota is spent until then; check-ins
+	// carry the device's state only, its events stay queued.
+	holdEvents time.Time
 }
+
+// errQuota is a check-in the server refused for its events: nothing of it
+// was stored, and the agent checks in again at once without them.
+var errQuota = errors.New("check-in: over the server's event quota")
 
 // The data directory's layout, next to journal.json and events.jsonl.
 const (
@@ -286,6 +293,13 @@ func (a *Agent) Run(ctx context.Context) error {
 			continue
 		}
 		resp, retryAfter, err := a.checkin(ctx)
+		if errors.Is(err, errQuota) {
+			// Hear what to run now, events or not: a rollback must not wait
+			// for the quota.
+			a.holdEvents = a.cfg.Now().Add(max(retryAfter, time.Minute))
+			a.log.Warn("event quota spent; checking in without events", "until", a.holdEvents)
+			resp, retryAfter, err = a.checkin(ctx)
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return a.stop()
@@ -454,7 +468,11 @@ func (a *Agent) checkin(ctx context.Context) (*protocol.CheckinResponse, time.Du
 		req.Channels = append(req.Channels, protocol.ChannelReport{Channel: name, ActiveVersion: ch.ActiveVersion, LKGVersion: ch.LKGVersion, State: string(ch.State)})
 	}
 	a.mu.Unlock()
-	for _, e := range a.queue.Pending(MaxEventsPerCheckin) {
+	var pending []Event
+	if !a.cfg.Now().Before(a.holdEvents) {
+		pending = a.queue.Pending(MaxEventsPerCheckin)
+	}
+	for _, e := range pending {
 		req.Events = append(req.Events, protocol.EventReport{Seq: e.Seq, Time: e.Time, Type: string(e.Type), Channel: e.Channel, Version: e.Version, Reason: e.Reason, Counts: e.Counts})
 	}
 	body, _ := json.Marshal(req)
@@ -474,6 +492,9 @@ func (a *Agent) checkin(ctx context.Context) (*protocol.CheckinResponse, time.Du
 		var retry time.Duration
 		if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s > 0 {
 			retry = time.Duration(s) * time.Second
+		}
+		if resp.StatusCode == http.StatusTooManyRequests && resp.Header.Get(protocol.QuotaHeader) == protocol.QuotaEvents && len(req.Events) > 0 {
+			return nil, retry, fmt.Errorf("%w: %s", errQuota, strings.TrimSpace(string(b)))
 		}
 		return nil, retry, fmt.Errorf("check-in: %s: %s", resp.Status, strings.TrimSpace(string(b)))
 	}

@@ -1,10 +1,13 @@
 package agent_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"runtime"
@@ -13,6 +16,7 @@ import (
 	"time"
 
 	"github.com/ringfence/ringfence/internal/agent"
+	"github.com/ringfence/ringfence/internal/protocol"
 	"github.com/ringfence/ringfence/internal/server"
 	"github.com/ringfence/ringfence/internal/store/memstore"
 )
@@ -21,6 +25,13 @@ import (
 // signed) on a loopback port, and a device enrolled with it.
 func devServer(t *testing.T) (data string) {
 	t.Helper()
+	data, _ = devServerWith(t, server.Config{})
+	return data
+}
+
+// devServerWith is devServer with cfg, and the device's identity.
+func devServerWith(t *testing.T, cfg server.Config) (data string, id *agent.Identity) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	dir := t.TempDir()
@@ -28,7 +39,8 @@ func devServer(t *testing.T) (data string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := server.New(server.Config{Catalog: cat, TUFDir: filepath.Join(dir, "tuf")}, memstore.New(), time.Now, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	cfg.Catalog, cfg.TUFDir = cat, filepath.Join(dir, "tuf")
+	srv := server.New(cfg, memstore.New(), time.Now, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err := srv.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -39,11 +51,12 @@ func devServer(t *testing.T) (data string) {
 		t.Fatal(err)
 	}
 	data = filepath.Join(dir, "device")
-	if _, _, err := agent.Enroll(ctx, agent.EnrollOptions{Server: ts.URL, Token: creds.EnrollToken, Data: data,
-		Platform: "windows", OSBuild: "22631", AgentVersion: "7.12.0"}); err != nil {
+	id, _, err = agent.Enroll(ctx, agent.EnrollOptions{Server: ts.URL, Token: creds.EnrollToken, Data: data,
+		Platform: "windows", OSBuild: "22631", AgentVersion: "7.12.0"})
+	if err != nil {
 		t.Fatal(err)
 	}
-	return data
+	return data, id
 }
 
 // fakeWorker runs nothing; load decides what loading a version does.
@@ -157,5 +170,55 @@ func TestRefusedContentIsReportedAsReverted(t *testing.T) {
 	got := pending(t, data)
 	if len(got) != 2 || got[0] != string(agent.EventApplied) || got[1] != string(agent.EventReverted) {
 		t.Fatalf("queued: %v, want [applied reverted]", got)
+	}
+}
+
+// A device over the server's event quota still hears what to run: the
+// agent checks in again at once with its state only, loads the version it
+// is told, and keeps its events queued for later.
+func TestEventQuotaDoesNotHoldBackWhatToRun(t *testing.T) {
+	data, id := devServerWith(t, server.Config{EventsPerHour: 60})
+	q, err := agent.OpenQueue(data, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var evs []protocol.EventReport
+	for range 1001 {
+		e, err := q.Append(agent.Event{Time: time.Now(), Type: agent.EventWorkerCrash, Channel: "acme/ipc", Version: 1, Reason: "exit 3"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(evs) < 1000 {
+			evs = append(evs, protocol.EventReport{Seq: e.Seq, Time: e.Time, Type: string(e.Type), Channel: e.Channel, Version: e.Version, Reason: e.Reason})
+		}
+	}
+	// The first 1,000 were sent and stored: the hour's allowance is spent.
+	body, _ := json.Marshal(protocol.CheckinRequest{Platform: "windows", OSBuild: "22631", AgentVersion: "7.12.0", Events: evs})
+	req, _ := http.NewRequest(http.MethodPost, id.Server+"/v1/checkin", bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+id.Credential)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("spending the allowance: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	if err := q.Ack(1000); err != nil {
+		t.Fatal(err)
+	}
+
+	loaded := make(chan uint64, 4)
+	w := &fakeWorker{load: func(v uint64) error { loaded <- v; return nil }}
+	stop, _ := runAgent(t, data, w)
+	defer stop()
+	select {
+	case v := <-loaded:
+		if v != 292 {
+			t.Fatalf("loaded %d, want 292", v)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("over its event quota, the agent never heard it should run 292")
+	}
+	stop()
+	if got := pending(t, data); len(got) == 0 || got[0] != string(agent.EventWorkerCrash) {
+		t.Errorf("queued after the quota: %v, want the held worker-crash first", got)
 	}
 }

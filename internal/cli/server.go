@@ -33,6 +33,7 @@ type serverFlags struct {
 	silenceGrace    time.Duration
 	authFailures    int
 	enrolments      int
+	eventsPerHour   int
 	catalog         string
 	config          string
 }
@@ -70,6 +71,7 @@ which wins over the file.
 	fl.DurationVar(&f.checkinInterval, "checkin-interval", 5*time.Minute, "base interval between device check-ins (jittered ±20%)")
 	fl.DurationVar(&f.controllerTick, "controller-tick", 5*time.Second, "how often the rollout controller judges live releases (a failing gate halts within one tick)")
 	fl.IntVar(&f.authFailures, "auth-failures", 10, "failed authentications a source address may make per minute before it is answered 429 (-1: no limit; behind a proxy, all clients share its address)")
+	fl.IntVar(&f.eventsPerHour, "events-per-hour", 600, "events a device's check-ins may store an hour, beyond a burst of 1,000 (-1: no limit)")
 	fl.IntVar(&f.enrolments, "enrolments", 600, "devices that may enrol a minute with one enrolment token, and from one source address (-1: no limit)")
 	fl.DurationVar(&f.silenceGrace, "silence-grace", 9*time.Minute, "grace after a device's longest jittered check-in interval before it counts as silent")
 	fl.StringVar(&f.catalog, "catalog", "", "directory with template-types/ and manifests/ to validate published bundles against (default: the embedded examples)")
@@ -149,6 +151,9 @@ func runServer(ctx context.Context, f serverFlags, stdout, stderr io.Writer) err
 	if f.authFailures == 0 || f.authFailures < -1 {
 		return usage(fmt.Errorf("--auth-failures: %d: want 1 or more, or -1 for no limit", f.authFailures))
 	}
+	if f.eventsPerHour < 60 && f.eventsPerHour != -1 {
+		return usage(fmt.Errorf("--events-per-hour: %d: want 60 or more, or -1 for no limit", f.eventsPerHour))
+	}
 	if f.enrolments == 0 || f.enrolments < -1 {
 		return usage(fmt.Errorf("--enrolments: %d: want 1 or more, or -1 for no limit", f.enrolments))
 	}
@@ -169,7 +174,7 @@ func runServer(ctx context.Context, f serverFlags, stdout, stderr io.Writer) err
 	}
 	defer st.Close()
 	log.Info("store open", "dialect", st.Dialect(), "data", f.data)
-	srv := server.New(server.Config{CheckinInterval: f.checkinInterval, ControllerTick: f.controllerTick, SilenceGrace: f.silenceGrace, AuthFailures: f.authFailures, Enrolments: f.enrolments, Catalog: cat,
+	srv := server.New(server.Config{CheckinInterval: f.checkinInterval, ControllerTick: f.controllerTick, SilenceGrace: f.silenceGrace, AuthFailures: f.authFailures, Enrolments: f.enrolments, EventsPerHour: f.eventsPerHour, Catalog: cat,
 		TUFDir: filepath.Join(f.data, "tuf")}, st, time.Now, log)
 	return srv.ListenAndServe(ctx, f.listen, func(addr net.Addr) {
 		url := "http://" + addr.String()

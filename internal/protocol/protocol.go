@@ -8,6 +8,16 @@ import (
 	"time"
 )
 
+// QuotaHeader, on a 429 answer to a check-in, names the quota the
+// check-in went over: QuotaEvents means the device sent more events than
+// its allowance, so nothing of the check-in was stored. The agent then
+// checks in at once without events (its state, to hear what to run) and
+// holds its events back until Retry-After.
+const (
+	QuotaHeader = "Ringfence-Quota"
+	QuotaEvents = "events"
+)
+
 // ValidChannel reports whether id is a channel id, "vendor/channel", each
 // part a ValidName.
 func ValidChannel(id string) bool {

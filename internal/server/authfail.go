@@ -18,6 +18,7 @@ import (
 // as new), and if all are in use a new key gets a bucket of one.
 type limiters struct {
 	perMinute int // < 0: no limit
+	burst     int // 0: perMinute
 	mu        sync.Mutex
 	m         map[string]*rate.Limiter
 }
@@ -25,6 +26,13 @@ type limiters struct {
 const maxLimiterKeys = 100_000
 
 func (l *limiters) rate() rate.Limit { return rate.Limit(float64(l.perMinute) / 60) }
+
+func (l *limiters) size() int {
+	if l.burst > 0 {
+		return l.burst
+	}
+	return l.perMinute
+}
 
 // bucket is key's bucket, made when missing. Called with l.mu held.
 func (l *limiters) bucket(key string, now time.Time) *rate.Limiter {
@@ -34,10 +42,10 @@ func (l *limiters) bucket(key string, now time.Time) *rate.Limiter {
 	if l.m == nil {
 		l.m = map[string]*rate.Limiter{}
 	}
-	burst := l.perMinute
+	burst := l.size()
 	if len(l.m) >= maxLimiterKeys {
 		for k, b := range l.m {
-			if b.TokensAt(now) >= float64(l.perMinute) {
+			if b.TokensAt(now) >= float64(burst) {
 				delete(l.m, k)
 			}
 		}
@@ -53,16 +61,23 @@ func (l *limiters) bucket(key string, now time.Time) *rate.Limiter {
 // take uses one of key's allowance; false, and how long until there is
 // one, when it is spent.
 func (l *limiters) take(key string, now time.Time) (time.Duration, bool) {
-	if l.perMinute < 0 {
+	return l.takeN(key, 1, now)
+}
+
+// takeN uses n of key's allowance, or none of it: false, and how long
+// until there are n, when there are not.
+func (l *limiters) takeN(key string, n int, now time.Time) (time.Duration, bool) {
+	if l.perMinute < 0 || n <= 0 {
 		return 0, true
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	b := l.bucket(key, now)
-	if b.AllowN(now, 1) {
+	n = min(n, b.Burst())
+	if b.AllowN(now, n) {
 		return 0, true
 	}
-	return l.until(b, now), false
+	return time.Duration((float64(n) - b.TokensAt(now)) / float64(l.rate()) * float64(time.Second)), false
 }
 
 // spent reports whether key's allowance is used up, without using any.

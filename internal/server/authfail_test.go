@@ -50,3 +50,47 @@ func TestFailedAuthenticationIsLimited(t *testing.T) {
 	e.clock.Advance(10 * time.Second)
 	e.must(t, http.StatusOK, "GET", "/v1/releases", e.creds.AdminToken, nil, nil)
 }
+
+// A device's events are limited per hour: a check-in over the allowance
+// is answered 429, names the quota, and stores nothing; retries of stored
+// events cost nothing, and a check-in without events is answered as ever,
+// so a device over its quota still hears what to run.
+func TestEventQuota(t *testing.T) {
+	e := newEnvAt(t, "", server.Config{EventsPerHour: 60}, time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC))
+	d := e.enroll(t, "7.12.0")
+	e.offered(t, d, 292)
+	events := func(from, n int) []server.EventReport {
+		var out []server.EventReport
+		for i := range n {
+			out = append(out, server.EventReport{Seq: uint64(from + i), Type: "worker-crash", Channel: "acme/ipc", Version: 292, Reason: "exit 3"})
+		}
+		return out
+	}
+	if resp := e.checkin(t, d, d.report(292, events(1, 1000)...)); resp.AckSeq != 1000 {
+		t.Fatalf("a full check-in within the burst: ack %d, want 1000", resp.AckSeq)
+	}
+	over := e.raw(t, "POST", "/v1/checkin", d.cred, d.report(292, events(1001, 2)...))
+	if over.StatusCode != http.StatusTooManyRequests || over.Header.Get("Ringfence-Quota") != "events" {
+		t.Fatalf("over the quota: %d %s (quota %q), want 429 naming the events quota", over.StatusCode, over.body, over.Header.Get("Ringfence-Quota"))
+	}
+	if s, err := strconv.Atoi(over.Header.Get("Retry-After")); err != nil || s < 100 || s > 120 {
+		t.Errorf("Retry-After %q, want about two minutes (two events at one a minute)", over.Header.Get("Retry-After"))
+	}
+	// The same stored events again are a retry, and a state-only check-in
+	// is answered with what to run.
+	if resp := e.checkin(t, d, d.report(292, events(1, 1000)...)); resp.AckSeq != 1000 {
+		t.Errorf("a retry of stored events: ack %d, want 1000", resp.AckSeq)
+	}
+	if resp := e.checkin(t, d, d.report(292)); resp.AckSeq != 1000 || channel(resp, "acme/ipc") == nil {
+		t.Errorf("state-only check-in: %+v, want ack 1000 and acme/ipc's answer", resp)
+	}
+	e.srv.Drain()
+	var n int
+	if err := e.st.DB().QueryRow(`SELECT COUNT(*) FROM events WHERE device = '` + d.id + `'`).Scan(&n); err != nil || n != 1000 {
+		t.Errorf("%d events stored (%v), want the 1000 within the quota", n, err)
+	}
+	e.clock.Advance(2 * time.Minute)
+	if resp := e.checkin(t, d, d.report(292, events(1001, 2)...)); resp.AckSeq != 1002 {
+		t.Errorf("two minutes later: ack %d, want 1002", resp.AckSeq)
+	}
+}

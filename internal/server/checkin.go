@@ -190,6 +190,13 @@ func (s *Server) checkin(ctx context.Context, e *deviceEntry, reqp *CheckinReque
 		allowed = e.reserveActions(now, actionsAsked(req.Events, lastSeq))
 	}
 	s.devices.unlock(e)
+	if n := newEvents(req.Events, lastSeq); n > 0 {
+		if retry, ok := s.events.takeN(id, n, now); !ok {
+			he := tooMany(retry, fmt.Sprintf("%d events over the device's allowance of %d an hour; nothing was stored: check in without events, and send them after Retry-After", n, s.cfg.EventsPerHour))
+			he.Quota = protocol.QuotaEvents
+			return CheckinResponse{}, he
+		}
+	}
 
 	stratum := stratumOf(req.Platform, req.AgentVersion, req.OSBuild)
 	window := now.Truncate(s.cfg.CounterWindow)
@@ -438,6 +445,18 @@ var actionKinds = []string{"log", "alert", "block"}
 // an hour: a busy host's real load is far below it, and one device cannot
 // fake a storm of them (the events are stored whole).
 const maxActionsPerHour = 10000
+
+// newEvents counts the events after lastSeq: retries of stored ones cost
+// nothing.
+func newEvents(evs []EventReport, lastSeq uint64) int {
+	n := 0
+	for _, ev := range evs {
+		if ev.Seq > lastSeq {
+			n++
+		}
+	}
+	return n
+}
 
 // actionsAsked sums the action counts of the new events, each kind of each
 // event as at most the hourly cap.

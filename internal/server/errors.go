@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/ringfence/ringfence/internal/protocol"
 	"github.com/ringfence/ringfence/internal/store"
 )
 
@@ -22,7 +23,9 @@ type HTTPError struct {
 	Msg        string
 	Detail     string
 	Err        error
-	RetryAfter int // seconds, for 503
+	RetryAfter int // seconds, for 503 and 429
+	// Quota names the quota a 429 went over (protocol.QuotaHeader).
+	Quota string
 }
 
 func (e *HTTPError) Error() string {
@@ -104,6 +107,9 @@ func (s *Server) serve(h handler) http.Handler {
 func writeError(w http.ResponseWriter, he *HTTPError) {
 	if he.RetryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(he.RetryAfter))
+	}
+	if he.Quota != "" {
+		w.Header().Set(protocol.QuotaHeader, he.Quota)
 	}
 	writeJSON(w, he.Code, map[string]string{"error": he.Msg, "detail": he.Detail})
 }

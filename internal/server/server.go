@@ -60,6 +60,11 @@ type Config struct {
 	// without its credentials being looked at; default 10, negative for
 	// no limit (failures are still logged and counted).
 	AuthFailures int
+	// EventsPerHour is how many events a device's check-ins may store an
+	// hour, with a burst of one full check-in (1,000); beyond it a
+	// check-in is answered 429 and nothing of it stored. Default 600,
+	// negative for no limit.
+	EventsPerHour int
 	// Enrolments is how many devices may enrol a minute (a burst of as
 	// many) with one enrolment token, and from one source address;
 	// default 600, negative for no limit.
@@ -78,6 +83,9 @@ func (c *Config) defaults() {
 	}
 	if c.Enrolments == 0 {
 		c.Enrolments = 600
+	}
+	if c.EventsPerHour == 0 {
+		c.EventsPerHour = 600
 	}
 	if c.SnapshotRefresh == 0 {
 		c.SnapshotRefresh = 5 * time.Second
@@ -130,6 +138,7 @@ type Server struct {
 	// enrolByToken and enrolByAddr limit enrolments.
 	authFail                  authFailures
 	enrolByToken, enrolByAddr limiters
+	events                    limiters // per device
 	enrolled                  enrolAudit
 	budgets                   budgets
 	// tufMu serialises changes to the signed-update repository's files.
@@ -143,6 +152,10 @@ func New(cfg Config, st store.Store, now func() time.Time, log *slog.Logger) *Se
 	s := &Server{cfg: cfg, store: st, now: now, log: log, rebuild: make(chan struct{}, 1)}
 	s.authFail.perMinute = cfg.AuthFailures
 	s.enrolByToken.perMinute, s.enrolByAddr.perMinute = cfg.Enrolments, cfg.Enrolments
+	s.events.perMinute, s.events.burst = max(1, cfg.EventsPerHour/60), maxEventsPerCheckin
+	if cfg.EventsPerHour < 0 {
+		s.events.perMinute = -1
+	}
 	s.writer = newBatchWriter(st, log)
 	s.snap.Store(&snapshot{})
 	return s
