@@ -456,8 +456,8 @@ may enrol; 0 for no limit) and --expires (a duration, whole hours, at most
 		Short: "Stop an enrolment token enrolling devices (devices it enrolled stay)",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if strings.TrimSpace(reason) == "" {
-				return usage(errors.New("--reason: say why the token is revoked"))
+			if err := required("reason", reason, "say why; it goes into the audit log"); err != nil {
+				return err
 			}
 			raw, err := f.call(cmd.Context(), http.MethodPost, "/v1/orgs/"+url.PathEscape(args[0])+"/enroll-tokens/"+url.PathEscape(args[1])+"/revoke", nil,
 				map[string]string{"reason": reason}, nil)
