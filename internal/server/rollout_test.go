@@ -504,8 +504,11 @@ func TestRolloutOrganisationHourlyBudget(t *testing.T) {
 		rel := e.startRelease(t, quickPlan(), "normal")
 		f.until(t, 4, "in the canary", func(st server.ReleaseStatus) bool { return st.Release.WaveName == "canary" }, rel.ID)
 		f.tick(t)
-		if n := onVersion(f, 293); n != 12 {
-			t.Fatalf("%d devices got 293 in the first hour, want the budget's 12", n)
+		// Never past the budget. An offer stored while a snapshot reads the
+		// store may be counted twice (budgets errs towards the cap), and the
+		// snapshot loop runs on its own: one or two fewer is the price.
+		if n := onVersion(f, 293); n > 12 || n < 10 {
+			t.Fatalf("%d devices got 293 in the first hour, want the budget's 12 (10 if offers were stored during a snapshot read), never more", n)
 		}
 		for range 14 { // an hour and two check-ins later
 			f.tick(t)
