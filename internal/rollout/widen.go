@@ -37,11 +37,20 @@ func Widen(now time.Time, st ReleaseStatus, gates []GateResult, c Cohort, every 
 	if !c.Widened.IsZero() && now.Sub(c.Widened) < every {
 		return Widening{}, false
 	}
-	var suspects []string
+	// When several gates lean, the strata all of them point at come first
+	// (a crash gate naming one OS build and a revert gate leaning across
+	// every stratum is a suspicion of that build); then every stratum any
+	// of them names.
+	var suspects, common []string
 	var because []string
 	for _, g := range gates {
 		if g.Outcome != Inconclusive || len(g.Suspect) == 0 {
 			continue
+		}
+		if because == nil {
+			common = slices.Clone(g.Suspect)
+		} else {
+			common = slices.DeleteFunc(common, func(s string) bool { return !slices.Contains(g.Suspect, s) })
 		}
 		because = append(because, string(g.Metric))
 		for _, s := range g.Suspect {
@@ -51,6 +60,12 @@ func Widen(now time.Time, st ReleaseStatus, gates []GateResult, c Cohort, every 
 		}
 	}
 	slices.Sort(suspects)
+	slices.Sort(common)
+	if len(common) > 0 && len(common) < len(suspects) {
+		if out, ok := widenSuspects(st, c, common, because); ok {
+			return out, true
+		}
+	}
 	if out, ok := widenSuspects(st, c, suspects, because); ok {
 		return out, true
 	}

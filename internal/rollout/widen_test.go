@@ -138,6 +138,23 @@ func TestWiden(t *testing.T) {
 			ramp: map[string]int{a: 100, b: 30}, floors: map[string]int{}},
 		{name: "ramping-without-suspicion-doubles-everyone", st: widenStatus(2), gates: []GateResult{{Metric: GateWorkerCrash, Outcome: Pass}}, c: ramping,
 			ramp: map[string]int{a: 100, b: 30, other: 180}, floors: map[string]int{}},
+		// A revert gate leaning across every stratum and a crash gate
+		// naming a build: the build's strata are what both point at.
+		{name: "strata-every-leaning-gate-names-first", st: widenStatus(2), gates: []GateResult{
+			{Metric: GateRevert, Outcome: Inconclusive, Suspect: []string{a, b, other}},
+			{Metric: GateWorkerCrash, Outcome: Inconclusive, Suspect: []string{a, b}},
+		}, ramp: map[string]int{a: 100, b: 30}, floors: map[string]int{a: 100, b: 30},
+			why: "wave early widened to resolve revert and worker-crash evidence leaning worse: w/7.11.0/20348 from 50 to 100 devices, w/7.12.0/20348 from 25 to 30 devices"},
+		// Suspicions with nothing in common: every stratum either names.
+		{name: "disjoint-suspicions-widen-both", st: widenStatus(2), gates: []GateResult{
+			{Metric: GateRevert, Outcome: Inconclusive, Suspect: []string{other}},
+			{Metric: GateWorkerCrash, Outcome: Inconclusive, Suspect: []string{a}},
+		}, ramp: map[string]int{a: 100, other: 180}, floors: map[string]int{a: 100, other: 180}},
+		// What they share cannot grow: the others' strata are widened.
+		{name: "common-strata-reached-widen-the-rest", st: widenStatus(2), gates: []GateResult{
+			{Metric: GateRevert, Outcome: Inconclusive, Suspect: []string{b, other}},
+			{Metric: GateWorkerCrash, Outcome: Inconclusive, Suspect: []string{b}},
+		}, c: func(c *Cohort) { c.Reach[b] = 30 }, ramp: map[string]int{other: 180}, floors: map[string]int{other: 180}},
 		{name: "not-again-too-soon", st: widenStatus(2), gates: leaning, c: func(c *Cohort) { c.Widened = now.Add(-5 * time.Minute) }},
 		{name: "again-after-a-while", st: widenStatus(2), gates: leaning, c: func(c *Cohort) { c.Widened = now.Add(-30 * time.Minute) },
 			ramp: map[string]int{a: 100, b: 30}, floors: map[string]int{a: 100, b: 30}},

@@ -499,17 +499,16 @@ func capActions(counts map[string]int64, allowed int64) (map[string]int64, int64
 }
 
 // onceFor names what a device says about a release at most once: that it
-// applied, failed, reverted or confirmed it. Crashes and unclean reboots
-// are not marked yet: counted once per device and window (issue 14), a
-// crash loop weighs a fraction of what it did, and the narrow-defect
-// scenarios then ran into their deadlines (TestSuspiciousStratumIsWidened,
-// TestNarrowDefectsHaltedByAGate); the crash gates need their evidence
-// rebalanced first. Only devices offered the release count for it, and
-// action counts are capped per device.
+// applied, failed, reverted or confirmed it, that its worker crashed, and
+// that its host rebooted uncleanly or looped (one mark for both: the
+// unclean-reboot gate counts the two). The gates count devices, not
+// events: a crash loop, or a forged flood, is one crashed device.
 func onceFor(metric string) string {
 	base, control := strings.CutPrefix(metric, "control-")
 	switch base {
-	case "applied", "apply-failed", "reverted", "healthy":
+	case "applied", "apply-failed", "reverted", "healthy", "worker-crash":
+	case "unclean-reboot", "boot-loop":
+		base = "unclean-reboot"
 	default:
 		return ""
 	}

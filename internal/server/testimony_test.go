@@ -11,8 +11,8 @@ import (
 // nothing else: a device of another organisation, never offered the
 // release, forges its reverts, crashes and confirmations; a device that
 // was offered it repeats its confirmation. The gates count devices the
-// release was offered to, each once. (A flood of crash events from an
-// offered device still counts event by event: see onceFor.)
+// release was offered to, each once; a flood of crashes from an offered
+// device is one crashed device.
 func TestForgedTestimonyMovesNoGate(t *testing.T) {
 	forEachStore(t, func(t *testing.T, e *env) {
 		f := standardFleet(t, e)
@@ -71,19 +71,32 @@ func TestForgedTestimonyMovesNoGate(t *testing.T) {
 			twice.seq++
 			evs = append(evs, server.EventReport{Seq: twice.seq, Type: "healthy", Channel: "acme/ipc", Version: 293})
 		}
+		// and then crashes and reboots uncleanly 300 times (its quota
+		// stores them all), with a boot loop.
+		for i := range 300 {
+			twice.seq++
+			typ := []string{"worker-crash", "unclean-reboot", "boot-loop"}[i%3]
+			evs = append(evs, server.EventReport{Seq: twice.seq, Type: typ, Channel: "acme/ipc", Version: 293, Reason: "exit 3"})
+		}
 		req := server.CheckinRequest{Platform: "windows", OSBuild: twice.osBuild, AgentVersion: twice.agent, Events: evs,
 			Channels: []server.ChannelReport{{Channel: "acme/ipc", ActiveVersion: 293, LKGVersion: twice.lkg, State: "probation"}}}
 		e.must(t, http.StatusOK, "POST", "/v1/checkin", twice.cred, req, nil)
 		e.srv.Drain()
 
 		after := e.figures(t, e.creds.AdminToken, rel.ID)
-		for _, m := range []string{"applied", "reverted", "worker-crash", "control-unclean-reboot"} {
+		for _, m := range []string{"applied", "reverted", "control-unclean-reboot"} {
 			if after.sum(m) != before.sum(m) {
 				t.Errorf("%s: %d before the forgeries, %d after", m, before.sum(m), after.sum(m))
 			}
 		}
 		if got := after.sum("healthy") - before.sum("healthy"); got != 1 {
 			t.Errorf("healthy grew by %d: 50 confirmations of one offered device are one device", got)
+		}
+		if got := after.sum("worker-crash") - before.sum("worker-crash"); got != 1 {
+			t.Errorf("worker-crash grew by %d: 100 crashes of one offered device are one crashed device", got)
+		}
+		if got := after.sum("unclean-reboot") + after.sum("boot-loop") - before.sum("unclean-reboot") - before.sum("boot-loop"); got != 1 {
+			t.Errorf("unclean reboots and boot loops grew by %d: one device's are one device for the unclean-reboot gate", got)
 		}
 		var dev server.DeviceInfo
 		e.must(t, http.StatusOK, "GET", "/v1/devices/"+x.id, e.creds.AdminToken, nil, &dev)

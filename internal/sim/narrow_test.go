@@ -45,9 +45,13 @@ noise:
 
 // Defects confined to one agent version, one OS build, or one agent × OS
 // build cell (with a partition cutting 30% of the organisations off as
-// it rolls out), crashing 2% of those hosts: each is halted by a gate —
-// not by a wave's deadline — before the broad wave, with few hosts
-// crashed, and every crashed host heals by itself.
+// it rolls out), crashing 2% of those hosts (5% of the cell's): each is
+// halted by a gate — not by a wave's deadline — before the broad wave,
+// with few hosts crashed, and every crashed host heals by itself. The
+// cell is 600 hosts here, of which the waves before broad reach at most
+// half: 2% of them is 6 crashed hosts, fewer than the gates need when a
+// host counts once however often it crashes (rollout.DetectDevices); the
+// narrow-cell scenario shows 2% of a cell on a fleet large enough.
 func TestNarrowDefectsHaltedByAGate(t *testing.T) {
 	if testing.Short() {
 		t.Skip("three simulations")
@@ -59,7 +63,7 @@ func TestNarrowDefectsHaltedByAGate(t *testing.T) {
 	}{
 		{"one-agent", `{kind: host-crash, agents: ["7.12.0"], probability: 0.02}`, ""},
 		{"one-os-build", `{kind: host-crash, os_builds: ["20348"], probability: 0.02}`, ""},
-		{"one-cell-during-a-partition", `{kind: host-crash, agents: ["7.12.0"], os_builds: ["20348"], probability: 0.02}`, partition},
+		{"one-cell-during-a-partition", `{kind: host-crash, agents: ["7.12.0"], os_builds: ["20348"], probability: 0.05}`, partition},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -109,7 +113,7 @@ func TestRoughDayCompletes(t *testing.T) {
 }
 
 // A defect whose first signs are too few to decide (a worker that crashes
-// on 3% of one cell's hosts: one event each) makes a gate lean worse and
+// on 4% of one cell's hosts) makes a gate lean worse and
 // name its OS build; the controller widens the wave for strata of that
 // build alone (audited), and the gate then decides.
 func TestSuspiciousStratumIsWidened(t *testing.T) {
@@ -117,7 +121,7 @@ func TestSuspiciousStratumIsWidened(t *testing.T) {
 		t.Skip("a simulation")
 	}
 	t.Parallel()
-	src := narrowFleet("widen", `faults: [{kind: worker-crash, agents: ["7.12.0"], os_builds: ["20348"], probability: 0.03}]`+"\n", "")
+	src := narrowFleet("widen", `faults: [{kind: worker-crash, agents: ["7.12.0"], os_builds: ["20348"], probability: 0.04}]`+"\n", "")
 	sc, err := Parse("widen", []byte(strings.Replace(src, "seed: 4", "seed: 12", 1)))
 	if err != nil {
 		t.Fatal(err)
