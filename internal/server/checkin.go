@@ -164,11 +164,34 @@ func (s *Server) checkin(ctx context.Context, e *deviceEntry, reqp *CheckinReque
 	wr := store.CheckinWrite{Device: store.Device{ID: id, Platform: req.Platform, OSBuild: req.OSBuild, AgentVersion: req.AgentVersion, LastSeen: now}}
 	mustWait := len(req.Events) > 0 || e.facts != factsOf(req.Platform, req.OSBuild, req.AgentVersion)
 	reported := map[string]ChannelReport{}
+	// exposed: the channels whose reported version the device was offered,
+	// as far as the device's record or this replica's offers tell; the
+	// store answers for the changed ones in the write.
+	var exposed map[string]bool
 	for _, c := range req.Channels {
 		reported[c.Channel] = c
 		old, ok := e.channel(c.Channel)
+		sameVersion := ok && old.active == c.ActiveVersion
+		if sameVersion && old.offered {
+			if exposed == nil {
+				exposed = map[string]bool{}
+			}
+			exposed[c.Channel] = true
+		}
 		if !ok || old.active != c.ActiveVersion || old.lkg != c.LKGVersion || old.state != c.State {
-			dc := store.DeviceChannel{Device: id, Channel: c.Channel, ActiveVersion: c.ActiveVersion, LKGVersion: c.LKGVersion, State: c.State, UpdatedAt: now}
+			dc := store.DeviceChannel{Device: id, Channel: c.Channel, ActiveVersion: c.ActiveVersion, LKGVersion: c.LKGVersion, State: c.State, UpdatedAt: now,
+				Offered: sameVersion && old.offered}
+			if !dc.Offered {
+				if ri := sn.release(c.Channel, c.ActiveVersion); ri != nil {
+					dc.Release = ri.rel.ID
+					if _, ok := s.offered.Load(ri.rel.ID + "\x00" + id); ok {
+						if exposed == nil {
+							exposed = map[string]bool{}
+						}
+						exposed[c.Channel] = true
+					}
+				}
+			}
 			wr.Channels = append(wr.Channels, dc)
 			mustWait = true
 		}
@@ -248,7 +271,15 @@ func (s *Server) checkin(ctx context.Context, e *deviceEntry, reqp *CheckinReque
 	}
 	if countBeat {
 		for _, c := range req.Channels {
-			beats = append(beats, s.cells(sn, org, stratum, window, c.Channel, c.ActiveVersion, "heartbeat")...)
+			for _, k := range s.cells(sn, org, stratum, window, c.Channel, c.ActiveVersion, "heartbeat") {
+				// A device's time on a version counts as the release's
+				// exposure only if it was offered the release: a device
+				// claiming a version it was never given dilutes no rate.
+				if k.Metric == "heartbeat" && !exposed[c.Channel] && !sn.completed(c.Channel, k.Release) {
+					continue
+				}
+				beats = append(beats, k)
+			}
 		}
 	}
 	s.hb.touch(id, now, beats)
@@ -349,6 +380,7 @@ func (s *Server) checkin(ctx context.Context, e *deviceEntry, reqp *CheckinReque
 		e.lastSeq = max(e.lastSeq, res.res.LastSeq)
 		e.facts = factsOf(req.Platform, req.OSBuild, req.AgentVersion)
 		for _, c := range wr.Channels {
+			c.Offered = c.Offered || c.Release != "" && slices.Contains(res.res.Offered, c.Release)
 			e.setChannel(c)
 		}
 		s.devices.unlock(e)

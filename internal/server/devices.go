@@ -46,6 +46,9 @@ type deviceFacts struct{ platform, osBuild, agent string }
 type chanState struct {
 	channel, state string
 	active, lkg    uint64
+	// offered: a release of active was offered to the device, so its
+	// heartbeats count as that release's exposure.
+	offered bool
 }
 
 func intern(s string) string { return unique.Make(s).Value() }
@@ -76,7 +79,7 @@ func (e *deviceEntry) channel(ch string) (chanState, bool) {
 }
 
 func (e *deviceEntry) setChannel(c store.DeviceChannel) {
-	cs := chanState{channel: intern(c.Channel), state: intern(c.State), active: c.ActiveVersion, lkg: c.LKGVersion}
+	cs := chanState{channel: intern(c.Channel), state: intern(c.State), active: c.ActiveVersion, lkg: c.LKGVersion, offered: c.Offered}
 	for i := range e.channels {
 		if e.channels[i].channel == cs.channel {
 			e.channels[i] = cs

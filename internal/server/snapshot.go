@@ -259,6 +259,16 @@ func withheldTargets(sn *snapshot) map[string]*releaseInfo {
 }
 
 // completed reports whether release id of channel has completed.
+// release is the channel's release of version v, if the snapshot has it.
+func (sn *snapshot) release(channel string, v uint64) *releaseInfo {
+	for _, ri := range sn.releases[channel] {
+		if ri.rel.Version == v {
+			return ri
+		}
+	}
+	return nil
+}
+
 func (sn *snapshot) completed(channel, id string) bool {
 	for _, ri := range sn.releases[channel] {
 		if ri.rel.ID == id {

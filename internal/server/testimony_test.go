@@ -3,6 +3,7 @@ package server_test
 import (
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/ringfence/ringfence/internal/server"
 )
@@ -139,6 +140,53 @@ func TestCompletedReleaseCountsDevicesThatRunIt(t *testing.T) {
 			if dev.Anomalies != want {
 				t.Errorf("device %s: %d anomalies, want %d", d.id, dev.Anomalies, want)
 			}
+		}
+	})
+}
+
+// A device's time on a version counts as a release's exposure only if it
+// was offered the release: a device that claims to run 293 without having
+// been offered it adds no device-hours to dilute 293's crash rates, and
+// one that was offered it adds one heartbeat a window.
+func TestHeartbeatsCountOnlyForOfferedDevices(t *testing.T) {
+	forEachStore(t, func(t *testing.T, e *env) {
+		f := standardFleet(t, e)
+		rel := e.startRelease(t, quickPlan(), "normal")
+		f.until(t, 4, "in the canary wave", func(st server.ReleaseStatus) bool { return st.Release.WaveName == "canary" }, rel.ID)
+		f.tick(t)
+		var offered *fleetDevice
+		for _, d := range f.devs {
+			if d.active == 293 {
+				offered = d
+				break
+			}
+		}
+		if offered == nil {
+			t.Fatal("no device of the canary wave runs 293")
+		}
+		claims := e.enroll(t, "7.12.0") // contoso: never offered 293
+		e.offered(t, claims, 292)
+		e.srv.Drain()
+		before := e.figures(t, e.creds.AdminToken, rel.ID)
+		for range 5 {
+			e.clock.Advance(time.Minute)
+			e.checkin(t, claims, claims.report(293))
+		}
+		e.srv.Drain()
+		mid := e.figures(t, e.creds.AdminToken, rel.ID)
+		if got := mid.sum("heartbeat") - before.sum("heartbeat"); got != 0 {
+			t.Errorf("a device never offered 293 that claims it added %d heartbeats to 293's exposure, want 0", got)
+		}
+		for range 5 {
+			e.clock.Advance(time.Minute)
+			req := server.CheckinRequest{Platform: "windows", OSBuild: offered.osBuild, AgentVersion: offered.agent,
+				Channels: []server.ChannelReport{{Channel: "acme/ipc", ActiveVersion: 293, LKGVersion: offered.lkg, State: "probation"}}}
+			e.must(t, http.StatusOK, "POST", "/v1/checkin", offered.cred, req, nil)
+		}
+		e.srv.Drain()
+		after := e.figures(t, e.creds.AdminToken, rel.ID)
+		if got := after.sum("heartbeat") - mid.sum("heartbeat"); got != 5 {
+			t.Errorf("a device offered 293 added %d heartbeats in 5 windows, want 5", got)
 		}
 	})
 }

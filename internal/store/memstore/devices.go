@@ -68,6 +68,7 @@ func (ds *devices) count(k channelVersion, by int64) {
 // report stores what a device says it runs on one channel.
 func (ds *devices) report(d *device, c store.DeviceChannel) {
 	c.Device, c.UpdatedAt = d.ID, norm(c.UpdatedAt)
+	c.Offered, c.Release = false, "" // not stored
 	i, found := slices.BinarySearchFunc(d.channels, c.Channel, func(x store.DeviceChannel, ch string) int { return cmp.Compare(x.Channel, ch) })
 	if found {
 		if !d.Revoked {
@@ -195,10 +196,19 @@ func (s *Store) DeviceChannels(ctx context.Context, id string) ([]store.DeviceCh
 		return nil, err
 	}
 	defer s.mu.RUnlock()
-	if d := st.devices.byID[id]; d != nil && len(d.channels) > 0 {
-		return slices.Clone(d.channels), nil
+	d := st.devices.byID[id]
+	if d == nil || len(d.channels) == 0 {
+		return nil, nil
 	}
-	return nil, nil
+	out := slices.Clone(d.channels)
+	for i, c := range out {
+		for _, r := range st.releases.byChannel[c.Channel] {
+			if _, ok := st.offers.byRelease[r.ID][id]; ok && r.Version == c.ActiveVersion {
+				out[i].Offered = true
+			}
+		}
+	}
+	return out, nil
 }
 
 func (s *Store) RevokeDevice(ctx context.Context, id string) error {
@@ -279,6 +289,11 @@ func (s *Store) ApplyCheckins(ctx context.Context, ws []store.CheckinWrite) ([]s
 				o.Org = d.Org
 			}
 			st.offers.add(o)
+		}
+		for _, c := range w.Channels {
+			if _, ok := st.offers.byRelease[c.Release][d.ID]; ok && c.Release != "" {
+				out[i].Offered = append(out[i].Offered, c.Release)
+			}
 		}
 	}
 	return out, nil
