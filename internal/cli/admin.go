@@ -338,9 +338,9 @@ is printed once; the server keeps only its hash.`,
 			return f.show(cmd.OutOrStdout(), raw, func(w io.Writer) {
 				var rows [][]string
 				for _, t := range toks {
-					rows = append(rows, []string{t.ID, orDash(t.Tenant), t.Role, orDash(t.Name), ts(t.CreatedAt), yesNo(t.Revoked)})
+					rows = append(rows, []string{t.ID, orDash(t.Tenant), t.Role, orDash(t.Name), ts(t.CreatedAt), orDash(t.CreatedBy), yesNo(t.Revoked)})
 				}
-				table(w, []string{"ID", "TENANT", "ROLE", "NAME", "CREATED", "REVOKED"}, rows)
+				table(w, []string{"ID", "TENANT", "ROLE", "NAME", "CREATED", "CREATED BY", "REVOKED"}, rows)
 			})
 		},
 	}

@@ -208,6 +208,9 @@ type TokenInfo struct {
 	Token     string    `json:"token,omitempty"`
 	CreatedAt time.Time `json:"created_at,omitzero"`
 	Revoked   bool      `json:"revoked"`
+	// CreatedBy is the ID of the token that created it: approvals count
+	// only from tokens whose creators are distinct (docs/rollout.md).
+	CreatedBy string `json:"created_by,omitempty"`
 }
 
 var roleKinds = map[store.Role]store.TenantKind{
@@ -247,14 +250,14 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request, p Principal
 		return err
 	}
 	sec := "rft_" + secret(32)
-	t := store.APIToken{ID: "tok-" + secret(8), Tenant: req.Tenant, Role: role, Name: req.Name, Hash: hashSecret(sec), CreatedAt: s.now()}
+	t := store.APIToken{ID: "tok-" + secret(8), Tenant: req.Tenant, Role: role, Name: req.Name, Hash: hashSecret(sec), CreatedAt: s.now(), CreatedBy: p.TokenID}
 	if err := s.store.CreateAPIToken(r.Context(), t); err != nil {
 		return storeError("token", err)
 	}
 	if err := s.audit(r.Context(), p, "token.create", t.ID, fmt.Sprintf("%s for %q (%s)", role, req.Tenant, req.Name)); err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, TokenInfo{ID: t.ID, Tenant: t.Tenant, Role: string(t.Role), Name: t.Name, Token: sec, CreatedAt: t.CreatedAt})
+	writeJSON(w, http.StatusCreated, TokenInfo{ID: t.ID, Tenant: t.Tenant, Role: string(t.Role), Name: t.Name, Token: sec, CreatedAt: t.CreatedAt, CreatedBy: t.CreatedBy})
 	return nil
 }
 
@@ -272,7 +275,7 @@ func (s *Server) listTokens(w http.ResponseWriter, r *http.Request, p Principal)
 	out := []TokenInfo{}
 	for _, t := range ts {
 		if p.isAdmin() || t.Tenant == p.Tenant {
-			out = append(out, TokenInfo{ID: t.ID, Tenant: t.Tenant, Role: string(t.Role), Name: t.Name, CreatedAt: t.CreatedAt, Revoked: t.Revoked})
+			out = append(out, TokenInfo{ID: t.ID, Tenant: t.Tenant, Role: string(t.Role), Name: t.Name, CreatedAt: t.CreatedAt, Revoked: t.Revoked, CreatedBy: t.CreatedBy})
 		}
 	}
 	writeJSON(w, http.StatusOK, out)

@@ -13,6 +13,8 @@ type Principal struct {
 	Name    string     `json:"name"`
 	Tenant  string     `json:"tenant"` // "" for the operator's admin tokens
 	Role    store.Role `json:"role"`
+	// CreatedBy is the ID of the token that created this one.
+	CreatedBy string `json:"created_by,omitempty"`
 }
 
 func (p Principal) actor() string {
@@ -80,7 +82,7 @@ func (s *Server) authAPI(ctx context.Context, r *http.Request) (Principal, error
 	if t.Revoked {
 		return Principal{}, s.authFailed(r, "api", t.ID+" (revoked)", errUnauthorized)
 	}
-	return Principal{TokenID: t.ID, Name: t.Name, Tenant: t.Tenant, Role: t.Role}, nil
+	return Principal{TokenID: t.ID, Name: t.Name, Tenant: t.Tenant, Role: t.Role, CreatedBy: t.CreatedBy}, nil
 }
 
 // api wraps an admin handler with token authentication.

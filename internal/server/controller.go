@@ -315,15 +315,7 @@ func (s *Server) silentAfter() time.Duration {
 	return s.cfg.CheckinInterval*6/5 + s.cfg.SilenceGrace
 }
 
-func approvals(rel store.Release) int {
-	seen := map[string]bool{}
-	for _, a := range rel.Approvals {
-		if a.Actor != rel.CreatedBy {
-			seen[a.Actor] = true
-		}
-	}
-	return len(seen)
-}
+func approvals(rel store.Release) int { return len(countedApprovals(rel)) }
 
 func toCounts(cs []store.Counter) []rollout.Count {
 	out := make([]rollout.Count, len(cs))

@@ -118,7 +118,7 @@ func (s *Server) createRelease(w http.ResponseWriter, r *http.Request, p Princip
 	}
 	rel := store.Release{ID: fmt.Sprintf("rel-%s-%d-%s", strings.ReplaceAll(req.Channel, "/", "-"), req.Version, secret(3)),
 		Channel: req.Channel, Version: req.Version, Plan: planJSON, State: state, Phase: phase, Lane: string(lane), Wave: 0,
-		CreatedBy: p.actor(), CreatedAt: now, UpdatedAt: now, WaveStartedAt: now, GatesSince: now}
+		CreatedBy: p.actor(), CreatorToken: p.TokenID, CreatedAt: now, UpdatedAt: now, WaveStartedAt: now, GatesSince: now}
 	if err := s.store.CreateRelease(r.Context(), rel); err != nil {
 		return storeError(fmt.Sprintf("release of %s@%d", req.Channel, req.Version), err)
 	}
@@ -459,21 +459,23 @@ func (s *Server) resumeRelease(w http.ResponseWriter, r *http.Request, p Princip
 	})
 }
 
-// approveRelease records a sign-off. The two-person rule: the approver
-// holds the vendor's approver role and is not the release's creator.
+// approveRelease records a sign-off. The approver holds the vendor's
+// approver role (the operator's admin role cannot approve), and the
+// approval must count under the separation of duties (duties.go).
 func (s *Server) approveRelease(w http.ResponseWriter, r *http.Request, p Principal) error {
 	approver := func(p Principal, vendor string) bool { return p.Tenant == vendor && p.Role == store.RoleApprover }
 	return s.changeRelease(w, r, p, "release.approve", approver, func(rel *store.Release, reason string) error {
 		if _, err := rollout.Apply(rollout.ReleaseState(rel.State), rollout.ActApprove); err != nil {
 			return err
 		}
-		if p.actor() == rel.CreatedBy {
-			return conflict("two-person rule: %s created release %s and cannot also approve it", p.actor(), rel.ID)
-		}
-		if slices.ContainsFunc(rel.Approvals, func(a store.Approval) bool { return a.Actor == p.actor() }) {
+		if slices.ContainsFunc(rel.Approvals, func(a store.Approval) bool { return a.Token == p.TokenID || a.Actor == p.actor() }) {
 			return conflict("%s already approved release %s", p.actor(), rel.ID)
 		}
-		rel.Approvals = append(rel.Approvals, store.Approval{Actor: p.actor(), At: s.now(), Reason: reason})
+		a := store.Approval{Actor: p.actor(), At: s.now(), Reason: reason, Token: p.TokenID, TokenCreator: p.CreatedBy}
+		if why := notCounted(*rel, countedApprovals(*rel), a); why != "" {
+			return conflict("separation of duties: %s", why)
+		}
+		rel.Approvals = append(rel.Approvals, a)
 		return nil
 	})
 }

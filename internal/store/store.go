@@ -105,6 +105,10 @@ type Approval struct {
 	Actor  string    `json:"actor"`
 	At     time.Time `json:"at"`
 	Reason string    `json:"reason"`
+	// Token is the approving token's ID and TokenCreator the ID of the
+	// token that created it (separation of duties: docs/rollout.md).
+	Token        string `json:"token,omitempty"`
+	TokenCreator string `json:"token_creator,omitempty"`
 }
 
 // Release is the decision to roll one artifact version out on a channel.
@@ -118,8 +122,11 @@ type Release struct {
 	Reason    string
 	Revision  int64 // optimistic concurrency: bumped on every update
 	CreatedBy string
-	CreatedAt time.Time
-	UpdatedAt time.Time
+	// CreatorToken is the ID of the token that created the release (""
+	// for releases from before it was recorded, and the dev seed's).
+	CreatorToken string
+	CreatedAt    time.Time
+	UpdatedAt    time.Time
 	// WaveStartedAt is when the current wave began (bake times count
 	// from it); CompletedAt when the last wave passed.
 	WaveStartedAt time.Time
@@ -170,6 +177,9 @@ type APIToken struct {
 	Hash      string
 	CreatedAt time.Time
 	Revoked   bool
+	// CreatedBy is the ID of the token that created this one ("" for the
+	// tokens an operator bootstraps the server with).
+	CreatedBy string
 }
 
 // EnrollToken lets devices of one organisation enrol.
@@ -222,6 +232,16 @@ type DeviceChannel struct {
 	LKGVersion    uint64    `json:"lkg_version"`
 	State         string    `json:"state"` // active, pending, probation, reverted
 	UpdatedAt     time.Time `json:"updated_at"`
+	// Offered says whether a release of ActiveVersion on Channel was
+	// offered to the device: only then does the device's time on that
+	// version count as the release's exposure (a device that claims a
+	// version it was never given dilutes no crash rate). Stores fill it in
+	// DeviceChannels; it is not written.
+	Offered bool `json:"-"`
+	// Release, when the server sets it on a written channel, is the
+	// release of ActiveVersion: the store answers in CheckinResult.Offered
+	// whether it was offered to the device, in the write's transaction.
+	Release string `json:"-"`
 }
 
 // DeviceFilter selects devices; empty fields match all.
@@ -416,6 +436,9 @@ type CheckinResult struct {
 	// Refused counts the new events' device counters the store did not
 	// count because the release was never offered to the device.
 	Refused int
+	// Offered are the Releases of the written channels that were offered
+	// to the device.
+	Offered []string
 }
 
 // AuditEntry is one state change. Entries form a hash chain: Hash covers

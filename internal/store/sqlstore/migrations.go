@@ -205,6 +205,12 @@ ALTER TABLE enroll_tokens ADD COLUMN max_uses BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE enroll_tokens ADD COLUMN uses BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE devices ADD COLUMN enroll_token TEXT NOT NULL DEFAULT '';
 `,
+	// 7: separation of duties: who created each token, and which token
+	// created each release.
+	`
+ALTER TABLE api_tokens ADD COLUMN created_by TEXT NOT NULL DEFAULT '';
+ALTER TABLE releases ADD COLUMN creator_token TEXT NOT NULL DEFAULT '';
+`,
 }
 
 func (d dialect) migration(i int) string {

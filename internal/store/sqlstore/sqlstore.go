@@ -427,7 +427,7 @@ func (s *Store) LatestArtifactVersion(ctx context.Context, channel string) (uint
 // --- releases ---
 
 const releaseCols = `id, channel, version, plan, state, wave, reason, revision, created_by, created_at, updated_at, wave_started_at, completed_at,
-	lane, phase, halted_by, approvals, gates_since, cohort`
+	lane, phase, halted_by, approvals, gates_since, cohort, creator_token`
 
 func scanRelease(sc interface{ Scan(...any) error }) (store.Release, error) {
 	var r store.Release
@@ -435,7 +435,7 @@ func scanRelease(sc interface{ Scan(...any) error }) (store.Release, error) {
 	var plan, state, approvals, cohort string
 	var created, updated, waveAt, doneAt, gatesAt int64
 	err := sc.Scan(&r.ID, &r.Channel, &version, &plan, &state, &r.Wave, &r.Reason, &r.Revision, &r.CreatedBy, &created, &updated, &waveAt, &doneAt,
-		&r.Lane, &r.Phase, &r.HaltedBy, &approvals, &gatesAt, &cohort)
+		&r.Lane, &r.Phase, &r.HaltedBy, &approvals, &gatesAt, &cohort, &r.CreatorToken)
 	if err != nil {
 		return r, err
 	}
@@ -479,10 +479,10 @@ func decodeApprovals(s string) ([]store.Approval, error) {
 }
 
 func (s *Store) CreateRelease(ctx context.Context, r store.Release) error {
-	_, err := s.exec(ctx, `INSERT INTO releases (`+releaseCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	_, err := s.exec(ctx, `INSERT INTO releases (`+releaseCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		r.ID, r.Channel, int64(r.Version), string(r.Plan), string(r.State), r.Wave, r.Reason, r.CreatedBy,
 		ms(r.CreatedAt), ms(r.UpdatedAt), ms(r.WaveStartedAt), ms(r.CompletedAt),
-		r.Lane, r.Phase, r.HaltedBy, encodeApprovals(r.Approvals), ms(r.GatesSince), string(r.Cohort))
+		r.Lane, r.Phase, r.HaltedBy, encodeApprovals(r.Approvals), ms(r.GatesSince), string(r.Cohort), r.CreatorToken)
 	if err != nil {
 		return fmt.Errorf("create release %s: %w", r.ID, err)
 	}
@@ -579,21 +579,21 @@ func (s *Store) policies(ctx context.Context, query string, args ...any) ([]stor
 // --- tokens ---
 
 func (s *Store) CreateAPIToken(ctx context.Context, t store.APIToken) error {
-	_, err := s.exec(ctx, `INSERT INTO api_tokens (id, tenant, role, name, hash, created_at, revoked) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-		t.ID, t.Tenant, string(t.Role), t.Name, t.Hash, ms(t.CreatedAt), t.Revoked)
+	_, err := s.exec(ctx, `INSERT INTO api_tokens (id, tenant, role, name, hash, created_at, revoked, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		t.ID, t.Tenant, string(t.Role), t.Name, t.Hash, ms(t.CreatedAt), t.Revoked, t.CreatedBy)
 	if err != nil {
 		return fmt.Errorf("create api token %s: %w", t.ID, err)
 	}
 	return nil
 }
 
-const apiTokenCols = `id, tenant, role, name, hash, created_at, revoked`
+const apiTokenCols = `id, tenant, role, name, hash, created_at, revoked, created_by`
 
 func scanAPIToken(sc interface{ Scan(...any) error }) (store.APIToken, error) {
 	var t store.APIToken
 	var role string
 	var at int64
-	err := sc.Scan(&t.ID, &t.Tenant, &role, &t.Name, &t.Hash, &at, &t.Revoked)
+	err := sc.Scan(&t.ID, &t.Tenant, &role, &t.Name, &t.Hash, &at, &t.Revoked, &t.CreatedBy)
 	t.Role, t.CreatedAt = store.Role(role), fromMS(at)
 	return t, err
 }
@@ -781,7 +781,9 @@ func (s *Store) ListDevices(ctx context.Context, f store.DeviceFilter) ([]store.
 }
 
 func (s *Store) DeviceChannels(ctx context.Context, device string) ([]store.DeviceChannel, error) {
-	rows, err := s.db.QueryContext(ctx, s.q(`SELECT device, channel, active_version, lkg_version, state, updated_at FROM device_channels WHERE device = ? ORDER BY channel`), device)
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT dc.device, dc.channel, dc.active_version, dc.lkg_version, dc.state, dc.updated_at,
+		EXISTS (SELECT 1 FROM releases r JOIN offers o ON o.release = r.id AND o.device = dc.device WHERE r.channel = dc.channel AND r.version = dc.active_version)
+		FROM device_channels dc WHERE dc.device = ? ORDER BY dc.channel`), device)
 	if err != nil {
 		return nil, s.wrap(err)
 	}
@@ -790,7 +792,7 @@ func (s *Store) DeviceChannels(ctx context.Context, device string) ([]store.Devi
 	for rows.Next() {
 		var c store.DeviceChannel
 		var active, lkg, at int64
-		if err := rows.Scan(&c.Device, &c.Channel, &active, &lkg, &c.State, &at); err != nil {
+		if err := rows.Scan(&c.Device, &c.Channel, &active, &lkg, &c.State, &at, &c.Offered); err != nil {
 			return nil, s.wrap(err)
 		}
 		c.ActiveVersion, c.LKGVersion, c.UpdatedAt = uint64(active), uint64(lkg), fromMS(at)
@@ -868,6 +870,18 @@ func (s *Store) ApplyCheckins(ctx context.Context, ws []store.CheckinWrite) ([]s
 					return err
 				}
 			}
+			for _, c := range w.Channels {
+				if c.Release == "" {
+					continue
+				}
+				ok, err := s.offered(ctx, tx, c.Release, w.Device.ID)
+				if err != nil {
+					return err
+				}
+				if ok {
+					out[i].Offered = append(out[i].Offered, c.Release)
+				}
+			}
 		}
 		return s.addCounters(ctx, tx, counters)
 	})
@@ -897,18 +911,21 @@ func (s *Store) TouchDevices(ctx context.Context, seen []store.DeviceSeen, count
 	})
 }
 
+// offered reports whether release was offered to device.
+func (s *Store) offered(ctx context.Context, tx *sql.Tx, release, device string) (bool, error) {
+	var one int
+	err := tx.QueryRowContext(ctx, s.q(`SELECT 1 FROM offers WHERE release = ? AND device = ?`), release, device).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	return err == nil, s.wrap(err)
+}
+
 // believe keeps the counters of a device's event that count
 // (store.Believe). Marks are rows of the device's, written while the
 // batch holds its row, so they keep the batch's lock order.
 func (s *Store) believe(ctx context.Context, tx *sql.Tx, device string, cs []store.Counter) ([]store.Counter, int, error) {
-	offered := func(release string) (bool, error) {
-		var one int
-		err := tx.QueryRowContext(ctx, s.q(`SELECT 1 FROM offers WHERE release = ? AND device = ?`), release, device).Scan(&one)
-		if errors.Is(err, sql.ErrNoRows) {
-			return false, nil
-		}
-		return err == nil, s.wrap(err)
-	}
+	offered := func(release string) (bool, error) { return s.offered(ctx, tx, release, device) }
 	mark := func(release, once string) (bool, error) {
 		r, err := tx.ExecContext(ctx, s.q(`INSERT INTO testimony (release, device, once) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`), release, device, once)
 		if err != nil {

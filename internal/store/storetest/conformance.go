@@ -40,6 +40,7 @@ func Run(t *testing.T, open Opener, hash Hasher) {
 		{"hourly-cap", testHourlyCap},
 		{"offers-stored-once", testOffers},
 		{"testimony-counts-devices-offered", testTestimony},
+		{"channels-say-whether-offered", testOfferedChannels},
 		{"enroll-token-uses", testEnrollTokenUses},
 		{"fleet-sizes", testFleetSizes},
 		{"silence-stats", testSilenceStats},
@@ -160,7 +161,7 @@ func testReleases(t *testing.T, s store.Store, _ Hasher) {
 	ctx := context.Background()
 	seed(t, s)
 	r := store.Release{ID: "rel-1", Channel: "acme/ipc", Version: 292, Plan: []byte(`{"waves":[]}`), State: store.ReleaseRolling,
-		CreatedBy: "alice", CreatedAt: t0, UpdatedAt: t0, WaveStartedAt: t0}
+		CreatedBy: "alice", CreatorToken: "tok-alice", CreatedAt: t0, UpdatedAt: t0, WaveStartedAt: t0}
 	must(t, s.CreateRelease(ctx, r))
 	wantErr(t, s.CreateRelease(ctx, store.Release{ID: "rel-2", Channel: "acme/ipc", Version: 292, Plan: []byte(`{}`), State: store.ReleaseRolling}), store.ErrConflict)
 	if err := s.CreateRelease(ctx, store.Release{ID: "rel-3", Channel: "acme/ipc", Version: 999, Plan: []byte(`{}`), State: store.ReleaseRolling}); err == nil {
@@ -215,11 +216,11 @@ func testPolicies(t *testing.T, s store.Store, _ Hasher) {
 func testTokens(t *testing.T, s store.Store, _ Hasher) {
 	ctx := context.Background()
 	seed(t, s)
-	must(t, s.CreateAPIToken(ctx, store.APIToken{ID: "tok-1", Tenant: "acme", Role: store.RolePublisher, Name: "ci", Hash: "h1", CreatedAt: t0}))
+	must(t, s.CreateAPIToken(ctx, store.APIToken{ID: "tok-1", Tenant: "acme", Role: store.RolePublisher, Name: "ci", Hash: "h1", CreatedAt: t0, CreatedBy: "tok-admin"}))
 	wantErr(t, s.CreateAPIToken(ctx, store.APIToken{ID: "tok-2", Tenant: "acme", Role: store.RoleViewer, Hash: "h1"}), store.ErrConflict)
 	tok, err := s.APITokenByHash(ctx, "h1")
 	must(t, err)
-	if tok.Role != store.RolePublisher || tok.Tenant != "acme" || tok.Revoked {
+	if tok.Role != store.RolePublisher || tok.Tenant != "acme" || tok.Revoked || tok.CreatedBy != "tok-admin" {
 		t.Errorf("got %+v", tok)
 	}
 	byID, err := s.GetAPIToken(ctx, "tok-1")

@@ -38,12 +38,13 @@ func releaseDiff(got, want store.Release) string {
 	check("Lane", got.Lane == want.Lane, got.Lane, want.Lane)
 	check("Phase", got.Phase == want.Phase, got.Phase, want.Phase)
 	check("HaltedBy", got.HaltedBy == want.HaltedBy, got.HaltedBy, want.HaltedBy)
+	check("CreatorToken", got.CreatorToken == want.CreatorToken, got.CreatorToken, want.CreatorToken)
 	check("GatesSince", got.GatesSince.Equal(want.GatesSince) && got.GatesSince.IsZero() == want.GatesSince.IsZero(), got.GatesSince, want.GatesSince)
 	// Cohort: nil reads back nil, bytes read back as they were.
 	check("Cohort", (got.Cohort == nil) == (want.Cohort == nil) && string(got.Cohort) == string(want.Cohort), fmt.Sprintf("%q", got.Cohort), fmt.Sprintf("%q", want.Cohort))
 	// Approvals: none reads back nil.
 	sameApprovals := slices.EqualFunc(got.Approvals, want.Approvals, func(a, b store.Approval) bool {
-		return a.Actor == b.Actor && a.Reason == b.Reason && a.At.Equal(b.At)
+		return a.Actor == b.Actor && a.Reason == b.Reason && a.At.Equal(b.At) && a.Token == b.Token && a.TokenCreator == b.TokenCreator
 	}) && (got.Approvals == nil) == (len(want.Approvals) == 0)
 	check("Approvals", sameApprovals, got.Approvals, want.Approvals)
 	if len(d) == 0 {
@@ -59,10 +60,10 @@ func testReleaseStagedFields(t *testing.T, s store.Store, _ Hasher) {
 
 	// Every new field set on create.
 	full := store.Release{ID: "rel-1", Channel: "acme/ipc", Version: 292, Plan: []byte(`{"waves":[]}`), State: store.ReleaseAwaitingApproval,
-		CreatedBy: "alice", CreatedAt: t0, UpdatedAt: t0, WaveStartedAt: t0,
+		CreatedBy: "alice", CreatorToken: "tok-alice", CreatedAt: t0, UpdatedAt: t0, WaveStartedAt: t0,
 		Lane: "emergency", Phase: "baking", HaltedBy: "",
 		Approvals: []store.Approval{
-			{Actor: "bob", At: t0.Add(time.Minute), Reason: "reviewed the diff"},
+			{Actor: "bob", At: t0.Add(time.Minute), Reason: "reviewed the diff", Token: "tok-bob", TokenCreator: "tok-admin"},
 			{Actor: "carol", At: t0.Add(2*time.Minute + 250*time.Millisecond), Reason: "second pair of eyes"},
 		},
 		GatesSince: t0.Add(90 * time.Second),
@@ -566,5 +567,54 @@ func testEnrollTokenUses(t *testing.T, s store.Store, _ Hasher) {
 	must(t, err)
 	if len(all) != 3 || all[2].ID != "en-it" || !all[2].Revoked {
 		t.Errorf("all tokens %+v", all)
+	}
+}
+
+// testOfferedChannels: a device's channel says whether the release of its
+// active version was offered to it, when the server writes it (in the
+// write's transaction, counting an offer of the same write) and when it
+// is read back: only then is the device's time on it the release's
+// exposure.
+func testOfferedChannels(t *testing.T, s store.Store, _ Hasher) {
+	ctx := context.Background()
+	seed(t, s)
+	must(t, s.CreateRelease(ctx, store.Release{ID: "rel-1", Channel: "acme/ipc", Version: 292, Plan: []byte(`{"waves":[]}`), State: store.ReleaseRolling,
+		CreatedBy: "alice", CreatedAt: t0, UpdatedAt: t0, WaveStartedAt: t0}))
+	dev := func(id string) store.Device {
+		return store.Device{ID: id, Org: "contoso", Platform: "windows", OSBuild: "22631", AgentVersion: "7.11.0", EnrolledAt: t0, LastSeen: t0}
+	}
+	must(t, s.CreateDevices(ctx, []store.Device{dev("dev-1"), dev("dev-2"), dev("dev-3")}))
+	_, err := s.ApplyCheckins(ctx, []store.CheckinWrite{offerWrite(dev("dev-1"), store.Offer{Release: "rel-1", Device: "dev-1", Org: "contoso", Wave: 1, At: t0})})
+	must(t, err)
+	runs := func(d string, offers ...store.Offer) store.CheckinWrite {
+		w := offerWrite(dev(d), offers...)
+		w.Channels = []store.DeviceChannel{{Device: d, Channel: "acme/ipc", ActiveVersion: 292, LKGVersion: 291, State: "probation", UpdatedAt: t0, Release: "rel-1"}}
+		return w
+	}
+	res, err := s.ApplyCheckins(ctx, []store.CheckinWrite{
+		runs("dev-1"), // offered before
+		runs("dev-2"), // never offered
+		runs("dev-3", store.Offer{Release: "rel-1", Device: "dev-3", Org: "contoso", Wave: 1, At: t0}), // offered in the same write
+	})
+	must(t, err)
+	for i, want := range []bool{true, false, true} {
+		if got := slices.Contains(res[i].Offered, "rel-1"); got != want {
+			t.Errorf("dev-%d: written channel offered %v (%v), want %v", i+1, got, res[i].Offered, want)
+		}
+		chs, err := s.DeviceChannels(ctx, fmt.Sprintf("dev-%d", i+1))
+		must(t, err)
+		if len(chs) != 1 || chs[0].Offered != want || chs[0].Release != "" {
+			t.Errorf("dev-%d: channels read back %+v, want one with offered %v", i+1, chs, want)
+		}
+	}
+	// A version without a release is offered nothing.
+	w := runs("dev-1")
+	w.Channels[0].ActiveVersion, w.Channels[0].Release = 291, ""
+	res, err = s.ApplyCheckins(ctx, []store.CheckinWrite{w})
+	must(t, err)
+	chs, err := s.DeviceChannels(ctx, "dev-1")
+	must(t, err)
+	if len(res[0].Offered) != 0 || len(chs) != 1 || chs[0].Offered {
+		t.Errorf("on 291: result %+v, channels %+v; want nothing offered", res[0], chs)
 	}
 }
