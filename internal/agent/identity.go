@@ -48,7 +48,10 @@ type EnrollOptions struct {
 	// Platform, OSBuild and AgentVersion default to this machine and
 	// binary; tests and simulations set them.
 	Platform, OSBuild, AgentVersion, Hostname string
-	HTTP                                      *http.Client
+	// CA are the PEM certificates to verify the server with (none: the
+	// system's roots); enrolment keeps them in the data directory.
+	CA   []byte
+	HTTP *http.Client
 }
 
 // Enroll exchanges an organisation's enrolment token for a device identity
@@ -66,7 +69,9 @@ func Enroll(ctx context.Context, o EnrollOptions) (*Identity, bool, error) {
 		return nil, false, fmt.Errorf("%s is already enrolled (%s exists); use a new data directory", o.Data, IdentityFile)
 	}
 	if o.HTTP == nil {
-		o.HTTP = &http.Client{Timeout: 30 * time.Second}
+		if o.HTTP, err = HTTPClient(o.CA, 30*time.Second); err != nil {
+			return nil, false, fmt.Errorf("CA: %w", err)
+		}
 	}
 	if o.Platform == "" {
 		o.Platform = runtime.GOOS
@@ -117,6 +122,11 @@ func Enroll(ctx context.Context, o EnrollOptions) (*Identity, bool, error) {
 	}
 	if err := writeFileAtomic(filepath.Join(o.Data, "tuf"), "root.json", o.Root); err != nil {
 		return nil, false, err
+	}
+	if len(o.CA) > 0 {
+		if err := writeFileAtomic(o.Data, CAFile, o.CA); err != nil {
+			return nil, false, err
+		}
 	}
 	b, _ = json.MarshalIndent(id, "", "  ")
 	if err := writeFileAtomic(o.Data, IdentityFile, append(b, '\n')); err != nil {

@@ -72,14 +72,16 @@ content crashes the worker or the host. See docs/agent.md.`,
 
 func newEnrollCmd() *cobra.Command {
 	var o agent.EnrollOptions
-	var rootFile string
+	var rootFile, caFile string
 	c := &cobra.Command{
-		Use:   "enroll --server URL --token TOKEN --data DIR [--root root.json]",
+		Use:   "enroll --server URL --token TOKEN --data DIR [--root root.json] [--ca ca.pem]",
 		Short: "Enrol this device with an organisation's enrolment token",
 		Long: `Exchange an organisation's enrolment token for this device's identity, written to
 DIR/device.json (mode 0600), with the initial trusted root in DIR/tuf/root.json.
 --root is the root.json shipped with the agent; without it the server's first
-root is trusted on first use, which is for development only.`,
+root is trusted on first use, which is for development only. The server's TLS
+certificate is verified with the system's roots, or with --ca alone (a private
+CA), which is kept in DIR for run.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if o.Server == "" || o.Token == "" || o.Data == "" {
@@ -91,6 +93,16 @@ root is trusted on first use, which is for development only.`,
 					return usage(err)
 				}
 				o.Root = b
+			}
+			if caFile != "" {
+				b, err := agent.ReadCA(caFile, "")
+				if err != nil {
+					return usage(err)
+				}
+				if _, err := agent.HTTPClient(b, 0); err != nil {
+					return usage(fmt.Errorf("--ca %s: %w", caFile, err))
+				}
+				o.CA = b
 			}
 			id, tofu, err := agent.Enroll(cmd.Context(), o)
 			if err != nil {
@@ -110,6 +122,7 @@ root is trusted on first use, which is for development only.`,
 	f.StringVar(&o.Token, "token", "", "the organisation's enrolment token")
 	f.StringVar(&o.Data, "data", "", "the agent's data directory")
 	f.StringVar(&rootFile, "root", "", "the initial trusted root.json shipped with the agent")
+	f.StringVar(&caFile, "ca", "", "PEM CA certificates to verify the server's TLS certificate with, instead of the system's roots (kept for run)")
 	f.StringVar(&o.Platform, "platform", "", "report this platform instead of this machine's (simulation, tests)")
 	f.StringVar(&o.OSBuild, "os-build", "", "report this OS build instead of this machine's (simulation, tests)")
 	f.StringVar(&o.AgentVersion, "agent-version", "", "report this agent version instead of "+agent.Version+" (simulation, tests)")
@@ -118,7 +131,7 @@ root is trusted on first use, which is for development only.`,
 
 func newRunCmd() *cobra.Command {
 	var cfg agent.Config
-	var level, format string
+	var level, format, caFile string
 	c := &cobra.Command{
 		Use:   "run --data DIR",
 		Short: "Check in, install signed content and keep it healthy, until stopped",
@@ -147,6 +160,13 @@ RINGFENCE_FAULT injects faults for tests and demos:
 			if err != nil {
 				return usage(err)
 			}
+			ca, err := agent.ReadCA(caFile, cfg.Data)
+			if err != nil {
+				return usage(err)
+			}
+			if cfg.HTTP, err = agent.HTTPClient(ca, 60*time.Second); err != nil {
+				return usage(fmt.Errorf("CA: %w", err))
+			}
 			cfg.Fault, cfg.Log, cfg.Worker = fault, log, spec
 			// The agent's heap is small and mostly garbage from a
 			// check-in and a TUF refresh a minute; collecting at half the
@@ -169,6 +189,7 @@ RINGFENCE_FAULT injects faults for tests and demos:
 	f.Float64Var(&cfg.EventsPerSecond, "events-rate", 10, "events per second from --events")
 	f.StringVar(&level, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&format, "log-format", "text", "text or json")
+	f.StringVar(&caFile, "ca", "", "PEM CA certificates to verify the server with (default: the one given at enrolment, else the system's roots)")
 	return c
 }
 

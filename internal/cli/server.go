@@ -2,14 +2,17 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -36,6 +39,8 @@ type serverFlags struct {
 	eventsPerHour   int
 	catalog         string
 	config          string
+	tlsCert, tlsKey string
+	insecureHTTP    bool
 }
 
 func newServerCmd() *cobra.Command {
@@ -50,6 +55,12 @@ Every flag can also be set by a RINGFENCE_* environment variable (--checkin-inte
 is RINGFENCE_CHECKIN_INTERVAL) or by a key in a YAML file named by --config
 (checkin_interval: 5m). A flag on the command line wins over the environment,
 which wins over the file.
+
+--tls-cert and --tls-key serve HTTPS (TLS 1.2 or later); SIGHUP loads them
+again, so a renewed certificate needs no restart (a reload that fails keeps the
+certificate in use, and says so in the log). Plain HTTP carries bearer tokens
+and device credentials in clear: on an address other than loopback it needs
+--insecure-http, for a server behind a proxy that terminates TLS.
 
 --dev seeds a development setup and writes its credentials to
 <data>/dev-credentials.json.`,
@@ -76,6 +87,9 @@ which wins over the file.
 	fl.DurationVar(&f.silenceGrace, "silence-grace", 9*time.Minute, "grace after a device's longest jittered check-in interval before it counts as silent")
 	fl.StringVar(&f.catalog, "catalog", "", "directory with template-types/ and manifests/ to validate published bundles against (default: the embedded examples)")
 	fl.StringVar(&f.config, "config", "", "YAML config file")
+	fl.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate chain to serve HTTPS with (reloaded on SIGHUP)")
+	fl.StringVar(&f.tlsKey, "tls-key", "", "PEM private key of --tls-cert")
+	fl.BoolVar(&f.insecureHTTP, "insecure-http", false, "serve plain HTTP on an address other than loopback (behind a proxy that terminates TLS)")
 	return c
 }
 
@@ -160,6 +174,17 @@ func runServer(ctx context.Context, f serverFlags, stdout, stderr io.Writer) err
 	if f.silenceGrace <= 0 {
 		return usage(fmt.Errorf("--silence-grace: %v must be above zero", f.silenceGrace))
 	}
+	var certs *server.CertFiles
+	if (f.tlsCert == "") != (f.tlsKey == "") {
+		return usage(errors.New("--tls-cert and --tls-key: give both, or neither"))
+	}
+	if f.tlsCert != "" {
+		if certs, err = server.LoadCertFiles(f.tlsCert, f.tlsKey); err != nil {
+			return usage(err)
+		}
+	} else if !f.insecureHTTP && !loopback(f.listen) {
+		return usage(fmt.Errorf("--listen %s is not a loopback address: serve HTTPS there with --tls-cert and --tls-key, or say --insecure-http if a proxy in front terminates TLS (plain HTTP carries tokens in clear)", f.listen))
+	}
 	cat, err := server.ExampleCatalog()
 	if f.catalog != "" {
 		cat, err = content.LoadCatalog(filepath.Join(f.catalog, "template-types"), filepath.Join(f.catalog, "manifests"))
@@ -174,10 +199,22 @@ func runServer(ctx context.Context, f serverFlags, stdout, stderr io.Writer) err
 	}
 	defer st.Close()
 	log.Info("store open", "dialect", st.Dialect(), "data", f.data)
-	srv := server.New(server.Config{CheckinInterval: f.checkinInterval, ControllerTick: f.controllerTick, SilenceGrace: f.silenceGrace, AuthFailures: f.authFailures, Enrolments: f.enrolments, EventsPerHour: f.eventsPerHour, Catalog: cat,
+	scheme := "http"
+	var tlsCfg *tls.Config
+	if certs != nil {
+		scheme, tlsCfg = "https", certs.TLSConfig()
+		log.Info("serving HTTPS", "cert", f.tlsCert, "not_after", certs.NotAfter())
+		// Subscribed before serving: a SIGHUP that came before the
+		// subscription would end the process.
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		go reloadOnHangup(ctx, hup, certs, log)
+	}
+	srv := server.New(server.Config{TLS: tlsCfg, CheckinInterval: f.checkinInterval, ControllerTick: f.controllerTick, SilenceGrace: f.silenceGrace, AuthFailures: f.authFailures, Enrolments: f.enrolments, EventsPerHour: f.eventsPerHour, Catalog: cat,
 		TUFDir: filepath.Join(f.data, "tuf")}, st, time.Now, log)
 	return srv.ListenAndServe(ctx, f.listen, func(addr net.Addr) {
-		url := "http://" + addr.String()
+		url := scheme + "://" + addr.String()
 		if !f.dev {
 			return
 		}
@@ -200,4 +237,34 @@ Try:
 Development mode keeps secrets in a plain file; never use it for real fleets.
 `, url, path, url, creds.AdminToken, url, creds.EnrollToken)
 	})
+}
+
+// loopback reports whether addr (host:port) listens on loopback only.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// reloadOnHangup loads the TLS certificate again on every hangup signal
+// until ctx ends.
+func reloadOnHangup(ctx context.Context, hup <-chan os.Signal, certs *server.CertFiles, log *slog.Logger) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			if err := certs.Reload(); err != nil {
+				log.Error("TLS certificate not reloaded; serving the previous one", "err", err)
+				continue
+			}
+			log.Info("TLS certificate reloaded", "not_after", certs.NotAfter())
+		}
+	}
 }

@@ -7,6 +7,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -29,6 +30,8 @@ type Config struct {
 	// CheckinInterval is the base interval the server asks devices to
 	// wait between check-ins; each response jitters it by ±20%.
 	CheckinInterval time.Duration
+	// TLS, when set, is how ListenAndServe serves: HTTPS only.
+	TLS *tls.Config
 	// CounterWindow is the width of telemetry aggregation windows.
 	CounterWindow time.Duration
 	// SnapshotRefresh is how often the release snapshot is rebuilt from
@@ -294,6 +297,9 @@ func (s *Server) ListenAndServe(ctx context.Context, addr string, ready func(net
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	if s.cfg.TLS != nil {
+		ln = tls.NewListener(ln, s.cfg.TLS)
 	}
 	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	defer stop()

@@ -19,6 +19,7 @@ import (
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 	"github.com/theupdateframework/go-tuf/v2/metadata/config"
+	"github.com/theupdateframework/go-tuf/v2/metadata/fetcher"
 	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
 )
 
@@ -92,15 +93,20 @@ func Open(c ClientConfig) (*Session, error) {
 	}
 	cfg.RemoteTargetsURL = c.TargetsURL
 	cfg.LocalMetadataDir, cfg.LocalTargetsDir = c.MetadataDir, c.TargetsDir
+	if c.HTTP == nil {
+		c.HTTP = &http.Client{Timeout: 5 * time.Minute}
+	}
+	// Metadata comes through the same client as targets: its TLS roots
+	// (the agent's --ca) and its timeout, not the process's defaults.
+	f := fetcher.NewDefaultFetcher()
+	f.SetHTTPClient(c.HTTP)
+	cfg.Fetcher = f
 	up, err := updater.New(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("tuf client: %w", classify(err))
 	}
 	if err := up.Refresh(); err != nil {
 		return nil, fmt.Errorf("tuf refresh: %w", classify(err))
-	}
-	if c.HTTP == nil {
-		c.HTTP = &http.Client{Timeout: 5 * time.Minute}
 	}
 	return &Session{cfg: c, up: up}, nil
 }
