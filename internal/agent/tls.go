@@ -1,34 +1,23 @@
 package agent
 
 import (
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/ringfence/ringfence/internal/protocol"
 )
 
 // CAFile is where enrolment keeps the CA certificates the server was
 // verified with (enroll --ca), so that `run` verifies it the same way.
 const CAFile = "server-ca.pem"
 
-// HTTPClient talks to the server over TLS 1.2 or later, verifying its
-// certificate with the CA certificates in caPEM alone, or with the
-// system's roots when caPEM is empty.
+// HTTPClient is protocol.HTTPClient: the system's roots, or caPEM alone.
 func HTTPClient(caPEM []byte, timeout time.Duration) (*http.Client, error) {
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
-	if len(caPEM) > 0 {
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(caPEM) {
-			return nil, errors.New("no PEM certificate in the CA file")
-		}
-		tr.TLSClientConfig.RootCAs = pool
-	}
-	return &http.Client{Timeout: timeout, Transport: tr}, nil
+	return protocol.HTTPClient(caPEM, timeout)
 }
 
 // ReadCA reads the CA certificates to verify the server with: file when

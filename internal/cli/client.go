@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ringfence/ringfence/internal/content"
+	"github.com/ringfence/ringfence/internal/protocol"
 )
 
 // defaultServer is where the admin commands look for the control plane
@@ -33,6 +35,7 @@ type adminFlags struct {
 	server string
 	token  string
 	json   bool
+	ca     string
 }
 
 func (f *adminFlags) register(c *cobra.Command) {
@@ -40,6 +43,7 @@ func (f *adminFlags) register(c *cobra.Command) {
 	pf.StringVar(&f.server, "server", "", "control plane URL (default $RINGFENCE_SERVER, else "+defaultServer+")")
 	pf.StringVar(&f.token, "token", "", "API token (default $RINGFENCE_TOKEN)")
 	pf.BoolVar(&f.json, "json", false, "print JSON for machines (the server's JSON for admin commands)")
+	pf.StringVar(&f.ca, "ca", "", "PEM CA certificates to verify the server's TLS certificate with, instead of the system's roots (default $RINGFENCE_CA)")
 }
 
 // client builds an API client from the flags and the environment; a
@@ -63,7 +67,21 @@ func (f *adminFlags) client() (*client, error) {
 	if token == "" {
 		return nil, usage(errors.New("no API token: pass --token or set RINGFENCE_TOKEN (ringfence server --dev writes tokens to <data>/dev-credentials.json)"))
 	}
-	return &client{base: u.String(), token: token, http: &http.Client{Timeout: 2 * time.Minute}}, nil
+	ca := f.ca
+	if ca == "" {
+		ca = os.Getenv("RINGFENCE_CA")
+	}
+	var caPEM []byte
+	if ca != "" {
+		if caPEM, err = os.ReadFile(ca); err != nil {
+			return nil, usage(fmt.Errorf("--ca: %w", err))
+		}
+	}
+	hc, err := protocol.HTTPClient(caPEM, 2*time.Minute)
+	if err != nil {
+		return nil, usage(fmt.Errorf("--ca %s: %w", ca, err))
+	}
+	return &client{base: u.String(), token: token, http: hc}, nil
 }
 
 // client talks to the admin API.
@@ -159,6 +177,10 @@ func (c *client) do(ctx context.Context, method, path string, query url.Values, 
 		var ue *url.Error
 		if errors.As(err, &ue) {
 			err = ue.Err
+		}
+		var cve *tls.CertificateVerificationError
+		if errors.As(err, &cve) {
+			return nil, nil, fmt.Errorf("cannot trust the server at %s: %v (a private CA? give its certificate with --ca or RINGFENCE_CA)", c.base, err)
 		}
 		return nil, nil, fmt.Errorf("cannot reach the server at %s: %v (is it running? set --server or RINGFENCE_SERVER)", c.base, err)
 	}

@@ -84,6 +84,16 @@ func TestServerServesTLSAndReloadsItOnHangup(t *testing.T) {
 		}
 	}
 
+	// The CLI verifies the server with --ca (or $RINGFENCE_CA).
+	caFile := ca.WriteCA(t, dir)
+	r := rfEnv(t, nil, "release", "list", "--server", creds.Server, "--token", creds.AdminToken, "--ca", caFile)
+	wantCode(t, r, 0)
+	r = rfEnv(t, []string{"RINGFENCE_CA=" + caFile}, "release", "list", "--server", creds.Server, "--token", creds.AdminToken)
+	wantCode(t, r, 0)
+	r = rfEnv(t, nil, "release", "list", "--server", creds.Server, "--token", creds.AdminToken)
+	wantCode(t, r, 2)
+	wantContains(t, r.stderr, "certificate signed by unknown authority (a private CA? give its certificate with --ca or RINGFENCE_CA)")
+
 	ca.Issue(t, dir, 101) // renewed in place
 	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
