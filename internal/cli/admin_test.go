@@ -9,6 +9,8 @@ package cli_test
 
 import (
 	"bytes"
+	"crypto/ed25519"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -18,6 +20,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,6 +28,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ringfence/ringfence/internal/server"
 	"github.com/ringfence/ringfence/internal/store"
 )
 
@@ -66,8 +70,8 @@ func (l *lockedBuffer) String() string {
 
 // devServer is a running `ringfence server --dev`.
 type devServer struct {
-	url   string
-	creds struct {
+	url, data string
+	creds     struct {
 		Admin     string `json:"admin_token"`
 		Publisher string `json:"publisher_token"`
 		Approver  string `json:"approver_token"`
@@ -95,13 +99,14 @@ func freePort(t *testing.T) string {
 	return addr
 }
 
-// startDevServer starts the server on a free port, with extra flags, and
-// waits until it has written its credentials and answers /readyz.
+// startDevServer starts the server on a port the system picks (its
+// credentials name it), with extra flags, and waits until it has written
+// its credentials and answers /readyz.
 func startDevServer(t *testing.T, extra ...string) *devServer {
 	t.Helper()
 	data := t.TempDir()
-	s := &devServer{exited: make(chan struct{})}
-	s.cmd = exec.Command(binary, append([]string{"server", "--dev", "--data", data, "--listen", freePort(t), "--log-level", "warn"}, extra...)...)
+	s := &devServer{exited: make(chan struct{}), data: data}
+	s.cmd = exec.Command(binary, append([]string{"server", "--dev", "--data", data, "--listen", "127.0.0.1:0", "--log-level", "warn"}, extra...)...)
 	s.cmd.Env = cleanEnv()
 	s.cmd.Stdout, s.cmd.Stderr = &s.stdout, &s.stderr
 	if err := s.cmd.Start(); err != nil {
@@ -379,7 +384,7 @@ func TestAdminStory(t *testing.T) {
 		}
 	}
 	r = ok(t, s.as(t, admin, "audit", "verify"))
-	if want := fmt.Sprintf("audit log verified: %d entries\n", len(entries)); r.stdout != want {
+	if want := fmt.Sprintf("audit log verified: %d entries, 0 signed checkpoints\n", len(entries)); r.stdout != want {
 		t.Errorf("got %q, want %q", r.stdout, want)
 	}
 	r = s.as(t, globex, "audit", "verify")
@@ -658,22 +663,44 @@ revert        no-data       -        -        -              revert: no device h
 }
 
 // fakeAudit serves GET /v1/audit from entries, honouring after and limit.
-func fakeAudit(t *testing.T, entries []store.AuditEntry) *httptest.Server {
+// fakeAudit serves an audit log and checkpoints as the server's routes
+// do; its keyed check always passes (the entries are not keyed).
+func fakeAudit(t *testing.T, entries []store.AuditEntry, cps []store.AuditCheckpoint, pub ed25519.PublicKey) *httptest.Server {
 	t.Helper()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/v1/audit" || r.Header.Get("Authorization") != "Bearer rft_test" {
-			http.Error(w, `{"error":"not found","detail":"fake"}`, http.StatusNotFound)
+		if r.Header.Get("Authorization") != "Bearer rft_test" {
+			http.Error(w, `{"error":"unauthorized","detail":"fake"}`, http.StatusUnauthorized)
 			return
 		}
 		after, _ := strconv.ParseInt(r.URL.Query().Get("after"), 10, 64)
 		limit, _ := strconv.Atoi(r.URL.Query().Get("limit"))
-		page := []store.AuditEntry{}
-		for _, e := range entries {
-			if e.Seq > after && len(page) < limit {
-				page = append(page, e)
-			}
+		if limit == 0 {
+			limit = 10000
 		}
-		json.NewEncoder(w).Encode(page)
+		switch r.URL.Path {
+		case "/v1/audit":
+			page := []store.AuditEntry{}
+			for _, e := range entries {
+				if e.Seq > after && len(page) < limit {
+					page = append(page, e)
+				}
+			}
+			json.NewEncoder(w).Encode(page)
+		case "/v1/audit/checkpoints":
+			page := []store.AuditCheckpoint{}
+			for _, c := range cps {
+				if c.Seq > after {
+					page = append(page, c)
+				}
+			}
+			json.NewEncoder(w).Encode(page)
+		case "/v1/audit/key":
+			json.NewEncoder(w).Encode(server.AuditPublicKey{KeyID: server.AuditKeyID(pub), PublicKey: pub})
+		case "/v1/audit/verify":
+			json.NewEncoder(w).Encode(server.AuditVerdict{Verified: true, Entries: int64(len(entries)), Checkpoints: len(cps)})
+		default:
+			http.Error(w, `{"error":"not found","detail":"fake"}`, http.StatusNotFound)
+		}
 	}))
 	t.Cleanup(srv.Close)
 	return srv
@@ -695,21 +722,40 @@ func auditChain(n int) []store.AuditEntry {
 
 func TestAuditVerify(t *testing.T) {
 	const n = 2500 // three pages
+	seed := sha256.Sum256([]byte("audit checkpoints"))
+	key := ed25519.NewKeyFromSeed(seed[:])
+	pub := key.Public().(ed25519.PublicKey)
+	// The server signed entries 1000 and 2500 of the log it wrote.
+	intact := auditChain(n)
+	var cps []store.AuditCheckpoint
+	for _, seq := range []int64{1000, 2500} {
+		h := intact[seq-1].Hash
+		cps = append(cps, store.AuditCheckpoint{Seq: seq, Hash: h, KeyID: server.AuditKeyID(pub), Signature: ed25519.Sign(key, store.CheckpointMessage(seq, h))})
+	}
+	rehash := func(es []store.AuditEntry, from int) []store.AuditEntry {
+		for i := from; i < len(es); i++ {
+			es[i].Seq = int64(i + 1)
+			if i > 0 {
+				es[i].PrevHash = es[i-1].Hash
+			}
+			es[i].Hash = store.AuditHash(es[i])
+		}
+		return es
+	}
 	tests := []struct {
 		name   string
 		tamper func([]store.AuditEntry) []store.AuditEntry
 		code   int
 		want   string
 	}{
-		{"intact", func(es []store.AuditEntry) []store.AuditEntry { return es }, 0, "audit log verified: 2500 entries"},
-		{"empty", func(es []store.AuditEntry) []store.AuditEntry { return nil }, 0, "audit log verified: 0 entries"},
+		{"intact", func(es []store.AuditEntry) []store.AuditEntry { return es }, 0, "audit log verified: 2500 entries, 2 signed checkpoints"},
 		{"altered-on-second-page", func(es []store.AuditEntry) []store.AuditEntry {
 			es[1699].Reason = "nothing to see"
 			return es
-		}, 1, "audit log broken at entry 1700 (1699 entries before it link up): entry 1700 was altered"},
+		}, 1, "audit log broken at entry 1700: entry 1700 was altered"},
 		{"removed", func(es []store.AuditEntry) []store.AuditEntry {
 			return append(es[:4:4], es[5:]...)
-		}, 1, "audit log broken at entry 5 (4 entries before it link up): entry 5 is missing"},
+		}, 1, "audit log broken at entry 5: entry 5 is missing"},
 		{"relinked-after-removal", func(es []store.AuditEntry) []store.AuditEntry {
 			// Renumbered and re-hashed from entry 1001 on, but entry
 			// 1001 still names the removed entry's hash as its previous.
@@ -720,20 +766,46 @@ func TestAuditVerify(t *testing.T) {
 			}
 			return es
 		}, 1, "audit log broken at entry 1001"},
+		// The whole chain rewritten with the public hash function after
+		// an entry was removed: it links up, but the signed checkpoints
+		// name other hashes.
+		{"rewritten-with-the-public-hash", func(es []store.AuditEntry) []store.AuditEntry {
+			es = append(es[:10:10], es[11:]...)
+			es = rehash(es, 10)
+			return append(es, store.AuditEntry{Seq: 2500, Actor: "nobody", Action: "padding", PrevHash: es[len(es)-1].Hash})
+		}, 1, "audit log broken at entry 1000: entry 1000 hashes to"},
+		{"cut-from-the-end", func(es []store.AuditEntry) []store.AuditEntry { return es[:2400] }, 1,
+			"audit log broken at entry 2401: the log ends at entry 2400, but a signed checkpoint names entry 2500: entries were cut from its end"},
 		{"first-not-genesis", func(es []store.AuditEntry) []store.AuditEntry {
 			es[0].PrevHash = "ab"
 			es[0].Hash = store.AuditHash(es[0])
 			return es
-		}, 1, "audit log broken at entry 1 (0 entries before it link up)"},
+		}, 1, "audit log broken at entry 1: entry 1 names previous hash"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			srv := fakeAudit(t, tt.tamper(auditChain(n)))
+			srv := fakeAudit(t, tt.tamper(auditChain(n)), cps, pub)
 			r := rfEnv(t, []string{"RINGFENCE_TOKEN=rft_test"}, "audit", "verify", "--server", srv.URL)
 			wantCode(t, r, tt.code)
 			wantContains(t, r.stdout+r.stderr, tt.want)
 		})
 	}
+	t.Run("empty", func(t *testing.T) {
+		srv := fakeAudit(t, nil, nil, pub)
+		r := rfEnv(t, []string{"RINGFENCE_TOKEN=rft_test"}, "audit", "verify", "--server", srv.URL)
+		wantCode(t, r, 0)
+		wantContains(t, r.stdout, "audit log verified: 0 entries, 0 signed checkpoints")
+	})
+	// A checkpoint signed with another key is named; so is a server whose
+	// key is not the one pinned.
+	t.Run("checkpoint-not-signed-with-the-key", func(t *testing.T) {
+		forged := slices.Clone(cps)
+		forged[0].Signature = ed25519.Sign(ed25519.NewKeyFromSeed(make([]byte, 32)), store.CheckpointMessage(1000, forged[0].Hash))
+		srv := fakeAudit(t, auditChain(n), forged, pub)
+		r := rfEnv(t, []string{"RINGFENCE_TOKEN=rft_test"}, "audit", "verify", "--server", srv.URL)
+		wantCode(t, r, 1)
+		wantContains(t, r.stderr, "audit log broken at entry 1000: the checkpoint of entry 1000 (key "+server.AuditKeyID(pub)+") has a bad signature")
+	})
 	t.Run("server-error", func(t *testing.T) {
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.WriteHeader(http.StatusServiceUnavailable)

@@ -2,7 +2,10 @@ package cli
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -41,6 +44,9 @@ type serverFlags struct {
 	config          string
 	tlsCert, tlsKey string
 	insecureHTTP    bool
+	auditKey        string
+	auditSigningKey string
+	checkpointEvery time.Duration
 }
 
 func newServerCmd() *cobra.Command {
@@ -90,6 +96,9 @@ and device credentials in clear: on an address other than loopback it needs
 	fl.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate chain to serve HTTPS with (reloaded on SIGHUP)")
 	fl.StringVar(&f.tlsKey, "tls-key", "", "PEM private key of --tls-cert")
 	fl.BoolVar(&f.insecureHTTP, "insecure-http", false, "serve plain HTTP on an address other than loopback (behind a proxy that terminates TLS)")
+	fl.StringVar(&f.auditKey, "audit-key-file", "", "key the audit log is chained with, hex (default <data>/audit.key, made on first start; every replica needs the same)")
+	fl.DurationVar(&f.checkpointEvery, "audit-checkpoint-interval", time.Minute, "how often the head of the audit log is signed, when it moved")
+	fl.StringVar(&f.auditSigningKey, "audit-signing-key-file", "", "ed25519 seed audit checkpoints are signed with, hex (default <data>/audit-signing.key, made on first start; every replica needs the same)")
 	return c
 }
 
@@ -174,6 +183,9 @@ func runServer(ctx context.Context, f serverFlags, stdout, stderr io.Writer) err
 	if f.silenceGrace <= 0 {
 		return usage(fmt.Errorf("--silence-grace: %v must be above zero", f.silenceGrace))
 	}
+	if f.checkpointEvery < 100*time.Millisecond || f.checkpointEvery > 24*time.Hour {
+		return usage(fmt.Errorf("--audit-checkpoint-interval: %v is outside 100ms-24h", f.checkpointEvery))
+	}
 	var certs *server.CertFiles
 	if (f.tlsCert == "") != (f.tlsKey == "") {
 		return usage(errors.New("--tls-cert and --tls-key: give both, or neither"))
@@ -199,6 +211,20 @@ func runServer(ctx context.Context, f serverFlags, stdout, stderr io.Writer) err
 	}
 	defer st.Close()
 	log.Info("store open", "dialect", st.Dialect(), "data", f.data)
+	if f.auditKey == "" {
+		f.auditKey = filepath.Join(f.data, "audit.key")
+	}
+	if f.auditSigningKey == "" {
+		f.auditSigningKey = filepath.Join(f.data, "audit-signing.key")
+	}
+	auditKey, err := keyFile(f.auditKey, 32, log)
+	if err != nil {
+		return usage(fmt.Errorf("--audit-key-file: %w", err))
+	}
+	seed, err := keyFile(f.auditSigningKey, ed25519.SeedSize, log)
+	if err != nil {
+		return usage(fmt.Errorf("--audit-signing-key-file: %w", err))
+	}
 	scheme := "http"
 	var tlsCfg *tls.Config
 	if certs != nil {
@@ -211,7 +237,7 @@ func runServer(ctx context.Context, f serverFlags, stdout, stderr io.Writer) err
 		defer signal.Stop(hup)
 		go reloadOnHangup(ctx, hup, certs, log)
 	}
-	srv := server.New(server.Config{TLS: tlsCfg, CheckinInterval: f.checkinInterval, ControllerTick: f.controllerTick, SilenceGrace: f.silenceGrace, AuthFailures: f.authFailures, Enrolments: f.enrolments, EventsPerHour: f.eventsPerHour, Catalog: cat,
+	srv := server.New(server.Config{TLS: tlsCfg, AuditKey: auditKey, CheckpointKey: ed25519.NewKeyFromSeed(seed), CheckpointEvery: f.checkpointEvery, CheckinInterval: f.checkinInterval, ControllerTick: f.controllerTick, SilenceGrace: f.silenceGrace, AuthFailures: f.authFailures, Enrolments: f.enrolments, EventsPerHour: f.eventsPerHour, Catalog: cat,
 		TUFDir: filepath.Join(f.data, "tuf")}, st, time.Now, log)
 	return srv.ListenAndServe(ctx, f.listen, func(addr net.Addr) {
 		url := scheme + "://" + addr.String()
@@ -267,4 +293,37 @@ func reloadOnHangup(ctx context.Context, hup <-chan os.Signal, certs *server.Cer
 			log.Info("TLS certificate reloaded", "not_after", certs.NotAfter())
 		}
 	}
+}
+
+// keyFile reads a secret of n bytes, hex, from path; a missing file is
+// made with a new random secret, readable by the owner only.
+func keyFile(path string, n int, log *slog.Logger) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		key := make([]byte, n)
+		if _, err := rand.Read(key); err != nil {
+			return nil, err
+		}
+		fh, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return nil, err
+		}
+		_, err = fmt.Fprintln(fh, hex.EncodeToString(key))
+		if cerr := fh.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return nil, err
+		}
+		log.Info("made a new key; keep it with the data, and give the same file to every replica", "file", path)
+		return key, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	key, err := hex.DecodeString(strings.TrimSpace(string(b)))
+	if err != nil || len(key) != n {
+		return nil, fmt.Errorf("%s: want %d bytes in hex on one line", path, n)
+	}
+	return key, nil
 }

@@ -54,6 +54,9 @@ func (s *Server) adminRoutes(mux *http.ServeMux) {
 	mux.Handle("GET /v1/orgs/{org}/budget", s.api(s.getBudget))
 	mux.Handle("PUT /v1/orgs/{org}/budget", s.api(s.setBudget))
 	mux.Handle("GET /v1/audit", s.api(s.listAudit))
+	mux.Handle("GET /v1/audit/verify", s.api(s.handleAuditVerify))
+	mux.Handle("GET /v1/audit/key", s.api(s.handleAuditKey))
+	mux.Handle("GET /v1/audit/checkpoints", s.api(s.handleAuditCheckpoints))
 }
 
 // --- tenants and channels ---

@@ -7,6 +7,7 @@ package server
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -72,6 +73,13 @@ type Config struct {
 	// many) with one enrolment token, and from one source address;
 	// default 600, negative for no limit.
 	Enrolments int
+	// AuditKey keys the audit log's chain (nil: plain SHA-256, which
+	// anyone who can write the database can recompute).
+	AuditKey []byte
+	// CheckpointKey signs checkpoints of the audit log about every
+	// CheckpointEvery (default a minute); nil: none.
+	CheckpointKey   ed25519.PrivateKey
+	CheckpointEvery time.Duration
 }
 
 func (c *Config) defaults() {
@@ -89,6 +97,9 @@ func (c *Config) defaults() {
 	}
 	if c.EventsPerHour == 0 {
 		c.EventsPerHour = 600
+	}
+	if c.CheckpointEvery == 0 {
+		c.CheckpointEvery = time.Minute
 	}
 	if c.SnapshotRefresh == 0 {
 		c.SnapshotRefresh = 5 * time.Second
@@ -129,6 +140,8 @@ type Server struct {
 	// when a ping succeeds again; while it is set, check-ins answer 503
 	// with Retry-After so devices keep their queued events and come back.
 	storeDown atomic.Bool
+	// lastCheckpoint is the last audit entry this server signed.
+	lastCheckpoint atomic.Int64
 
 	// The controller lease, held by one replica at a time.
 	leaseMu  sync.Mutex
@@ -161,12 +174,30 @@ func New(cfg Config, st store.Store, now func() time.Time, log *slog.Logger) *Se
 	}
 	s.writer = newBatchWriter(st, log)
 	s.snap.Store(&snapshot{})
+	if cfg.AuditKey != nil {
+		st.SetAuditKey(cfg.AuditKey)
+	}
 	return s
 }
 
 // Start loads the first snapshot and starts the background loops; they
 // stop when ctx is done.
 func (s *Server) Start(ctx context.Context) error {
+	if s.cfg.AuditKey != nil {
+		// Entries from before the server had a key are sealed with it
+		// once, so that from now on every entry is keyed.
+		n, err := s.store.SealAuditLog(ctx, s.cfg.AuditKey)
+		switch {
+		case err != nil:
+			s.log.Error("audit log not sealed with the audit key; audit verify will name what is wrong", "err", err)
+		case n > 0:
+			s.log.Info("audit log sealed with the audit key", "entries", n)
+			if _, err := s.store.AppendAudit(ctx, store.AuditEntry{Time: s.now(), Actor: "server", Action: "audit.seal",
+				Reason: fmt.Sprintf("%d entries written before the audit key existed were checked and chained with it", n)}); err != nil {
+				return fmt.Errorf("audit log: %w", err)
+			}
+		}
+	}
 	if err := s.refresh(ctx); err != nil {
 		s.log.Warn("first snapshot failed; will retry", "err", err)
 	}
@@ -176,6 +207,7 @@ func (s *Server) Start(ctx context.Context) error {
 	go s.healthLoop(ctx)
 	go s.controllerLoop(ctx)
 	go s.tufLoop(ctx)
+	go s.checkpointLoop(ctx)
 	return nil
 }
 
@@ -187,6 +219,9 @@ func (s *Server) Drain() {
 	s.flushEnrolments(context.Background(), true)
 	if err := s.flushHeartbeats(context.Background()); err != nil {
 		s.log.Warn("heartbeats not written", "err", err)
+	}
+	if err := s.Checkpoint(context.Background()); err != nil {
+		s.log.Warn("audit checkpoint not written", "err", err)
 	}
 }
 

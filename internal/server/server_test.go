@@ -13,6 +13,7 @@ package server_test
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -67,6 +68,9 @@ type env struct {
 	creds *server.DevCredentials
 	// storeURL is the store's URL ("" for SQLite).
 	storeURL string
+	// auditKey keys the audit chain; checkpointKey signs its checkpoints.
+	auditKey      []byte
+	checkpointKey ed25519.PrivateKey
 }
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -109,6 +113,13 @@ func newEnvAt(t testing.TB, storeURL string, cfg server.Config, at time.Time) *e
 	if cfg.Enrolments == 0 {
 		cfg.Enrolments = -1 // fleets enrol from one address at one instant
 	}
+	if cfg.AuditKey == nil {
+		cfg.AuditKey = []byte("audit key of " + t.Name())
+	}
+	if cfg.CheckpointKey == nil {
+		seed := sha256.Sum256([]byte(t.Name()))
+		cfg.CheckpointKey = ed25519.NewKeyFromSeed(seed[:])
+	}
 	srv := server.New(cfg, st, clock.Now, quietLogger())
 	if err := srv.Start(ctx); err != nil {
 		t.Fatalf("start: %v", err)
@@ -124,7 +135,7 @@ func newEnvAt(t testing.TB, storeURL string, cfg server.Config, at time.Time) *e
 	if err != nil {
 		t.Fatalf("seed: %v", err)
 	}
-	return &env{st: st, srv: srv, url: hs.URL, clock: clock, creds: creds, storeURL: storeURL}
+	return &env{st: st, srv: srv, url: hs.URL, clock: clock, creds: creds, storeURL: storeURL, auditKey: cfg.AuditKey, checkpointKey: cfg.CheckpointKey}
 }
 
 // forEachStore runs a story on SQLite and on PostgreSQL.
@@ -1032,7 +1043,7 @@ func TestAuditChain(t *testing.T) {
 		if got := strings.Join(actions, " "); got != want {
 			t.Fatalf("audit actions: got %q, want %q", got, want)
 		}
-		if seq, why := store.VerifyChain("", entries); seq != 0 {
+		if seq, why := store.VerifyChain(e.auditKey, "", false, entries); seq != 0 {
 			t.Fatalf("untouched chain: VerifyChain names entry %d: %s", seq, why)
 		}
 		if last := entries[len(entries)-1]; last.Reason != "test halt" || !strings.Contains(last.Actor, "dev publisher") || last.Target != rel.ID {
@@ -1048,7 +1059,7 @@ func TestAuditChain(t *testing.T) {
 			t.Fatal(err)
 		}
 		e.must(t, http.StatusOK, "GET", "/v1/audit", e.creds.AdminToken, nil, &entries)
-		seq, why := store.VerifyChain("", entries)
+		seq, why := store.VerifyChain(e.auditKey, "", false, entries)
 		if seq != 4 || !strings.Contains(why, "entry 4") {
 			t.Errorf("tampered chain: got entry %d (%s), want entry 4", seq, why)
 		}

@@ -8,10 +8,12 @@ package store
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"slices"
 	"strconv"
 	"strings"
@@ -443,7 +445,10 @@ type CheckinResult struct {
 
 // AuditEntry is one state change. Entries form a hash chain: Hash covers
 // the entry and PrevHash, so altering or removing one breaks every later
-// link.
+// link. A Keyed entry's hash is an HMAC with the server's audit key, so
+// that someone who can write the database but not read the server's key
+// cannot rewrite the chain (AuditMAC); entries written before the server
+// had a key hash with plain SHA-256 (AuditHash).
 type AuditEntry struct {
 	Seq      int64     `json:"seq"`
 	Time     time.Time `json:"time"`
@@ -453,6 +458,55 @@ type AuditEntry struct {
 	Reason   string    `json:"reason"`
 	PrevHash string    `json:"prev_hash"`
 	Hash     string    `json:"hash"`
+	Keyed    bool      `json:"keyed"`
+}
+
+// AuditCheckpoint is the server's ed25519 signature over one entry's
+// sequence number and hash (CheckpointMessage): anyone with the public key
+// can check, offline, that the chain up to it is the one the server wrote.
+type AuditCheckpoint struct {
+	Seq       int64     `json:"seq"`
+	Hash      string    `json:"hash"`
+	Time      time.Time `json:"time"`
+	KeyID     string    `json:"key_id"`
+	Signature []byte    `json:"signature"`
+}
+
+// ErrAuditBroken: the audit log does not verify.
+var ErrAuditBroken = errors.New("audit log broken")
+
+// Reseal chains entries (the whole log, in order) with key: what
+// SealAuditLog stores. It returns the entries that changed, or
+// ErrAuditBroken naming the first entry that does not verify.
+func Reseal(key []byte, entries []AuditEntry) ([]AuditEntry, error) {
+	if seq, why := VerifyChain(nil, "", false, entries); seq != 0 {
+		return nil, fmt.Errorf("%w at entry %d: %s", ErrAuditBroken, seq, why)
+	}
+	for _, e := range entries {
+		if e.Keyed && !hmac.Equal([]byte(AuditMAC(key, e)), []byte(e.Hash)) {
+			return nil, fmt.Errorf("%w at entry %d: keyed with another key", ErrAuditBroken, e.Seq)
+		}
+	}
+	i := slices.IndexFunc(entries, func(e AuditEntry) bool { return !e.Keyed })
+	if i < 0 {
+		return nil, nil
+	}
+	prev := ""
+	if i > 0 {
+		prev = entries[i-1].Hash
+	}
+	out := slices.Clone(entries[i:])
+	for j := range out {
+		out[j].PrevHash = prev
+		SealAudit(key, &out[j])
+		prev = out[j].Hash
+	}
+	return out, nil
+}
+
+// CheckpointMessage is what a checkpoint signs.
+func CheckpointMessage(seq int64, hash string) []byte {
+	return []byte("ringfence audit checkpoint\n" + strconv.FormatInt(seq, 10) + "\n" + hash + "\n")
 }
 
 // Store is the control plane's storage.
@@ -552,16 +606,43 @@ type Store interface {
 	Lead(ctx context.Context) (Lease, error)
 
 	// AppendAudit adds an entry to the chain and returns it with its
-	// sequence number and hashes.
+	// sequence number and hashes: keyed with the key SetAuditKey gave.
 	AppendAudit(ctx context.Context, e AuditEntry) (AuditEntry, error)
 	ListAudit(ctx context.Context, afterSeq int64, limit int) ([]AuditEntry, error)
+	// SetAuditKey is the key later entries are chained with (nil: none).
+	SetAuditKey(key []byte)
+	// SealAuditLog chains every entry with key, in one transaction: the
+	// entries written before the server had a key are checked with the
+	// public hash and sealed, so that from then on every entry is keyed.
+	// It returns how many entries it sealed; a chain that does not verify
+	// is left as it is (ErrAuditBroken).
+	SealAuditLog(ctx context.Context, key []byte) (int, error)
+	// AddAuditCheckpoint stores a checkpoint; one per sequence number,
+	// a repeat is ignored.
+	AddAuditCheckpoint(ctx context.Context, c AuditCheckpoint) error
+	ListAuditCheckpoints(ctx context.Context, afterSeq int64, limit int) ([]AuditCheckpoint, error)
 }
 
 // AuditHash is the chain hash of an entry: SHA-256 over the previous hash
 // and the entry's fields (time in milliseconds), each length-prefixed so
 // that no two different entries hash alike.
-func AuditHash(e AuditEntry) string {
-	h := sha256.New()
+func AuditHash(e AuditEntry) string { return auditDigest(sha256.New(), e) }
+
+// AuditMAC is the chain hash of a keyed entry: HMAC-SHA256 with key over
+// what AuditHash covers.
+func AuditMAC(key []byte, e AuditEntry) string { return auditDigest(hmac.New(sha256.New, key), e) }
+
+// SealAudit sets an entry's hash: keyed when there is a key.
+func SealAudit(key []byte, e *AuditEntry) {
+	e.Keyed = key != nil
+	if e.Keyed {
+		e.Hash = AuditMAC(key, *e)
+	} else {
+		e.Hash = AuditHash(*e)
+	}
+}
+
+func auditDigest(h hash.Hash, e AuditEntry) string {
 	at := int64(0)
 	if !e.Time.IsZero() {
 		at = e.Time.UnixMilli()
@@ -574,14 +655,30 @@ func AuditHash(e AuditEntry) string {
 
 // VerifyChain checks that entries, in order from the first, link up; it
 // returns the sequence number of the first broken entry and why, or 0.
-func VerifyChain(prev string, entries []AuditEntry) (int64, string) {
+// keyedBefore says an earlier entry was keyed: after one, every entry must
+// be (else it was written without the server's key). Keyed entries are
+// checked against key, or only for their links when key is nil (a
+// verifier without the key relies on checkpoints for them).
+func VerifyChain(key []byte, prev string, keyedBefore bool, entries []AuditEntry) (int64, string) {
 	for _, e := range entries {
 		if e.PrevHash != prev {
 			return e.Seq, fmt.Sprintf("entry %d names previous hash %.12s…, but the entry before it hashes to %.12s…", e.Seq, e.PrevHash, prev)
 		}
-		if h := AuditHash(e); h != e.Hash {
-			return e.Seq, fmt.Sprintf("entry %d was altered: its content hashes to %.12s…, not the stored %.12s…", e.Seq, h, e.Hash)
+		switch {
+		case !e.Keyed && key != nil:
+			return e.Seq, fmt.Sprintf("entry %d is not keyed: it was written without the server's audit key", e.Seq)
+		case !e.Keyed && keyedBefore:
+			return e.Seq, fmt.Sprintf("entry %d is not keyed, after keyed entries: it was written without the server's audit key", e.Seq)
+		case !e.Keyed:
+			if h := AuditHash(e); h != e.Hash {
+				return e.Seq, fmt.Sprintf("entry %d was altered: its content hashes to %.12s…, not the stored %.12s…", e.Seq, h, e.Hash)
+			}
+		case key != nil:
+			if h := AuditMAC(key, e); !hmac.Equal([]byte(h), []byte(e.Hash)) {
+				return e.Seq, fmt.Sprintf("entry %d was altered or written without the server's audit key: its keyed hash is %.12s…, not the stored %.12s…", e.Seq, h, e.Hash)
+			}
 		}
+		keyedBefore = keyedBefore || e.Keyed
 		prev = e.Hash
 	}
 	return 0, ""

@@ -30,8 +30,9 @@ import (
 
 // Store is an in-memory store.Store, safe for concurrent use.
 type Store struct {
-	mu sync.RWMutex
-	st *state // nil once closed
+	mu       sync.RWMutex
+	st       *state // nil once closed
+	auditKey []byte // guarded by mu
 }
 
 var _ store.Store = (*Store)(nil)
@@ -54,6 +55,7 @@ type state struct {
 	testimony    map[testimony]struct{}      // devices' Once marks
 	kills        map[string]store.KillSwitch // by scope
 	audit        []store.AuditEntry          // audit[i].Seq == i+1
+	checkpoints  []store.AuditCheckpoint     // by seq
 }
 
 // New returns an empty store.

@@ -211,6 +211,18 @@ ALTER TABLE devices ADD COLUMN enroll_token TEXT NOT NULL DEFAULT '';
 ALTER TABLE api_tokens ADD COLUMN created_by TEXT NOT NULL DEFAULT '';
 ALTER TABLE releases ADD COLUMN creator_token TEXT NOT NULL DEFAULT '';
 `,
+	// 8: the audit chain keyed with the server's audit key, and signed
+	// checkpoints of it.
+	`
+ALTER TABLE audit_log ADD COLUMN keyed BOOLEAN NOT NULL DEFAULT FALSE;
+CREATE TABLE audit_checkpoints (
+	seq       BIGINT PRIMARY KEY,
+	hash      TEXT NOT NULL,
+	at        BIGINT NOT NULL,
+	key_id    TEXT NOT NULL,
+	signature TEXT NOT NULL
+);
+`,
 }
 
 func (d dialect) migration(i int) string {

@@ -41,6 +41,7 @@ func Run(t *testing.T, open Opener, hash Hasher) {
 		{"offers-stored-once", testOffers},
 		{"testimony-counts-devices-offered", testTestimony},
 		{"channels-say-whether-offered", testOfferedChannels},
+		{"audit-keyed-and-checkpointed", testAuditKeyed},
 		{"enroll-token-uses", testEnrollTokenUses},
 		{"fleet-sizes", testFleetSizes},
 		{"silence-stats", testSilenceStats},

@@ -618,3 +618,51 @@ func testOfferedChannels(t *testing.T, s store.Store, _ Hasher) {
 		t.Errorf("on 291: result %+v, channels %+v; want nothing offered", res[0], chs)
 	}
 }
+
+// testAuditKeyed: entries written without a key are sealed with one once
+// (a broken chain is not); entries appended with a key are keyed; a
+// checkpoint is stored once per entry and listed after a sequence number.
+func testAuditKeyed(t *testing.T, s store.Store, _ Hasher) {
+	ctx := context.Background()
+	key := []byte("audit key")
+	s.SetAuditKey(nil)
+	for i := range 2 {
+		_, err := s.AppendAudit(ctx, store.AuditEntry{Time: t0.Add(time.Duration(i) * time.Second), Actor: "alice", Action: "tenant.create"})
+		must(t, err)
+	}
+	for want := range []int{2, 0} {
+		n, err := s.SealAuditLog(ctx, key)
+		must(t, err)
+		if n != 2-2*want {
+			t.Errorf("seal %d: sealed %d entries, want %d", want+1, n, 2-2*want)
+		}
+	}
+	s.SetAuditKey(key)
+	e, err := s.AppendAudit(ctx, store.AuditEntry{Time: t0.Add(time.Minute), Actor: "bob", Action: "release.halt"})
+	must(t, err)
+	es, err := s.ListAudit(ctx, 0, 10)
+	must(t, err)
+	if seq, why := store.VerifyChain(key, "", false, es); seq != 0 || len(es) != 3 || !e.Keyed {
+		t.Errorf("keyed log of %d entries (last keyed %v): entry %d: %s", len(es), e.Keyed, seq, why)
+	}
+	if _, err := s.SealAuditLog(ctx, []byte("another key")); !errors.Is(err, store.ErrAuditBroken) {
+		t.Errorf("sealing a log keyed with another key: %v, want ErrAuditBroken", err)
+	}
+	for _, c := range []store.AuditCheckpoint{
+		{Seq: 2, Hash: es[1].Hash, Time: t0, KeyID: "k1", Signature: []byte{1, 2}},
+		{Seq: 3, Hash: es[2].Hash, Time: t0, KeyID: "k1", Signature: []byte{3}},
+		{Seq: 2, Hash: "other", Time: t0, KeyID: "k2", Signature: []byte{9}}, // a repeat: ignored
+	} {
+		must(t, s.AddAuditCheckpoint(ctx, c))
+	}
+	cps, err := s.ListAuditCheckpoints(ctx, 0, 10)
+	must(t, err)
+	if len(cps) != 2 || cps[0].Seq != 2 || cps[0].KeyID != "k1" || string(cps[0].Signature) != "\x01\x02" || cps[1].Seq != 3 {
+		t.Errorf("checkpoints %+v", cps)
+	}
+	cps, err = s.ListAuditCheckpoints(ctx, 2, 10)
+	must(t, err)
+	if len(cps) != 1 || cps[0].Seq != 3 {
+		t.Errorf("checkpoints after 2: %+v", cps)
+	}
+}
