@@ -161,7 +161,11 @@ func (s *Server) applyVerdict(ctx context.Context, rel store.Release, plan rollo
 	case v.Advanced:
 		action, rel.WaveStartedAt, rel.Reason = "release.promote", now, v.Reason
 	}
-	rev, err := s.store.UpdateRelease(ctx, rel)
+	var audit []store.AuditEntry
+	if action != "release.phase" {
+		audit = append(audit, store.AuditEntry{Time: now, Actor: actor, Action: action, Target: rel.ID, Reason: v.Reason})
+	}
+	rev, err := s.store.UpdateRelease(ctx, rel, audit...)
 	if errors.Is(err, store.ErrStale) {
 		return nil // a person changed it meanwhile; judge again next tick
 	}
@@ -171,9 +175,6 @@ func (s *Server) applyVerdict(ctx context.Context, rel store.Release, plan rollo
 	rel.Revision = rev
 	if action != "release.phase" {
 		s.log.Info("release changed", "release", rel.ID, "state", rel.State, "wave", rel.Wave, "reason", v.Reason, "by", actor)
-		if _, err := s.store.AppendAudit(ctx, store.AuditEntry{Time: now, Actor: actor, Action: action, Target: rel.ID, Reason: v.Reason}); err != nil {
-			return fmt.Errorf("audit: %w", err)
-		}
 	}
 	if v.Advanced && v.State.Live() {
 		return s.updateCohort(ctx, &rel, plan, cohort, rollout.Growth{})
@@ -190,15 +191,15 @@ func (s *Server) widen(ctx context.Context, rel store.Release, plan rollout.Plan
 	}
 	c := *j.cohort
 	c.Widened = now
-	if err := s.updateCohort(ctx, &rel, plan, &c, w.Growth); err != nil {
+	var audit []store.AuditEntry
+	if w.Why != "" { // else a routine ramp step
+		audit = append(audit, store.AuditEntry{Time: now, Actor: controllerActor, Action: "release.widen", Target: rel.ID, Reason: w.Why})
+	}
+	if err := s.updateCohort(ctx, &rel, plan, &c, w.Growth, audit...); err != nil {
 		return false, err
 	}
-	if w.Why == "" {
-		return true, nil // a routine ramp step
-	}
-	s.log.Info("release widened", "release", rel.ID, "reason", w.Why)
-	if _, err := s.store.AppendAudit(ctx, store.AuditEntry{Time: now, Actor: controllerActor, Action: "release.widen", Target: rel.ID, Reason: w.Why}); err != nil {
-		return true, fmt.Errorf("audit: %w", err)
+	if w.Why != "" {
+		s.log.Info("release widened", "release", rel.ID, "reason", w.Why)
 	}
 	return true, nil
 }
@@ -234,14 +235,13 @@ func (s *Server) checkRolledBack(ctx context.Context, rel store.Release, st roll
 	why := fmt.Sprintf("rolled back: no device runs %s@%d any more", rel.Channel, rel.Version)
 	rel.State, rel.UpdatedAt = store.ReleaseRolledBack, now
 	rel.Reason = rel.Reason + "; " + why
-	if _, err := s.store.UpdateRelease(ctx, rel); err != nil {
+	if _, err := s.store.UpdateRelease(ctx, rel, store.AuditEntry{Time: now, Actor: controllerActor, Action: "release.rolled-back", Target: rel.ID, Reason: why}); err != nil {
 		if errors.Is(err, store.ErrStale) {
 			return false, nil
 		}
 		return false, err
 	}
-	_, err = s.store.AppendAudit(ctx, store.AuditEntry{Time: now, Actor: controllerActor, Action: "release.rolled-back", Target: rel.ID, Reason: why})
-	return true, err
+	return true, nil
 }
 
 // judge reads a release's telemetry and runs its current wave's gates.
@@ -338,7 +338,7 @@ func previousRelease(rel store.Release, all []store.Release) string {
 
 // updateCohort computes who the release's current wave reaches and stores
 // it with the release.
-func (s *Server) updateCohort(ctx context.Context, rel *store.Release, plan rollout.Plan, prev *rollout.Cohort, g rollout.Growth) error {
+func (s *Server) updateCohort(ctx context.Context, rel *store.Release, plan rollout.Plan, prev *rollout.Cohort, g rollout.Growth, audit ...store.AuditEntry) error {
 	sn := s.snap.Load()
 	ri := sn.byID[rel.ID]
 	var devs []rollout.CohortDevice
@@ -378,7 +378,7 @@ func (s *Server) updateCohort(ctx context.Context, rel *store.Release, plan roll
 	}
 	rel.Cohort = b
 	rel.UpdatedAt = s.now()
-	rev, err := s.store.UpdateRelease(ctx, *rel)
+	rev, err := s.store.UpdateRelease(ctx, *rel, audit...)
 	if errors.Is(err, store.ErrStale) {
 		return nil
 	}

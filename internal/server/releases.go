@@ -385,7 +385,7 @@ func (s *Server) changeRelease(w http.ResponseWriter, r *http.Request, p Princip
 		return err
 	}
 	rel.UpdatedAt = s.now()
-	rev, err := s.store.UpdateRelease(r.Context(), rel)
+	rev, err := s.store.UpdateRelease(r.Context(), rel, store.AuditEntry{Time: rel.UpdatedAt, Actor: p.actor(), Action: action, Target: rel.ID, Reason: reason})
 	if err != nil {
 		if errors.Is(err, store.ErrStale) {
 			return conflict("release %s changed meanwhile (the controller acted); look at it again and retry", rel.ID)
@@ -393,9 +393,6 @@ func (s *Server) changeRelease(w http.ResponseWriter, r *http.Request, p Princip
 		return storeError("release "+rel.ID, err)
 	}
 	rel.Revision = rev
-	if err := s.audit(r.Context(), p, action, rel.ID, reason); err != nil {
-		return err
-	}
 	s.changed(r.Context())
 	writeJSON(w, http.StatusOK, toReleaseReport(rel))
 	return nil

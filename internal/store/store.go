@@ -533,8 +533,10 @@ type Store interface {
 	GetRelease(ctx context.Context, id string) (Release, error)
 	ListReleases(ctx context.Context, channel string) ([]Release, error)
 	// UpdateRelease writes r if the stored revision is r.Revision, and
-	// returns the new revision; otherwise ErrStale.
-	UpdateRelease(ctx context.Context, r Release) (int64, error)
+	// returns the new revision; otherwise ErrStale. The audit entries
+	// that say why are appended in the same transaction: the change and
+	// its record are stored together or not at all.
+	UpdateRelease(ctx context.Context, r Release, audit ...AuditEntry) (int64, error)
 
 	PutPolicy(ctx context.Context, p Policy) error
 	ListPolicies(ctx context.Context, org string) ([]Policy, error)

@@ -20,13 +20,19 @@ func (s *Store) AppendAudit(ctx context.Context, e store.AuditEntry) (store.Audi
 		return e, fmt.Errorf("append audit entry: %w", err)
 	}
 	defer s.mu.Unlock()
+	return s.appendAudit(st, e), nil
+}
+
+// appendAudit adds an entry under the write lock.
+func (s *Store) appendAudit(st *state, e store.AuditEntry) store.AuditEntry {
+	e.Time = norm(e.Time)
 	e.Seq, e.PrevHash = 1, ""
 	if n := len(st.audit); n > 0 {
 		e.Seq, e.PrevHash = st.audit[n-1].Seq+1, st.audit[n-1].Hash
 	}
 	store.SealAudit(s.auditKey, &e)
 	st.audit = append(st.audit, e)
-	return e, nil
+	return e
 }
 
 func (s *Store) SealAuditLog(ctx context.Context, key []byte) (int, error) {

@@ -191,7 +191,7 @@ func (s *Store) ListReleases(ctx context.Context, channel string) ([]store.Relea
 
 // UpdateRelease writes every mutable field; id, channel, version and
 // creator never change.
-func (s *Store) UpdateRelease(ctx context.Context, r store.Release) (int64, error) {
+func (s *Store) UpdateRelease(ctx context.Context, r store.Release, audit ...store.AuditEntry) (int64, error) {
 	upd := ownRelease(r)
 	st, err := s.lock(ctx)
 	if err != nil {
@@ -211,5 +211,8 @@ func (s *Store) UpdateRelease(ctx context.Context, r store.Release) (int64, erro
 	cur.Lane, cur.Phase, cur.HaltedBy, cur.Approvals = upd.Lane, upd.Phase, upd.HaltedBy, upd.Approvals
 	cur.GatesSince, cur.Cohort = upd.GatesSince, upd.Cohort
 	cur.Revision++
+	for _, e := range audit {
+		s.appendAudit(st, e)
+	}
 	return cur.Revision, nil
 }

@@ -518,16 +518,31 @@ func (s *Store) ListReleases(ctx context.Context, channel string) ([]store.Relea
 	return out, s.wrap(rows.Err())
 }
 
-func (s *Store) UpdateRelease(ctx context.Context, r store.Release) (int64, error) {
-	res, err := s.exec(ctx, `UPDATE releases SET plan = ?, state = ?, wave = ?, reason = ?, revision = revision + 1,
+func (s *Store) UpdateRelease(ctx context.Context, r store.Release, audit ...store.AuditEntry) (int64, error) {
+	var n int64
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, s.q(`UPDATE releases SET plan = ?, state = ?, wave = ?, reason = ?, revision = revision + 1,
 		updated_at = ?, wave_started_at = ?, completed_at = ?,
-		lane = ?, phase = ?, halted_by = ?, approvals = ?, gates_since = ?, cohort = ? WHERE id = ? AND revision = ?`,
-		string(r.Plan), string(r.State), r.Wave, r.Reason, ms(r.UpdatedAt), ms(r.WaveStartedAt), ms(r.CompletedAt),
-		r.Lane, r.Phase, r.HaltedBy, encodeApprovals(r.Approvals), ms(r.GatesSince), string(r.Cohort), r.ID, r.Revision)
+		lane = ?, phase = ?, halted_by = ?, approvals = ?, gates_since = ?, cohort = ? WHERE id = ? AND revision = ?`),
+			string(r.Plan), string(r.State), r.Wave, r.Reason, ms(r.UpdatedAt), ms(r.WaveStartedAt), ms(r.CompletedAt),
+			r.Lane, r.Phase, r.HaltedBy, encodeApprovals(r.Approvals), ms(r.GatesSince), string(r.Cohort), r.ID, r.Revision)
+		if err != nil {
+			return err
+		}
+		if n, err = res.RowsAffected(); err != nil || n == 0 {
+			return err
+		}
+		for _, e := range audit {
+			if _, err := s.appendAudit(ctx, tx, e); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 	if err != nil {
-		return 0, fmt.Errorf("update release %s: %w", r.ID, err)
+		return 0, fmt.Errorf("update release %s: %w", r.ID, s.wrap(err))
 	}
-	if n, _ := res.RowsAffected(); n == 0 {
+	if n == 0 {
 		if _, err := s.GetRelease(ctx, r.ID); err != nil {
 			return 0, err
 		}
@@ -1053,34 +1068,41 @@ func (s *Store) MarkCounters(ctx context.Context, release string) error {
 
 func (s *Store) AppendAudit(ctx context.Context, e store.AuditEntry) (store.AuditEntry, error) {
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		if s.d.lockHead != "" {
-			// Serialise appenders across replicas: the chain has one head.
-			if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock(4243)"); err != nil {
-				return err
-			}
-		}
-		var seq sql.NullInt64
-		var prev sql.NullString
-		err := tx.QueryRowContext(ctx, `SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1`).Scan(&seq, &prev)
-		if err != nil && !errors.Is(err, sql.ErrNoRows) {
-			return err
-		}
-		e.Seq = seq.Int64 + 1
-		e.PrevHash = prev.String
-		e.Time = fromMS(ms(e.Time))
-		var key []byte
-		if k := s.auditKey.Load(); k != nil {
-			key = *k
-		}
-		store.SealAudit(key, &e)
-		_, err = tx.ExecContext(ctx, s.q(`INSERT INTO audit_log (seq, at, actor, action, target, reason, prev_hash, hash, keyed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-			e.Seq, ms(e.Time), e.Actor, e.Action, e.Target, e.Reason, e.PrevHash, e.Hash, e.Keyed)
+		var err error
+		e, err = s.appendAudit(ctx, tx, e)
 		return err
 	})
 	if err != nil {
 		return e, fmt.Errorf("append audit entry: %w", err)
 	}
 	return e, nil
+}
+
+// appendAudit numbers, links, seals and stores an entry in tx.
+func (s *Store) appendAudit(ctx context.Context, tx *sql.Tx, e store.AuditEntry) (store.AuditEntry, error) {
+	if s.d.lockHead != "" {
+		// Serialise appenders across replicas: the chain has one head.
+		if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock(4243)"); err != nil {
+			return e, err
+		}
+	}
+	var seq sql.NullInt64
+	var prev sql.NullString
+	err := tx.QueryRowContext(ctx, `SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1`).Scan(&seq, &prev)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return e, err
+	}
+	e.Seq = seq.Int64 + 1
+	e.PrevHash = prev.String
+	e.Time = fromMS(ms(e.Time))
+	var key []byte
+	if k := s.auditKey.Load(); k != nil {
+		key = *k
+	}
+	store.SealAudit(key, &e)
+	_, err = tx.ExecContext(ctx, s.q(`INSERT INTO audit_log (seq, at, actor, action, target, reason, prev_hash, hash, keyed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		e.Seq, ms(e.Time), e.Actor, e.Action, e.Target, e.Reason, e.PrevHash, e.Hash, e.Keyed)
+	return e, err
 }
 
 func (s *Store) ListAudit(ctx context.Context, afterSeq int64, limit int) ([]store.AuditEntry, error) {

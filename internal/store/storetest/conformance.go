@@ -42,6 +42,7 @@ func Run(t *testing.T, open Opener, hash Hasher) {
 		{"testimony-counts-devices-offered", testTestimony},
 		{"channels-say-whether-offered", testOfferedChannels},
 		{"audit-keyed-and-checkpointed", testAuditKeyed},
+		{"release-change-and-its-audit-entry-together", testReleaseAudited},
 		{"enroll-token-uses", testEnrollTokenUses},
 		{"fleet-sizes", testFleetSizes},
 		{"silence-stats", testSilenceStats},

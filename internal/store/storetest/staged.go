@@ -666,3 +666,33 @@ func testAuditKeyed(t *testing.T, s store.Store, _ Hasher) {
 		t.Errorf("checkpoints after 2: %+v", cps)
 	}
 }
+
+// testReleaseAudited: a release update and the audit entries that say why
+// are stored together; a stale update stores neither.
+func testReleaseAudited(t *testing.T, s store.Store, _ Hasher) {
+	ctx := context.Background()
+	seed(t, s)
+	r := store.Release{ID: "rel-1", Channel: "acme/ipc", Version: 292, Plan: []byte(`{"waves":[]}`), State: store.ReleaseRolling,
+		CreatedBy: "alice", CreatedAt: t0, UpdatedAt: t0, WaveStartedAt: t0}
+	must(t, s.CreateRelease(ctx, r))
+	got, err := s.GetRelease(ctx, "rel-1")
+	must(t, err)
+	halt := store.AuditEntry{Time: t0, Actor: "bob", Action: "release.halt", Target: "rel-1", Reason: "crashes"}
+	upd := got
+	upd.State = store.ReleaseHalted
+	rev, err := s.UpdateRelease(ctx, upd, halt)
+	must(t, err)
+	stale := got // at the old revision
+	stale.State = store.ReleaseRolling
+	if _, err := s.UpdateRelease(ctx, stale, store.AuditEntry{Time: t0, Actor: "carol", Action: "release.resume", Target: "rel-1"}); !errors.Is(err, store.ErrStale) {
+		t.Fatalf("stale update: %v, want ErrStale", err)
+	}
+	es, err := s.ListAudit(ctx, 0, 100)
+	must(t, err)
+	if len(es) != 1 || es[0].Action != "release.halt" || es[0].Actor != "bob" {
+		t.Errorf("audit log %+v, want the halt alone", es)
+	}
+	if got, err := s.GetRelease(ctx, "rel-1"); err != nil || got.State != store.ReleaseHalted || got.Revision != rev {
+		t.Errorf("release %+v (%v), want halted at revision %d", got, err, rev)
+	}
+}
