@@ -95,10 +95,9 @@ func (s *Server) createTenant(w http.ResponseWriter, r *http.Request, p Principa
 		return badRequest("internal: only organisations are internal (the vendor's own machines)")
 	}
 	t := store.Tenant{ID: req.ID, Kind: store.TenantKind(req.Kind), Name: req.Name, Internal: req.Internal, CreatedAt: s.now()}
-	if err := s.store.CreateTenant(r.Context(), t); err != nil {
-		return storeError("tenant "+req.ID, err)
-	}
-	if err := s.audit(r.Context(), p, "tenant.create", req.ID, req.Kind+" "+req.Name); err != nil {
+	if err := s.audited(r.Context(), p, "tenant.create", req.ID, req.Kind+" "+req.Name, func(ctx context.Context) error {
+		return asStoreError("tenant "+req.ID, s.store.CreateTenant(ctx, t))
+	}); err != nil {
 		return err
 	}
 	s.changed(r.Context())
@@ -164,10 +163,9 @@ func (s *Server) createChannel(w http.ResponseWriter, r *http.Request, p Princip
 	}
 	c := store.Channel{ID: req.Vendor + "/" + req.Name, Vendor: req.Vendor, Name: req.Name, Kind: store.ChannelKind(req.Kind),
 		Category: req.Category, Unpausable: req.Unpausable, CreatedAt: s.now()}
-	if err := s.store.CreateChannel(r.Context(), c); err != nil {
-		return storeError("channel "+c.ID, err)
-	}
-	if err := s.audit(r.Context(), p, "channel.create", c.ID, fmt.Sprintf("kind %s, category %s, unpausable %v", c.Kind, c.Category, c.Unpausable)); err != nil {
+	if err := s.audited(r.Context(), p, "channel.create", c.ID, fmt.Sprintf("kind %s, category %s, unpausable %v", c.Kind, c.Category, c.Unpausable), func(ctx context.Context) error {
+		return asStoreError("channel "+c.ID, s.store.CreateChannel(ctx, c))
+	}); err != nil {
 		return err
 	}
 	s.changed(r.Context())
@@ -254,10 +252,9 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request, p Principal
 	}
 	sec := "rft_" + secret(32)
 	t := store.APIToken{ID: "tok-" + secret(8), Tenant: req.Tenant, Role: role, Name: req.Name, Hash: hashSecret(sec), CreatedAt: s.now(), CreatedBy: p.TokenID}
-	if err := s.store.CreateAPIToken(r.Context(), t); err != nil {
-		return storeError("token", err)
-	}
-	if err := s.audit(r.Context(), p, "token.create", t.ID, fmt.Sprintf("%s for %q (%s)", role, req.Tenant, req.Name)); err != nil {
+	if err := s.audited(r.Context(), p, "token.create", t.ID, fmt.Sprintf("%s for %q (%s)", role, req.Tenant, req.Name), func(ctx context.Context) error {
+		return asStoreError("token", s.store.CreateAPIToken(ctx, t))
+	}); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusCreated, TokenInfo{ID: t.ID, Tenant: t.Tenant, Role: string(t.Role), Name: t.Name, Token: sec, CreatedAt: t.CreatedAt, CreatedBy: t.CreatedBy})
@@ -296,10 +293,9 @@ func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request, p Principal
 	if err != nil || !(p.isAdmin() || (p.Role == store.RoleOrgAdmin && t.Tenant == p.Tenant)) {
 		return notFound("token %s", id)
 	}
-	if err := s.store.RevokeAPIToken(r.Context(), id); err != nil {
-		return storeError("token "+id, err)
-	}
-	if err := s.audit(r.Context(), p, "token.revoke", id, ""); err != nil {
+	if err := s.audited(r.Context(), p, "token.revoke", id, "", func(ctx context.Context) error {
+		return asStoreError("token "+id, s.store.RevokeAPIToken(ctx, id))
+	}); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"id": id, "revoked": true})
@@ -333,14 +329,13 @@ func (s *Server) createEnrollToken(w http.ResponseWriter, r *http.Request, p Pri
 	if req.ExpiresInHours > 0 {
 		et.ExpiresAt = et.CreatedAt.Add(time.Duration(req.ExpiresInHours) * time.Hour)
 	}
-	if err := s.store.CreateEnrollToken(r.Context(), et); err != nil {
-		return storeError("enrolment token", err)
-	}
 	why := "org " + org
 	if et.MaxUses > 0 {
 		why += fmt.Sprintf(", at most %d devices", et.MaxUses)
 	}
-	if err := s.audit(r.Context(), p, "enroll-token.create", et.ID, why); err != nil {
+	if err := s.audited(r.Context(), p, "enroll-token.create", et.ID, why, func(ctx context.Context) error {
+		return asStoreError("enrolment token", s.store.CreateEnrollToken(ctx, et))
+	}); err != nil {
 		return err
 	}
 	resp := map[string]any{"id": et.ID, "org": org, "token": sec}
@@ -415,10 +410,9 @@ func (s *Server) revokeEnrollToken(w http.ResponseWriter, r *http.Request, p Pri
 	if !slices.ContainsFunc(ts, func(t store.EnrollToken) bool { return t.ID == id }) {
 		return notFound("enrolment token %s of %s", id, org)
 	}
-	if err := s.store.RevokeEnrollToken(r.Context(), id); err != nil {
-		return storeError("enrolment token", err)
-	}
-	if err := s.audit(r.Context(), p, "enroll-token.revoke", id, reason); err != nil {
+	if err := s.audited(r.Context(), p, "enroll-token.revoke", id, reason, func(ctx context.Context) error {
+		return asStoreError("enrolment token", s.store.RevokeEnrollToken(ctx, id))
+	}); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"id": id, "org": org, "revoked": true})
@@ -469,10 +463,9 @@ func (s *Server) putPolicy(w http.ResponseWriter, r *http.Request, p Principal) 
 		req.Windows = []string{}
 	}
 	pol := store.Policy{Org: org, Channel: ch, Track: req.Track, Windows: req.Windows, UpdatedAt: s.now()}
-	if err := s.store.PutPolicy(r.Context(), pol); err != nil {
-		return storeError("policy", err)
-	}
-	if err := s.audit(r.Context(), p, "policy.set", org+" "+ch, req.Track); err != nil {
+	if err := s.audited(r.Context(), p, "policy.set", org+" "+ch, req.Track, func(ctx context.Context) error {
+		return asStoreError("policy", s.store.PutPolicy(ctx, pol))
+	}); err != nil {
 		return err
 	}
 	s.changed(r.Context())
@@ -595,13 +588,12 @@ func (s *Server) revokeDevice(w http.ResponseWriter, r *http.Request, p Principa
 	if err != nil {
 		return err
 	}
-	if err := s.store.RevokeDevice(r.Context(), d.ID); err != nil {
-		return storeError("device", err)
-	}
-	s.forgetDevice(d.ID)
-	if err := s.audit(r.Context(), p, "device.revoke", d.ID, "org "+d.Org); err != nil {
+	if err := s.audited(r.Context(), p, "device.revoke", d.ID, "org "+d.Org, func(ctx context.Context) error {
+		return asStoreError("device", s.store.RevokeDevice(ctx, d.ID))
+	}); err != nil {
 		return err
 	}
+	s.forgetDevice(d.ID)
 	writeJSON(w, http.StatusOK, map[string]any{"id": d.ID, "revoked": true})
 	return nil
 }
@@ -678,14 +670,13 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request, p Principal) er
 	bytes := v.Encoded
 	resp.SHA256, resp.Size = content.Hash(bytes), len(bytes)
 	a := store.Artifact{Channel: ch, Version: b.Version, SHA256: resp.SHA256, Size: int64(len(bytes)), Bytes: bytes, CreatedAt: s.now()}
-	if err := s.store.PutArtifact(r.Context(), a); err != nil {
-		return storeError(fmt.Sprintf("artifact %s@%d", ch, b.Version), err)
+	if err := s.audited(r.Context(), p, "artifact.publish", fmt.Sprintf("%s@%d", ch, b.Version), "sha256 "+resp.SHA256, func(ctx context.Context) error {
+		return asStoreError(fmt.Sprintf("artifact %s@%d", ch, b.Version), s.store.PutArtifact(ctx, a))
+	}); err != nil {
+		return err
 	}
 	resp.Target = targetName(ch, store.ChannelContent, b.Version)
 	if resp.Signing, resp.SigningNote, err = s.stageArtifact(vendor, resp.Target, bytes); err != nil {
-		return err
-	}
-	if err := s.audit(r.Context(), p, "artifact.publish", fmt.Sprintf("%s@%d", ch, b.Version), "sha256 "+resp.SHA256); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusCreated, resp)
@@ -722,15 +713,15 @@ func (s *Server) publishAgentBuild(w http.ResponseWriter, r *http.Request, p Pri
 		return &HTTPError{Code: http.StatusUnprocessableEntity, Msg: "build rejected", Detail: fmt.Sprintf("version %d is not above the channel's current version %d", v, current)}
 	}
 	sum := content.Hash(body)
-	if err := s.store.PutArtifact(r.Context(), store.Artifact{Channel: ch, Version: v, SHA256: sum, Size: int64(len(body)), Bytes: body, CreatedAt: s.now()}); err != nil {
-		return storeError(fmt.Sprintf("artifact %s@%d", ch, v), err)
+	a := store.Artifact{Channel: ch, Version: v, SHA256: sum, Size: int64(len(body)), Bytes: body, CreatedAt: s.now()}
+	if err := s.audited(r.Context(), p, "artifact.publish", fmt.Sprintf("%s@%d", ch, v), "agent build, sha256 "+sum, func(ctx context.Context) error {
+		return asStoreError(fmt.Sprintf("artifact %s@%d", ch, v), s.store.PutArtifact(ctx, a))
+	}); err != nil {
+		return err
 	}
 	vendor, _, _ := strings.Cut(ch, "/")
 	res := PublishResult{Channel: ch, Version: v, SHA256: sum, Size: len(body), Findings: content.Findings{}, Target: targetName(ch, store.ChannelAgent, v)}
 	if res.Signing, res.SigningNote, err = s.stageArtifact(vendor, res.Target, body); err != nil {
-		return err
-	}
-	if err := s.audit(r.Context(), p, "artifact.publish", fmt.Sprintf("%s@%d", ch, v), "agent build, sha256 "+sum); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusCreated, res)

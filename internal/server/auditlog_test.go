@@ -131,3 +131,63 @@ func TestAuditLogIsSealedOnceWithTheKey(t *testing.T) {
 		t.Errorf("sealed log: entry %d: %s", seq, why)
 	}
 }
+
+// A change and its audit entry are one write: when the entry cannot be
+// stored (here a trigger refuses every new entry), the change is not
+// stored either — a tenant, a kill switch, a release's halt — and once
+// entries can be stored again, both are.
+func TestChangeAndItsAuditEntryAreOneWrite(t *testing.T) {
+	forEachStore(t, func(t *testing.T, e *env) {
+		rel := e.publishRelease(t, 293)
+		refuse := []string{`CREATE TRIGGER no_audit BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'audit refused'); END`}
+		allow := []string{`DROP TRIGGER no_audit`}
+		if e.storeURL != "" {
+			refuse = []string{`CREATE FUNCTION refuse_audit() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'audit refused'; END $$ LANGUAGE plpgsql`,
+				`CREATE TRIGGER no_audit BEFORE INSERT ON audit_log FOR EACH ROW EXECUTE FUNCTION refuse_audit()`}
+			allow = []string{`DROP TRIGGER no_audit ON audit_log`}
+		}
+		exec := func(qs []string) {
+			for _, q := range qs {
+				if _, err := e.st.DB().Exec(q); err != nil {
+					t.Fatalf("%s: %v", q, err)
+				}
+			}
+		}
+		tenant := map[string]string{"id": "fabrikam", "kind": "org", "name": "Fabrikam"}
+		kill := map[string]any{"engaged": true, "reason": "bad day"}
+		halt := map[string]string{"reason": "crashes"}
+		exec(refuse)
+		for _, c := range []struct {
+			method, path string
+			body         any
+		}{
+			{"POST", "/v1/tenants", tenant},
+			{"PUT", "/v1/kill-switch", kill},
+			{"POST", "/v1/releases/" + rel.ID + "/halt", halt},
+		} {
+			if code, body := e.call(t, c.method, c.path, e.creds.AdminToken, c.body); code < 500 {
+				t.Errorf("%s %s with the audit log refusing entries: %d %s, want 5xx", c.method, c.path, code, body)
+			}
+		}
+		if code, _ := e.call(t, "GET", "/v1/tenants/fabrikam", e.creds.AdminToken, nil); code != http.StatusNotFound {
+			t.Errorf("the tenant was stored without its audit entry: GET answered %d", code)
+		}
+		var kills []store.KillSwitch
+		e.must(t, http.StatusOK, "GET", "/v1/kill-switches", e.creds.AdminToken, nil, &kills)
+		for _, k := range kills {
+			if k.Engaged {
+				t.Errorf("the kill switch was engaged without its audit entry: %+v", k)
+			}
+		}
+		if st := e.status(t, rel.ID); st.Release.State == "halted" {
+			t.Errorf("the release was halted without its audit entry")
+		}
+		exec(allow)
+		e.must(t, http.StatusCreated, "POST", "/v1/tenants", e.creds.AdminToken, tenant, nil)
+		var es []store.AuditEntry
+		e.must(t, http.StatusOK, "GET", "/v1/audit", e.creds.AdminToken, nil, &es)
+		if last := es[len(es)-1]; last.Action != "tenant.create" || last.Target != "fabrikam" {
+			t.Errorf("last entry %+v, want the tenant's", last)
+		}
+	})
+}

@@ -98,6 +98,17 @@ func (s *Server) api(h func(w http.ResponseWriter, r *http.Request, p Principal)
 
 // audit appends an entry for a state change. A change whose audit entry
 // cannot be written is reported as failed to the caller.
+// audited makes a change and appends its audit entry in one transaction
+// (store.Store.Atomically): both are stored, or neither.
+func (s *Server) audited(ctx context.Context, p Principal, action, target, reason string, change func(ctx context.Context) error) error {
+	return s.store.Atomically(ctx, func(ctx context.Context) error {
+		if err := change(ctx); err != nil {
+			return err
+		}
+		return s.audit(ctx, p, action, target, reason)
+	})
+}
+
 func (s *Server) audit(ctx context.Context, p Principal, action, target, reason string) error {
 	_, err := s.store.AppendAudit(ctx, store.AuditEntry{Time: s.now(), Actor: p.actor(), Action: action, Target: target, Reason: reason})
 	if err != nil {

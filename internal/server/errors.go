@@ -56,6 +56,14 @@ func conflict(format string, args ...any) *HTTPError {
 var errUnauthorized = &HTTPError{Code: http.StatusUnauthorized, Msg: "unauthorized", Detail: "missing, unknown or revoked credential"}
 
 // storeError maps a store error to what the client may see.
+// asStoreError is storeError for an error that may be nil.
+func asStoreError(what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return storeError(what, err)
+}
+
 func storeError(what string, err error) *HTTPError {
 	switch {
 	case errors.Is(err, store.ErrNotFound):

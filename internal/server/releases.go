@@ -119,10 +119,9 @@ func (s *Server) createRelease(w http.ResponseWriter, r *http.Request, p Princip
 	rel := store.Release{ID: fmt.Sprintf("rel-%s-%d-%s", strings.ReplaceAll(req.Channel, "/", "-"), req.Version, secret(3)),
 		Channel: req.Channel, Version: req.Version, Plan: planJSON, State: state, Phase: phase, Lane: string(lane), Wave: 0,
 		CreatedBy: p.actor(), CreatorToken: p.TokenID, CreatedAt: now, UpdatedAt: now, WaveStartedAt: now, GatesSince: now}
-	if err := s.store.CreateRelease(r.Context(), rel); err != nil {
-		return storeError(fmt.Sprintf("release of %s@%d", req.Channel, req.Version), err)
-	}
-	if err := s.audit(r.Context(), p, "release.create", rel.ID, fmt.Sprintf("%s@%d, %s lane, %s", req.Channel, req.Version, lane, state)); err != nil {
+	if err := s.audited(r.Context(), p, "release.create", rel.ID, fmt.Sprintf("%s@%d, %s lane, %s", req.Channel, req.Version, lane, state), func(ctx context.Context) error {
+		return asStoreError(fmt.Sprintf("release of %s@%d", req.Channel, req.Version), s.store.CreateRelease(ctx, rel))
+	}); err != nil {
 		return err
 	}
 	s.changed(r.Context())
@@ -589,14 +588,13 @@ func (s *Server) setKillSwitch(w http.ResponseWriter, r *http.Request, p Princip
 		}
 	}
 	k := store.KillSwitch{Scope: scope, Engaged: *req.Engaged, Reason: req.Reason, Actor: p.actor(), At: s.now()}
-	if err := s.store.SetKillSwitch(r.Context(), k); err != nil {
-		return storeError("kill switch", err)
-	}
 	action := "kill-switch.release"
 	if k.Engaged {
 		action = "kill-switch.engage"
 	}
-	if err := s.audit(r.Context(), p, action, scope, req.Reason); err != nil {
+	if err := s.audited(r.Context(), p, action, scope, req.Reason, func(ctx context.Context) error {
+		return asStoreError("kill switch", s.store.SetKillSwitch(ctx, k))
+	}); err != nil {
 		return err
 	}
 	s.changed(r.Context())
@@ -645,10 +643,9 @@ func (s *Server) setBudget(w http.ResponseWriter, r *http.Request, p Principal) 
 	if s.tenantKind(org) != store.TenantOrg {
 		return notFound("organisation %s", org)
 	}
-	if err := s.store.SetHourlyCap(r.Context(), org, req.HourlyCap); err != nil {
-		return storeError("organisation "+org, err)
-	}
-	if err := s.audit(r.Context(), p, "org.budget", org, fmt.Sprintf("hourly cap %d basis points", req.HourlyCap)); err != nil {
+	if err := s.audited(r.Context(), p, "org.budget", org, fmt.Sprintf("hourly cap %d basis points", req.HourlyCap), func(ctx context.Context) error {
+		return asStoreError("organisation "+org, s.store.SetHourlyCap(ctx, org, req.HourlyCap))
+	}); err != nil {
 		return err
 	}
 	s.changed(r.Context())

@@ -57,16 +57,7 @@ func TestForgedTestimonyMovesNoGate(t *testing.T) {
 		}
 
 		// A device of the wave, offered 293, confirms it healthy 50 times.
-		var twice *fleetDevice
-		for _, d := range f.devs {
-			if d.active == 293 {
-				twice = d
-				break
-			}
-		}
-		if twice == nil {
-			t.Fatal("no device of the canary wave runs 293")
-		}
+		twice := f.runningCanary(t)
 		var evs []server.EventReport
 		for range 50 {
 			twice.seq++
@@ -154,16 +145,7 @@ func TestHeartbeatsCountOnlyForOfferedDevices(t *testing.T) {
 		rel := e.startRelease(t, quickPlan(), "normal")
 		f.until(t, 4, "in the canary wave", func(st server.ReleaseStatus) bool { return st.Release.WaveName == "canary" }, rel.ID)
 		f.tick(t)
-		var offered *fleetDevice
-		for _, d := range f.devs {
-			if d.active == 293 {
-				offered = d
-				break
-			}
-		}
-		if offered == nil {
-			t.Fatal("no device of the canary wave runs 293")
-		}
+		offered := f.runningCanary(t)
 		claims := e.enroll(t, "7.12.0") // contoso: never offered 293
 		e.offered(t, claims, 292)
 		e.srv.Drain()
@@ -189,4 +171,16 @@ func TestHeartbeatsCountOnlyForOfferedDevices(t *testing.T) {
 			t.Errorf("a device offered 293 added %d heartbeats in 5 windows, want 5", got)
 		}
 	})
+}
+
+// runningCanary is a device of the fleet that runs 293.
+func (f *fleet) runningCanary(t *testing.T) *fleetDevice {
+	t.Helper()
+	for _, d := range f.devs {
+		if d.active == 293 {
+			return d
+		}
+	}
+	t.Fatal("no device of the canary wave runs 293")
+	return nil
 }

@@ -611,6 +611,11 @@ type Store interface {
 	// sequence number and hashes: keyed with the key SetAuditKey gave.
 	AppendAudit(ctx context.Context, e AuditEntry) (AuditEntry, error)
 	ListAudit(ctx context.Context, afterSeq int64, limit int) ([]AuditEntry, error)
+	// Atomically runs fn with a context in which the store's calls share
+	// one transaction: all of their changes are stored, or none. (The
+	// in-memory store, which keeps nothing across a restart, runs fn as
+	// it is.)
+	Atomically(ctx context.Context, fn func(ctx context.Context) error) error
 	// SetAuditKey is the key later entries are chained with (nil: none).
 	SetAuditKey(key []byte)
 	// SealAuditLog chains every entry with key, in one transaction: the

@@ -152,7 +152,7 @@ func (s *Store) q(query string) string {
 }
 
 func (s *Store) migrate(ctx context.Context, n int) error {
-	if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)`); err != nil {
+	if _, err := s.conn(ctx).ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)`); err != nil {
 		return fmt.Errorf("migrate: %w", s.wrap(err))
 	}
 	for i := range min(n, len(migrations)) {
@@ -191,14 +191,49 @@ func (s *Store) migrate(ctx context.Context, n int) error {
 // SchemaVersion is the highest applied migration.
 func (s *Store) SchemaVersion(ctx context.Context) (int, error) {
 	var v sql.NullInt64
-	err := s.db.QueryRowContext(ctx, `SELECT MAX(version) FROM schema_migrations`).Scan(&v)
+	err := s.conn(ctx).QueryRowContext(ctx, `SELECT MAX(version) FROM schema_migrations`).Scan(&v)
 	return int(v.Int64), s.wrap(err)
 }
 
 // Migrations is how many migrations this build knows.
 func Migrations() int { return len(migrations) }
 
+// txKey carries the transaction of an Atomically call in its context.
+type txKey struct{ s *Store }
+
+// querier is what the store's statements run on: the database, or the
+// transaction of the Atomically call in progress.
+type querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+func (s *Store) inTx(ctx context.Context) *sql.Tx {
+	tx, _ := ctx.Value(txKey{s}).(*sql.Tx)
+	return tx
+}
+
+func (s *Store) conn(ctx context.Context) querier {
+	if tx := s.inTx(ctx); tx != nil {
+		return tx
+	}
+	return s.db
+}
+
+// Atomically runs fn with a context in which every call of this store
+// shares one transaction: a change and its audit entry are stored
+// together or not at all.
+func (s *Store) Atomically(ctx context.Context, fn func(ctx context.Context) error) error {
+	return s.tx(ctx, func(tx *sql.Tx) error { return fn(context.WithValue(ctx, txKey{s}, tx)) })
+}
+
+// tx runs fn in a transaction: the Atomically call's, if one is in
+// progress, else a new one.
 func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+	if tx := s.inTx(ctx); tx != nil {
+		return fn(tx)
+	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return s.wrap(err)
@@ -284,7 +319,7 @@ func (s *Store) Close() error {
 }
 
 func (s *Store) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	r, err := s.db.ExecContext(ctx, s.q(query), args...)
+	r, err := s.conn(ctx).ExecContext(ctx, s.q(query), args...)
 	return r, s.wrap(err)
 }
 
@@ -314,7 +349,7 @@ func (s *Store) GetTenant(ctx context.Context, id string) (store.Tenant, error) 
 	var t store.Tenant
 	var kind string
 	var at int64
-	err := s.db.QueryRowContext(ctx, s.q(`SELECT id, kind, name, internal, hourly_cap, created_at FROM tenants WHERE id = ?`), id).
+	err := s.conn(ctx).QueryRowContext(ctx, s.q(`SELECT id, kind, name, internal, hourly_cap, created_at FROM tenants WHERE id = ?`), id).
 		Scan(&t.ID, &kind, &t.Name, &t.Internal, &t.HourlyCap, &at)
 	if err != nil {
 		return t, fmt.Errorf("tenant %s: %w", id, s.wrap(err))
@@ -324,7 +359,7 @@ func (s *Store) GetTenant(ctx context.Context, id string) (store.Tenant, error) 
 }
 
 func (s *Store) ListTenants(ctx context.Context) ([]store.Tenant, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, kind, name, internal, hourly_cap, created_at FROM tenants ORDER BY id`)
+	rows, err := s.conn(ctx).QueryContext(ctx, `SELECT id, kind, name, internal, hourly_cap, created_at FROM tenants ORDER BY id`)
 	if err != nil {
 		return nil, s.wrap(err)
 	}
@@ -366,7 +401,7 @@ func (s *Store) CreateChannel(ctx context.Context, c store.Channel) error {
 }
 
 func (s *Store) GetChannel(ctx context.Context, id string) (store.Channel, error) {
-	c, err := scanChannel(s.db.QueryRowContext(ctx, s.q(`SELECT `+channelCols+` FROM channels WHERE id = ?`), id))
+	c, err := scanChannel(s.conn(ctx).QueryRowContext(ctx, s.q(`SELECT `+channelCols+` FROM channels WHERE id = ?`), id))
 	if err != nil {
 		return c, fmt.Errorf("channel %s: %w", id, s.wrap(err))
 	}
@@ -374,7 +409,7 @@ func (s *Store) GetChannel(ctx context.Context, id string) (store.Channel, error
 }
 
 func (s *Store) ListChannels(ctx context.Context, vendor string) ([]store.Channel, error) {
-	rows, err := s.db.QueryContext(ctx, s.q(`SELECT `+channelCols+` FROM channels WHERE ? = '' OR vendor = ? ORDER BY id`), vendor, vendor)
+	rows, err := s.conn(ctx).QueryContext(ctx, s.q(`SELECT `+channelCols+` FROM channels WHERE ? = '' OR vendor = ? ORDER BY id`), vendor, vendor)
 	if err != nil {
 		return nil, s.wrap(err)
 	}
@@ -413,7 +448,7 @@ func (s *Store) PutArtifact(ctx context.Context, a store.Artifact) error {
 func (s *Store) GetArtifact(ctx context.Context, channel string, version uint64) (store.Artifact, error) {
 	a := store.Artifact{Channel: channel, Version: version}
 	var at int64
-	err := s.db.QueryRowContext(ctx, s.q(`SELECT sha256, size, bytes, created_at FROM artifacts WHERE channel = ? AND version = ?`), channel, int64(version)).
+	err := s.conn(ctx).QueryRowContext(ctx, s.q(`SELECT sha256, size, bytes, created_at FROM artifacts WHERE channel = ? AND version = ?`), channel, int64(version)).
 		Scan(&a.SHA256, &a.Size, &a.Bytes, &at)
 	if err != nil {
 		return a, fmt.Errorf("artifact %s@%d: %w", channel, version, s.wrap(err))
@@ -424,7 +459,7 @@ func (s *Store) GetArtifact(ctx context.Context, channel string, version uint64)
 
 func (s *Store) LatestArtifactVersion(ctx context.Context, channel string) (uint64, error) {
 	var v sql.NullInt64
-	err := s.db.QueryRowContext(ctx, s.q(`SELECT MAX(version) FROM artifacts WHERE channel = ?`), channel).Scan(&v)
+	err := s.conn(ctx).QueryRowContext(ctx, s.q(`SELECT MAX(version) FROM artifacts WHERE channel = ?`), channel).Scan(&v)
 	return uint64(v.Int64), s.wrap(err)
 }
 
@@ -494,7 +529,7 @@ func (s *Store) CreateRelease(ctx context.Context, r store.Release) error {
 }
 
 func (s *Store) GetRelease(ctx context.Context, id string) (store.Release, error) {
-	r, err := scanRelease(s.db.QueryRowContext(ctx, s.q(`SELECT `+releaseCols+` FROM releases WHERE id = ?`), id))
+	r, err := scanRelease(s.conn(ctx).QueryRowContext(ctx, s.q(`SELECT `+releaseCols+` FROM releases WHERE id = ?`), id))
 	if err != nil {
 		return r, fmt.Errorf("release %s: %w", id, s.wrap(err))
 	}
@@ -502,7 +537,7 @@ func (s *Store) GetRelease(ctx context.Context, id string) (store.Release, error
 }
 
 func (s *Store) ListReleases(ctx context.Context, channel string) ([]store.Release, error) {
-	rows, err := s.db.QueryContext(ctx, s.q(`SELECT `+releaseCols+` FROM releases WHERE ? = '' OR channel = ? ORDER BY channel, version`), channel, channel)
+	rows, err := s.conn(ctx).QueryContext(ctx, s.q(`SELECT `+releaseCols+` FROM releases WHERE ? = '' OR channel = ? ORDER BY channel, version`), channel, channel)
 	if err != nil {
 		return nil, s.wrap(err)
 	}
@@ -573,7 +608,7 @@ func (s *Store) AllPolicies(ctx context.Context) ([]store.Policy, error) {
 }
 
 func (s *Store) policies(ctx context.Context, query string, args ...any) ([]store.Policy, error) {
-	rows, err := s.db.QueryContext(ctx, s.q(query), args...)
+	rows, err := s.conn(ctx).QueryContext(ctx, s.q(query), args...)
 	if err != nil {
 		return nil, s.wrap(err)
 	}
@@ -618,7 +653,7 @@ func scanAPIToken(sc interface{ Scan(...any) error }) (store.APIToken, error) {
 }
 
 func (s *Store) APITokenByHash(ctx context.Context, hash string) (store.APIToken, error) {
-	t, err := scanAPIToken(s.db.QueryRowContext(ctx, s.q(`SELECT `+apiTokenCols+` FROM api_tokens WHERE hash = ?`), hash))
+	t, err := scanAPIToken(s.conn(ctx).QueryRowContext(ctx, s.q(`SELECT `+apiTokenCols+` FROM api_tokens WHERE hash = ?`), hash))
 	if err != nil {
 		return t, fmt.Errorf("api token: %w", s.wrap(err))
 	}
@@ -626,7 +661,7 @@ func (s *Store) APITokenByHash(ctx context.Context, hash string) (store.APIToken
 }
 
 func (s *Store) GetAPIToken(ctx context.Context, id string) (store.APIToken, error) {
-	t, err := scanAPIToken(s.db.QueryRowContext(ctx, s.q(`SELECT `+apiTokenCols+` FROM api_tokens WHERE id = ?`), id))
+	t, err := scanAPIToken(s.conn(ctx).QueryRowContext(ctx, s.q(`SELECT `+apiTokenCols+` FROM api_tokens WHERE id = ?`), id))
 	if err != nil {
 		return t, fmt.Errorf("api token %s: %w", id, s.wrap(err))
 	}
@@ -634,7 +669,7 @@ func (s *Store) GetAPIToken(ctx context.Context, id string) (store.APIToken, err
 }
 
 func (s *Store) ListAPITokens(ctx context.Context, tenant string) ([]store.APIToken, error) {
-	rows, err := s.db.QueryContext(ctx, s.q(`SELECT `+apiTokenCols+` FROM api_tokens WHERE ? = '' OR tenant = ? ORDER BY id`), tenant, tenant)
+	rows, err := s.conn(ctx).QueryContext(ctx, s.q(`SELECT `+apiTokenCols+` FROM api_tokens WHERE ? = '' OR tenant = ? ORDER BY id`), tenant, tenant)
 	if err != nil {
 		return nil, s.wrap(err)
 	}
@@ -678,7 +713,7 @@ func scanEnrollToken(sc interface{ Scan(...any) error }) (store.EnrollToken, err
 }
 
 func (s *Store) EnrollTokenByHash(ctx context.Context, hash string) (store.EnrollToken, error) {
-	t, err := scanEnrollToken(s.db.QueryRowContext(ctx, s.q(`SELECT `+enrollTokenCols+` FROM enroll_tokens WHERE hash = ?`), hash))
+	t, err := scanEnrollToken(s.conn(ctx).QueryRowContext(ctx, s.q(`SELECT `+enrollTokenCols+` FROM enroll_tokens WHERE hash = ?`), hash))
 	if err != nil {
 		return t, fmt.Errorf("enrolment token: %w", s.wrap(err))
 	}
@@ -686,7 +721,7 @@ func (s *Store) EnrollTokenByHash(ctx context.Context, hash string) (store.Enrol
 }
 
 func (s *Store) ListEnrollTokens(ctx context.Context, org string) ([]store.EnrollToken, error) {
-	rows, err := s.db.QueryContext(ctx, s.q(`SELECT `+enrollTokenCols+` FROM enroll_tokens WHERE ? = '' OR org = ? ORDER BY created_at, id`), org, org)
+	rows, err := s.conn(ctx).QueryContext(ctx, s.q(`SELECT `+enrollTokenCols+` FROM enroll_tokens WHERE ? = '' OR org = ? ORDER BY created_at, id`), org, org)
 	if err != nil {
 		return nil, s.wrap(err)
 	}
@@ -768,7 +803,7 @@ func (s *Store) CreateDevices(ctx context.Context, ds []store.Device) error {
 }
 
 func (s *Store) GetDevice(ctx context.Context, id string) (store.Device, error) {
-	d, err := scanDevice(s.db.QueryRowContext(ctx, s.q(`SELECT `+deviceRead+` FROM devices WHERE id = ?`), id))
+	d, err := scanDevice(s.conn(ctx).QueryRowContext(ctx, s.q(`SELECT `+deviceRead+` FROM devices WHERE id = ?`), id))
 	if err != nil {
 		return d, fmt.Errorf("device %s: %w", id, s.wrap(err))
 	}
@@ -780,7 +815,7 @@ func (s *Store) ListDevices(ctx context.Context, f store.DeviceFilter) ([]store.
 	if limit <= 0 || limit > 10000 {
 		limit = 10000
 	}
-	rows, err := s.db.QueryContext(ctx, s.q(`SELECT `+deviceRead+` FROM devices
+	rows, err := s.conn(ctx).QueryContext(ctx, s.q(`SELECT `+deviceRead+` FROM devices
 		WHERE (? = '' OR org = ?) AND (? = '' OR platform = ?) AND (? = '' OR agent_version = ?) AND id > ?
 		ORDER BY id LIMIT ?`),
 		f.Org, f.Org, f.Platform, f.Platform, f.AgentVersion, f.AgentVersion, f.After, limit)
@@ -800,7 +835,7 @@ func (s *Store) ListDevices(ctx context.Context, f store.DeviceFilter) ([]store.
 }
 
 func (s *Store) DeviceChannels(ctx context.Context, device string) ([]store.DeviceChannel, error) {
-	rows, err := s.db.QueryContext(ctx, s.q(`SELECT dc.device, dc.channel, dc.active_version, dc.lkg_version, dc.state, dc.updated_at,
+	rows, err := s.conn(ctx).QueryContext(ctx, s.q(`SELECT dc.device, dc.channel, dc.active_version, dc.lkg_version, dc.state, dc.updated_at,
 		EXISTS (SELECT 1 FROM releases r JOIN offers o ON o.release = r.id AND o.device = dc.device WHERE r.channel = dc.channel AND r.version = dc.active_version)
 		FROM device_channels dc WHERE dc.device = ? ORDER BY dc.channel`), device)
 	if err != nil {
@@ -1009,7 +1044,7 @@ func (s *Store) addCounters(ctx context.Context, tx *sql.Tx, cs []store.Counter)
 }
 
 func (s *Store) Counters(ctx context.Context, release string) ([]store.Counter, error) {
-	rows, err := s.db.QueryContext(ctx, s.q(`SELECT release, wave, org, stratum, win, metric, value FROM counters WHERE release = ?
+	rows, err := s.conn(ctx).QueryContext(ctx, s.q(`SELECT release, wave, org, stratum, win, metric, value FROM counters WHERE release = ?
 		ORDER BY wave, org, stratum, win, metric`), release)
 	if err != nil {
 		return nil, s.wrap(err)
@@ -1035,7 +1070,7 @@ func (s *Store) CounterTotals(ctx context.Context, release string, sinceMark boo
 			LEFT JOIN counter_marks m ON m.release = t.release AND m.wave = t.wave AND m.org = t.org AND m.stratum = t.stratum AND m.metric = t.metric
 			WHERE t.release = ? ORDER BY t.wave, t.org, t.stratum, t.metric`
 	}
-	rows, err := s.db.QueryContext(ctx, s.q(query), release)
+	rows, err := s.conn(ctx).QueryContext(ctx, s.q(query), release)
 	if err != nil {
 		return nil, s.wrap(err)
 	}
@@ -1109,7 +1144,7 @@ func (s *Store) ListAudit(ctx context.Context, afterSeq int64, limit int) ([]sto
 	if limit <= 0 || limit > 10000 {
 		limit = 10000
 	}
-	rows, err := s.db.QueryContext(ctx, s.q(`SELECT `+auditCols+` FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?`), afterSeq, limit)
+	rows, err := s.conn(ctx).QueryContext(ctx, s.q(`SELECT `+auditCols+` FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?`), afterSeq, limit)
 	if err != nil {
 		return nil, s.wrap(err)
 	}
@@ -1191,7 +1226,7 @@ func (s *Store) ListAuditCheckpoints(ctx context.Context, afterSeq int64, limit 
 	if limit <= 0 || limit > 10000 {
 		limit = 10000
 	}
-	rows, err := s.db.QueryContext(ctx, s.q(`SELECT seq, hash, at, key_id, signature FROM audit_checkpoints WHERE seq > ? ORDER BY seq LIMIT ?`), afterSeq, limit)
+	rows, err := s.conn(ctx).QueryContext(ctx, s.q(`SELECT seq, hash, at, key_id, signature FROM audit_checkpoints WHERE seq > ? ORDER BY seq LIMIT ?`), afterSeq, limit)
 	if err != nil {
 		return nil, s.wrap(err)
 	}

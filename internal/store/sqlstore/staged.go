@@ -26,7 +26,7 @@ func (s *Store) SetHourlyCap(ctx context.Context, org string, bp int) error {
 
 func (s *Store) OffersSince(ctx context.Context, org string, since time.Time) (int64, error) {
 	var n int64
-	err := s.db.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM offers WHERE org = ? AND at >= ?`), org, ms(since)).Scan(&n)
+	err := s.conn(ctx).QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM offers WHERE org = ? AND at >= ?`), org, ms(since)).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("offers to %s: %w", org, s.wrap(err))
 	}
@@ -34,7 +34,7 @@ func (s *Store) OffersSince(ctx context.Context, org string, since time.Time) (i
 }
 
 func (s *Store) FleetSizes(ctx context.Context) (map[string]int64, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT org, COUNT(*) FROM devices WHERE NOT revoked GROUP BY org`)
+	rows, err := s.conn(ctx).QueryContext(ctx, `SELECT org, COUNT(*) FROM devices WHERE NOT revoked GROUP BY org`)
 	if err != nil {
 		return nil, fmt.Errorf("fleet sizes: %w", s.wrap(err))
 	}
@@ -58,7 +58,7 @@ func (s *Store) SilenceStats(ctx context.Context, q store.SilenceQuery) ([]store
 	overdue := ms(q.OverdueBefore)
 	// ok: offered and confirmed (last-known-good at the release's version).
 	ok := `o.device IS NOT NULL AND ? > 0 AND COALESCE(dc.lkg_version, 0) >= ?`
-	rows, err := s.db.QueryContext(ctx, s.q(`SELECT d.org, d.platform || '/' || d.agent_version || '/' || d.os_build AS stratum,
+	rows, err := s.conn(ctx).QueryContext(ctx, s.q(`SELECT d.org, d.platform || '/' || d.agent_version || '/' || d.os_build AS stratum,
 		COUNT(o.device),
 		COUNT(CASE WHEN o.device IS NOT NULL AND d.last_seen < ? AND NOT (`+ok+`) THEN 1 END),
 		COUNT(CASE WHEN `+ok+` THEN 1 END),
@@ -95,7 +95,7 @@ func (s *Store) SilenceStats(ctx context.Context, q store.SilenceQuery) ([]store
 
 func (s *Store) DevicesOnVersion(ctx context.Context, channel string, version uint64) (int64, error) {
 	var n int64
-	err := s.db.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM device_channels dc JOIN devices d ON d.id = dc.device
+	err := s.conn(ctx).QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM device_channels dc JOIN devices d ON d.id = dc.device
 		WHERE dc.channel = ? AND dc.active_version = ? AND NOT d.revoked`), channel, int64(version)).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("devices on %s@%d: %w", channel, version, s.wrap(err))
@@ -116,7 +116,7 @@ func (s *Store) SetKillSwitch(ctx context.Context, k store.KillSwitch) error {
 }
 
 func (s *Store) KillSwitches(ctx context.Context) ([]store.KillSwitch, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT scope, engaged, reason, actor, at FROM kill_switches ORDER BY scope`)
+	rows, err := s.conn(ctx).QueryContext(ctx, `SELECT scope, engaged, reason, actor, at FROM kill_switches ORDER BY scope`)
 	if err != nil {
 		return nil, fmt.Errorf("kill switches: %w", s.wrap(err))
 	}
