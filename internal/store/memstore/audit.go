@@ -53,7 +53,9 @@ func (s *Store) SealAuditLog(ctx context.Context, key []byte) (int, error) {
 
 // Atomically runs fn: the in-memory store keeps nothing across a
 // restart, so there is no half-written change to guard against.
-func (s *Store) Atomically(ctx context.Context, fn func(ctx context.Context) error) error { return fn(ctx) }
+func (s *Store) Atomically(ctx context.Context, fn func(ctx context.Context) error) error {
+	return fn(ctx)
+}
 
 func (s *Store) SetAuditKey(key []byte) {
 	s.mu.Lock()
