@@ -198,12 +198,13 @@ func (s *Server) authDevice(ctx context.Context, r *http.Request) (*deviceEntry,
 
 func (s *Server) device(ctx context.Context, id string) (*deviceEntry, error) {
 	now := s.now()
-	if e := s.devices.get(id); e != nil {
-		s.devices.lock(e)
-		fresh := now.UnixNano()-e.loadedAt < int64(deviceTTL)
-		s.devices.unlock(e)
+	cached := s.devices.get(id)
+	if cached != nil {
+		s.devices.lock(cached)
+		fresh := now.UnixNano()-cached.loadedAt < int64(deviceTTL)
+		s.devices.unlock(cached)
 		if fresh {
-			return e, nil
+			return cached, nil
 		}
 	}
 	d, err := s.store.GetDevice(ctx, id)
@@ -213,6 +214,14 @@ func (s *Server) device(ctx context.Context, id string) (*deviceEntry, error) {
 		}
 		s.markStore(err)
 		return nil, storeError("device", err)
+	}
+	if cached != nil {
+		// The cache keeps the newer channel state (a write may be
+		// queued): a stale entry needs only the stored revocation.
+		s.devices.lock(cached)
+		cached.revoked, cached.loadedAt = d.Revoked, now.UnixNano()
+		s.devices.unlock(cached)
+		return cached, nil
 	}
 	chs, err := s.store.DeviceChannels(ctx, id)
 	if err != nil {
