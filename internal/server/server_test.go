@@ -140,13 +140,19 @@ func newEnvAt(t testing.TB, storeURL string, cfg server.Config, at time.Time) *e
 
 // forEachStore runs a story on SQLite and on PostgreSQL.
 func forEachStore(t *testing.T, story func(t *testing.T, e *env)) {
+	forEachStoreConfig(t, server.Config{ControllerTick: 24 * time.Hour}, story)
+}
+
+// forEachStoreConfig runs a story on SQLite and on PostgreSQL, with a
+// server configured so.
+func forEachStoreConfig(t *testing.T, cfg server.Config, story func(t *testing.T, e *env)) {
 	t.Run("sqlite", func(t *testing.T) {
 		t.Parallel()
-		story(t, newEnv(t, ""))
+		story(t, newEnvConfig(t, "", cfg))
 	})
 	t.Run("postgres", func(t *testing.T) {
 		t.Parallel()
-		story(t, newEnv(t, storetest.PostgresURL(t)))
+		story(t, newEnvConfig(t, storetest.PostgresURL(t), cfg))
 	})
 }
 

@@ -184,3 +184,30 @@ func (f *fleet) runningCanary(t *testing.T) *fleetDevice {
 	t.Fatal("no device of the canary wave runs 293")
 	return nil
 }
+
+// 10,000 crash events from one device of the wave — over the event quota
+// here, so the quota is off — are one crashed device.
+func TestTenThousandCrashesOfOneDeviceAreOneCrashedDevice(t *testing.T) {
+	forEachStoreConfig(t, server.Config{ControllerTick: 24 * time.Hour, EventsPerHour: -1}, func(t *testing.T, e *env) {
+		f := standardFleet(t, e)
+		rel := e.startRelease(t, quickPlan(), "normal")
+		f.until(t, 4, "in the canary wave", func(st server.ReleaseStatus) bool { return st.Release.WaveName == "canary" }, rel.ID)
+		f.tick(t)
+		d := f.runningCanary(t)
+		before := e.figures(t, e.creds.AdminToken, rel.ID).sum("worker-crash")
+		for range 10 {
+			var evs []server.EventReport
+			for range 1000 {
+				d.seq++
+				evs = append(evs, server.EventReport{Seq: d.seq, Type: "worker-crash", Channel: "acme/ipc", Version: 293, Reason: "exit 3"})
+			}
+			req := server.CheckinRequest{Platform: "windows", OSBuild: d.osBuild, AgentVersion: d.agent, Events: evs,
+				Channels: []server.ChannelReport{{Channel: "acme/ipc", ActiveVersion: 293, LKGVersion: d.lkg, State: "probation"}}}
+			e.must(t, http.StatusOK, "POST", "/v1/checkin", d.cred, req, nil)
+		}
+		e.srv.Drain()
+		if got := e.figures(t, e.creds.AdminToken, rel.ID).sum("worker-crash") - before; got != 1 {
+			t.Errorf("10,000 crash events of one device counted %d, want 1 crashed device", got)
+		}
+	})
+}
