@@ -96,6 +96,10 @@ func (w *fakeWorker) Counts(context.Context) (map[string]map[string]int64, error
 }
 func (w *fakeWorker) Feed([]byte) {}
 
+// runAgent runs an agent on data until stop, which returns only once the
+// agent has ended: an agent still writing its queue when the test ends
+// makes removing the test's directory fail. The test's cleanup stops it
+// too.
 func runAgent(t *testing.T, data string, w *fakeWorker) (stop func(), done <-chan struct{}) {
 	t.Helper()
 	w.loaded, w.unloads = map[string]uint64{}, make(chan string, 8)
@@ -109,7 +113,12 @@ func runAgent(t *testing.T, data string, w *fakeWorker) (stop func(), done <-cha
 		defer close(ch)
 		_ = a.Run(ctx)
 	}()
-	return cancel, ch
+	stop = func() {
+		cancel()
+		<-ch
+	}
+	t.Cleanup(stop)
+	return stop, ch
 }
 
 func pending(t *testing.T, data string) []string {
@@ -159,14 +168,13 @@ func TestRefusedContentIsReportedAsReverted(t *testing.T) {
 		}
 		return nil
 	}}
-	stop, done := runAgent(t, data, w)
+	stop, _ := runAgent(t, data, w)
 	select {
 	case <-w.unloads:
 	case <-time.After(30 * time.Second):
 		t.Fatal("the agent never reverted 292")
 	}
 	stop()
-	<-done
 	got := pending(t, data)
 	if len(got) != 2 || got[0] != string(agent.EventApplied) || got[1] != string(agent.EventReverted) {
 		t.Fatalf("queued: %v, want [applied reverted]", got)

@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -139,32 +138,18 @@ type devServer struct {
 		OrgAdmin   string `json:"org_admin_token"`
 		Admin      string `json:"admin_token"`
 		Enroll     string `json:"enroll_token"`
+		Server     string `json:"server"`
 		SigningKey string `json:"approver_signing_key"`
 	}
 }
 
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 func startServer(t *testing.T) *devServer {
 	t.Helper()
-	s := &devServer{data: t.TempDir(), listen: freePort(t)}
-	s.url = "http://" + s.listen
+	// The first start takes any free port (a port probed free beforehand
+	// may be taken before the server binds it); restarts keep the port the
+	// server got, since enrolled agents know the server by it.
+	s := &devServer{data: t.TempDir(), listen: "127.0.0.1:0"}
 	s.run(t)
-	b, err := os.ReadFile(filepath.Join(s.data, "dev-credentials.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(b, &s.creds); err != nil {
-		t.Fatal(err)
-	}
 	// contoso takes acme/ipc releases while they roll out.
 	s.api(t, "PUT", "/v1/orgs/contoso/policies/acme/ipc", s.creds.OrgAdmin, map[string]string{"track": "early"}, 200)
 	return s
@@ -177,10 +162,14 @@ func (s *devServer) run(t *testing.T) {
 		"--checkin-interval", "1s", "--controller-tick", "1s")
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
-		if resp, err := http.Get(s.url + "/readyz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				if _, err := os.Stat(filepath.Join(s.data, "dev-credentials.json")); err == nil {
+		// The credentials name the address the server listens on; a
+		// restart on the same address writes the same file again.
+		if b, err := os.ReadFile(filepath.Join(s.data, "dev-credentials.json")); err == nil && json.Unmarshal(b, &s.creds) == nil && s.creds.Server != "" {
+			s.url = s.creds.Server
+			if resp, err := http.Get(s.url + "/readyz"); err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == 200 {
+					s.listen = strings.TrimPrefix(s.url, "http://")
 					return
 				}
 			}
