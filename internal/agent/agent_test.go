@@ -32,8 +32,6 @@ func devServer(t *testing.T) (data string) {
 // devServerWith is devServer with cfg, and the device's identity.
 func devServerWith(t *testing.T, cfg server.Config) (data string, id *agent.Identity) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
 	dir := t.TempDir()
 	cat, err := server.ExampleCatalog()
 	if err != nil {
@@ -41,9 +39,12 @@ func devServerWith(t *testing.T, cfg server.Config) (data string, id *agent.Iden
 	}
 	cfg.Catalog, cfg.TUFDir = cat, filepath.Join(dir, "tuf")
 	srv := server.New(cfg, memstore.New(), time.Now, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx, cancel := context.WithCancel(context.Background())
 	if err := srv.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
+	// Before the directory goes: the server's loops write its TUF files.
+	t.Cleanup(func() { cancel(); srv.Wait() })
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(ts.Close)
 	creds, err := srv.SeedDev(ctx, dir, ts.URL)

@@ -34,7 +34,7 @@ func TestTwoReplicasNeverBothControl(t *testing.T) {
 			t.Fatal(err)
 		}
 		r := replica{srv: srv, cancel: cancel, close: st.Close}
-		t.Cleanup(func() { cancel(); st.Close() })
+		t.Cleanup(func() { cancel(); srv.Wait(); st.Close() })
 		return r
 	}
 	a, b := start(), start()

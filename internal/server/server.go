@@ -136,6 +136,8 @@ type Server struct {
 	hbMu      sync.Mutex
 
 	ready atomic.Bool
+	// loops are the background loops Start began; Wait waits for them.
+	loops sync.WaitGroup
 	// storeDown is set when a store call fails as unavailable and cleared
 	// when a ping succeeds again; while it is set, check-ins answer 503
 	// with Retry-After so devices keep their queued events and come back.
@@ -201,15 +203,21 @@ func (s *Server) Start(ctx context.Context) error {
 	if err := s.refresh(ctx); err != nil {
 		s.log.Warn("first snapshot failed; will retry", "err", err)
 	}
-	go s.writer.run(ctx)
-	go s.snapshotLoop(ctx)
-	go s.heartbeatLoop(ctx)
-	go s.healthLoop(ctx)
-	go s.controllerLoop(ctx)
-	go s.tufLoop(ctx)
-	go s.checkpointLoop(ctx)
+	for _, loop := range []func(context.Context){s.writer.run, s.snapshotLoop, s.heartbeatLoop, s.healthLoop,
+		s.controllerLoop, s.tufLoop, s.checkpointLoop} {
+		s.loops.Add(1)
+		go func() {
+			defer s.loops.Done()
+			loop(ctx)
+		}()
+	}
 	return nil
 }
+
+// Wait returns once the background loops have ended, after Start's
+// context is done: a store or a directory they write is then free to
+// close or remove.
+func (s *Server) Wait() { s.loops.Wait() }
 
 // Drain waits until every queued check-in write is stored and writes the
 // pending heartbeats. Call it when no check-in is being served (after the
@@ -370,6 +378,7 @@ func (s *Server) ListenAndServe(ctx context.Context, addr string, ready func(net
 	err = hs.Shutdown(shutCtx)
 	s.Drain()
 	stop()
+	s.Wait() // the caller closes the store next
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
 	}

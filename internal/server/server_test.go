@@ -129,6 +129,7 @@ func newEnvAt(t testing.TB, storeURL string, cfg server.Config, at time.Time) *e
 		hs.Close()
 		srv.Drain()
 		cancel()
+		srv.Wait()
 		st.Close()
 	})
 	creds, err := srv.SeedDev(ctx, t.TempDir(), hs.URL)
