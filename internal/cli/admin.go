@@ -124,6 +124,9 @@ func plural(n int, what string) string {
 	if n == 1 {
 		return "1 " + what
 	}
+	if stem, ok := strings.CutSuffix(what, "ry"); ok {
+		return fmt.Sprintf("%d %sries", n, stem) // entry, not entrys
+	}
 	return fmt.Sprintf("%d %ss", n, what)
 }
 

@@ -124,7 +124,7 @@ offline, with --public-key, no server needed.`,
 				return rejected(fmt.Errorf("audit log broken at entry %d: %s", v.BrokenSeq, v.Reason))
 			}
 			if !f.json {
-				fmt.Fprintf(w, "audit log verified: %d entries, %d signed checkpoints\n", v.Entries, v.Checkpoints)
+				fmt.Fprintf(w, "audit log verified: %s, %s\n", plural(int(v.Entries), "entry"), plural(int(v.Checkpoints), "signed checkpoint"))
 			}
 			return nil
 		},
