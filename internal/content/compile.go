@@ -3,27 +3,32 @@ package content
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"math"
 	"net/netip"
 	"regexp"
 	"regexp/syntax"
 	"slices"
-	"strconv"
 	"strings"
 )
 
 // Hard limits of the compiled form. They bound what any agent will ever
 // load, whatever a manifest says; manifests may only be stricter.
 const (
-	MaxFields          = 256
-	MaxInstances       = 100_000
-	MaxCriteria        = 64
-	MaxValues          = 10_000
-	MaxValueLen        = 4096
-	MaxRegexProgram    = 20_000
-	MaxCompiledSize    = 16 << 20
-	MaxTotalValues     = 1_000_000
+	MaxFields       = 256
+	MaxInstances    = 100_000
+	MaxCriteria     = 64
+	MaxValues       = 10_000
+	MaxValueLen     = 4096
+	MaxRegexProgram = 20_000
+	MaxCompiledSize = 16 << 20
+	MaxTotalValues  = 1_000_000
+	// MaxBundleVersion is the largest bundle version, 2^53-1: the largest
+	// whole number every JSON reader (a browser among them) holds exactly.
+	// A channel whose version reached it could never publish again, so
+	// versions are meant to count up in steps, not to jump.
+	MaxBundleVersion   = 1<<53 - 1
 	maxPlatforms       = 64
 	maxEnumValues      = 1024
 	maxDescriptiveText = 1024
@@ -106,7 +111,11 @@ func compile(b *Bundle, tt *TemplateType) (c *Compiled, encoded []byte, findings
 	if len(b.Instances) == 0 {
 		s.add(LevelError, "no-instances", b.Pos, "", nil, nil, "bundle has no instances")
 	}
-	ids := map[string]Pos{}
+	type idAt struct {
+		id  string
+		pos Pos
+	}
+	ids := map[string]idAt{}
 	total := 0
 	for i := range b.Instances {
 		in := &b.Instances[i]
@@ -120,10 +129,14 @@ func compile(b *Bundle, tt *TemplateType) (c *Compiled, encoded []byte, findings
 			s.add(LevelError, "bad-id", in.Pos, label, nil, nil,
 				"id %q is not valid (letters, digits, '.', '_', ':', '-', at most 128, starting with a letter or digit)", in.ID)
 		default:
-			if prev, dup := ids[in.ID]; dup {
-				s.add(LevelError, "duplicate-id", in.Pos, label, nil, nil, "duplicate instance id (first at %s)", prev)
+			// Ids are compared without case: alerts, allow-lists and people
+			// treat Rule-1 and rule-1 as one detection. (They are ASCII,
+			// which Unicode normalisation leaves as it is.)
+			key := strings.ToLower(in.ID)
+			if prev, dup := ids[key]; dup {
+				s.add(LevelError, "duplicate-id", in.Pos, label, nil, nil, "duplicate instance id: %q at %s is the same id once case is ignored", prev.id, prev.pos)
 			}
-			ids[in.ID] = in.Pos
+			ids[key] = idAt{in.ID, in.Pos}
 		}
 		if len(in.Criteria) == 0 {
 			s.add(LevelError, "no-criteria", in.Pos, label, nil, nil, "instance has no criteria")
@@ -187,21 +200,8 @@ func compileCriterion(s *findingSink, tt *TemplateType, inst string, cr *Criteri
 		return bad("op-not-allowed", "op %q does not apply to %s fields (allowed: %s)", cr.Op, f.Type, opNamesFor(f.Type))
 	}
 	cc := CompiledCriterion{Field: f.Index, Op: cr.Op}
-	// Which value keys the op takes; every other key is a mistake.
-	wantValue := cr.Op != OpAny && cr.Op != OpIn && cr.Op != OpRange
-	switch {
-	case wantValue && cr.Value == nil:
-		return bad("missing-value", "op %q needs a value", cr.Op)
-	case !wantValue && cr.Value != nil:
-		return bad("unexpected-value", "op %q takes no \"value\"%s", cr.Op, opHint(cr.Op))
-	case cr.Op != OpIn && cr.Values != nil:
-		return bad("unexpected-value", "only op \"in\" takes \"values\"")
-	case cr.Op == OpIn && len(cr.Values) == 0:
-		return bad("missing-value", "op \"in\" needs a non-empty list of values")
-	case cr.Op != OpRange && (cr.Min != nil || cr.Max != nil):
-		return bad("unexpected-value", "only op \"range\" takes \"min\" and \"max\"")
-	case cr.Op == OpRange && cr.Min == nil && cr.Max == nil:
-		return bad("missing-value", "op \"range\" needs min, max or both")
+	if rule, err := opValues(cr); err != nil {
+		return bad(rule, "%v", err)
 	}
 	switch cr.Op {
 	case OpAny:
@@ -239,11 +239,15 @@ func compileCriterion(s *findingSink, tt *TemplateType, inst string, cr *Criteri
 		cc.Nums = slices.Compact(cc.Nums)
 	case OpCIDR:
 		p, err := netip.ParsePrefix(cr.Value.Text)
-		if err != nil || cr.Value.Tag == "!!null" {
+		if err != nil {
 			return bad("bad-value", "value %q is not a CIDR prefix such as 10.0.0.0/8", cr.Value.Text)
 		}
 		if p.Addr().Zone() != "" {
 			return bad("bad-value", "CIDR %q has a zone", cr.Value.Text)
+		}
+		if p.Addr().Is4In6() && p.Bits() < 96 {
+			return bad("bad-value", "CIDR %q is IPv4-mapped but shorter than /96, so it also spans addresses that are not IPv4: write the IPv4 prefix (%s/%d) or a mapped prefix of /96 or longer",
+				cr.Value.Text, p.Addr().Unmap(), max(0, p.Bits()-96))
 		}
 		p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-unmapBits(p.Addr()))
 		if p.Masked() != p {
@@ -259,11 +263,50 @@ func compileCriterion(s *findingSink, tt *TemplateType, inst string, cr *Criteri
 		if err := addValue(&cc, f, *cr.Value); err != nil {
 			return bad("bad-value", "%v", err)
 		}
-		if cr.Op != OpEquals && cc.Strs[0] == "" {
-			return bad("bad-value", "empty value for op %q matches everything; use op \"any\"", cr.Op)
-		}
 	}
 	return cc, true
+}
+
+// opValues is the one place that decides which value keys an op takes
+// and which written values it refuses before typing them: a null where a
+// value is needed, and an empty pattern, which would match every event (or,
+// for glob, only an empty one) without saying so. It returns the rule
+// broken and why.
+func opValues(cr *Criterion) (rule string, err error) {
+	null := func(v *Scalar) bool { return v != nil && v.Tag == "!!null" }
+	wantValue := cr.Op != OpAny && cr.Op != OpIn && cr.Op != OpRange
+	switch {
+	case wantValue && cr.Value == nil:
+		return "missing-value", fmt.Errorf("op %q needs a value", cr.Op)
+	case wantValue && null(cr.Value):
+		return "missing-value", fmt.Errorf("op %q needs a value, and \"value\" is empty (null)", cr.Op)
+	case !wantValue && cr.Value != nil:
+		return "unexpected-value", fmt.Errorf("op %q takes no \"value\"%s", cr.Op, opHint(cr.Op))
+	case cr.Op != OpIn && cr.Values != nil:
+		return "unexpected-value", errors.New("only op \"in\" takes \"values\"")
+	case cr.Op == OpIn && len(cr.Values) == 0:
+		return "missing-value", errors.New("op \"in\" needs a non-empty list of values")
+	case cr.Op != OpRange && (cr.Min != nil || cr.Max != nil):
+		return "unexpected-value", errors.New("only op \"range\" takes \"min\" and \"max\"")
+	case cr.Op == OpRange && cr.Min == nil && cr.Max == nil:
+		return "missing-value", errors.New("op \"range\" needs min, max or both")
+	case null(cr.Min) || null(cr.Max):
+		return "missing-value", errors.New("range min and max are numbers; leave out the one that has no bound rather than writing null")
+	}
+	for i, v := range cr.Values {
+		if null(&v) {
+			return "missing-value", fmt.Errorf("values[%d] is empty (null)", i)
+		}
+	}
+	if wantValue && cr.Value.Text == "" {
+		switch cr.Op {
+		case OpPrefix, OpSuffix, OpContains, OpRegex:
+			return "empty-value", fmt.Errorf("an empty %s matches every value; say op \"any\" if that is meant", cr.Op)
+		case OpGlob:
+			return "empty-value", errors.New("an empty glob matches only an empty value; say op \"equals\" with \"\" if that is meant")
+		}
+	}
+	return "", nil
 }
 
 func opHint(o Op) string {
@@ -335,20 +378,33 @@ func typedNumber(t FieldType, v Scalar) (uint64, error) {
 			return 1, nil
 		}
 		return 0, nil
-	case TypeInt:
-		n, err := strconv.ParseInt(v.Text, 0, 64)
-		if v.Tag != "!!int" || err != nil {
-			return 0, fmt.Errorf("value %q is not an int (a whole number from %d to %d)", v.Text, int64(math.MinInt64), int64(math.MaxInt64))
+	case TypeInt, TypeUint:
+		if v.Tag != "!!int" {
+			return 0, fmt.Errorf("value %q is not %s", v.Text, numberWords(t))
 		}
-		return uint64(n), nil
-	case TypeUint:
-		n, err := strconv.ParseUint(v.Text, 0, 64)
-		if v.Tag != "!!int" || err != nil {
-			return 0, fmt.Errorf("value %q is not a uint (a whole number from 0 to %d)", v.Text, uint64(math.MaxUint64))
+		neg, mag, err := parseWhole(v.Text)
+		switch {
+		case err != nil:
+			return 0, err
+		case t == TypeUint && neg && mag != 0:
+			return 0, fmt.Errorf("value %q is not %s", v.Text, numberWords(t))
+		case t == TypeUint:
+			return mag, nil
+		case neg && mag <= 1<<63:
+			return -mag, nil // two's complement: int64 bits, as Nums holds them
+		case !neg && mag <= math.MaxInt64:
+			return mag, nil
 		}
-		return n, nil
+		return 0, fmt.Errorf("value %q is not %s", v.Text, numberWords(t))
 	}
 	return 0, fmt.Errorf("%s fields have no numeric values", t)
+}
+
+func numberWords(t FieldType) string {
+	if t == TypeInt {
+		return fmt.Sprintf("an int (a whole number from %d to %d)", int64(math.MinInt64), int64(math.MaxInt64))
+	}
+	return fmt.Sprintf("a uint (a whole number from 0 to %d)", uint64(math.MaxUint64))
 }
 
 func isSHA256(s string) bool {

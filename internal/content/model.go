@@ -2,6 +2,7 @@ package content
 
 import (
 	"fmt"
+	"math"
 	"regexp"
 	"strconv"
 	"strings"
@@ -81,7 +82,7 @@ func ParseTemplateType(file string, b []byte) (*TemplateType, error) {
 	d.fields(root, "template type", []string{"name", "version", "fields"}, map[string]func(*yaml.Node){
 		"kind":        func(n *yaml.Node) { d.kind(n, "TemplateType") },
 		"name":        func(n *yaml.Node) { t.Name = d.name(n, "name") },
-		"version":     func(n *yaml.Node) { t.Version = uint32(d.uint(n, "version", 32)) },
+		"version":     func(n *yaml.Node) { t.Version = uint32(d.uint(n, "version", 1, math.MaxUint32)) },
 		"description": func(n *yaml.Node) { t.Description = d.str(n, "description") },
 		"fields":      func(n *yaml.Node) { fieldsNode = n },
 	})
@@ -100,7 +101,7 @@ func ParseTemplateType(file string, b []byte) (*TemplateType, error) {
 			what := fmt.Sprintf("fields[%d]", i)
 			var typeNode, valuesNode *yaml.Node
 			d.fields(fn, what, []string{"index", "name", "type"}, map[string]func(*yaml.Node){
-				"index":       func(n *yaml.Node) { f.Index = int(d.uint(n, what+".index", 16)) },
+				"index":       func(n *yaml.Node) { f.Index = int(d.uint(n, what+".index", 1, MaxFields)) },
 				"name":        func(n *yaml.Node) { f.Name = d.name(n, what+".name") },
 				"type":        func(n *yaml.Node) { typeNode = n },
 				"values":      func(n *yaml.Node) { valuesNode = n },
@@ -140,11 +141,6 @@ func ParseTemplateType(file string, b []byte) (*TemplateType, error) {
 			}
 			t.Fields = append(t.Fields, f)
 		}
-	}
-	if t.Version == 0 && !d.has(root, "version") {
-		// missing key already reported
-	} else if t.Version == 0 {
-		d.errorf(root, "template type: version must be 1 or more")
 	}
 	if err := d.err(); err != nil {
 		return nil, err
@@ -210,13 +206,15 @@ func ParseManifest(file string, b []byte) (*Manifest, error) {
 				if _, dup := m.Supplies[ref]; dup {
 					d.errorf(k, "template_types: duplicate %s", ref)
 				}
-				m.Supplies[ref] = int(d.uint(v, "template_types."+k.Value, 16))
+				m.Supplies[ref] = int(d.uint(v, "template_types."+k.Value, 0, MaxFields))
 			}
 		},
 		"limits": func(n *yaml.Node) {
 			d.fields(n, "limits", nil, map[string]func(*yaml.Node){
-				"max_regex_program": func(n *yaml.Node) { m.Limits.MaxRegexProgram = int(d.uint(n, "limits.max_regex_program", 20)) },
-				"max_criteria":      func(n *yaml.Node) { m.Limits.MaxCriteria = int(d.uint(n, "limits.max_criteria", 16)) },
+				"max_regex_program": func(n *yaml.Node) {
+					m.Limits.MaxRegexProgram = int(d.uint(n, "limits.max_regex_program", 1, MaxRegexProgram))
+				},
+				"max_criteria": func(n *yaml.Node) { m.Limits.MaxCriteria = int(d.uint(n, "limits.max_criteria", 1, MaxCriteria)) },
 			})
 		},
 	})
@@ -288,7 +286,7 @@ func ParseBundle(file string, b []byte) (*Bundle, error) {
 		"kind":        func(n *yaml.Node) { d.kind(n, "Bundle") },
 		"vendor":      func(n *yaml.Node) { bu.Vendor = d.name(n, "vendor") },
 		"channel":     func(n *yaml.Node) { bu.Channel = d.name(n, "channel") },
-		"version":     func(n *yaml.Node) { bu.Version = d.uint(n, "version", 63) },
+		"version":     func(n *yaml.Node) { bu.Version = d.uint(n, "version", 1, MaxBundleVersion) },
 		"description": func(n *yaml.Node) { d.str(n, "description") },
 		"template_type": func(n *yaml.Node) {
 			s := d.str(n, "template_type")
@@ -328,9 +326,6 @@ func ParseBundle(file string, b []byte) (*Bundle, error) {
 			}
 		},
 	})
-	if bu.Version == 0 && d.has(root, "version") && len(d.errs) == 0 {
-		d.errorf(root, "bundle: version must be 1 or more")
-	}
 	if err := d.err(); err != nil {
 		return nil, err
 	}
@@ -375,9 +370,15 @@ func (d *decoder) criterion(n *yaml.Node, what string) Criterion {
 	d.fields(n, what, []string{"field", "op"}, map[string]func(*yaml.Node){
 		"field": func(n *yaml.Node) {
 			if n.Kind == yaml.ScalarNode && n.Tag == "!!int" {
-				c.FieldIndex = int(d.uint(n, what+".field", 16))
-				if c.FieldIndex == 0 {
-					d.errorf(n, "%s.field: input indexes start at 1", what)
+				// The same words as Compile's, which knows the type's count.
+				neg, v, err := parseWhole(n.Value)
+				switch {
+				case err != nil:
+					d.errorf(n, "%s.field: %v", what, err)
+				case neg || v < 1 || v > MaxFields:
+					d.errorf(n, "%s.field: input %s is out of range: input indexes run from 1 to the template type's field count (at most %d)", what, n.Value, MaxFields)
+				default:
+					c.FieldIndex = int(v)
 				}
 				return
 			}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"maps"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -337,20 +338,69 @@ func (d *decoder) str(n *yaml.Node, what string) string {
 		d.errorf(n, "%s: want a string, got %s", what, kindName(n))
 		return ""
 	}
+	d.text(n, what)
 	return n.Value
 }
 
-func (d *decoder) uint(n *yaml.Node, what string, bits int) uint64 {
+// text refuses in a decoded value what parseYAML refuses in the raw file:
+// a YAML escape ("\0", "\x00", "\u0000") must not smuggle in a control
+// character the file itself may not hold.
+func (d *decoder) text(n *yaml.Node, what string) {
+	if i := strings.IndexFunc(n.Value, notYAMLText); i >= 0 {
+		r, _ := utf8.DecodeRuneInString(n.Value[i:])
+		d.errorf(n, "%s: control character %U in the value, written as an escape (content values are text: the file may not hold it raw either)", what, r)
+	}
+}
+
+// uint decodes a whole number from lo to hi, saying that range when the
+// number is outside it.
+func (d *decoder) uint(n *yaml.Node, what string, lo, hi uint64) uint64 {
 	if n.Kind != yaml.ScalarNode || n.Tag != "!!int" {
 		d.errorf(n, "%s: want a whole number, got %s", what, kindName(n))
 		return 0
 	}
-	v, err := strconv.ParseUint(n.Value, 10, bits)
-	if err != nil {
-		d.errorf(n, "%s: want a whole number from 0 to %d, got %s", what, uint64(1)<<bits-1, n.Value)
+	neg, v, err := parseWhole(n.Value)
+	switch {
+	case err != nil:
+		d.errorf(n, "%s: %v", what, err)
+		return 0
+	case neg && v != 0, v < lo, v > hi:
+		d.errorf(n, "%s: want a whole number from %d to %d, got %s", what, lo, hi, n.Value)
 		return 0
 	}
 	return v
+}
+
+// parseWhole reads a whole number the one way every part of Ringfence
+// reads it: decimal without leading zeros, or hexadecimal after 0x, with
+// an optional sign. A leading zero is refused because YAML 1.1 reads 010
+// as eight and YAML 1.2, JSON and people as ten; 0o, 0b and digit
+// separators are refused so that a number means one thing to every reader.
+func parseWhole(s string) (neg bool, mag uint64, err error) {
+	t := s
+	if rest, ok := strings.CutPrefix(t, "-"); ok {
+		neg, t = true, rest
+	} else {
+		t = strings.TrimPrefix(t, "+")
+	}
+	base := 10
+	if rest, ok := strings.CutPrefix(strings.ToLower(t), "0x"); ok {
+		base, t = 16, rest
+	}
+	lower := strings.ToLower(t)
+	switch {
+	case t == "":
+		return false, 0, fmt.Errorf("%q is not a whole number", s)
+	case strings.Contains(t, "_") || base == 10 && (strings.HasPrefix(lower, "0o") || strings.HasPrefix(lower, "0b")):
+		return false, 0, fmt.Errorf("%q: write whole numbers in decimal, or in hexadecimal after 0x (no 0o, 0b or '_')", s)
+	case base == 10 && len(t) > 1 && t[0] == '0':
+		return false, 0, fmt.Errorf("%q has a leading zero, which YAML 1.1 reads as octal and JSON and YAML 1.2 as decimal: write it without the zero, or in hexadecimal after 0x", s)
+	}
+	mag, err = strconv.ParseUint(t, base, 64)
+	if err != nil {
+		return false, 0, fmt.Errorf("%q is not a whole number from 0 to %d", s, uint64(math.MaxUint64))
+	}
+	return neg, mag, nil
 }
 
 func (d *decoder) seq(n *yaml.Node, what string) []*yaml.Node {
@@ -388,5 +438,6 @@ func (d *decoder) scalar(n *yaml.Node, what string) Scalar {
 		d.errorf(n, "%s: want a single value, got %s", what, kindName(n))
 		return Scalar{Pos: nodePos(d.file, n)}
 	}
+	d.text(n, what)
 	return Scalar{Text: n.Value, Tag: n.Tag, Pos: nodePos(d.file, n)}
 }

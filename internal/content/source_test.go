@@ -188,13 +188,13 @@ var sourceCases = []sourceCase{
 		data: func() []byte { return []byte("name: ipc\nversion: 0\nfields: []\n") },
 		want: []string{
 			"no-fields.yaml:3:9: fields: a template type needs at least one field",
-			"no-fields.yaml:1:1: template type: version must be 1 or more",
+			"no-fields.yaml:2:10: version: want a whole number from 1 to 4294967295, got 0",
 		}},
 	{name: "manifest-bad-values", kind: "manifest", file: "manifest-bad.yaml",
 		want: []string{
 			`manifest-bad.yaml:2:16: agent_version: agent version "7.011": part 2 "011" is not a canonical number`,
 			`manifest-bad.yaml:5:3: template_types: template type "ipc": want NAME@VERSION`,
-			"manifest-bad.yaml:6:10: template_types.ipc@3: want a whole number from 0 to 65535, got -1",
+			"manifest-bad.yaml:6:10: template_types.ipc@3: want a whole number from 0 to 256, got -1",
 			`manifest-bad.yaml:7:10: template_types.dns@1: want a whole number, got str "twenty"`,
 			`manifest-bad.yaml:10:3: limits: unknown key "max_criterias" (known keys: max_criteria, max_regex_program)`,
 		}},
