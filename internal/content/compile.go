@@ -141,21 +141,56 @@ func compile(b *Bundle, tt *TemplateType) (c *Compiled, encoded []byte, findings
 		if len(in.Criteria) == 0 {
 			s.add(LevelError, "no-criteria", in.Pos, label, nil, nil, "instance has no criteria")
 		}
-		allAny := len(in.Criteria) > 0
+		allAny, allBroad := len(in.Criteria) > 0, len(in.Criteria) > 0
+		type broadAt struct {
+			cr  *Criterion
+			f   *Field
+			why string
+		}
+		var broad []broadAt
 		for j := range in.Criteria {
 			cr := &in.Criteria[j]
 			cc, ok := compileCriterion(s, tt, label, cr)
 			if !ok {
-				allAny = false
+				allAny, allBroad = false, false
 				continue
 			}
 			total += len(cc.Strs) + len(cc.Nums)
+			f := resolveField(tt, cr)
+			why := broadness(f, cc)
+			if why != "" {
+				broad = append(broad, broadAt{cr, f, why})
+			}
 			allAny = allAny && cc.Op == OpAny
+			allBroad = allBroad && (cc.Op == OpAny || why != "")
 			ci.Criteria = append(ci.Criteria, cc)
 		}
-		if allAny {
-			s.add(LevelWarning, "all-any", in.Pos, label, nil, nil,
-				"every criterion is \"any\": the instance matches every %s event", tt.Ref())
+		// An instance that matches every event is a warning; with action
+		// block it would block every such event on every host, so it is an
+		// error unless the author says why (broad: REASON).
+		level, unless := LevelWarning, ""
+		if in.Action == ActionBlock && in.Broad == "" {
+			level, unless = LevelError, `; with action block that blocks every one on every host, so say why with broad: REASON if it is meant`
+		}
+		switch {
+		case allAny:
+			s.add(level, "all-any", in.Pos, label, nil, nil,
+				"every criterion is \"any\": the instance matches every %s event%s", tt.Ref(), unless)
+		case allBroad:
+			others := ""
+			if len(in.Criteria) > 1 {
+				others = ", as every other criterion does (or it is \"any\")"
+			}
+			for _, b := range broad {
+				s.add(level, "broad-criterion", b.cr.Pos, label, b.f, nil,
+					"criterion on input %d %q: %s%s, so the instance matches every %s event%s",
+					b.f.Index, b.f.Name, b.why, others, tt.Ref(), unless)
+			}
+		default:
+			for _, b := range broad {
+				s.add(LevelWarning, "broad-criterion", b.cr.Pos, label, b.f, nil,
+					"criterion on input %d %q: %s, so it narrows nothing; say op \"any\" if that is meant", b.f.Index, b.f.Name, b.why)
+			}
 		}
 		c.Instances = append(c.Instances, ci)
 	}

@@ -242,6 +242,7 @@ func (b *Bundle) Name() string { return fmt.Sprintf("%s/%s@%d", b.Vendor, b.Chan
 type Targets struct {
 	Platforms     []string
 	AgentVersions VersionRange
+	Pos           Pos // of agent_versions, for findings about the range
 }
 
 // Matches reports whether the bundle targets that agent.
@@ -259,7 +260,10 @@ type Instance struct {
 	Severity Severity
 	Action   Action
 	Criteria []Criterion
-	Pos      Pos
+	// Broad is the author's reason for an instance that matches every
+	// event of its type; without one, such an instance may not block.
+	Broad string
+	Pos   Pos
 }
 
 // Criterion tests one input field. Exactly one of FieldName and FieldIndex
@@ -311,7 +315,7 @@ func ParseBundle(file string, b []byte) (*Bundle, error) {
 					if err != nil && n.Kind == yaml.ScalarNode {
 						d.errorf(n, "targets.agent_versions: %v", err)
 					}
-					bu.Targets.AgentVersions = r
+					bu.Targets.AgentVersions, bu.Targets.Pos = r, nodePos(d.file, n)
 				},
 			})
 		},
@@ -337,6 +341,11 @@ func (d *decoder) instance(n *yaml.Node, what string) Instance {
 	d.fields(n, what, []string{"id", "criteria"}, map[string]func(*yaml.Node){
 		"id":          func(n *yaml.Node) { in.ID = d.str(n, what+".id") },
 		"description": func(n *yaml.Node) { d.str(n, what+".description") },
+		"broad": func(n *yaml.Node) {
+			if in.Broad = d.str(n, what+".broad"); in.Broad == "" && n.Tag != "!!null" {
+				d.errorf(n, "%s.broad: say why the instance matches every event", what)
+			}
+		},
 		"severity": func(n *yaml.Node) {
 			s, err := ParseSeverity(d.str(n, what+".severity"))
 			if err != nil && n.Kind == yaml.ScalarNode {

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -159,13 +160,96 @@ func (cat *Catalog) Validate(b *Bundle, current uint64) *Validation {
 		}
 	}
 	if len(v.Targeted) == 0 {
-		s.add(LevelError, "no-targeted-agents", b.Pos, "", nil, nil,
+		s.add(LevelError, "no-targeted-agents", cmp.Or(b.Targets.Pos, b.Pos), "", nil, nil,
 			"targets (platforms %s, agent versions %q) match no capability manifest, so nothing says what those agents supply",
 			orAll(b.Targets.Platforms), b.Targets.AgentVersions.String())
 	}
 	cat.checkAgents(s, b, tt, v.Targeted)
+	cat.checkRangeLines(s, b)
 	v.Findings = sortFindings(s.out)
 	return v
+}
+
+// Describing returns the manifest that describes agent version v on a
+// platform: the newest manifest of the same MAJOR.MINOR line at or below
+// v, since patch releases supply what their line's last manifest says
+// until a new manifest says otherwise. Nil when none does.
+func (cat *Catalog) Describing(platform string, v AgentVersion) *Manifest {
+	var best *Manifest
+	for _, m := range cat.Manifests {
+		a := m.AgentVersion
+		if m.Platform == platform && a.Major == v.Major && a.Minor == v.Minor && a.Compare(v) <= 0 &&
+			(best == nil || a.Compare(best.AgentVersion) > 0) {
+			best = m
+		}
+	}
+	return best
+}
+
+// Delivers reports whether a bundle with these targets goes to an agent:
+// only when the targets take the agent and the manifest that describes it,
+// so that every agent that receives a bundle is one validation checked. A
+// device the catalog cannot describe receives nothing; the server says so.
+func (cat *Catalog) Delivers(t Targets, platform string, v AgentVersion) bool {
+	m := cat.Describing(platform, v)
+	return m != nil && t.Matches(&Manifest{Platform: platform, AgentVersion: v}) && t.Matches(m)
+}
+
+// checkRangeLines finds agents the targets take while excluding the
+// manifest that describes them (">7.11.0" takes 7.11.1, which 7.11.0
+// describes), or that no manifest of their line describes: the server
+// would deliver to them (or, since it delivers only what validation
+// checked, silently not), and nothing checked what they supply.
+func (cat *Catalog) checkRangeLines(s *findingSink, b *Bundle) {
+	type line struct {
+		platform     string
+		major, minor uint32
+	}
+	cands := map[line][]AgentVersion{}
+	for _, m := range cat.Manifests {
+		if len(b.Targets.Platforms) > 0 && !slices.Contains(b.Targets.Platforms, m.Platform) {
+			continue
+		}
+		a := m.AgentVersion
+		l := line{m.Platform, a.Major, a.Minor}
+		cands[l] = append(cands[l], AgentVersion{a.Major, a.Minor, 0}, a, AgentVersion{a.Major, a.Minor, a.Patch + 1})
+	}
+	// The range's own bounds, and just past them, are where it can split
+	// a line.
+	for l := range cands {
+		for _, t := range b.Targets.AgentVersions.terms {
+			if t.v.Major == l.major && t.v.Minor == l.minor {
+				cands[l] = append(cands[l], t.v, AgentVersion{t.v.Major, t.v.Minor, t.v.Patch + 1})
+			}
+		}
+	}
+	lines := slices.SortedFunc(maps.Keys(cands), func(a, b line) int {
+		return cmp.Or(strings.Compare(a.platform, b.platform), cmp.Compare(a.major, b.major), cmp.Compare(a.minor, b.minor))
+	})
+	for _, l := range lines {
+		vs := cands[l]
+		slices.SortFunc(vs, AgentVersion.Compare)
+		for _, v := range slices.Compact(vs) {
+			if !b.Targets.AgentVersions.Contains(v) {
+				continue
+			}
+			m := cat.Describing(l.platform, v)
+			agent := fmt.Sprintf("%s (%s)", v, l.platform)
+			switch {
+			case m == nil:
+				s.add(LevelError, "range-without-manifest", b.Targets.Pos, "", nil, []string{agent},
+					"targets.agent_versions %q takes agent %s, and no manifest of the %d.%d line describes it (the first is later): nothing checked what it supplies; narrow the range or add its manifest",
+					b.Targets.AgentVersions.String(), agent, l.major, l.minor)
+			case !b.Targets.AgentVersions.Contains(m.AgentVersion):
+				s.add(LevelError, "range-without-manifest", b.Targets.Pos, "", nil, []string{agent},
+					"targets.agent_versions %q takes agent %s, which manifest %s describes, but excludes %s itself: nothing checked what %s supplies; take %s in the range too, or add a manifest for %s",
+					b.Targets.AgentVersions.String(), agent, m.AgentVersion, m.AgentVersion, v, m.AgentVersion, v)
+			default:
+				continue
+			}
+			break // one finding a line says it
+		}
+	}
 }
 
 func orAll(ps []string) string {

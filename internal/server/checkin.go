@@ -292,7 +292,7 @@ func (s *Server) checkin(ctx context.Context, e *deviceEntry, reqp *CheckinReque
 		var views []rollout.ReleaseView
 		var targeted []*releaseInfo // parallel to views
 		for _, ri := range rels {
-			if ri.targetsDevice(req.Platform, agent, agentErr == nil) {
+			if ri.targetsDevice(s.cfg.Catalog, req.Platform, agent, agentErr == nil) {
 				views = append(views, ri.view)
 				targeted = append(targeted, ri)
 			}

@@ -354,7 +354,7 @@ func (s *Server) updateCohort(ctx context.Context, rel *store.Release, plan roll
 			}
 			if ri != nil {
 				agent, err := content.ParseAgentVersion(d.AgentVersion)
-				if !ri.targetsDevice(d.Platform, agent, err == nil) {
+				if !ri.targetsDevice(s.cfg.Catalog, d.Platform, agent, err == nil) {
 					continue
 				}
 			}

@@ -503,6 +503,21 @@ func TestCheckinDesiredVersion(t *testing.T) {
 			}
 		})
 
+		// Delivery follows validation: a patch agent gets what its line's
+		// manifest was checked for; an agent no manifest describes gets
+		// nothing, though the range (>=7.11) takes it.
+		t.Run("only-agents-a-manifest-describes-get-it", func(t *testing.T) {
+			for _, tc := range []struct {
+				agent string
+				want  uint64
+			}{{"7.12.3", 292}, {"7.11.9", 292}, {"7.13.0", 0}, {"8.0.0", 0}} {
+				d := e.enroll(t, tc.agent)
+				if got := e.desired(t, d, 0); got != tc.want {
+					t.Errorf("agent %s: got desired %d, want %d", tc.agent, got, tc.want)
+				}
+			}
+		})
+
 		t.Run("agent-upgrade-brings-the-bundle", func(t *testing.T) {
 			d := e.enroll(t, "7.10.0")
 			d.agent = "7.12.0"

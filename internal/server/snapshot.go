@@ -230,15 +230,15 @@ func (s *Server) artifactMeta(ctx context.Context, channel string, version uint6
 	return m, nil
 }
 
-// targets reports whether a release's artifact is meant for the device.
-func (ri *releaseInfo) targetsDevice(platform string, agent content.AgentVersion, agentOK bool) bool {
+// targetsDevice reports whether a release's artifact is meant for the
+// device: by the same rule validation checked it by (content.Catalog
+// Delivers), so no agent receives content that nothing checked against
+// what that agent supplies.
+func (ri *releaseInfo) targetsDevice(cat *content.Catalog, platform string, agent content.AgentVersion, agentOK bool) bool {
 	if !ri.hasTargets {
 		return true
 	}
-	if !agentOK {
-		return false
-	}
-	return ri.targets.Matches(&content.Manifest{Platform: platform, AgentVersion: agent})
+	return agentOK && cat.Delivers(ri.targets, platform, agent)
 }
 
 func withheldTargets(sn *snapshot) map[string]*releaseInfo {
