@@ -195,6 +195,38 @@ func (cat *Catalog) Delivers(t Targets, platform string, v AgentVersion) bool {
 	return m != nil && t.Matches(&Manifest{Platform: platform, AgentVersion: v}) && t.Matches(m)
 }
 
+// AgentCount is how many devices in the field run one agent version on
+// one platform, as they report it.
+type AgentCount struct {
+	Platform     string
+	AgentVersion string
+	Devices      int64
+}
+
+// CheckFleet adds to a validation the agent versions devices in the field
+// run that the bundle's targets take but no targeted manifest describes:
+// the server would not deliver to them (Delivers), and nothing checked
+// what they supply, so the range or the catalog is wrong. Versions that
+// do not parse are left out: no range takes them.
+func (cat *Catalog) CheckFleet(b *Bundle, v *Validation, fleet []AgentCount) {
+	s := &findingSink{bundle: b.Name()}
+	for _, c := range fleet {
+		av, err := ParseAgentVersion(c.AgentVersion)
+		if err != nil || !b.Targets.Matches(&Manifest{Platform: c.Platform, AgentVersion: av}) || cat.Delivers(b.Targets, c.Platform, av) {
+			continue
+		}
+		agent := fmt.Sprintf("%s (%s)", av, c.Platform)
+		why := "no manifest describes it"
+		if m := cat.Describing(c.Platform, av); m != nil {
+			why = fmt.Sprintf("manifest %s describes it, and the range excludes %s", m.AgentVersion, m.AgentVersion)
+		}
+		s.add(LevelError, "agent-without-manifest", cmp.Or(b.Targets.Pos, b.Pos), "", nil, []string{agent},
+			"targets.agent_versions %q takes agent %s, which %d enrolled devices run, but %s: they would not receive this bundle, and nothing checked what they supply; add its manifest to the catalog or narrow the range",
+			b.Targets.AgentVersions.String(), agent, c.Devices, why)
+	}
+	v.Findings = sortFindings(append(v.Findings, s.out...))
+}
+
 // checkRangeLines finds agents the targets take while excluding the
 // manifest that describes them (">7.11.0" takes 7.11.1, which 7.11.0
 // describes), or that no manifest of their line describes: the server

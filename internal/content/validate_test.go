@@ -33,6 +33,9 @@ type validateCase struct {
 	// build, when set, generates the bundle instead of reading a fixture
 	// (for bundles too large to commit).
 	build func() *content.Bundle
+	// fleet, when set, is the agent versions enrolled devices run, checked
+	// as the server checks them at publish (Catalog.CheckFleet).
+	fleet []content.AgentCount
 }
 
 var validateCases = []validateCase{
@@ -79,6 +82,12 @@ var validateCases = []validateCase{
 	{name: "bad-value-range-min-above-max", rule: "bad-value", level: content.LevelError, message: "range min is above max"},
 	{name: "range-without-manifest", rule: "range-without-manifest", level: content.LevelError,
 		message: `targets.agent_versions ">1.0.0" takes agent 1.0.1 (linux), which manifest 1.0.0 describes, but excludes 1.0.0 itself`},
+	// 1.0.7 is described by 1.0.0, 3.1.0 by nothing; the bundle is for
+	// linux, so windows devices do not matter, nor do unparseable versions.
+	{name: "agent-without-manifest", rule: "agent-without-manifest", level: content.LevelError,
+		fleet: []content.AgentCount{{Platform: "linux", AgentVersion: "1.0.7", Devices: 40}, {Platform: "linux", AgentVersion: "3.1.0", Devices: 12},
+			{Platform: "windows", AgentVersion: "9.0.0", Devices: 5}, {Platform: "linux", AgentVersion: "garbage", Devices: 1}},
+		message: `targets.agent_versions ">=1.0.0" takes agent 3.1.0 (linux), which 12 enrolled devices run, but no manifest describes it`},
 	{name: "broad-criterion", rule: "broad-criterion", level: content.LevelError,
 		message: `criterion on input 2 "image": glob "**" matches every value, so the instance matches every probe@1 event; with action block`},
 	{name: "bad-value-empty-prefix", rule: "empty-value", level: content.LevelError,
@@ -146,6 +155,9 @@ func TestValidateRules(t *testing.T) {
 				}
 			} else {
 				v := cat.Validate(b, tc.current)
+				if tc.fleet != nil {
+					cat.CheckFleet(b, v, tc.fleet)
+				}
 				fs, accepted = v.Findings, v.Accepted()
 				if fs.Errors() > 0 && accepted {
 					t.Errorf("Accepted() = true with %d error findings", fs.Errors())

@@ -653,6 +653,15 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request, p Principal) er
 		return storeError("channel "+ch, err)
 	}
 	v := s.cfg.Catalog.Validate(b, current)
+	fleet, err := s.store.AgentVersions(r.Context())
+	if err != nil {
+		return storeError("agent versions", err)
+	}
+	counts := make([]content.AgentCount, len(fleet))
+	for i, c := range fleet {
+		counts[i] = content.AgentCount{Platform: c.Platform, AgentVersion: c.AgentVersion, Devices: c.Devices}
+	}
+	s.cfg.Catalog.CheckFleet(b, v, counts)
 	resp := PublishResult{Channel: ch, Version: b.Version, Findings: v.Findings}
 	if resp.Findings == nil {
 		resp.Findings = content.Findings{}

@@ -1269,3 +1269,31 @@ func TestAgentBuildChannel(t *testing.T) {
 		}
 	})
 }
+
+// A range that takes an agent version devices run, with no manifest to
+// describe it, is refused at publish: those devices would get nothing,
+// and nothing checked what they supply. Revoked devices do not count.
+func TestPublishRefusesAgentsNoManifestDescribes(t *testing.T) {
+	forEachStore(t, func(t *testing.T, e *env) {
+		for range 3 {
+			e.enroll(t, "7.13.0")
+		}
+		code, body := e.call(t, "POST", "/v1/channels/acme/ipc/publish", e.creds.PublisherToken, bundleSource(t, "acme", "ipc", 293))
+		if code != http.StatusUnprocessableEntity || !strings.Contains(string(body), "agent-without-manifest") ||
+			!strings.Contains(string(body), "takes agent 7.13.0 (windows), which 3 enrolled devices run") {
+			t.Fatalf("publish with 7.13.0 devices: %d %s", code, body)
+		}
+		e.enroll(t, "7.12.4") // described by 7.12.0: fine
+		var devs []struct {
+			ID           string `json:"id"`
+			AgentVersion string `json:"agent_version"`
+		}
+		e.must(t, http.StatusOK, "GET", "/v1/devices?org=contoso", e.creds.AdminToken, nil, &devs)
+		for _, d := range devs {
+			if d.AgentVersion == "7.13.0" {
+				e.must(t, http.StatusOK, "POST", "/v1/devices/"+d.ID+"/revoke", e.creds.AdminToken, map[string]string{"reason": "test: retired"}, nil)
+			}
+		}
+		e.must(t, http.StatusCreated, "POST", "/v1/channels/acme/ipc/publish", e.creds.PublisherToken, bundleSource(t, "acme", "ipc", 293), nil)
+	})
+}

@@ -589,6 +589,9 @@ type Store interface {
 	OffersSince(ctx context.Context, org string, since time.Time) (int64, error)
 	// FleetSizes counts the enrolled, unrevoked devices per organisation.
 	FleetSizes(ctx context.Context) (map[string]int64, error)
+	// AgentVersions counts the unrevoked devices per platform and agent
+	// version they last reported, sorted by platform, then version text.
+	AgentVersions(ctx context.Context) ([]AgentVersionCount, error)
 	// SilenceStats groups the devices offered a release, and the control
 	// group, by organisation and stratum, counting those last seen before
 	// OverdueBefore; sorted by organisation, then stratum.
@@ -718,4 +721,12 @@ func WriteOrder(ws []CheckinWrite) []int {
 	}
 	slices.SortStableFunc(idx, func(a, b int) int { return strings.Compare(ws[a].Device.ID, ws[b].Device.ID) })
 	return idx
+}
+
+// AgentVersionCount is how many unrevoked devices run one agent version on
+// one platform.
+type AgentVersionCount struct {
+	Platform     string
+	AgentVersion string
+	Devices      int64
 }

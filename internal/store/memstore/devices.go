@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 
 	"github.com/ringfence/ringfence/internal/store"
 )
@@ -328,6 +329,30 @@ func (s *Store) FleetSizes(ctx context.Context) (map[string]int64, error) {
 	}
 	defer s.mu.RUnlock()
 	return maps.Clone(st.devices.fleet), nil
+}
+
+// AgentVersions walks the devices: publishing asks, rarely.
+func (s *Store) AgentVersions(ctx context.Context) ([]store.AgentVersionCount, error) {
+	st, err := s.rlock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer s.mu.RUnlock()
+	type key struct{ platform, agent string }
+	n := map[key]int64{}
+	for _, d := range st.devices.byID {
+		if !d.Revoked {
+			n[key{d.Platform, d.AgentVersion}]++
+		}
+	}
+	out := make([]store.AgentVersionCount, 0, len(n))
+	for k, c := range n {
+		out = append(out, store.AgentVersionCount{Platform: k.platform, AgentVersion: k.agent, Devices: c})
+	}
+	slices.SortFunc(out, func(a, b store.AgentVersionCount) int {
+		return cmp.Or(strings.Compare(a.Platform, b.Platform), strings.Compare(a.AgentVersion, b.AgentVersion))
+	})
+	return out, nil
 }
 
 func (s *Store) DevicesOnVersion(ctx context.Context, channel string, version uint64) (int64, error) {

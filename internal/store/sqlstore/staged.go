@@ -51,6 +51,24 @@ func (s *Store) FleetSizes(ctx context.Context) (map[string]int64, error) {
 	return out, s.wrap(rows.Err())
 }
 
+func (s *Store) AgentVersions(ctx context.Context) ([]store.AgentVersionCount, error) {
+	rows, err := s.conn(ctx).QueryContext(ctx, `SELECT platform, agent_version, COUNT(*) FROM devices WHERE NOT revoked
+		GROUP BY platform, agent_version ORDER BY platform, agent_version`)
+	if err != nil {
+		return nil, fmt.Errorf("agent versions: %w", s.wrap(err))
+	}
+	defer rows.Close()
+	var out []store.AgentVersionCount
+	for rows.Next() {
+		var c store.AgentVersionCount
+		if err := rows.Scan(&c.Platform, &c.AgentVersion, &c.Devices); err != nil {
+			return nil, s.wrap(err)
+		}
+		out = append(out, c)
+	}
+	return out, s.wrap(rows.Err())
+}
+
 // SilenceStats is one pass over the devices, each looked up in offers by
 // its primary key (release, device). An offered device counts whenever it
 // was last seen: its offer proves it was seen after the release started.

@@ -45,6 +45,7 @@ func Run(t *testing.T, open Opener, hash Hasher) {
 		{"release-change-and-its-audit-entry-together", testReleaseAudited},
 		{"enroll-token-uses", testEnrollTokenUses},
 		{"fleet-sizes", testFleetSizes},
+		{"agent-versions", testAgentVersions},
 		{"silence-stats", testSilenceStats},
 		{"devices-on-version", testDevicesOnVersion},
 		{"kill-switches", testKillSwitches},

@@ -265,6 +265,31 @@ func testFleetSizes(t *testing.T, s store.Store, _ Hasher) {
 	}
 }
 
+func testAgentVersions(t *testing.T, s store.Store, _ Hasher) {
+	ctx := context.Background()
+	seed(t, s)
+	got, err := s.AgentVersions(ctx)
+	must(t, err)
+	if len(got) != 0 {
+		t.Errorf("AgentVersions with no devices = %v, want none", got)
+	}
+	dev := func(id, platform, agent string) store.Device {
+		return store.Device{ID: id, Org: "contoso", Platform: platform, AgentVersion: agent, EnrolledAt: t0}
+	}
+	must(t, s.CreateDevices(ctx, []store.Device{dev("a", "windows", "7.12.0"), dev("b", "windows", "7.11.3"), dev("c", "windows", "7.12.0"),
+		dev("d", "linux", "7.12.0"), dev("e", "windows", "7.13.0")}))
+	must(t, s.RevokeDevice(ctx, "e"))
+	got, err = s.AgentVersions(ctx)
+	must(t, err)
+	av := func(platform, agent string, n int64) store.AgentVersionCount {
+		return store.AgentVersionCount{Platform: platform, AgentVersion: agent, Devices: n}
+	}
+	want := []store.AgentVersionCount{av("linux", "7.12.0", 1), av("windows", "7.11.3", 1), av("windows", "7.12.0", 2)}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("AgentVersions = %v, want %v (revoked devices excluded, sorted)", got, want)
+	}
+}
+
 func testSilenceStats(t *testing.T, s store.Store, _ Hasher) {
 	ctx := context.Background()
 	seed(t, s)
