@@ -433,12 +433,3 @@ func (d *decoder) kind(n *yaml.Node, want string) {
 		d.errorf(n, "kind: this file is read as a %s, but it says %q", want, s)
 	}
 }
-
-func (d *decoder) has(n *yaml.Node, key string) bool {
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		if n.Content[i].Value == key {
-			return true
-		}
-	}
-	return false
-}
