@@ -839,6 +839,46 @@ func TestCompiledEveryByte(t *testing.T) {
 	}
 }
 
+// TestCompiledGivenAsSource: compiled bytes, of this or any other format,
+// given to a command that reads sources are named for what they are, with
+// the commands that read them, not refused for their first control byte;
+// format 1 given to a command that reads compiled bytes says to recompile.
+func TestCompiledGivenAsSource(t *testing.T) {
+	_, good := compiled(t)
+	dir := t.TempDir()
+	files := map[int]string{
+		2: writeFile(t, dir, "ipc-292.rfcb", good),
+		1: writeFile(t, dir, "ipc-292-v1.rfcb", append([]byte("RFCB\x01"), good[13:]...)),
+		7: writeFile(t, dir, "future.rfcb", append([]byte("RFCB\x07"), good[5:]...)),
+	}
+	for format, path := range files {
+		t.Run(fmt.Sprintf("format-%d", format), func(t *testing.T) {
+			want := fmt.Sprintf("%s: this is a compiled bundle (RFCB format %d), not a bundle source", path, format)
+			for name, args := range map[string][]string{
+				"validate":      validateArgs(path),
+				"validate-json": validateArgs("--json", path),
+				"compile":       compileArgs(path, filepath.Join(t.TempDir(), "out")),
+			} {
+				t.Run(name, func(t *testing.T) {
+					r := ringfence(t, args...)
+					wantCode(t, r, 1)
+					wantContains(t, r.stdout, want)
+					wantContains(t, r.stdout, "ringfence content preflight")
+					if strings.Contains(r.stdout, "control character") {
+						t.Errorf("got output\n%s\nwant no control-character complaint", r.stdout)
+					}
+				})
+			}
+		})
+	}
+	t.Run("format-1-preflight", func(t *testing.T) {
+		r := ringfence(t, preflightArgs(files[1])...)
+		wantCode(t, r, 1)
+		wantContains(t, r.stdout, "byte offset 4: RFCB format 1 is no longer read")
+		wantContains(t, r.stdout, "recompile the bundle source")
+	})
+}
+
 func TestCatalogErrors(t *testing.T) {
 	badTypes := t.TempDir()
 	writeFile(t, badTypes, "ipc.yaml", []byte("kind: TemplateType\nname: ipc\nversion: 3\nfields: [\n"))

@@ -447,8 +447,30 @@ func checkNormalised(f CompiledField, op Op, s string) error {
 }
 
 // IsCompiled reports whether b starts like a compiled bundle, of any
-// format version.
-func IsCompiled(b []byte) bool { return bytes.HasPrefix(b, magic) }
+// format version: the magic, then nothing or a byte that cannot continue
+// YAML text (a control byte, or a damaged one that is not UTF-8).
+// "RFCB: x" is YAML text, not a compiled bundle.
+func IsCompiled(b []byte) bool {
+	if !bytes.HasPrefix(b, magic) {
+		return false
+	}
+	if len(b) == len(magic) {
+		return true
+	}
+	r, n := utf8.DecodeRune(b[len(magic):])
+	return r == utf8.RuneError && n <= 1 || notYAMLText(r)
+}
+
+// compiledSourceError is what source reading says about compiled bytes,
+// which would otherwise be refused for their first control character.
+func compiledSourceError(file string, b []byte) *SourceError {
+	if !IsCompiled(b) || len(b) == len(magic) {
+		return nil
+	}
+	return &SourceError{Pos: Pos{File: file}, Offset: -1, Msg: fmt.Sprintf(
+		"this is a compiled bundle (RFCB format %d), not a bundle source; validate and compile read the YAML or JSON source, "+
+			"`ringfence content preflight` and `ringfence content eval` read compiled bundles", b[len(magic)])}
+}
 
 // TargetsOf recovers a compiled bundle's targets.
 func TargetsOf(c *Compiled) (Targets, error) {

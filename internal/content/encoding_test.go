@@ -3,6 +3,7 @@ package content_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -202,6 +203,33 @@ func TestFuzzUnmarshalSeedsReachDecoder(t *testing.T) {
 		}
 		if b := []byte(s); !bytes.Equal(content.Reseal(b), b) || len(b) < 13 {
 			t.Errorf("%s: header length or checksum is wrong, so the decoder never sees the body", path)
+		}
+	}
+}
+
+// TestSourceReadingNamesCompiledBytes: every source parser names compiled
+// bytes of any format as such; text that merely starts with the letters
+// RFCB is still read as YAML.
+func TestSourceReadingNamesCompiledBytes(t *testing.T) {
+	good := compiledExamples(t)["ipc-292.yaml"]
+	for _, b := range [][]byte{good, append([]byte("RFCB\x01"), good[13:]...), []byte("RFCB\x05"), append([]byte("RFCB\xfd"), good[5:]...)} {
+		for _, kind := range []string{"bundle", "type", "manifest"} {
+			err := parseAs(t, kind, "in.rfcb", b)
+			want := fmt.Sprintf("in.rfcb: this is a compiled bundle (RFCB format %d), not a bundle source;", b[4])
+			if err == nil || !strings.HasPrefix(err.Error(), want) {
+				t.Errorf("%s parser on RFCB format %d: got %v, want %q", kind, b[4], err, want)
+			}
+		}
+		if !content.IsCompiled(b) {
+			t.Errorf("IsCompiled(%q...) = false", b[:5])
+		}
+	}
+	for _, text := range []string{"RFCB: 1\n", "RFCB\n", "RFCBé: 1\n"} {
+		if content.IsCompiled([]byte(text)) {
+			t.Errorf("IsCompiled(%q) = true, want false", text)
+		}
+		if err := parseAs(t, "bundle", "in.yaml", []byte(text)); err == nil || strings.Contains(err.Error(), "compiled bundle") {
+			t.Errorf("%q: got %v, want a YAML refusal that does not mention compiled bundles", text, err)
 		}
 	}
 }
