@@ -473,7 +473,12 @@ func TestAgentRefusesATamperedTarget(t *testing.T) {
 	if len(files) != 1 {
 		t.Fatalf("target files: %v", files)
 	}
-	if err := os.WriteFile(files[0], bytes.Repeat([]byte("X"), 1033), 0o644); err != nil {
+	// Same length, other bytes: the digest, not the length, must catch it.
+	orig, err := os.ReadFile(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(files[0], bytes.Repeat([]byte("X"), len(orig)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	s.release(t, 293)

@@ -813,10 +813,9 @@ func TestBadInput(t *testing.T) {
 }
 
 // TestCompiledEveryByte flips a sample of the bytes of a compiled bundle,
-// one at a time. Compiled bytes carry no checksum (integrity comes from
-// signing), so a flip may decode into another valid bundle; whatever the
-// result, the binary must refuse it with a byte offset or evaluate it,
-// never crash or call it an I/O error.
+// one at a time. The compiled form's header carries a checksum, so every
+// flip must be refused (exit 1) with a byte offset, never evaluated,
+// crashed on or called an I/O error. (internal/content flips every bit.)
 func TestCompiledEveryByte(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the binary once per sampled byte")
@@ -829,15 +828,55 @@ func TestCompiledEveryByte(t *testing.T) {
 		b[off] ^= 0x55
 		path := writeFile(t, dir, fmt.Sprintf("flip-%d.rfcb", off), b)
 		r := ringfence(t, evalArgs(path, events)...)
-		if r.code == 2 {
-			t.Errorf("byte %d flipped: got exit 2, want 0 or 1\n%s", off, r)
+		// A damaged magic is no longer recognised as compiled and is
+		// refused as a source instead.
+		if r.code != 1 || !loc.MatchString(r.stdout) {
+			t.Errorf("byte %d flipped: got exit %d, want 1 and a refusal with a location\n%s", off, r.code, r)
 		}
-		// Rejected: refused with a byte offset, or decoded into a bundle
-		// with an instance the events cannot feed.
-		if r.code == 1 && !loc.MatchString(r.stdout) && !strings.Contains(r.stdout, "not evaluated") {
-			t.Errorf("byte %d flipped: got a rejection without a location\n%s", off, r)
+		if off >= 5 && !strings.Contains(r.stdout, "the bytes are corrupt") {
+			t.Errorf("byte %d flipped: want the refusal to say the bytes are corrupt\n%s", off, r)
 		}
 	}
+}
+
+// TestCompiledGivenAsSource: compiled bytes, of this or any other format,
+// given to a command that reads sources are named for what they are, with
+// the commands that read them, not refused for their first control byte;
+// format 1 given to a command that reads compiled bytes says to recompile.
+func TestCompiledGivenAsSource(t *testing.T) {
+	_, good := compiled(t)
+	dir := t.TempDir()
+	files := map[int]string{
+		2: writeFile(t, dir, "ipc-292.rfcb", good),
+		1: writeFile(t, dir, "ipc-292-v1.rfcb", append([]byte("RFCB\x01"), good[13:]...)),
+		7: writeFile(t, dir, "future.rfcb", append([]byte("RFCB\x07"), good[5:]...)),
+	}
+	for format, path := range files {
+		t.Run(fmt.Sprintf("format-%d", format), func(t *testing.T) {
+			want := fmt.Sprintf("%s: this is a compiled bundle (RFCB format %d), not a bundle source", path, format)
+			for name, args := range map[string][]string{
+				"validate":      validateArgs(path),
+				"validate-json": validateArgs("--json", path),
+				"compile":       compileArgs(path, filepath.Join(t.TempDir(), "out")),
+			} {
+				t.Run(name, func(t *testing.T) {
+					r := ringfence(t, args...)
+					wantCode(t, r, 1)
+					wantContains(t, r.stdout, want)
+					wantContains(t, r.stdout, "ringfence content preflight")
+					if strings.Contains(r.stdout, "control character") {
+						t.Errorf("got output\n%s\nwant no control-character complaint", r.stdout)
+					}
+				})
+			}
+		})
+	}
+	t.Run("format-1-preflight", func(t *testing.T) {
+		r := ringfence(t, preflightArgs(files[1])...)
+		wantCode(t, r, 1)
+		wantContains(t, r.stdout, "byte offset 4: RFCB format 1 is no longer read")
+		wantContains(t, r.stdout, "recompile the bundle source")
+	})
 }
 
 func TestCatalogErrors(t *testing.T) {

@@ -398,6 +398,10 @@ func runProbes(t *testing.T, c *content.Compiled, limit int) {
 // the input; anything accepted must re-encode to exactly the same bytes
 // (one bundle, one content hash), pass Check, load into the interpreter and
 // the reference evaluator, and evaluate probe events the same in both.
+//
+// A mutated body almost never carries a matching checksum, so each input
+// is also tried resealed (length and checksum recomputed): the fuzzer then
+// explores the body decoder behind the checksum as well as the header.
 func FuzzUnmarshal(f *testing.F) {
 	fx := loadFixture(f)
 	for _, b := range fx.bytes {
@@ -410,56 +414,70 @@ func FuzzUnmarshal(f *testing.F) {
 	f.Add([]byte("RFCB"))
 	f.Add([]byte("RFCB\x01"))
 	f.Add([]byte("RFCB\x02"))
+	f.Add([]byte("RFCB\x03"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		c, err := content.Unmarshal(data)
-		if err != nil {
-			var de *content.DecodeError
-			if !errors.As(err, &de) {
-				t.Fatalf("error %v (%T) is not a *DecodeError", err, err)
-			}
-			if de.Offset < 0 || de.Offset > len(data) {
-				t.Fatalf("error %v: offset outside the %d input bytes", err, len(data))
-			}
-			return
+		checkUnmarshal(t, data)
+		if sealed := content.Reseal(data); !bytes.Equal(sealed, data) {
+			checkUnmarshal(t, sealed)
 		}
-		if out := c.Marshal(); !bytes.Equal(out, data) {
-			t.Fatalf("accepted bytes re-encode differently:\n in  %x\n out %x", data, out)
-		}
-		if err := c.Check(); err != nil {
-			t.Fatalf("accepted bundle fails Check: %v", err)
-		}
-		if _, err := content.TargetsOf(c); err != nil {
-			t.Fatalf("accepted bundle has unreadable targets: %v", err)
-		}
-		runProbes(t, c, 64)
 	})
 }
 
+func checkUnmarshal(t *testing.T, data []byte) {
+	t.Helper()
+	c, err := content.Unmarshal(data)
+	if err != nil {
+		var de *content.DecodeError
+		if !errors.As(err, &de) {
+			t.Fatalf("error %v (%T) is not a *DecodeError", err, err)
+		}
+		if de.Offset < 0 || de.Offset > len(data) {
+			t.Fatalf("error %v: offset outside the %d input bytes", err, len(data))
+		}
+		return
+	}
+	if out := c.Marshal(); !bytes.Equal(out, data) {
+		t.Fatalf("accepted bytes re-encode differently:\n in  %x\n out %x", data, out)
+	}
+	if err := c.Check(); err != nil {
+		t.Fatalf("accepted bundle fails Check: %v", err)
+	}
+	if _, err := content.TargetsOf(c); err != nil {
+		t.Fatalf("accepted bundle has unreadable targets: %v", err)
+	}
+	runProbes(t, c, 64)
+}
+
 // mutations returns truncated and corrupted variants of a compiled
-// bundle: the decoder must refuse all of them without panicking.
+// bundle: the decoder must refuse all of them without panicking. The
+// resealed ones carry a valid header, so they reach the body decoder.
 func mutations(b []byte) [][]byte {
+	const body = 13 // the header's length: the vendor's length is the first body byte
 	var out [][]byte
-	for _, n := range []int{0, 3, 4, 5, 6, 9, len(b) / 3, len(b) / 2, len(b) - 1} {
+	for _, n := range []int{0, 3, 4, 5, 6, 9, 12, 13, 14, len(b) / 3, len(b) / 2, len(b) - 1} {
 		if n >= 0 && n < len(b) {
-			out = append(out, b[:n])
+			out = append(out, b[:n], content.Reseal(b[:n]))
 		}
 	}
 	// Flipped bytes across the header and the instances.
-	for _, off := range []int{5, 6, 10, 12, 20, len(b) / 4, len(b) / 2, len(b) * 3 / 4, len(b) - 2} {
+	for _, off := range []int{4, 5, 8, 9, 12, body, body + 1, body + 5, body + 7, body + 15, len(b) / 4, len(b) / 2, len(b) * 3 / 4, len(b) - 2} {
 		if off > 0 && off < len(b) {
 			m := slices.Clone(b)
 			m[off] ^= 0xff
 			out = append(out, m)
+			if off >= body {
+				out = append(out, content.Reseal(m))
+			}
 		}
 	}
 	// Trailing garbage.
-	out = append(out, append(slices.Clone(b), 0))
+	out = append(out, append(slices.Clone(b), 0), content.Reseal(append(slices.Clone(b), 0)))
 	// Vendor length as an overlong varint: same value, non-canonical bytes.
-	over := append(slices.Clone(b[:5]), b[5]|0x80, 0)
-	out = append(out, append(over, b[6:]...))
+	over := append(slices.Clone(b[:body]), b[body]|0x80, 0)
+	out = append(out, content.Reseal(append(over, b[body+1:]...)))
 	// Vendor length beyond the data, and beyond every limit.
-	out = append(out, append(slices.Clone(b[:5]), binary.AppendUvarint(nil, 1<<40)...))
-	out = append(out, append(append(slices.Clone(b[:5]), 0x7f), b[6:]...))
+	out = append(out, content.Reseal(append(slices.Clone(b[:body]), binary.AppendUvarint(nil, 1<<40)...)))
+	out = append(out, content.Reseal(append(append(slices.Clone(b[:body]), 0x7f), b[body+1:]...)))
 	return out
 }
 
@@ -587,7 +605,7 @@ func FuzzEval(f *testing.F) {
 	f.Fuzz(func(t *testing.T, bundle, data []byte) {
 		var c *content.Compiled
 		if len(bundle) > 1 {
-			c, _ = content.Unmarshal(bundle)
+			c, _ = content.Unmarshal(content.Reseal(bundle)) // a mutated body rarely keeps its checksum
 		}
 		if c == nil {
 			sel := 0

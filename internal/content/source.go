@@ -99,6 +99,9 @@ func readSourceFS(fsys fs.FS, path string) ([]byte, error) {
 // parseYAML checks the raw bytes and parses exactly one YAML (or JSON)
 // document, returning its top-level mapping node.
 func parseYAML(file string, b []byte) (*yaml.Node, error) {
+	if err := compiledSourceError(file, b); err != nil {
+		return nil, err
+	}
 	if i := bytes.IndexFunc(b, notYAMLText); i >= 0 {
 		// go-yaml refuses these too, but without saying where.
 		if b[i] == 0 {
