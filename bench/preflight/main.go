@@ -9,6 +9,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -78,5 +79,12 @@ func manifests() []*content.Manifest {
 }
 
 func run(c *content.Compiled) *content.PreflightReport {
-	return content.Preflight(c, manifests(), content.PreflightOptions{})
+	tt := synth.TemplateType()
+	cat := &content.Catalog{Types: map[content.TypeRef]*content.TemplateType{tt.Ref(): tt}, Manifests: manifests()}
+	rep, err := cat.Preflight(context.Background(), c, content.PreflightOptions{})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "preflight:", err)
+		os.Exit(1)
+	}
+	return rep
 }
