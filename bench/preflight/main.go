@@ -29,6 +29,10 @@ type result struct {
 	RatioPerInstance float64 `json:"per_instance_ratio"`
 	Events           int     `json:"events"`
 	Errors           int     `json:"error_findings"`
+	// CostPerInstance is the modelled evaluation cost of all the events,
+	// per instance: the interpreter's own work on this bundle, which
+	// preflight cannot do in less.
+	CostPerInstance float64 `json:"cost_units_per_instance"`
 }
 
 func main() {
@@ -48,6 +52,7 @@ func main() {
 		r := result{Instances: n, Seconds: time.Since(start).Seconds(), Errors: rep.Findings.Errors()}
 		for _, a := range rep.Agents {
 			r.Events += a.Events
+			r.CostPerInstance += float64(a.TotalCost) / float64(n)
 		}
 		r.MicrosPerInst = r.Seconds * 1e6 / float64(n)
 		r.RatioPerInstance = r.MicrosPerInst / max(out0(out, r).MicrosPerInst, 1e-9)
@@ -55,8 +60,8 @@ func main() {
 		if *asJSON {
 			json.NewEncoder(os.Stdout).Encode(r)
 		} else {
-			fmt.Printf("%7d instances: %8.2f s  %8.1f µs/instance  ×%.2f per instance vs smallest  %d events  %d error findings\n",
-				r.Instances, r.Seconds, r.MicrosPerInst, r.RatioPerInstance, r.Events, r.Errors)
+			fmt.Printf("%7d instances: %8.2f s  %8.1f µs/instance  ×%.2f per instance vs smallest  %d events  %.0f cost units/instance  %d error findings\n",
+				r.Instances, r.Seconds, r.MicrosPerInst, r.RatioPerInstance, r.Events, r.CostPerInstance, r.Errors)
 		}
 	}
 }
