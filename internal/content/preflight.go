@@ -68,10 +68,13 @@ type AgentRun struct {
 	InstanceErrors int    `json:"instance_errors"`
 	// ReferenceChecks counts instance evaluations compared with the
 	// reference evaluator.
-	ReferenceChecks int     `json:"reference_checks"`
-	MaxEventCost    int64   `json:"max_event_cost"`
-	TotalCost       int64   `json:"total_cost"`
-	BytesPerEvent   float64 `json:"bytes_per_event"`
+	ReferenceChecks int `json:"reference_checks"`
+	// Candidates counts the instances the interpreter tested in full,
+	// summed over the events: the work the index did not spare.
+	Candidates    int64   `json:"candidates"`
+	MaxEventCost  int64   `json:"max_event_cost"`
+	TotalCost     int64   `json:"total_cost"`
+	BytesPerEvent float64 `json:"bytes_per_event"`
 	// Seconds is how long the run took by PreflightOptions.Now; it is
 	// reported, never judged.
 	Seconds float64 `json:"seconds"`
@@ -507,6 +510,9 @@ func (p *preflight) agent(ctx context.Context, m *Manifest) (run AgentRun, err e
 			sample = append(sample, Event{Type: e.Type, Inputs: slices.Clone(e.Inputs)})
 		}
 
+		if e.Type == c.Type {
+			run.Candidates += int64(len(p.ev.candidates()))
+		}
 		cost := p.eventCost(e, &got)
 		run.TotalCost += cost
 		run.MaxEventCost = max(run.MaxEventCost, cost)
@@ -737,13 +743,13 @@ func (p *preflight) workFinding(agents []string, run *AgentRun) {
 		}
 		parts = append(parts, fmt.Sprintf("instance %s (%s units in all; input %d %q)", p.c.Instances[i].ID, thousands(p.instCost[i]), f, name))
 	}
-	mean := int64(0)
+	mean, cands := int64(0), int64(0)
 	if run.Events > 0 {
-		mean = run.TotalCost / int64(run.Events)
+		mean, cands = run.TotalCost/int64(run.Events), run.Candidates/int64(run.Events)
 	}
 	p.s.add(LevelError, "preflight-work-limit", Pos{}, inst, fld, agents,
-		"preflight stopped after %d events: together they cost %s units, over the limit of %s (%s units an event on average: its events are costly, or each touches much of the bundle); costliest instances: %s",
-		run.Events, thousands(run.TotalCost), thousands(p.opts.WorkBudget), thousands(mean), strings.Join(parts, ", "))
+		"preflight stopped after %d events: together they cost %s units, over the limit of %s (%s units and %s instances tested in full per event on average); costliest instances: %s",
+		run.Events, thousands(run.TotalCost), thousands(p.opts.WorkBudget), thousands(mean), thousands(cands), strings.Join(parts, ", "))
 }
 
 // checkSet picks the instances to compare with the reference on event k.
