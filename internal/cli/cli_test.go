@@ -489,6 +489,12 @@ func TestPreflight(t *testing.T) {
 			"ACCEPTED " + compiledIPC + " (acme/ipc@292)", "agent 7.11.0 (windows): 20 inputs"}},
 		{"source-and-compiled", preflightArgs(ipc292, compiledIPC), 0, []string{"ACCEPTED " + ipc292, "ACCEPTED " + compiledIPC}},
 		{"one-rejected-rejects-all", preflightArgs(compiledIPC, ch291), 1, []string{"ACCEPTED " + compiledIPC, "REJECTED " + ch291}},
+		// --current holds for compiled bytes too: 292 is not above 292.
+		{"compiled-not-above-current", preflightArgs("--current", "acme/ipc=292", compiledIPC), 1, []string{
+			"REJECTED " + compiledIPC, "error [version-not-increasing]", "version 292 is not above the channel's current version 292"}},
+		{"compiled-above-current", preflightArgs("--current", "acme/ipc=291", compiledIPC), 0, []string{
+			"ACCEPTED " + compiledIPC, "reference checks", "costliest event"}},
+		{"source-not-above-current", preflightArgs("--current", "acme/ipc=300", ipc292), 1, []string{"error [version-not-increasing]"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

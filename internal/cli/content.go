@@ -3,6 +3,7 @@ package cli
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -40,7 +41,7 @@ func newContentCmd() *cobra.Command {
 		Short: "Compile, validate, preflight and evaluate detection content",
 		Long: `Detection content is authored as YAML or JSON: template types, agent capability
 manifests and bundles (see docs/content-format.md). Exit status: 0 accepted,
-1 rejected, 2 usage or I/O error.`,
+1 rejected, 2 usage or I/O error, or interrupted (no verdict).`,
 		// Without Args and RunE cobra prints help and exits 0 for an
 		// unknown subcommand ("ringfence content nope").
 		Args:                  cobra.NoArgs,
@@ -78,13 +79,18 @@ func classify(err error) error {
 }
 
 func (f *contentFlags) currentVersion(b *content.Bundle) (uint64, error) {
-	s, ok := f.current[b.Vendor+"/"+b.Channel]
+	return f.currentFor(b.Vendor, b.Channel)
+}
+
+// currentFor is the --current version given for a channel, 0 when none.
+func (f *contentFlags) currentFor(vendor, channel string) (uint64, error) {
+	s, ok := f.current[vendor+"/"+channel]
 	if !ok {
 		return 0, nil
 	}
 	n, err := strconv.ParseUint(s, 10, 63)
 	if err != nil {
-		return 0, usage(fmt.Errorf("--current %s/%s=%s: not a version number", b.Vendor, b.Channel, s))
+		return 0, usage(fmt.Errorf("--current %s/%s=%s: not a version number", vendor, channel, s))
 	}
 	return n, nil
 }
@@ -358,60 +364,86 @@ func newPreflightCmd() *cobra.Command {
 	var f contentFlags
 	c := &cobra.Command{
 		Use:   "preflight --types DIR --manifests DIR BUNDLE...",
-		Short: "Run bundles through the real interpreter as every targeted agent would",
-		Long: `Compile each bundle (source or compiled bytes) and run it through the interpreter
-for every targeted capability manifest, over generated events: edge values for
-every field, truncated inputs, hostile values, and for every criterion an event
-with a non-wildcard value on the field it reads. Reports instance errors,
-interpreter defects (panics, disagreement with the reference evaluator) and
-time or allocation budget overruns.`,
+		Short: "Check bundles as every targeted agent would load and run them",
+		Long: `Check each bundle (source or compiled bytes) as every targeted agent would load
+and run it. First the agent's load rules: the version must be above --current,
+the fields embedded in a compiled bundle must be the catalog's template type,
+every targeted agent must support the type, and every instance must be within
+each agent's own limits (criteria per instance, regex program size). Then the
+bundle runs through the interpreter for every targeted agent over generated
+events: edge values for every field, for every criterion an event that
+satisfies it, truncated inputs and hostile values. Reports instance errors,
+interpreter defects (panics, disagreement with the reference evaluator), events
+over the cost budget (a cost model in units, not a clock: the verdict does not
+depend on the machine's load) and allocation per event. Ctrl-C stops it with
+exit status 2 and no verdict.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cat, err := f.loadCatalog(true)
 			if err != nil {
 				return err
 			}
+			ctx := cmd.Context()
 			var reports []*bundleReport
-			for _, path := range args {
-				c, r, err := loadProgram(cat, path)
-				if err != nil {
-					return err
+			for i, path := range args {
+				// The bundle is read, decoded and checked on another
+				// goroutine so that Ctrl-C ends the command at once even
+				// inside a step that cannot stop part-way (decoding or
+				// indexing a large bundle, one costly event); the process
+				// exits, so the abandoned work does not outlive it.
+				ch := make(chan preflightOutcome, 1)
+				go func() { ch <- f.preflightFile(ctx, cat, path) }()
+				var o preflightOutcome
+				select {
+				case o = <-ch:
+				case <-ctx.Done():
 				}
-				reports = append(reports, r)
-				if c == nil {
-					continue
+				if ctx.Err() != nil {
+					return usage(fmt.Errorf("preflight interrupted (%v) while checking %s (bundle %d of %d): no verdict",
+						context.Cause(ctx), path, i+1, len(args)))
 				}
-				targets, err := content.TargetsOf(c)
-				if err != nil {
-					r.Errors = append(r.Errors, err.Error())
-					continue
+				if o.err != nil {
+					return o.err
 				}
-				var targeted []*content.Manifest
-				for _, m := range cat.Manifests {
-					if targets.Matches(m) {
-						targeted = append(targeted, m)
-						r.Targeted = append(r.Targeted, m.Agent())
-					}
-				}
-				rep := content.Preflight(c, targeted, content.PreflightOptions{})
-				r.Findings = append(r.Findings, rep.Findings...)
-				r.Agents = rep.Agents
-				r.Accepted = r.Findings.Errors() == 0 && len(targeted) > 0
-				if len(targeted) == 0 {
-					r.Errors = append(r.Errors, fmt.Sprintf("%s: targets match no capability manifest: nothing to preflight against", path))
-				}
-				r.extra = func(w io.Writer) {
-					for _, a := range rep.Agents {
-						fmt.Fprintf(w, "  agent %s: %d inputs, %d events, %d matches, %d instance errors, slowest event %dµs, %.0f B/event\n",
-							a.Agent, a.Inputs, a.Events, a.Matches, a.InstanceErrors, a.MaxEventNanos/1000, a.BytesPerEvent)
-					}
-				}
+				reports = append(reports, o.r)
 			}
 			return writeReports(cmd.OutOrStdout(), f.json, reports)
 		},
 	}
 	f.register(c, true)
 	return c
+}
+
+type preflightOutcome struct {
+	r   *bundleReport
+	err error
+}
+
+// preflightFile reads one bundle and preflights it.
+func (f *contentFlags) preflightFile(ctx context.Context, cat *content.Catalog, path string) preflightOutcome {
+	c, r, err := loadProgram(cat, path)
+	if err != nil || c == nil {
+		return preflightOutcome{r, err}
+	}
+	cur, err := f.currentFor(c.Vendor, c.Channel)
+	if err != nil {
+		return preflightOutcome{nil, err}
+	}
+	rep, err := cat.Preflight(ctx, c, content.PreflightOptions{Current: cur})
+	if err != nil {
+		return preflightOutcome{nil, usage(fmt.Errorf("preflight %s: %w", path, err))}
+	}
+	r.Findings = append(r.Findings, rep.Findings...)
+	r.Agents = rep.Agents
+	r.Targeted = rep.Targeted
+	r.Accepted = r.Findings.Errors() == 0 && len(r.Errors) == 0
+	r.extra = func(w io.Writer) {
+		for _, a := range rep.Agents {
+			fmt.Fprintf(w, "  agent %s: %d inputs, %d events, %d matches, %d instance errors, %d reference checks, costliest event %d units, %.0f B/event\n",
+				a.Agent, a.Inputs, a.Events, a.Matches, a.InstanceErrors, a.ReferenceChecks, a.MaxEventCost, a.BytesPerEvent)
+		}
+	}
+	return preflightOutcome{r, nil}
 }
 
 type evalMatch struct {

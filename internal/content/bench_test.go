@@ -1,6 +1,8 @@
 package content_test
 
 import (
+	"context"
+	"fmt"
 	"testing"
 
 	"github.com/ringfence/ringfence/internal/content"
@@ -51,4 +53,36 @@ func benchEval(b *testing.B, eval func(content.Event, *content.Result), events [
 		eval(events[i%len(events)], &res)
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}
+
+// BenchmarkPreflight measures preflight at growing bundle sizes; ns/op
+// divided by the instance count should stay flat (linear growth). Run
+//
+//	go test -run '^$' -bench BenchmarkPreflight -benchtime 1x ./internal/content/
+//
+// or `go run ./bench/preflight` for seconds per size and the ratios.
+func BenchmarkPreflight(b *testing.B) {
+	tt := synth.TemplateType()
+	ref := tt.Ref()
+	mk := func(minor uint32, inputs int) *content.Manifest {
+		return &content.Manifest{AgentVersion: content.AgentVersion{Major: 7, Minor: minor}, Platform: "windows",
+			Supplies: map[content.TypeRef]int{ref: inputs}, Limits: content.DefaultLimits}
+	}
+	cat := &content.Catalog{Types: map[content.TypeRef]*content.TemplateType{ref: tt},
+		Manifests: []*content.Manifest{mk(11, 20), mk(12, 21)}}
+	for _, n := range []int{1000, 10_000, 100_000} {
+		b.Run(fmt.Sprintf("instances=%d", n), func(b *testing.B) {
+			c := synth.Compiled(n, 1)
+			for b.Loop() {
+				rep, err := cat.Preflight(context.Background(), c, content.PreflightOptions{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if e := rep.Findings.Errors(); e > 0 {
+					b.Fatalf("synthetic bundle rejected: %v", rep.Findings[0])
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/instance")
+		})
+	}
 }

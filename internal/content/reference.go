@@ -73,8 +73,34 @@ func globToRegex(p string) string {
 // Eval evaluates every instance on the event.
 func (r *Reference) Eval(ev Event, res *Result) {
 	res.reset()
-	if ev.Type != r.c.Type {
+	inputs, ok := r.begin(ev)
+	if !ok {
 		return
+	}
+	for i := range r.c.Instances {
+		r.evalInstance(i, inputs, res)
+	}
+}
+
+// EvalOnly evaluates only the listed instances (ascending, each once) on
+// the event: Eval restricted to them, at a cost that grows with the list,
+// not the bundle. Preflight uses it to check the indexed evaluator on the
+// instances that matter for each event without an O(bundle) pass.
+func (r *Reference) EvalOnly(ev Event, insts []int32, res *Result) {
+	res.reset()
+	inputs, ok := r.begin(ev)
+	if !ok {
+		return
+	}
+	for _, i := range insts {
+		r.evalInstance(int(i), inputs, res)
+	}
+}
+
+// begin prepares one event and returns the inputs the bundle can read.
+func (r *Reference) begin(ev Event) ([]Value, bool) {
+	if ev.Type != r.c.Type {
+		return nil, false
 	}
 	n := min(len(ev.Inputs), len(r.c.Fields))
 	// Fold each case-insensitive input once per event, not per criterion.
@@ -86,25 +112,24 @@ func (r *Reference) Eval(ev Event, res *Result) {
 		}
 		r.fold = append(r.fold, s)
 	}
-	for i, in := range r.c.Instances {
-		if f, reason := r.instanceError(in, ev.Inputs[:n]); reason != 0 {
-			res.Errors = append(res.Errors, InstanceError{Instance: int32(i), Field: f, Reason: reason})
-			continue
+	return ev.Inputs[:n], true
+}
+
+func (r *Reference) evalInstance(i int, inputs []Value, res *Result) {
+	in := r.c.Instances[i]
+	if f, reason := r.instanceError(in, inputs); reason != 0 {
+		res.Errors = append(res.Errors, InstanceError{Instance: int32(i), Field: f, Reason: reason})
+		return
+	}
+	for j, cr := range in.Criteria {
+		if cr.Op == OpAny {
+			continue // reads nothing, so an absent input is fine
 		}
-		ok := true
-		for j, cr := range in.Criteria {
-			if cr.Op == OpAny {
-				continue // reads nothing, so an absent input is fine
-			}
-			if !r.match(i, j, cr, ev.Inputs[cr.Field-1], r.fold[cr.Field-1]) {
-				ok = false
-				break
-			}
-		}
-		if ok {
-			res.Matches = append(res.Matches, int32(i))
+		if !r.match(i, j, cr, inputs[cr.Field-1], r.fold[cr.Field-1]) {
+			return
 		}
 	}
+	res.Matches = append(res.Matches, int32(i))
 }
 
 // instanceError: reading past the inputs wins over a bad value; otherwise

@@ -129,10 +129,7 @@ func (v *Validation) Accepted() bool { return v.Compiled != nil && v.Findings.Er
 func (cat *Catalog) Validate(b *Bundle, current uint64) *Validation {
 	s := &findingSink{bundle: b.Name()}
 	v := &Validation{}
-	if b.Version <= current {
-		s.add(LevelError, "version-not-increasing", b.Pos, "", nil, nil,
-			"version %d is not above the channel's current version %d", b.Version, current)
-	}
+	checkVersion(s, b.Pos, b.Version, current)
 	tt := cat.Types[b.TemplateType]
 	if tt == nil {
 		var known []string
@@ -323,57 +320,10 @@ func agentWords(agents []string, one, many string) string {
 }
 
 // checkAgents holds the rules that depend on what each targeted agent
-// really supplies and accepts.
+// really supplies and accepts (agentrules.go, shared with preflight).
 func (cat *Catalog) checkAgents(s *findingSink, b *Bundle, tt *TemplateType, targeted []*Manifest) {
-	var supporting []*Manifest
-	for _, g := range group(targeted, func(m *Manifest) (int, bool) { _, ok := m.Supplies[tt.Ref()]; return 0, !ok }) {
-		s.add(LevelError, "template-type-unsupported", b.Pos, "", nil, g.agents, "%s",
-			agentWords(g.agents, "does not support template type "+tt.Ref().String(), "do not support template type "+tt.Ref().String()))
-	}
-	for _, m := range targeted {
-		if _, ok := m.Supplies[tt.Ref()]; ok {
-			supporting = append(supporting, m)
-		}
-	}
-	for i := range b.Instances {
-		in := &b.Instances[i]
-		label := in.ID
-		if label == "" {
-			label = fmt.Sprintf("#%d", i+1)
-		}
-		for _, g := range group(supporting, func(m *Manifest) (int, bool) { return m.Limits.MaxCriteria, len(in.Criteria) > m.Limits.MaxCriteria }) {
-			s.add(LevelError, "too-many-criteria", in.Pos, label, nil, g.agents,
-				"%d criteria, but %s", len(in.Criteria), agentWords(g.agents, fmt.Sprintf("accepts at most %d", g.value), fmt.Sprintf("accept at most %d", g.value)))
-		}
-		for j := range in.Criteria {
-			cr := &in.Criteria[j]
-			f := resolveField(tt, cr)
-			if f == nil {
-				continue // reported by Compile
-			}
-			for _, g := range group(supporting, func(m *Manifest) (int, bool) { n := m.Supplies[tt.Ref()]; return n, f.Index > n }) {
-				words := agentWords(g.agents, fmt.Sprintf("supplies %d inputs for %s", g.value, tt.Ref()), fmt.Sprintf("supply %d inputs for %s", g.value, tt.Ref()))
-				if cr.Op == OpAny {
-					s.add(LevelWarning, "wildcard-on-unsupplied-input", cr.Pos, label, f, g.agents,
-						"wildcard criterion on input %d %q but %s; harmless while the op is \"any\", an error with any other op", f.Index, f.Name, words)
-					continue
-				}
-				s.add(LevelError, "input-not-supplied", cr.Pos, label, f, g.agents,
-					"criterion on input %d %q but %s", f.Index, f.Name, words)
-			}
-			if cr.Op == OpRegex && cr.Value != nil {
-				size, err := regexProgramSize(cr.Value.Text, f.Type.folded())
-				if err != nil {
-					continue // reported by Compile
-				}
-				for _, g := range group(supporting, func(m *Manifest) (int, bool) { return m.Limits.MaxRegexProgram, size > m.Limits.MaxRegexProgram }) {
-					s.add(LevelError, "regex-too-large", cr.Pos, label, f, g.agents,
-						"regex on input %d %q compiles to %d instructions, but %s", f.Index, f.Name, size,
-						agentWords(g.agents, fmt.Sprintf("accepts at most %d", g.value), fmt.Sprintf("accept at most %d", g.value)))
-				}
-			}
-		}
-	}
+	supporting := supportingAgents(s, b.Pos, tt.Ref(), targeted)
+	checkAgentRules(s, tt.Ref(), supporting, sourceRuleInstances(b, tt), true)
 }
 
 func resolveField(tt *TemplateType, cr *Criterion) *Field {

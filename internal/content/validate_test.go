@@ -297,15 +297,15 @@ func tooManyBytes() *content.Bundle {
 // second argument of findingSink.add, or through compileCriterion's bad.
 var ruleRe = regexp.MustCompile(`(?:\.add\(\s*Level\w+,\s*|\bbad\(\s*)"([a-z0-9-]+)"`)
 
-// TestValidateCoversEveryRule fails when a rule emitted by compile.go or
-// validate.go has no case in validateCases.
+// TestValidateCoversEveryRule fails when a rule emitted by compile.go,
+// validate.go or agentrules.go has no case in validateCases.
 func TestValidateCoversEveryRule(t *testing.T) {
 	covered := map[string]bool{}
 	for _, tc := range validateCases {
 		covered[tc.rule] = true
 	}
 	var emitted []string
-	for _, file := range []string{"compile.go", "validate.go"} {
+	for _, file := range []string{"compile.go", "validate.go", "agentrules.go"} {
 		src, err := os.ReadFile(file)
 		if err != nil {
 			t.Fatal(err)

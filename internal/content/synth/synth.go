@@ -72,7 +72,7 @@ func Bundle(n int, seed uint64) *content.Bundle {
 		case k < 80:
 			c("pipe_name", content.OpGlob).Value = str(fmt.Sprintf(`\\.\pipe\svc%04d_*`, i))
 		case k < 90:
-			c("remote_host", content.OpCIDR).Value = str(fmt.Sprintf("10.%d.%d.0/24", i/256, i%256))
+			c("remote_host", content.OpCIDR).Value = str(subnet(i) + ".0/24")
 		case k < 94:
 			c("process_cmdline", content.OpContains).Value = str(fmt.Sprintf("--payload-%04d", i))
 		case k < 97:
@@ -96,6 +96,10 @@ func Bundle(n int, seed uint64) *content.Bundle {
 	}
 	return b
 }
+
+// subnet is instance i's /24: 10.x.y below 65,536 instances, then 11.x.y
+// and on, so that bundles up to MaxInstances stay valid.
+func subnet(i int) string { return fmt.Sprintf("%d.%d.%d", 10+i/65536, i/256%256, i%256) }
 
 func pipeName(i int) string { return fmt.Sprintf(`\\.\pipe\evil_%05d`, i) }
 func digest(i int) string   { return fmt.Sprintf("%064x", uint64(i)*0x9e3779b97f4a7c15+1) }
@@ -133,7 +137,7 @@ func Events(count, n int, seed uint64) []content.Event {
 			case 3:
 				image = fmt.Sprintf(`D:\bin\TOOL%04d.EXE`, i)
 			case 4:
-				host = fmt.Sprintf("10.%d.%d.7", i/256, i%256)
+				host = subnet(i) + ".7"
 			case 5:
 				cmd = fmt.Sprintf("app.exe --payload-%04d", i)
 			}
