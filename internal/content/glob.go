@@ -41,7 +41,7 @@ type globMatcher struct {
 
 // globSeg is the part of a pattern between two stars.
 type globSeg struct {
-	items []rune     // one per input character consumed: a rune, anyRune or utf8.RuneError
+	items []rune     // first segment with wildcards: a rune, anyRune or utf8.RuneError per character
 	wild  bool       // some item is anyRune or utf8.RuneError
 	lit   string     // the segment as text, when it has no wildcard
 	kmp   *litSearch // searches a literal segment between stars
@@ -66,13 +66,16 @@ func compileGlob(p string, fold bool) *globMatcher {
 			s.wild = s.wild || r == anyRune || r == utf8.RuneError
 			s.items = append(s.items, r)
 		}
+		// Only a wildcard segment matched in place (the first) keeps its
+		// items; the others keep the tables they are searched with.
 		switch {
 		case s.wild && i > 0:
 			s.sa = newShiftAnd(s.items)
+			s.items = nil
 		case s.wild:
-			// The first segment is matched in place, not searched.
 		default:
 			s.lit = string(s.items)
+			s.items = nil
 			if middle {
 				s.kmp = newLitSearch(s.lit, fold)
 			}
