@@ -46,6 +46,10 @@ type globSeg struct {
 	lit   string     // the segment as text, when it has no wildcard
 	kmp   *litSearch // searches a literal segment between stars
 	sa    *shiftAnd  // searches a wildcard segment after the first star
+	// need is the fewest input bytes this segment and the ones after it
+	// can match (a character is at least a byte), so a search that cannot
+	// succeed is not started.
+	need int
 }
 
 // compileGlob prepares a glob pattern; it decodes the pattern as the
@@ -59,6 +63,7 @@ func compileGlob(p string, fold bool) *globMatcher {
 			continue // consecutive stars are one star
 		}
 		var s globSeg
+		s.need = len(part) // bytes of a literal; at least the characters of a wildcard segment
 		for _, r := range part {
 			if r == '?' {
 				r = anyRune
@@ -71,8 +76,10 @@ func compileGlob(p string, fold bool) *globMatcher {
 		switch {
 		case s.wild && i > 0:
 			s.sa = newShiftAnd(s.items)
+			s.need = len(s.items)
 			s.items = nil
 		case s.wild:
+			s.need = len(s.items)
 		default:
 			s.lit = string(s.items)
 			s.items = nil
@@ -81,6 +88,9 @@ func compileGlob(p string, fold bool) *globMatcher {
 			}
 		}
 		g.segs = append(g.segs, s)
+	}
+	for k := len(g.segs) - 2; k >= 0; k-- {
+		g.segs[k].need += g.segs[k+1].need
 	}
 	return g
 }
@@ -95,6 +105,9 @@ func (g *globMatcher) match(s string) bool {
 // bound on the work rather than time it.
 func (g *globMatcher) run(s string) (ok bool, steps int) {
 	first := &g.segs[0]
+	if len(s) < first.need {
+		return false, 1
+	}
 	pos, ok, n := g.matchAt(first, s, 0)
 	steps += n
 	if !ok {
@@ -106,6 +119,9 @@ func (g *globMatcher) run(s string) (ok bool, steps int) {
 	last := &g.segs[len(g.segs)-1]
 	for k := 1; k < len(g.segs)-1; k++ {
 		seg := &g.segs[k]
+		if len(s)-pos < seg.need {
+			return false, steps + 1
+		}
 		var end int
 		if !seg.wild {
 			i, n := seg.kmp.index(s, pos)
@@ -199,6 +215,9 @@ func (l *litSearch) index(s string, from int) (at, steps int) {
 	p := l.pat
 	if len(p) == 0 {
 		return from, 0
+	}
+	if len(s)-from < len(p) {
+		return -1, 1
 	}
 	// Skipping to the next possible first byte is linear too, and lets
 	// the common case run at memchr speed.
@@ -327,6 +346,9 @@ func (x *shiftAnd) atEnd(s string, from int, fold bool) (ok bool, steps int) {
 // first match; otherwise it reads to the end and reports whether a match
 // ends there.
 func (x *shiftAnd) scan(s string, from int, fold, stop bool) (end int, last bool, steps int) {
+	if len(s)-from < x.n {
+		return -1, false, 1 // every item takes at least a byte
+	}
 	top := uint64(1) << ((x.n - 1) % 64)
 	if x.words == 1 {
 		var d uint64
@@ -343,17 +365,20 @@ func (x *shiftAnd) scan(s string, from int, fold, stop bool) (end int, last bool
 	}
 	d := x.state
 	clear(d)
-	for i := from; i < len(s); {
+	// After t characters no bit above t-1 is set, so only the low words
+	// need work until the state has had time to fill.
+	for i, t := from, 0; i < len(s); t++ {
 		k, w := x.next(s, i, fold)
 		i += w
-		m := x.masks[k*x.words : (k+1)*x.words]
-		m = m[:len(d)]
+		active := min(x.words, t/64+1)
+		m := x.masks[k*x.words : k*x.words+active]
+		live := d[:active]
 		carry := uint64(1)
-		for j, dj := range d {
-			d[j] = (dj<<1 | carry) & m[j]
+		for j, dj := range live {
+			live[j] = (dj<<1 | carry) & m[j]
 			carry = dj >> 63
 		}
-		steps += x.words
+		steps += active
 		if d[len(d)-1]&top != 0 && stop {
 			return i, true, steps
 		}

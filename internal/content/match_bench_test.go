@@ -15,7 +15,11 @@ import (
 // every event runs the matcher.
 var globWorstCases = []struct{ name, pattern string }{
 	// One long literal segment between stars: every restart re-reads it.
+	// (At 1 KiB the input is shorter than the pattern and is refused at
+	// once; the old matcher also gave up early there.)
 	{"literal", "*" + strings.Repeat("a", content.MaxValueLen-3) + "b*"},
+	// A segment that fits in every input size.
+	{"literal-mid", "*" + strings.Repeat("a", 511) + "b*"},
 	// The same with '?' inside the segment, which a plain substring search
 	// cannot take.
 	{"qmark", "*" + strings.Repeat("a?", (content.MaxValueLen-3)/2) + "b*"},
