@@ -21,10 +21,11 @@ import (
 // leaves the most room for the rest. Each input byte is then read by one
 // segment search only. A segment without '?' or U+FFFD is searched as
 // text with Knuth-Morris-Pratt, at most two steps per byte; one with
-// wildcards by bit-parallel Shift-And, one step per input character and
-// 64 segment characters, so a segment at MaxValueLen costs at most 64
-// word operations per input byte and a segment of up to 64 characters, the
-// usual case, one.
+// wildcards by bit-parallel Shift-And, one word operation per input
+// character for every 64 characters of the segment: one for segments of
+// up to 64 characters, the usual case, and at most 64 at MaxValueLen.
+// (Matching '?' in linear time independent of the pattern would take
+// heavier machinery; this bound is fixed by MaxValueLen.)
 
 // anyRune stands for '?' in a segment: it matches every character.
 // utf8.RuneError in a segment stands for U+FFFD, which matches the
