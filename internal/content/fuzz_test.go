@@ -326,6 +326,9 @@ func newDict(c *content.Compiled) *dict {
 	for _, f := range c.Fields {
 		d.strs = append(d.strs, f.Values...)
 	}
+	// Texts the patterns match come last, so the indexes the seed corpus
+	// uses for the values themselves stay put.
+	var witnesses []string
 	for _, in := range c.Instances {
 		for _, cr := range in.Criteria {
 			for _, s := range cr.Strs {
@@ -337,18 +340,19 @@ func newDict(c *content.Compiled) *dict {
 			d.nums = append(d.nums, cr.Nums...)
 			switch folded := c.Fields[cr.Field-1].Type == content.TypePath; cr.Op {
 			case content.OpRegex:
-				// Texts the pattern matches, caseless letters in each case
-				// of their fold orbit, so that events reach flags and folds.
+				// Caseless letters in each case of their fold orbit, so
+				// that events reach inline flags and Unicode folding.
 				for steps := range 3 {
-					d.strs = append(d.strs, regexWitness(cr.Strs[0], folded, steps))
+					witnesses = append(witnesses, regexWitness(cr.Strs[0], folded, steps))
 				}
 			case content.OpGlob:
 				for _, one := range []string{"é", "\xff"} {
-					d.strs = append(d.strs, strings.NewReplacer("*", "", "?", one).Replace(cr.Strs[0]))
+					witnesses = append(witnesses, strings.NewReplacer("*", "", "?", one).Replace(cr.Strs[0]))
 				}
 			}
 		}
 	}
+	d.strs = append(d.strs, witnesses...)
 	return d
 }
 
