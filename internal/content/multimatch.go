@@ -19,6 +19,10 @@ type substrIndex struct {
 	// state with instances of its own (0: none), so a match reports every
 	// pattern ending there without copying lists into each state.
 	dict []int32
+	// hit is the state itself if it has instances, else dict: the first
+	// state to report, found with one load on the common byte that ends no
+	// pattern.
+	hit []int32
 	// seen stamps the states whose instances this event has pushed (the
 	// Evaluator's epoch): an input that revisits a state, such as "aaaa"
 	// against the pattern "a", pushes its list once, not once a byte.
@@ -80,6 +84,7 @@ func buildSubstrIndex(pats []substrPattern, fold bool) *substrIndex {
 	// Failure links, breadth first, folded into a full transition table.
 	fail := make([]int32, len(x.out))
 	x.dict = make([]int32, len(x.out))
+	x.hit = make([]int32, len(x.out))
 	x.seen = make([]uint32, len(x.out))
 	queue := []int32{}
 	for c := range x.classes {
@@ -94,6 +99,10 @@ func buildSubstrIndex(pats []substrPattern, fold bool) *substrIndex {
 			x.dict[s] = f
 		} else {
 			x.dict[s] = x.dict[f]
+		}
+		x.hit[s] = x.dict[s]
+		if len(x.out[s]) > 0 {
+			x.hit[s] = s
 		}
 		for c := range x.classes {
 			k := int(s)*x.classes + c
@@ -115,7 +124,7 @@ func (e *Evaluator) scanSubstr(x *substrIndex, s string) {
 		st = x.delta[int(st)*x.classes+int(x.class[s[i]])]
 		// A stamped state's dictionary suffixes are stamped too, so the
 		// walk stops at the first state already done this event.
-		for t := st; t != 0 && x.seen[t] != e.epoch; t = x.dict[t] {
+		for t := x.hit[st]; t != 0 && x.seen[t] != e.epoch; t = x.dict[t] {
 			x.seen[t] = e.epoch
 			e.push(x.out[t])
 		}
