@@ -10,10 +10,12 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp/syntax"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"unicode"
 
 	"go.yaml.in/yaml/v3"
 
@@ -138,6 +140,29 @@ instances:
       - {field: p, op: suffix, value: '\svchost.exe'}
       - {field: u, op: range, min: 1, max: 65535}
       - {field: ip, op: cidr, value: 192.0.2.0/24}
+  # Inline flags, flag groups and non-ASCII case (issue 15). On a path
+  # field a regex runs as (?i) plus the pattern: (?-i) turns folding off in
+  # its scope, and (?i) folds Unicode (the Kelvin sign is a k).
+  - id: p-regex-case-sensitive
+    criteria: [{field: p, op: regex, value: '(?-i)^C:\\Win'}]
+  - id: p-regex-flag-group
+    criteria: [{field: p, op: regex, value: '^(?-i:ABC)d'}]
+  - id: p-regex-flags-switch
+    criteria: [{field: p, op: regex, value: '^(?-i)X(?i)y'}]
+  - id: p-regex-unicode-fold
+    criteria: [{field: p, op: regex, value: '^\x{212a}é'}]
+  - id: s-regex-inline-i
+    criteria: [{field: s, op: regex, value: '^(?i)AB'}]
+  - id: s-regex-dotall
+    criteria: [{field: s, op: regex, value: '(?s)^a.b$'}]
+  - id: s-regex-multiline
+    criteria: [{field: s, op: regex, value: '(?m)^b$'}]
+  - id: s-regex-ungreedy
+    criteria: [{field: s, op: regex, value: '(?U)^a+b'}]
+  - id: p-glob-multibyte
+    criteria: [{field: p, op: glob, value: '*\é?*.EXE'}]
+  - id: s-glob-stars
+    criteria: [{field: s, op: glob, value: '*a?a*a?b*'}]
 `
 
 // fixture is what the fuzz targets share: the examples catalog (plus the
@@ -301,6 +326,9 @@ func newDict(c *content.Compiled) *dict {
 	for _, f := range c.Fields {
 		d.strs = append(d.strs, f.Values...)
 	}
+	// Texts the patterns match come last, so the indexes the seed corpus
+	// uses for the values themselves stay put.
+	var witnesses []string
 	for _, in := range c.Instances {
 		for _, cr := range in.Criteria {
 			for _, s := range cr.Strs {
@@ -310,9 +338,76 @@ func newDict(c *content.Compiled) *dict {
 				d.strs = append(d.strs, s)
 			}
 			d.nums = append(d.nums, cr.Nums...)
+			switch folded := c.Fields[cr.Field-1].Type == content.TypePath; cr.Op {
+			case content.OpRegex:
+				// Caseless letters in each case of their fold orbit, so
+				// that events reach inline flags and Unicode folding.
+				for steps := range 3 {
+					witnesses = append(witnesses, regexWitness(cr.Strs[0], folded, steps))
+				}
+			case content.OpGlob:
+				for _, one := range []string{"é", "\xff"} {
+					witnesses = append(witnesses, strings.NewReplacer("*", "", "?", one).Replace(cr.Strs[0]))
+				}
+			}
 		}
 	}
+	d.strs = append(d.strs, witnesses...)
 	return d
+}
+
+// regexWitness builds a text the pattern matches by the simplest choice
+// at each node, with each caseless literal rune moved foldSteps along its
+// fold orbit (so "k" becomes "\u212a", then "K").
+func regexWitness(pattern string, folded bool, foldSteps int) string {
+	flags := syntax.Perl
+	if folded {
+		flags |= syntax.FoldCase
+	}
+	re, err := syntax.Parse(pattern, flags)
+	if err != nil {
+		return pattern
+	}
+	var b strings.Builder
+	var walk func(r *syntax.Regexp, depth int)
+	walk = func(r *syntax.Regexp, depth int) {
+		if depth > 50 {
+			return
+		}
+		switch r.Op {
+		case syntax.OpLiteral:
+			for _, c := range r.Rune {
+				if r.Flags&syntax.FoldCase != 0 {
+					for range foldSteps {
+						c = unicode.SimpleFold(c)
+					}
+				}
+				b.WriteRune(c)
+			}
+		case syntax.OpCharClass:
+			if len(r.Rune) > 0 {
+				b.WriteRune(r.Rune[0])
+			}
+		case syntax.OpAnyChar:
+			b.WriteString("\n")
+		case syntax.OpAnyCharNotNL:
+			b.WriteString("é")
+		case syntax.OpPlus:
+			walk(r.Sub[0], depth+1)
+		case syntax.OpRepeat:
+			for range r.Min {
+				walk(r.Sub[0], depth+1)
+			}
+		case syntax.OpCapture, syntax.OpAlternate:
+			walk(r.Sub[0], depth+1)
+		case syntax.OpConcat:
+			for _, sub := range r.Sub {
+				walk(sub, depth+1)
+			}
+		}
+	}
+	walk(re, 0)
+	return b.String()
 }
 
 // typical returns a plausible value of the field's type.

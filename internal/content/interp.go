@@ -5,10 +5,8 @@ import (
 	"math"
 	"net/netip"
 	"regexp"
-	"regexp/syntax"
 	"slices"
 	"sort"
-	"strings"
 )
 
 // ErrReason says why an instance could not be evaluated on an event.
@@ -71,6 +69,9 @@ type crit struct {
 	addrs []netip.Addr // ip equals/in, sorted
 	pfx   netip.Prefix // cidr
 	re    *regexp.Regexp
+	key   string // regex: literal every match begins with, in index form
+	glob  *globMatcher
+	lit   *litSearch // contains
 }
 
 type instance struct {
@@ -201,11 +202,15 @@ func prepare(t FieldType, cc CompiledCriterion) (crit, error) {
 	cr := crit{field: cc.Field - 1, op: cc.Op, typ: t, fold: t.folded(), strs: cc.Strs, nums: cc.Nums}
 	switch {
 	case cc.Op == OpRegex:
-		re, err := compileRegex(cc.Strs[0], cr.fold)
+		p, err := planRegex(cc.Strs[0], cr.fold)
 		if err != nil {
 			return crit{}, err
 		}
-		cr.re = re
+		cr.re, cr.key = p.re, p.key
+	case cc.Op == OpGlob:
+		cr.glob = compileGlob(cc.Strs[0], cr.fold)
+	case cc.Op == OpContains:
+		cr.lit = newLitSearch(cc.Strs[0], cr.fold)
 	case cc.Op == OpCIDR:
 		p, err := netip.ParsePrefix(cc.Strs[0])
 		if err != nil {
@@ -275,8 +280,7 @@ func anchor(idx []*fieldIndex, crits []crit, inst int32) bool {
 	case OpSuffix:
 		add(bucketFor(&fi.suffix, len(cr.strs[0])), hashReverse(cr.strs[0], false))
 	case OpRegex:
-		p := regexLiteralPrefix(cr.re)
-		add(bucketFor(&fi.prefix, len(p)), hashString(p, false))
+		add(bucketFor(&fi.prefix, len(cr.key)), hashString(cr.key, false))
 	case OpContains:
 		fi.substrPats = append(fi.substrPats, substrPattern{cr.strs[0], inst})
 	case OpRange:
@@ -319,34 +323,11 @@ func anchorScore(cr crit) int {
 			return 10 + min(n, 80)
 		}
 	case OpRegex:
-		if p := regexLiteralPrefix(cr.re); p != "" {
-			return 10 + min(len(p), 80)
+		if cr.key != "" {
+			return 10 + min(len(cr.key), 80)
 		}
 	}
 	return 0
-}
-
-// regexLiteralPrefix is the literal text every input the regex matches
-// must begin with, for patterns anchored at the start of the text and
-// without case folding; otherwise "".
-func regexLiteralPrefix(re *regexp.Regexp) string {
-	if re == nil {
-		return ""
-	}
-	r, err := syntax.Parse(re.String(), syntax.Perl)
-	if err != nil || r.Op != syntax.OpConcat || len(r.Sub) < 2 || r.Sub[0].Op != syntax.OpBeginText {
-		return ""
-	}
-	var b strings.Builder
-	for _, sub := range r.Sub[1:] {
-		// A literal U+FFFD also matches any byte that is not valid UTF-8,
-		// so its encoding cannot anchor the regex.
-		if sub.Op != syntax.OpLiteral || sub.Flags&syntax.FoldCase != 0 || slices.Contains(sub.Rune, '\uFFFD') {
-			break
-		}
-		b.WriteString(string(sub.Rune))
-	}
-	return b.String()
 }
 
 func bucketFor(bs *[]bucket, n int) map[uint64][]int32 {
@@ -371,6 +352,11 @@ func (e *Evaluator) Eval(ev Event, res *Result) {
 	e.epoch++
 	if e.epoch == 0 {
 		clear(e.stamp)
+		for k := range e.index {
+			if x := e.index[k].substr; x != nil {
+				clear(x.seen)
+			}
+		}
 		e.epoch = 1
 	}
 	n := min(len(ev.Inputs), len(e.c.Fields))
@@ -572,9 +558,9 @@ func (e *Evaluator) match(cr *crit, v Value) bool {
 		p := cr.strs[0]
 		return len(v.Str) >= len(p) && equalFold(v.Str[len(v.Str)-len(p):], p, cr.fold)
 	case OpContains:
-		return containsFold(v.Str, cr.strs[0], cr.fold)
+		return cr.lit.contains(v.Str)
 	case OpGlob:
-		return matchGlob(cr.strs[0], v.Str, cr.fold)
+		return cr.glob.match(v.Str)
 	case OpRegex:
 		return cr.re.MatchString(v.Str)
 	case OpCIDR:
@@ -671,16 +657,4 @@ func compareFold(p, s string, fold bool) int {
 		}
 	}
 	return len(p) - len(s)
-}
-
-func containsFold(s, p string, fold bool) bool {
-	if !fold {
-		return strings.Contains(s, p)
-	}
-	for i := 0; i+len(p) <= len(s); i++ {
-		if equalFold(s[i:i+len(p)], p, fold) {
-			return true
-		}
-	}
-	return false
 }

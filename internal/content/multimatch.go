@@ -7,13 +7,26 @@ import (
 
 // substrIndex finds, in one pass over an input, every "contains" anchor
 // that occurs in it: an Aho-Corasick automaton over byte classes, so the
-// cost per event is the input's length, not the number of patterns.
+// cost per event is the input's length plus the instances found, not the
+// number of patterns.
 type substrIndex struct {
 	fold    bool
 	class   [256]uint8
 	classes int
-	delta   []int32 // state*classes + class -> next state
-	out     [][]int32
+	delta   []int32   // state*classes + class -> next state
+	out     [][]int32 // instances whose pattern ends exactly at the state
+	// dict links a state to the longest proper suffix of it that is a
+	// state with instances of its own (0: none), so a match reports every
+	// pattern ending there without copying lists into each state.
+	dict []int32
+	// hit is the state itself if it has instances, else dict: the first
+	// state to report, found with one load on the common byte that ends no
+	// pattern.
+	hit []int32
+	// seen stamps the states whose instances this event has pushed (the
+	// Evaluator's epoch): an input that revisits a state, such as "aaaa"
+	// against the pattern "a", pushes its list once, not once a byte.
+	seen []uint32
 }
 
 // maxSubstrTable bounds the automaton's transition table (entries); a
@@ -70,6 +83,9 @@ func buildSubstrIndex(pats []substrPattern, fold bool) *substrIndex {
 	}
 	// Failure links, breadth first, folded into a full transition table.
 	fail := make([]int32, len(x.out))
+	x.dict = make([]int32, len(x.out))
+	x.hit = make([]int32, len(x.out))
+	x.seen = make([]uint32, len(x.out))
 	queue := []int32{}
 	for c := range x.classes {
 		if t := x.delta[c]; t != 0 {
@@ -80,7 +96,13 @@ func buildSubstrIndex(pats []substrPattern, fold bool) *substrIndex {
 		s := queue[0]
 		queue = queue[1:]
 		if f := fail[s]; len(x.out[f]) > 0 {
-			x.out[s] = slices.Compact(slices.Sorted(slices.Values(append(slices.Clone(x.out[s]), x.out[f]...))))
+			x.dict[s] = f
+		} else {
+			x.dict[s] = x.dict[f]
+		}
+		x.hit[s] = x.dict[s]
+		if len(x.out[s]) > 0 {
+			x.hit[s] = s
 		}
 		for c := range x.classes {
 			k := int(s)*x.classes + c
@@ -100,8 +122,11 @@ func (e *Evaluator) scanSubstr(x *substrIndex, s string) {
 	st := int32(0)
 	for i := 0; i < len(s); i++ {
 		st = x.delta[int(st)*x.classes+int(x.class[s[i]])]
-		if o := x.out[st]; len(o) > 0 {
-			e.push(o)
+		// A stamped state's dictionary suffixes are stamped too, so the
+		// walk stops at the first state already done this event.
+		for t := x.hit[st]; t != 0 && x.seen[t] != e.epoch; t = x.dict[t] {
+			x.seen[t] = e.epoch
+			e.push(x.out[t])
 		}
 	}
 }

@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"math"
 	"regexp"
+	"regexp/syntax"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"unicode"
 
 	"pgregory.net/rapid"
 
@@ -124,12 +126,21 @@ func (s *propStats) record(c *content.Compiled, r content.Result) {
 // The alphabets. Criteria and events draw from the same tokens, so that
 // equality, prefixes, globs and regexes hit. The tokens include upper and
 // lower case (path fields fold ASCII case), non-ASCII letters whose case is
-// not folded, the Kelvin sign (which (?i) folds to k) and U+FFFD; events
-// also get invalid UTF-8 and NUL.
+// not folded, the Kelvin sign and the long s (which (?i) folds to k and s),
+// newlines (for (?s) and (?m)) and U+FFFD; events also get invalid UTF-8
+// and NUL.
 var (
-	strTokens   = []string{"a", "b", "A", "B", "ab", "k", "\u212a", "é", "É", `\`, "/", ".", "x", "\ufffd"}
+	strTokens   = []string{"a", "b", "A", "B", "ab", "k", "\u212a", "é", "É", `\`, "/", ".", "x", "\ufffd", "S", "\u017f", "\n"}
 	eventTokens = append(slices.Clone(strTokens), "\xff", "\x00", "\xe2\x82")
-	regexAtoms  = []string{".", ".*", "[a-b]", "(a|B)", "x?", "b+", `\\`, `\.`, "[^a]", `\x{212a}`, `\pL`}
+	// runeTokens are single characters as the decoder sees them, for '?'.
+	runeTokens = []string{"a", "B", "é", "€", "\u212a", "\ufffd", "\xff", "\n"}
+	regexAtoms = []string{".", ".*", "[a-b]", "(a|B)", "x?", "b+", `\\`, `\.`, "[^a]", `\x{212a}`, `\pL`,
+		`(?s:.)`, `(?m:^)`, `(?m:$)`, `\n`, "a+?", "[[:upper:]]"}
+	// regexFlags start a pattern or switch flags in the middle of one: the
+	// evaluators must apply each in its scope, and the index must not key
+	// a pattern on text whose case the flags in force make inexact.
+	regexFlags  = []string{"(?i)", "(?-i)", "(?s)", "(?m)", "(?U)", "(?is)", "(?i-s)", "(?-i)(?m)"}
+	regexGroups = []string{"(?i:", "(?-i:", "(?s:", "(?U:"}
 	digests     = []string{strings.Repeat("a", 64), strings.Repeat("0", 64),
 		"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"}
 	ints  = []int64{-3, -2, -1, 0, 1, 2, 3, math.MinInt64, math.MaxInt64}
@@ -217,7 +228,7 @@ func genCriterion(t *rapid.T, tt *content.TemplateType) content.Criterion {
 	case content.OpGlob:
 		cr.Value = &content.Scalar{Text: caseMix(t, genText(t, append(slices.Clone(strTokens), "*", "?", "*"), 1, 4), f.Type), Tag: "!!str"}
 	case content.OpRegex:
-		cr.Value = &content.Scalar{Text: genRegex(t), Tag: "!!str"}
+		cr.Value = &content.Scalar{Text: genRegex(t, f.Type), Tag: "!!str"}
 	default:
 		v := genScalar(t, f)
 		cr.Value = &v
@@ -285,27 +296,119 @@ func caseMix(t *rapid.T, s string, ft content.FieldType) string {
 	return string(b)
 }
 
-func genRegex(t *rapid.T) string {
+// genRegex draws a pattern from literal tokens (case-mixed on folded
+// fields, where only the flags decide whether case matters), atoms, inline
+// flags and flag groups.
+func genRegex(t *rapid.T, ft content.FieldType) string {
 	var b strings.Builder
-	if rapid.IntRange(0, 3).Draw(t, "fold") == 0 {
-		b.WriteString("(?i)")
+	if rapid.IntRange(0, 2).Draw(t, "leading flags") == 0 {
+		b.WriteString(rapid.SampledFrom(regexFlags).Draw(t, "flags"))
 	}
 	if rapid.Bool().Draw(t, "anchor start") {
 		b.WriteString("^")
 	}
-	for range rapid.IntRange(0, 3).Draw(t, "atoms") {
-		if rapid.Bool().Draw(t, "literal") {
-			b.WriteString(regexp.QuoteMeta(rapid.SampledFrom(strTokens).Draw(t, "literal token")))
-		} else {
+	open := 0
+	for range rapid.IntRange(0, 4).Draw(t, "atoms") {
+		switch rapid.IntRange(0, 6).Draw(t, "atom kind") {
+		case 0, 1, 2:
+			tok := caseMix(t, rapid.SampledFrom(strTokens).Draw(t, "literal token"), ft)
+			b.WriteString(regexp.QuoteMeta(tok))
+		case 3:
 			b.WriteString(rapid.SampledFrom(regexAtoms).Draw(t, "atom"))
+		case 4:
+			b.WriteString(rapid.SampledFrom(regexFlags).Draw(t, "inline flags"))
+		case 5:
+			b.WriteString(rapid.SampledFrom(regexGroups).Draw(t, "group"))
+			open++
+		case 6:
+			if open > 0 {
+				b.WriteString(")")
+				open--
+			}
 		}
 	}
+	b.WriteString(strings.Repeat(")", open))
 	if rapid.IntRange(0, 2).Draw(t, "anchor end") == 0 {
 		b.WriteString("$")
 	}
 	if b.Len() == 0 {
 		b.WriteString("x") // an empty regex is refused: it matches everything
 	}
+	return b.String()
+}
+
+// regexSample draws a text the pattern is likely to match, by walking its
+// syntax tree: caseless literals in any case of their fold orbit (Kelvin
+// sign included), classes by one of their runes, repeats a few times.
+func regexSample(t *rapid.T, pattern string, folded bool) string {
+	flags := syntax.Perl
+	if folded {
+		flags |= syntax.FoldCase
+	}
+	re, err := syntax.Parse(pattern, flags)
+	if err != nil {
+		return pattern
+	}
+	var b strings.Builder
+	var walk func(r *syntax.Regexp, depth int)
+	walk = func(r *syntax.Regexp, depth int) {
+		if depth > 20 {
+			return
+		}
+		switch r.Op {
+		case syntax.OpLiteral:
+			for _, c := range r.Rune {
+				if r.Flags&syntax.FoldCase != 0 {
+					for range rapid.IntRange(0, 2).Draw(t, "fold step") {
+						c = unicode.SimpleFold(c)
+					}
+				}
+				b.WriteRune(c)
+			}
+		case syntax.OpCharClass:
+			if len(r.Rune) < 2 {
+				return
+			}
+			k := rapid.IntRange(0, len(r.Rune)/2-1).Draw(t, "class range")
+			lo, hi := r.Rune[2*k], r.Rune[2*k+1]
+			b.WriteRune(lo + rune(rapid.IntRange(0, int(min(hi-lo, 40))).Draw(t, "class rune")))
+		case syntax.OpAnyCharNotNL, syntax.OpAnyChar:
+			c := rapid.SampledFrom(runeTokens).Draw(t, "any char")
+			if c == "\n" && r.Op == syntax.OpAnyCharNotNL {
+				c = "a"
+			}
+			b.WriteString(c)
+		case syntax.OpBeginLine, syntax.OpEndLine:
+			if rapid.Bool().Draw(t, "newline") {
+				b.WriteString("\n")
+			}
+		case syntax.OpStar, syntax.OpPlus, syntax.OpQuest, syntax.OpRepeat:
+			lo, hi := 0, 2
+			switch r.Op {
+			case syntax.OpPlus:
+				lo = 1
+			case syntax.OpQuest:
+				hi = 1
+			case syntax.OpRepeat:
+				lo, hi = r.Min, r.Max
+				if hi < 0 || hi > lo+2 {
+					hi = lo + 2
+				}
+			}
+			for range rapid.IntRange(lo, hi).Draw(t, "repeat") {
+				walk(r.Sub[0], depth+1)
+			}
+		case syntax.OpCapture:
+			walk(r.Sub[0], depth+1)
+		case syntax.OpConcat:
+			for _, sub := range r.Sub {
+				walk(sub, depth+1)
+			}
+		case syntax.OpAlternate:
+			walk(rapid.SampledFrom(r.Sub).Draw(t, "alternative"), depth+1)
+		}
+	}
+	walk(re, 0)
 	return b.String()
 }
 
@@ -343,10 +446,14 @@ func genEvent(t *rapid.T, tt *content.TemplateType, b *content.Bundle) content.E
 // dresses it the way events vary: other case, text around it.
 func fromCriteria(t *rapid.T, f *content.Field, b *content.Bundle) content.Value {
 	var pool []content.Scalar
+	var regexes []string
 	for _, in := range b.Instances {
 		for _, cr := range in.Criteria {
 			if cr.FieldName != f.Name && cr.FieldIndex != f.Index {
 				continue
+			}
+			if cr.Op == content.OpRegex {
+				regexes = append(regexes, cr.Value.Text)
 			}
 			for _, p := range []*content.Scalar{cr.Value, cr.Min, cr.Max} {
 				if p != nil {
@@ -358,6 +465,13 @@ func fromCriteria(t *rapid.T, f *content.Field, b *content.Bundle) content.Value
 	}
 	if len(pool) == 0 {
 		return genValue(t, f)
+	}
+	if len(regexes) > 0 && rapid.Bool().Draw(t, "regex sample") {
+		v := regexSample(t, rapid.SampledFrom(regexes).Draw(t, "regex"), f.Type == content.TypePath)
+		if rapid.Bool().Draw(t, "decorate") {
+			v = genText(t, eventTokens, 0, 1) + v + genText(t, eventTokens, 0, 1)
+		}
+		return content.Str(caseMix(t, v, f.Type))
 	}
 	s := rapid.SampledFrom(pool).Draw(t, "criterion value")
 	switch f.Type {
@@ -380,7 +494,7 @@ func fromCriteria(t *rapid.T, f *content.Field, b *content.Bundle) content.Value
 		return content.Str(s.Text)
 	case content.TypeString, content.TypePath:
 		// Globs and regexes are not values; their text still shares tokens.
-		v := strings.NewReplacer("*", genText(t, eventTokens, 0, 2), "?", "a").Replace(s.Text)
+		v := strings.NewReplacer("*", genText(t, eventTokens, 0, 2), "?", rapid.SampledFrom(runeTokens).Draw(t, "one char")).Replace(s.Text)
 		v = genText(t, eventTokens, 0, 1) + v + genText(t, eventTokens, 0, 1)
 		return content.Str(caseMix(t, v, f.Type))
 	}

@@ -37,7 +37,9 @@ func NewReference(c *Compiled) (*Reference, error) {
 			var err error
 			switch cr.Op {
 			case OpRegex:
-				res[j], err = compileRegex(cr.Strs[0], fold)
+				var p regexPlan
+				p, err = planRegex(cr.Strs[0], fold)
+				res[j] = p.re
 			case OpGlob:
 				res[j], err = regexp.Compile(globToRegex(cr.Strs[0]))
 			case OpCIDR:
