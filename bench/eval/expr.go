@@ -95,7 +95,7 @@ func (x *exprEval) Eval(e content.Event, res *content.Result) {
 			a, _ := netip.ParseAddr(v.Str)
 			x.env[f.Name] = a.Unmap()
 		case content.TypePath, content.TypeSHA256:
-			x.env[f.Name] = foldASCII(v.Str)
+			x.env[f.Name] = content.FoldASCII(v.Str)
 		default:
 			x.env[f.Name] = v.Str
 		}
@@ -228,21 +228,4 @@ func globRegex(p string) string {
 	}
 	b.WriteString(`$`)
 	return b.String()
-}
-
-// foldASCII lower-cases ASCII letters only, as the interpreter folds paths
-// and digests.
-func foldASCII(s string) string {
-	for i := 0; i < len(s); i++ {
-		if 'A' <= s[i] && s[i] <= 'Z' {
-			b := []byte(s)
-			for j := i; j < len(b); j++ {
-				if 'A' <= b[j] && b[j] <= 'Z' {
-					b[j] += 'a' - 'A'
-				}
-			}
-			return string(b)
-		}
-	}
-	return s
 }

@@ -389,14 +389,14 @@ func addValue(cc *CompiledCriterion, f *Field, v Scalar) error {
 		if !isSHA256(v.Text) {
 			return fmt.Errorf("value %q is not a SHA-256 digest (64 hex digits)", v.Text)
 		}
-		cc.Strs = append(cc.Strs, foldASCII(v.Text))
+		cc.Strs = append(cc.Strs, FoldASCII(v.Text))
 	case TypeEnum:
 		if !slices.Contains(f.Values, v.Text) {
 			return fmt.Errorf("value %q is not one of the enum values (%s)", v.Text, strings.Join(f.Values, ", "))
 		}
 		cc.Strs = append(cc.Strs, v.Text)
 	case TypePath:
-		cc.Strs = append(cc.Strs, foldASCII(v.Text))
+		cc.Strs = append(cc.Strs, FoldASCII(v.Text))
 	default:
 		cc.Strs = append(cc.Strs, v.Text)
 	}
@@ -489,9 +489,11 @@ func compileRegex(pattern string, fold bool) (*regexp.Regexp, error) {
 	return regexp.Compile(pattern)
 }
 
-// foldASCII lower-cases ASCII letters only: Windows path comparison is
-// case-insensitive, and ASCII folding cannot change a string's length.
-func foldASCII(s string) string {
+// FoldASCII is how path and digest values are folded for comparison:
+// ASCII letters lower-cased, nothing else touched. Windows path comparison
+// is case-insensitive, and ASCII folding cannot change a string's length.
+// Exported for tools that must compare as the interpreter does (bench/eval).
+func FoldASCII(s string) string {
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; 'A' <= c && c <= 'Z' {
 			b := []byte(s)

@@ -431,7 +431,7 @@ func checkNormalised(f CompiledField, op Op, s string) error {
 			return fmt.Errorf("ip %q is not canonical", s)
 		}
 	case f.Type == TypeSHA256:
-		if !isSHA256(s) || foldASCII(s) != s {
+		if !isSHA256(s) || FoldASCII(s) != s {
 			return fmt.Errorf("sha256 %q is not canonical", s)
 		}
 	case f.Type == TypeEnum:
@@ -439,7 +439,7 @@ func checkNormalised(f CompiledField, op Op, s string) error {
 			return fmt.Errorf("enum value %q unknown", s)
 		}
 	case f.Type.folded():
-		if foldASCII(s) != s {
+		if FoldASCII(s) != s {
 			return fmt.Errorf("path value %q is not folded", s)
 		}
 	}

@@ -10,12 +10,10 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"regexp/syntax"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
-	"unicode"
 
 	"go.yaml.in/yaml/v3"
 
@@ -360,54 +358,24 @@ func newDict(c *content.Compiled) *dict {
 // at each node, with each caseless literal rune moved foldSteps along its
 // fold orbit (so "k" becomes "\u212a", then "K").
 func regexWitness(pattern string, folded bool, foldSteps int) string {
-	flags := syntax.Perl
-	if folded {
-		flags |= syntax.FoldCase
+	return regexText(pattern, folded, 50, simplest{foldSteps})
+}
+
+// simplest takes the first choice everywhere; '.' is a newline under
+// (?s) and a non-ASCII letter otherwise, which folding must not break.
+type simplest struct{ fold int }
+
+func (c simplest) foldSteps() int          { return c.fold }
+func (simplest) classRange(int) int        { return 0 }
+func (simplest) classRune(lo, _ rune) rune { return lo }
+func (simplest) lineBreak() bool           { return false }
+func (simplest) repeat(lo, _ int) int      { return lo }
+func (simplest) alternative(int) int       { return 0 }
+func (simplest) anyChar(newline bool) string {
+	if newline {
+		return "\n"
 	}
-	re, err := syntax.Parse(pattern, flags)
-	if err != nil {
-		return pattern
-	}
-	var b strings.Builder
-	var walk func(r *syntax.Regexp, depth int)
-	walk = func(r *syntax.Regexp, depth int) {
-		if depth > 50 {
-			return
-		}
-		switch r.Op {
-		case syntax.OpLiteral:
-			for _, c := range r.Rune {
-				if r.Flags&syntax.FoldCase != 0 {
-					for range foldSteps {
-						c = unicode.SimpleFold(c)
-					}
-				}
-				b.WriteRune(c)
-			}
-		case syntax.OpCharClass:
-			if len(r.Rune) > 0 {
-				b.WriteRune(r.Rune[0])
-			}
-		case syntax.OpAnyChar:
-			b.WriteString("\n")
-		case syntax.OpAnyCharNotNL:
-			b.WriteString("é")
-		case syntax.OpPlus:
-			walk(r.Sub[0], depth+1)
-		case syntax.OpRepeat:
-			for range r.Min {
-				walk(r.Sub[0], depth+1)
-			}
-		case syntax.OpCapture, syntax.OpAlternate:
-			walk(r.Sub[0], depth+1)
-		case syntax.OpConcat:
-			for _, sub := range r.Sub {
-				walk(sub, depth+1)
-			}
-		}
-	}
-	walk(re, 0)
-	return b.String()
+	return "é"
 }
 
 // typical returns a plausible value of the field's type.

@@ -37,7 +37,7 @@ func TestGlobMatchesRegexSpec(t *testing.T) {
 			p = draw(patTokens, 1+r.IntN(8))
 		}
 		if fold {
-			p = foldASCII(p)
+			p = FoldASCII(p)
 		}
 		g := compileGlob(p, fold)
 		spec := regexp.MustCompile(globToRegex(p))
@@ -54,7 +54,7 @@ func TestGlobMatchesRegexSpec(t *testing.T) {
 			}
 			want := s
 			if fold {
-				want = foldASCII(s)
+				want = FoldASCII(s)
 			}
 			checks++
 			ok := spec.MatchString(want)
@@ -87,12 +87,12 @@ func TestLitSearchFindsFirst(t *testing.T) {
 		fold := r.IntN(2) == 0
 		p, s := draw(1+r.IntN(6)), draw(r.IntN(30))
 		if fold {
-			p = foldASCII(p)
+			p = FoldASCII(p)
 		}
 		from := r.IntN(len(s) + 1)
 		text := s
 		if fold {
-			text = foldASCII(s)
+			text = FoldASCII(s)
 		}
 		want := strings.Index(text[from:], p)
 		if want >= 0 {
@@ -219,7 +219,7 @@ func TestRegexKeySound(t *testing.T) {
 				continue
 			}
 			if fold {
-				in = foldASCII(in)
+				in = FoldASCII(in)
 			}
 			if !strings.HasPrefix(in, p.key) || !utf8.ValidString(p.key) {
 				t.Fatalf("regex %q (fold %v) matches %q but its key is %q", b.String(), fold, s.String(), p.key)

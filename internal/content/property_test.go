@@ -337,10 +337,20 @@ func genRegex(t *rapid.T, ft content.FieldType) string {
 	return b.String()
 }
 
-// regexSample draws a text the pattern is likely to match, by walking its
-// syntax tree: caseless literals in any case of their fold orbit (Kelvin
-// sign included), classes by one of their runes, repeats a few times.
-func regexSample(t *rapid.T, pattern string, folded bool) string {
+// regexChooser makes the choices regexText leaves open at each node.
+type regexChooser interface {
+	foldSteps() int              // how far along its fold orbit a caseless rune moves
+	classRune(lo, hi rune) rune  // one rune of a class's range
+	classRange(n int) int        // which of a class's n ranges
+	anyChar(newline bool) string // a character for . ((?s): newline allowed)
+	lineBreak() bool             // whether ^ or $ writes a newline
+	repeat(lo, hi int) int       // how many times a repeat's body is written
+	alternative(n int) int       // which of n alternatives
+}
+
+// regexText builds a text the pattern is meant to match by walking its
+// syntax tree, taking every open choice from ch.
+func regexText(pattern string, folded bool, maxDepth int, ch regexChooser) string {
 	flags := syntax.Perl
 	if folded {
 		flags |= syntax.FoldCase
@@ -352,14 +362,14 @@ func regexSample(t *rapid.T, pattern string, folded bool) string {
 	var b strings.Builder
 	var walk func(r *syntax.Regexp, depth int)
 	walk = func(r *syntax.Regexp, depth int) {
-		if depth > 20 {
+		if depth > maxDepth {
 			return
 		}
 		switch r.Op {
 		case syntax.OpLiteral:
 			for _, c := range r.Rune {
 				if r.Flags&syntax.FoldCase != 0 {
-					for range rapid.IntRange(0, 2).Draw(t, "fold step") {
+					for range ch.foldSteps() {
 						c = unicode.SimpleFold(c)
 					}
 				}
@@ -369,17 +379,12 @@ func regexSample(t *rapid.T, pattern string, folded bool) string {
 			if len(r.Rune) < 2 {
 				return
 			}
-			k := rapid.IntRange(0, len(r.Rune)/2-1).Draw(t, "class range")
-			lo, hi := r.Rune[2*k], r.Rune[2*k+1]
-			b.WriteRune(lo + rune(rapid.IntRange(0, int(min(hi-lo, 40))).Draw(t, "class rune")))
+			k := ch.classRange(len(r.Rune) / 2)
+			b.WriteRune(ch.classRune(r.Rune[2*k], r.Rune[2*k+1]))
 		case syntax.OpAnyCharNotNL, syntax.OpAnyChar:
-			c := rapid.SampledFrom(runeTokens).Draw(t, "any char")
-			if c == "\n" && r.Op == syntax.OpAnyCharNotNL {
-				c = "a"
-			}
-			b.WriteString(c)
+			b.WriteString(ch.anyChar(r.Op == syntax.OpAnyChar))
 		case syntax.OpBeginLine, syntax.OpEndLine:
-			if rapid.Bool().Draw(t, "newline") {
+			if ch.lineBreak() {
 				b.WriteString("\n")
 			}
 		case syntax.OpStar, syntax.OpPlus, syntax.OpQuest, syntax.OpRepeat:
@@ -395,7 +400,7 @@ func regexSample(t *rapid.T, pattern string, folded bool) string {
 					hi = lo + 2
 				}
 			}
-			for range rapid.IntRange(lo, hi).Draw(t, "repeat") {
+			for range ch.repeat(lo, hi) {
 				walk(r.Sub[0], depth+1)
 			}
 		case syntax.OpCapture:
@@ -405,11 +410,40 @@ func regexSample(t *rapid.T, pattern string, folded bool) string {
 				walk(sub, depth+1)
 			}
 		case syntax.OpAlternate:
-			walk(rapid.SampledFrom(r.Sub).Draw(t, "alternative"), depth+1)
+			walk(r.Sub[ch.alternative(len(r.Sub))], depth+1)
 		}
 	}
 	walk(re, 0)
 	return b.String()
+}
+
+// rapidChoices draws every choice: caseless literals in any case of their
+// fold orbit (Kelvin sign included), classes by one of their runes,
+// repeats a few times.
+type rapidChoices struct{ t *rapid.T }
+
+func (c rapidChoices) foldSteps() int { return rapid.IntRange(0, 2).Draw(c.t, "fold step") }
+func (c rapidChoices) classRange(n int) int {
+	return rapid.IntRange(0, n-1).Draw(c.t, "class range")
+}
+func (c rapidChoices) classRune(lo, hi rune) rune {
+	return lo + rune(rapid.IntRange(0, int(min(hi-lo, 40))).Draw(c.t, "class rune"))
+}
+func (c rapidChoices) anyChar(newline bool) string {
+	if s := rapid.SampledFrom(runeTokens).Draw(c.t, "any char"); s != "\n" || newline {
+		return s
+	}
+	return "a"
+}
+func (c rapidChoices) lineBreak() bool       { return rapid.Bool().Draw(c.t, "newline") }
+func (c rapidChoices) repeat(lo, hi int) int { return rapid.IntRange(lo, hi).Draw(c.t, "repeat") }
+func (c rapidChoices) alternative(n int) int {
+	return rapid.IntRange(0, n-1).Draw(c.t, "alternative")
+}
+
+// regexSample draws a text the pattern is likely to match.
+func regexSample(t *rapid.T, pattern string, folded bool) string {
+	return regexText(pattern, folded, 20, rapidChoices{t})
 }
 
 // genEvent draws an event for tt: usually of its type, with 0 to n+2

@@ -110,7 +110,7 @@ func (r *Reference) begin(ev Event) ([]Value, bool) {
 	for f := range n {
 		s := ev.Inputs[f].Str
 		if r.typs[f].folded() {
-			s = foldASCII(s)
+			s = FoldASCII(s)
 		}
 		r.fold = append(r.fold, s)
 	}
