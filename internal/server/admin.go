@@ -662,6 +662,16 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request, p Principal) er
 		counts[i] = content.AgentCount{Platform: c.Platform, AgentVersion: c.AgentVersion, Devices: c.Devices}
 	}
 	s.cfg.Catalog.CheckFleet(b, v, counts)
+	if v.Accepted() {
+		// What validate passed also runs through the agents' interpreter
+		// as each targeted agent would, before anything ships: validation
+		// alone let the 2024 content reach every host.
+		rep, err := s.cfg.Catalog.Preflight(r.Context(), v.Compiled, content.PreflightOptions{Current: current, AllocBudget: -1})
+		if err != nil {
+			return fmt.Errorf("preflight of %s@%d: %w", ch, b.Version, err)
+		}
+		v.Findings = append(v.Findings, rep.Findings...)
+	}
 	resp := PublishResult{Channel: ch, Version: b.Version, Findings: v.Findings}
 	if resp.Findings == nil {
 		resp.Findings = content.Findings{}

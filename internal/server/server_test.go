@@ -24,6 +24,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -1294,6 +1296,25 @@ func TestPublishRefusesAgentsNoManifestDescribes(t *testing.T) {
 				e.must(t, http.StatusOK, "POST", "/v1/devices/"+d.ID+"/revoke", e.creds.AdminToken, map[string]string{"reason": "test: retired"}, nil)
 			}
 		}
+		e.must(t, http.StatusCreated, "POST", "/v1/channels/acme/ipc/publish", e.creds.PublisherToken, bundleSource(t, "acme", "ipc", 293), nil)
+	})
+}
+
+// Publishing runs preflight after validation: a bundle every validation
+// rule passes, but whose events cost each agent more than the budget (five
+// regexes no index anchors, over a long command line), is refused.
+func TestPublishRunsPreflight(t *testing.T) {
+	forEachStore(t, func(t *testing.T, e *env) {
+		src, err := os.ReadFile(filepath.Join("..", "content", "testdata", "adversarial", "preflight-cost-five-unanchored-regexes.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body := strings.NewReplacer("channel: cmdline", "channel: ipc", "version: 300", "version: 293").Replace(string(src))
+		code, resp := e.call(t, "POST", "/v1/channels/acme/ipc/publish", e.creds.PublisherToken, body)
+		if code != http.StatusUnprocessableEntity || !strings.Contains(string(resp), "cost-budget") {
+			t.Fatalf("publish of a bundle over the cost budget: %d %s", code, resp)
+		}
+		// The channel is unchanged: the next version is still 293.
 		e.must(t, http.StatusCreated, "POST", "/v1/channels/acme/ipc/publish", e.creds.PublisherToken, bundleSource(t, "acme", "ipc", 293), nil)
 	})
 }
