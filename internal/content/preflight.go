@@ -40,7 +40,8 @@ type PreflightOptions struct {
 	// the evaluator is warm. Default 256. Negative skips the measurement:
 	// Go counts allocations per process, so in a server answering other
 	// requests the figure would be theirs too (the server skips it; the
-	// CLI, alone in its process, measures).
+	// CLI, alone in its process, measures). A race-detector build never
+	// measures: there sync.Pool drops its contents at random.
 	AllocBudget float64
 	// Now times each agent's run for the report. No verdict depends on it:
 	// a loaded machine gives the verdict an idle one does. Default time.Now.
@@ -587,10 +588,11 @@ func (p *preflight) agent(ctx context.Context, m *Manifest) (run AgentRun, err e
 	if err := ctx.Err(); err != nil {
 		return run, err
 	}
-	if p.opts.AllocBudget >= 0 {
+	measure := p.opts.AllocBudget >= 0 && !raceEnabled
+	if measure {
 		run.BytesPerEvent = allocPerEvent(ctx, p.ev, sample, &got)
 	}
-	if p.opts.AllocBudget >= 0 && run.BytesPerEvent > p.opts.AllocBudget {
+	if measure && run.BytesPerEvent > p.opts.AllocBudget {
 		p.s.add(LevelError, "alloc-budget", Pos{}, "", nil, agents,
 			"evaluation allocates %.0f bytes per event, over the budget of %.0f", run.BytesPerEvent, p.opts.AllocBudget)
 	}
