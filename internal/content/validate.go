@@ -202,9 +202,11 @@ type AgentCount struct {
 
 // CheckFleet adds to a validation the agent versions devices in the field
 // run that the bundle's targets take but no targeted manifest describes:
-// the server would not deliver to them (Delivers), and nothing checked
-// what they supply, so the range or the catalog is wrong. Versions that
-// do not parse are left out: no range takes them.
+// the server does not deliver to them (Delivers), and nothing checked
+// what they supply, so the range or the catalog is wrong. A warning, not
+// an error: devices choose the version they report, and one enrolled
+// device must not be able to stop a vendor publishing. Versions that do
+// not parse are left out: no range takes them.
 func (cat *Catalog) CheckFleet(b *Bundle, v *Validation, fleet []AgentCount) {
 	s := &findingSink{bundle: b.Name()}
 	for _, c := range fleet {
@@ -217,8 +219,8 @@ func (cat *Catalog) CheckFleet(b *Bundle, v *Validation, fleet []AgentCount) {
 		if m := cat.Describing(c.Platform, av); m != nil {
 			why = fmt.Sprintf("manifest %s describes it, and the range excludes %s", m.AgentVersion, m.AgentVersion)
 		}
-		s.add(LevelError, "agent-without-manifest", cmp.Or(b.Targets.Pos, b.Pos), "", nil, []string{agent},
-			"targets.agent_versions %q takes agent %s, which %d enrolled devices run, but %s: they would not receive this bundle, and nothing checked what they supply; add its manifest to the catalog or narrow the range",
+		s.add(LevelWarning, "agent-without-manifest", cmp.Or(b.Targets.Pos, b.Pos), "", nil, []string{agent},
+			"targets.agent_versions %q takes agent %s, which %d enrolled devices run, but %s: they will not receive this bundle, since nothing checked what they supply; add its manifest to the catalog or narrow the range",
 			b.Targets.AgentVersions.String(), agent, c.Devices, why)
 	}
 	v.Findings = sortFindings(append(v.Findings, s.out...))

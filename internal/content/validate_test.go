@@ -84,7 +84,7 @@ var validateCases = []validateCase{
 		message: `targets.agent_versions ">1.0.0" takes agent 1.0.1 (linux), which manifest 1.0.0 describes, but excludes 1.0.0 itself`},
 	// 1.0.7 is described by 1.0.0, 3.1.0 by nothing; the bundle is for
 	// linux, so windows devices do not matter, nor do unparseable versions.
-	{name: "agent-without-manifest", rule: "agent-without-manifest", level: content.LevelError,
+	{name: "agent-without-manifest", rule: "agent-without-manifest", level: content.LevelWarning, accepted: true,
 		fleet: []content.AgentCount{{Platform: "linux", AgentVersion: "1.0.7", Devices: 40}, {Platform: "linux", AgentVersion: "3.1.0", Devices: 12},
 			{Platform: "windows", AgentVersion: "9.0.0", Devices: 5}, {Platform: "linux", AgentVersion: "garbage", Devices: 1}},
 		message: `targets.agent_versions ">=1.0.0" takes agent 3.1.0 (linux), which 12 enrolled devices run, but no manifest describes it`},

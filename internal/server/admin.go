@@ -666,7 +666,13 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request, p Principal) er
 		// What validate passed also runs through the agents' interpreter
 		// as each targeted agent would, before anything ships: validation
 		// alone let the 2024 content reach every host.
+		select {
+		case s.preflightSlot <- struct{}{}:
+		case <-r.Context().Done():
+			return fmt.Errorf("preflight of %s@%d: %w", ch, b.Version, r.Context().Err())
+		}
 		rep, err := s.cfg.Catalog.Preflight(r.Context(), v.Compiled, content.PreflightOptions{Current: current, AllocBudget: -1})
+		<-s.preflightSlot
 		if err != nil {
 			return fmt.Errorf("preflight of %s@%d: %w", ch, b.Version, err)
 		}

@@ -161,13 +161,16 @@ type Server struct {
 	budgets                   budgets
 	// tufMu serialises changes to the signed-update repository's files.
 	tufMu sync.Mutex
+	// preflightSlot lets one publish run preflight at a time: a large
+	// bundle takes seconds of a core, and check-ins need the others.
+	preflightSlot chan struct{}
 }
 
 // New builds a server on a store. now is the clock (time.Now in
 // production, a fake in tests).
 func New(cfg Config, st store.Store, now func() time.Time, log *slog.Logger) *Server {
 	cfg.defaults()
-	s := &Server{cfg: cfg, store: st, now: now, log: log, rebuild: make(chan struct{}, 1)}
+	s := &Server{cfg: cfg, store: st, now: now, log: log, rebuild: make(chan struct{}, 1), preflightSlot: make(chan struct{}, 1)}
 	s.authFail.perMinute = cfg.AuthFailures
 	s.enrolByToken.perMinute, s.enrolByAddr.perMinute = cfg.Enrolments, cfg.Enrolments
 	s.events.perMinute, s.events.burst = max(1, cfg.EventsPerHour/60), maxEventsPerCheckin

@@ -1273,19 +1273,34 @@ func TestAgentBuildChannel(t *testing.T) {
 }
 
 // A range that takes an agent version devices run, with no manifest to
-// describe it, is refused at publish: those devices would get nothing,
-// and nothing checked what they supply. Revoked devices do not count.
-func TestPublishRefusesAgentsNoManifestDescribes(t *testing.T) {
+// describe it, is named at publish: those devices will get nothing, and
+// nothing checked what they supply. It is a warning, not a refusal: a
+// device chooses the agent version it reports, so one enrolled device must
+// not be able to stop a vendor publishing (delivery already withholds the
+// bundle from it). Revoked devices do not count.
+func TestPublishNamesAgentsNoManifestDescribes(t *testing.T) {
 	forEachStore(t, func(t *testing.T, e *env) {
 		for range 3 {
 			e.enroll(t, "7.13.0")
 		}
-		code, body := e.call(t, "POST", "/v1/channels/acme/ipc/publish", e.creds.PublisherToken, bundleSource(t, "acme", "ipc", 293))
-		if code != http.StatusUnprocessableEntity || !strings.Contains(string(body), "agent-without-manifest") ||
-			!strings.Contains(string(body), "takes agent 7.13.0 (windows), which 3 enrolled devices run") {
-			t.Fatalf("publish with 7.13.0 devices: %d %s", code, body)
-		}
 		e.enroll(t, "7.12.4") // described by 7.12.0: fine
+		var pub struct {
+			Findings []struct {
+				Level, Rule, Message string
+			} `json:"findings"`
+		}
+		named := func() string {
+			for _, f := range pub.Findings {
+				if f.Rule == "agent-without-manifest" {
+					return f.Level + ": " + f.Message
+				}
+			}
+			return ""
+		}
+		e.must(t, http.StatusCreated, "POST", "/v1/channels/acme/ipc/publish", e.creds.PublisherToken, bundleSource(t, "acme", "ipc", 293), &pub)
+		if got := named(); !strings.HasPrefix(got, "warning: ") || !strings.Contains(got, "takes agent 7.13.0 (windows), which 3 enrolled devices run") {
+			t.Fatalf("publish with 7.13.0 devices: finding %q; findings %+v", got, pub.Findings)
+		}
 		var devs []struct {
 			ID           string `json:"id"`
 			AgentVersion string `json:"agent_version"`
@@ -1296,7 +1311,11 @@ func TestPublishRefusesAgentsNoManifestDescribes(t *testing.T) {
 				e.must(t, http.StatusOK, "POST", "/v1/devices/"+d.ID+"/revoke", e.creds.AdminToken, map[string]string{"reason": "test: retired"}, nil)
 			}
 		}
-		e.must(t, http.StatusCreated, "POST", "/v1/channels/acme/ipc/publish", e.creds.PublisherToken, bundleSource(t, "acme", "ipc", 293), nil)
+		pub.Findings = nil
+		e.must(t, http.StatusCreated, "POST", "/v1/channels/acme/ipc/publish", e.creds.PublisherToken, bundleSource(t, "acme", "ipc", 294), &pub)
+		if got := named(); got != "" {
+			t.Errorf("with the 7.13.0 devices revoked: %q", got)
+		}
 	})
 }
 
