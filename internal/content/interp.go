@@ -198,6 +198,10 @@ func NewEvaluator(c *Compiled) (*Evaluator, error) {
 // Compiled returns the bundle being evaluated.
 func (e *Evaluator) Compiled() *Compiled { return e.c }
 
+// candidates exposes the instances the last Eval tested in full (index
+// hits and unindexed instances): the cost model charges for those.
+func (e *Evaluator) candidates() []int32 { return e.cand }
+
 func prepare(t FieldType, cc CompiledCriterion) (crit, error) {
 	cr := crit{field: cc.Field - 1, op: cc.Op, typ: t, fold: t.folded(), strs: cc.Strs, nums: cc.Nums}
 	switch {

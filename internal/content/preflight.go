@@ -285,10 +285,6 @@ type indexedEvaluator interface {
 	candidates() []int32
 }
 
-// candidates exposes the instances the last Eval tested in full (index
-// hits and unindexed instances): the cost model charges for those.
-func (e *Evaluator) candidates() []int32 { return e.cand }
-
 var newIndexed = func(c *Compiled) (indexedEvaluator, error) {
 	ev, err := NewEvaluator(c)
 	if err != nil {
