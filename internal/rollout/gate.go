@@ -16,15 +16,21 @@ const (
 	// Rates per device-hour, treated devices against control devices of
 	// the same strata over the same windows.
 	GateWorkerCrash   Metric = "worker-crash"
-	GateUncleanReboot Metric = "unclean-reboot" // unclean reboots and boot loops
-	GateActionRate    Metric = "action-rate"    // blocks and alerts
+	GateUncleanReboot Metric = "unclean-reboot" // hosts that came back from an unplanned reboot
+	// GateBootLoop counts hosts that crashed at every start until their
+	// agent reverted the content: the mark of content that takes hosts
+	// down, which a healthy fleet almost never shows. With a control
+	// group near zero a handful of devices is decisive, where the same
+	// devices are lost among the background of unclean reboots.
+	GateBootLoop   Metric = "boot-loop"
+	GateActionRate Metric = "action-rate" // blocks and alerts
 	// Shares of devices.
 	GateSilence      Metric = "silence"       // offered the release, then not heard from in time
 	GateApplyFailure Metric = "apply-failure" // against the previous release on the channel
 	GateRevert       Metric = "revert"        // against the previous release on the channel
 )
 
-var metrics = []Metric{GateWorkerCrash, GateUncleanReboot, GateSilence, GateApplyFailure, GateRevert, GateActionRate}
+var metrics = []Metric{GateWorkerCrash, GateUncleanReboot, GateSilence, GateApplyFailure, GateRevert, GateActionRate, GateBootLoop}
 
 // GateSpec is one gate: an absolute limit and a relative test with a
 // stated false-alarm rate, judged only after a minimum exposure.
@@ -81,6 +87,7 @@ func DefaultGates() []GateSpec {
 		{Metric: GateApplyFailure, Limit: 0.05, Ratio: 3, Alpha: 0.001, MinExposure: 10},
 		{Metric: GateRevert, Limit: 0.02, Ratio: 3, Alpha: 0.001, MinExposure: 10},
 		{Metric: GateActionRate, Limit: 100, Ratio: 5, Alpha: 0.001, MinExposure: 5},
+		{Metric: GateBootLoop, Limit: 0.005, Ratio: 3, Alpha: 0.001, MinExposure: 5},
 	}
 }
 
@@ -279,7 +286,10 @@ func evaluate(g GateSpec, wave string, t Telemetry) GateResult {
 		names := []string{"worker-crash"}
 		return rateGate(g, wave, t, names, names, 1)
 	case GateUncleanReboot:
-		names := []string{"unclean-reboot", "boot-loop"}
+		names := []string{"unclean-reboot"}
+		return rateGate(g, wave, t, names, names, 1)
+	case GateBootLoop:
+		names := []string{"boot-loop"}
 		return rateGate(g, wave, t, names, names, 1)
 	case GateActionRate:
 		return rateGate(g, wave, t, []string{"action-alert", "action-block"}, []string{"action-device"}, ActionTolerance)

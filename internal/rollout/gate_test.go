@@ -176,20 +176,57 @@ func TestUncleanRebootGate(t *testing.T) {
 		return map[string]int64{"unclean-reboot": x, "boot-loop": loops, "control-unclean-reboot": y, "control-boot-loop": yloops}
 	}
 	tel := func(css ...[]Count) Telemetry { return Telemetry{Counts: join(css...), HeartbeatSpan: minute} }
-	healthy := tel(rates("linux/7.11.0/6.8", 100, 1000, reboots(1, 0, 8, 2)))
+	healthy := tel(rates("linux/7.11.0/6.8", 100, 1000, reboots(1, 0, 10, 2)))
 	cases := []gateCase{
 		{name: "pass", gate: spec(t, m, nil), tel: healthy, want: Pass,
 			msg: "unclean-reboot rate 0.01 vs 0.01 per device-hour in control (canary, 100.0 device-hours)"},
-		{name: "fail/absolute-limit-boot-loops-count", gate: spec(t, m, nil), tel: tel(rates("a", 20, 200, reboots(5, 5, 1, 1))), want: Fail,
+		{name: "fail/absolute-limit", gate: spec(t, m, nil), tel: tel(rates("a", 20, 200, reboots(10, 5, 2, 1))), want: Fail,
 			msg: "unclean-reboot rate 0.5 vs 0.01 per device-hour in control, above the limit of 0.02 (canary, 20.0 device-hours)"},
-		{name: "fail/relative-sprt", gate: spec(t, m, nil), tel: tel(rates("a", 1000, 10000, reboots(15, 10, 25, 25))), want: Fail, relative: true,
+		{name: "pass/boot-loops-are-their-own-gate", gate: spec(t, m, nil), tel: tel(rates("a", 100, 1000, reboots(1, 50, 10, 0))), want: Pass,
+			msg: "unclean-reboot rate 0.01 vs 0.01 per device-hour in control (canary, 100.0 device-hours)"},
+		{name: "fail/relative-sprt", gate: spec(t, m, nil), tel: tel(rates("a", 1000, 10000, reboots(25, 10, 50, 25))), want: Fail, relative: true,
 			parts: []string{"unclean-reboot rate 0.025 vs 0.005 per device-hour in control (canary, 1000.0 device-hours; evidence ", "halts from 1000)"}},
 		{name: "inconclusive/min-exposure", gate: spec(t, m, nil), tel: tel(rates("a", 4.5, 100, reboots(0, 0, 1, 0))), want: Inconclusive,
 			msg: "unclean-reboot rate 0 vs 0.01 per device-hour in control (canary, 4.5 device-hours; judged from 5)"},
-		{name: "inconclusive/leaning-worse", gate: spec(t, m, nil), tel: tel(rates("a", 400, 4000, reboots(4, 4, 10, 0))), want: Inconclusive,
+		{name: "inconclusive/leaning-worse", gate: spec(t, m, nil), tel: tel(rates("a", 400, 4000, reboots(8, 4, 10, 0))), want: Inconclusive,
 			parts: []string{"unclean-reboot rate 0.02 vs 0.0025 per device-hour in control (canary, 400.0 device-hours; leaning worse, waiting for more data)"}},
 		{name: "no-data", gate: spec(t, m, nil), tel: tel(), want: NoData,
 			msg: "unclean-reboot: no device on the release has reported yet (canary)"},
+	}
+	cases = append(cases, errorCases(t, m, healthy)...)
+	runGateCases(t, cases)
+}
+
+// Boot loops are rare where content is good, so the few hosts a narrow
+// defect takes down are decisive against a control group of thousands
+// that shows none, where the same hosts are lost among the background of
+// unclean reboots (TestUncleanRebootGate).
+func TestBootLoopGate(t *testing.T) {
+	m := GateBootLoop
+	loops := func(x, y int64) map[string]int64 {
+		return map[string]int64{"boot-loop": x, "control-boot-loop": y, "unclean-reboot": 5 * x, "control-unclean-reboot": 500}
+	}
+	tel := func(css ...[]Count) Telemetry { return Telemetry{Counts: join(css...), HeartbeatSpan: minute} }
+	// One OS build of three: 400 device-hours on the release against
+	// 100,000 in control.
+	narrow := func(x, y int64) Telemetry {
+		return tel(rates("windows/7.11.0/20348", 400, 100000, loops(x, y)),
+			rates("windows/7.11.0/19045", 2000, 500000, loops(0, 0)), rates("windows/7.12.0/22631", 1600, 400000, loops(0, 0)))
+	}
+	healthy := tel(rates("windows/7.11.0/19045", 1000, 10000, loops(1, 10)))
+	cases := []gateCase{
+		{name: "pass", gate: spec(t, m, nil), tel: healthy, want: Pass,
+			msg: "boot-loop rate 0.001 vs 0.001 per device-hour in control (canary, 1000.0 device-hours)"},
+		{name: "fail/two-hosts-where-control-has-none", gate: spec(t, m, nil), tel: narrow(2, 0), want: Fail, relative: true,
+			parts: []string{"boot-loop rate 0.0005 vs 0 per device-hour in control (canary, 4000.0 device-hours; evidence ", "halts from 1000)"}},
+		{name: "pass/one-host-is-not-evidence", gate: spec(t, m, nil), tel: narrow(1, 0), want: Pass,
+			msg: "boot-loop rate 0.00025 vs 0 per device-hour in control (canary, 4000.0 device-hours)"},
+		{name: "pass/control-loops-as-often", gate: spec(t, m, nil), tel: narrow(3, 750), want: Pass,
+			msg: "boot-loop rate 0.00075 vs 0.00075 per device-hour in control (canary, 4000.0 device-hours)"},
+		{name: "fail/absolute-limit", gate: spec(t, m, nil), tel: tel(rates("a", 20, 200, loops(5, 1))), want: Fail,
+			msg: "boot-loop rate 0.25 vs 0.005 per device-hour in control, above the limit of 0.005 (canary, 20.0 device-hours)"},
+		{name: "no-data", gate: spec(t, m, nil), tel: tel(), want: NoData,
+			msg: "boot-loop: no device on the release has reported yet (canary)"},
 	}
 	cases = append(cases, errorCases(t, m, healthy)...)
 	runGateCases(t, cases)
@@ -601,7 +638,7 @@ func TestEvaluateDefaultGates(t *testing.T) {
 		Previous: counts("a", "applied", 10000, "apply-failed", 100, "reverted", 20),
 		Silence:  []SilenceCount{{Stratum: "a", Offered: 1010, OfferedSilent: 10, Control: 10000, ControlSilent: 100}}}
 	rs := Evaluate(DefaultGates(), "canary", tel)
-	want := map[Metric]Outcome{GateWorkerCrash: Pass, GateUncleanReboot: Pass, GateSilence: Pass, GateApplyFailure: Pass, GateRevert: Pass, GateActionRate: Pass}
+	want := map[Metric]Outcome{GateWorkerCrash: Pass, GateUncleanReboot: Pass, GateBootLoop: Pass, GateSilence: Pass, GateApplyFailure: Pass, GateRevert: Pass, GateActionRate: Pass}
 	if len(rs) != len(want) {
 		t.Fatalf("%d results, want %d", len(rs), len(want))
 	}
@@ -702,11 +739,23 @@ func monitorWith(fails func(Telemetry) bool, w world, effect float64, releases, 
 // rateWorld: three strata with different baselines and treated shares;
 // events as Poisson counts per look.
 func rateWorld(names ...string) world {
-	type stratum struct {
-		name                 string
-		rate, treated, contr float64 // events per device-hour; device-hours per look
-	}
-	strata := []stratum{{"windows/7.11.0/19045", 0.01, 10, 100}, {"windows/7.12.0/19045", 0.03, 20, 40}, {"windows/7.11.0/20348", 0.002, 5, 500}}
+	return rateWorldIn([]rateStratum{{"windows/7.11.0/19045", 0.01, 10, 100}, {"windows/7.12.0/19045", 0.03, 20, 40}, {"windows/7.11.0/20348", 0.002, 5, 500}}, names...)
+}
+
+// rareWorld: events a healthy fleet seldom shows (boot loops), a release
+// on a small share of each stratum (0.4 %, as in a canary), so the
+// control group holds nearly every event and the treated group mostly
+// none: the regime where two or three treated devices decide.
+func rareWorld(names ...string) world {
+	return rateWorldIn([]rateStratum{{"windows/7.11.0/19045", 0.0005, 10, 2500}, {"windows/7.12.0/22631", 0.0002, 8, 2000}, {"windows/7.11.0/20348", 0.001, 2, 500}}, names...)
+}
+
+type rateStratum struct {
+	name                 string
+	rate, treated, contr float64 // events per device-hour; device-hours per look
+}
+
+func rateWorldIn(strata []rateStratum, names ...string) world {
 	return func(r *rand.Rand, effect float64) func(int) Telemetry {
 		x := make([]int64, len(strata))
 		y := make([]int64, len(strata))
@@ -893,7 +942,8 @@ func TestGatesFalseAlarmsUnderContinuousMonitoring(t *testing.T) {
 		harm   float64
 	}{
 		{GateWorkerCrash, rateWorld("worker-crash"), 3},
-		{GateUncleanReboot, rateWorld("unclean-reboot", "boot-loop"), 3},
+		{GateUncleanReboot, rateWorld("unclean-reboot"), 3},
+		{GateBootLoop, rareWorld("boot-loop"), 30},
 		{GateActionRate, actionWorld, 3},
 		{GateApplyFailure, shareWorld("apply-failed", []string{"applied"}), 3},
 		{GateRevert, shareWorld("reverted", []string{"applied"}), 3},

@@ -531,16 +531,14 @@ func capActions(counts map[string]int64, allowed int64) (map[string]int64, int64
 }
 
 // onceFor names what a device says about a release at most once: that it
-// applied, failed, reverted or confirmed it, that its worker crashed, and
-// that its host rebooted uncleanly or looped (one mark for both: the
-// unclean-reboot gate counts the two). The gates count devices, not
-// events: a crash loop, or a forged flood, is one crashed device.
+// applied, failed, reverted or confirmed it, that its worker crashed,
+// that its host rebooted uncleanly, and that it looped (each its own
+// gate). The gates count devices, not events: a crash loop, or a forged
+// flood, is one crashed device.
 func onceFor(metric string) string {
 	base, control := strings.CutPrefix(metric, "control-")
 	switch base {
-	case "applied", "apply-failed", "reverted", "healthy", "worker-crash":
-	case "unclean-reboot", "boot-loop":
-		base = "unclean-reboot"
+	case "applied", "apply-failed", "reverted", "healthy", "worker-crash", "unclean-reboot", "boot-loop":
 	default:
 		return ""
 	}
