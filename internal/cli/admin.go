@@ -874,9 +874,9 @@ func releasePath(id string, verb ...string) string {
 
 func newReleaseCmd(f *adminFlags) *cobra.Command {
 	var planFile, lane string
-	var draft bool
+	var draft, quiet bool
 	create := &cobra.Command{
-		Use:   "create VENDOR/NAME VERSION [--plan FILE.json] [--lane normal|emergency] [--draft]",
+		Use:   "create VENDOR/NAME VERSION [--plan FILE.json] [--lane normal|emergency] [--draft] [-q]",
 		Short: "Start rolling a published version out, in waves",
 		Long: `Start a release of a published version on a channel. Without --plan the channel
 kind's default plan applies (content: internal, canary 0.1%, early 1%, 10%,
@@ -925,6 +925,11 @@ approvers. --draft creates the release without starting it; start it with
 			if err != nil {
 				return err
 			}
+			if quiet && !f.json {
+				// For scripts: RID=$(ringfence release create -q ...).
+				fmt.Fprintln(cmd.OutOrStdout(), rel.ID)
+				return nil
+			}
 			return f.show(cmd.OutOrStdout(), raw, func(w io.Writer) {
 				fmt.Fprintf(w, "created release %s: %s@%d, %s, %s lane\n", rel.ID, rel.Channel, rel.Version, rel.summary(), rel.Lane)
 				if rel.State == string(store.ReleaseDraft) {
@@ -936,6 +941,7 @@ approvers. --draft creates the release without starting it; start it with
 	create.Flags().StringVar(&planFile, "plan", "", "rollout plan as a JSON file (default: the channel kind's default plan)")
 	create.Flags().StringVar(&lane, "lane", "normal", "normal, or emergency: quarter bake times, two approvers")
 	create.Flags().BoolVar(&draft, "draft", false, "create the release without starting it (start it with release promote)")
+	create.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only the new release's id")
 
 	var listChannel string
 	list := &cobra.Command{
@@ -1043,7 +1049,7 @@ not already halted or rolled back may be halted, a completed one too.`)
 bake time and the wait for undecided gates, never a failing gate or a missing
 approval. After the last wave the release completes.`)
 	c := group("release", "Create, list, show and follow releases; approve, pause, resume, halt and promote them",
-		create, list, show, status, approve, pause, resume, halt, promote)
+		create, list, show, status, newReleaseWatchCmd(f), approve, pause, resume, halt, promote)
 	c.Aliases = []string{"releases"}
 	return c
 }
