@@ -420,7 +420,11 @@ func (s *Server) cells(sn *snapshot, org, stratum string, window time.Time, chan
 // release rolling out, only about the version the device runs (now or as
 // its last known good), else it is not believed (false: an anomaly).
 func (s *Server) eventCounters(sn *snapshot, device, org, stratum string, window time.Time, ev EventReport, rv versions) ([]store.Counter, bool) {
-	if ev.Channel == "" {
+	if ev.Channel == "" || ev.Type == "boot-loop" {
+		// An agent reports a boot loop only of content on probation, so
+		// the count would have no control group: the boot-loop gate counts
+		// hosts with bootLoopReboots unclean reboots instead, treated and
+		// control alike (the event is kept).
 		return nil, true
 	}
 	metrics := []string{ev.Type}
@@ -443,6 +447,11 @@ func (s *Server) eventCounters(sn *snapshot, device, org, stratum string, window
 				continue
 			}
 			out = append(out, c)
+			if base, _ := strings.CutPrefix(m, "control-"); base == "unclean-reboot" {
+				loop := c
+				loop.Metric, loop.Nth = strings.Replace(c.Metric, "unclean-reboot", "boot-loop", 1), bootLoopReboots
+				out = append(out, loop)
+			}
 		}
 	}
 	return out, believed
@@ -530,15 +539,20 @@ func capActions(counts map[string]int64, allowed int64) (map[string]int64, int64
 	return out, allowed
 }
 
+// bootLoopReboots is how many unclean reboots make a host's boot loop for
+// the boot-loop gate: the agent's own limit (agent.DefaultBootLimit), at
+// which it reverts content on probation.
+const bootLoopReboots = 3
+
 // onceFor names what a device says about a release at most once: that it
-// applied, failed, reverted or confirmed it, that its worker crashed,
-// that its host rebooted uncleanly, and that it looped (each its own
-// gate). The gates count devices, not events: a crash loop, or a forged
-// flood, is one crashed device.
+// applied, failed, reverted or confirmed it, that its worker crashed, and
+// that its host rebooted uncleanly (the tally that also makes its boot
+// loop, at bootLoopReboots). The gates count devices, not events: a crash
+// loop, or a forged flood, is one crashed device.
 func onceFor(metric string) string {
 	base, control := strings.CutPrefix(metric, "control-")
 	switch base {
-	case "applied", "apply-failed", "reverted", "healthy", "worker-crash", "unclean-reboot", "boot-loop":
+	case "applied", "apply-failed", "reverted", "healthy", "worker-crash", "unclean-reboot":
 	default:
 		return ""
 	}

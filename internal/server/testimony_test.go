@@ -213,3 +213,66 @@ func TestTenThousandCrashesOfOneDeviceAreOneCrashedDevice(t *testing.T) {
 		}
 	})
 }
+
+// A boot loop is three unclean reboots of one host, counted the same way
+// for the release and for its control group: the agent's own boot-loop
+// event is said only of content on probation, so counting it would give
+// the gate a control group that can never show one. A treated host that
+// reboots three times is one boot loop however often it goes on; a
+// control host that does the same is one for the control group; two
+// reboots are none; the agent's event alone is none.
+func TestBootLoopsAreCountedAlikeForReleaseAndControl(t *testing.T) {
+	forEachStore(t, func(t *testing.T, e *env) {
+		f := standardFleet(t, e)
+		rel := e.startRelease(t, quickPlan(), "normal")
+		f.until(t, 4, "in the canary wave", func(st server.ReleaseStatus) bool { return st.Release.WaveName == "canary" }, rel.ID)
+		f.tick(t)
+		before := e.figures(t, e.creds.AdminToken, rel.ID)
+
+		treated := f.runningCanary(t)
+		var control *fleetDevice
+		for _, d := range f.devs {
+			if d.active == 292 && !d.offered && d.osBuild == treated.osBuild {
+				control = d
+				break
+			}
+		}
+		if control == nil {
+			t.Fatal("no control device beside the canary")
+		}
+		report := func(d *fleetDevice, state string, types ...string) {
+			t.Helper()
+			var evs []server.EventReport
+			for _, typ := range types {
+				d.seq++
+				evs = append(evs, server.EventReport{Seq: d.seq, Type: typ, Channel: "acme/ipc", Version: d.active, Reason: "the host crashed"})
+			}
+			req := server.CheckinRequest{Platform: "windows", OSBuild: d.osBuild, AgentVersion: d.agent, Events: evs,
+				Channels: []server.ChannelReport{{Channel: "acme/ipc", ActiveVersion: d.active, LKGVersion: d.lkg, State: state}}}
+			e.must(t, http.StatusOK, "POST", "/v1/checkin", d.cred, req, nil)
+		}
+		// Across check-ins, as a looping host reports after each start.
+		report(treated, "probation", "unclean-reboot")
+		report(treated, "probation", "unclean-reboot", "unclean-reboot", "boot-loop")
+		report(treated, "probation", "unclean-reboot", "unclean-reboot")
+		report(control, "active", "unclean-reboot", "unclean-reboot")
+		e.srv.Drain()
+		mid := e.figures(t, e.creds.AdminToken, rel.ID)
+		report(control, "active", "unclean-reboot")
+		e.srv.Drain()
+		after := e.figures(t, e.creds.AdminToken, rel.ID)
+		for _, c := range []struct {
+			metric string
+			fig    figures
+			want   int64
+		}{
+			{"unclean-reboot", after, 1}, {"boot-loop", after, 1},
+			{"control-unclean-reboot", mid, 1}, {"control-boot-loop", mid, 0},
+			{"control-unclean-reboot", after, 1}, {"control-boot-loop", after, 1},
+		} {
+			if got := c.fig.sum(c.metric) - before.sum(c.metric); got != c.want {
+				t.Errorf("%s grew by %d, want %d", c.metric, got, c.want)
+			}
+		}
+	})
+}

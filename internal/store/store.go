@@ -290,18 +290,56 @@ type Counter struct {
 	// it holds across restarts and replicas: with Offered, it counts only
 	// if the release was offered to the device (else it is an anomaly of
 	// the device's); with Once, only the first time the device says Once
-	// about the release — the gates count devices, not events.
+	// about the release — the gates count devices, not events. With Nth
+	// above 1, only the Nth time: a device that rebooted uncleanly three
+	// times counts once as a boot loop, however often it says so after.
 	Device  string
 	Once    string
+	Nth     int
 	Offered bool
 }
 
 // Believe keeps the counters of one event of device that count (see
 // Counter): a write speaks for its own device only; with Offered, a
 // counter counts only if offered(release) (else it is refused, an anomaly
-// of the device's); with Once, only if mark(release, once) says it is the
-// first time (marking it). Stores call it inside the write's transaction.
+// of the device's); with Once, only if this is the Nth (at least first)
+// time the device says it: the marks once, once#2, once#3 ... are its
+// tally, marked in order with mark(release, mark) (which says whether a
+// mark is new), one step per event whatever its counters ask, up to the
+// largest Nth of the event's counters. Stores call it inside the write's
+// transaction, once per event.
 func Believe(device string, cs []Counter, offered func(release string) (bool, error), mark func(release, once string) (bool, error)) (kept []Counter, refused int, err error) {
+	// This event's place in each tally it steps (0: past its largest Nth).
+	type tally struct{ release, once string }
+	nth := map[tally]int{}
+	depth := map[tally]int{}
+	for _, c := range cs {
+		if c.Once != "" && c.Device == device {
+			k := tally{c.Release, c.Once}
+			depth[k] = max(depth[k], c.Nth, 1)
+		}
+	}
+	step := func(k tally) (int, error) {
+		if n, ok := nth[k]; ok {
+			return n, nil
+		}
+		nth[k] = 0
+		for i := 1; i <= depth[k]; i++ {
+			m := k.once
+			if i > 1 {
+				m += "#" + strconv.Itoa(i)
+			}
+			first, err := mark(k.release, m)
+			if err != nil {
+				return 0, err
+			}
+			if first {
+				nth[k] = i
+				break
+			}
+		}
+		return nth[k], nil
+	}
 	for _, c := range cs {
 		if c.Device == "" {
 			kept = append(kept, c)
@@ -322,11 +360,11 @@ func Believe(device string, cs []Counter, offered func(release string) (bool, er
 			}
 		}
 		if c.Once != "" {
-			first, err := mark(c.Release, c.Once)
+			n, err := step(tally{c.Release, c.Once})
 			if err != nil {
 				return nil, 0, err
 			}
-			if !first {
+			if n != max(c.Nth, 1) {
 				continue
 			}
 		}

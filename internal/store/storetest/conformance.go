@@ -40,6 +40,7 @@ func Run(t *testing.T, open Opener, hash Hasher) {
 		{"hourly-cap", testHourlyCap},
 		{"offers-stored-once", testOffers},
 		{"testimony-counts-devices-offered", testTestimony},
+		{"testimony-counts-the-nth-time", testTestimonyNth},
 		{"channels-say-whether-offered", testOfferedChannels},
 		{"audit-keyed-and-checkpointed", testAuditKeyed},
 		{"release-change-and-its-audit-entry-together", testReleaseAudited},

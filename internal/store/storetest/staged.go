@@ -538,6 +538,52 @@ func testTestimony(t *testing.T, s store.Store, _ Hasher) {
 	}
 }
 
+// testTestimonyNth: a counter with Nth counts the Nth time its device
+// says its Once mark about a release, once, across batches; counters of
+// one event with the same mark step its tally once, so the first and the
+// third of a device's unclean reboots each count one.
+func testTestimonyNth(t *testing.T, s store.Store, _ Hasher) {
+	ctx := context.Background()
+	seed(t, s)
+	d := store.Device{ID: "dev-1", Org: "contoso", Platform: "windows", OSBuild: "22631", AgentVersion: "7.11.0", EnrolledAt: t0, LastSeen: t0}
+	must(t, s.CreateDevices(ctx, []store.Device{d}))
+	_, err := s.ApplyCheckins(ctx, []store.CheckinWrite{offerWrite(d, store.Offer{Release: "rel-1", Device: "dev-1", Org: "contoso", Wave: 1, At: t0})})
+	must(t, err)
+	counter := func(metric string, nth int) store.Counter {
+		return store.Counter{CounterKey: store.CounterKey{Release: "rel-1", Wave: 1, Org: "contoso", Stratum: "windows/7.11.0/22631", Window: t0, Metric: metric},
+			Value: 1, Device: "dev-1", Once: "unclean-reboot", Nth: nth, Offered: true}
+	}
+	reboot := func(seq uint64) store.Event {
+		return store.Event{Seq: seq, Time: t0, Type: "unclean-reboot", Channel: "acme/ipc", Version: 293,
+			Counters: []store.Counter{counter("unclean-reboot", 1), counter("boot-loop", 3)}}
+	}
+	totals := func() map[string]int64 {
+		t.Helper()
+		cs, err := s.CounterTotals(ctx, "rel-1", false)
+		must(t, err)
+		got := map[string]int64{}
+		for _, c := range cs {
+			got[c.Metric] += c.Value
+		}
+		return got
+	}
+	for i, batch := range [][]uint64{{1, 2}, {3}, {4, 5, 6}} {
+		var evs []store.Event
+		for _, seq := range batch {
+			evs = append(evs, reboot(seq))
+		}
+		_, err := s.ApplyCheckins(ctx, []store.CheckinWrite{{Device: d, Events: evs}})
+		must(t, err)
+		want := map[string]int64{"unclean-reboot": 1, "boot-loop": 0}
+		if i > 0 {
+			want["boot-loop"] = 1
+		}
+		if got := totals(); got["unclean-reboot"] != want["unclean-reboot"] || got["boot-loop"] != want["boot-loop"] {
+			t.Errorf("after batch %d (%d reboots): totals %v, want %v", i+1, batch[len(batch)-1], got, want)
+		}
+	}
+}
+
 // testEnrollTokenUses: a device enrolled with a token uses it up, in the
 // transaction that creates the device; a used-up, expired, revoked or
 // foreign token fails the whole batch.
