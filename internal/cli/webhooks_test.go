@@ -53,8 +53,8 @@ func newHookReceiver(t *testing.T) *hookReceiver {
 }
 
 // TestKill9WebhookDeliveredAfterRestart: a release is halted while the
-// receiver is down; the server is killed with SIGKILL before it could
-// deliver, and started again on the same store. The receiver gets the
+// receiver is down; once the server has recorded a failed attempt it is
+// killed with SIGKILL, and started again on the same store. The receiver gets the
 // halt, once, signed, and the delivery log shows the attempts from
 // before the crash and the one that succeeded.
 func TestKill9WebhookDeliveredAfterRestart(t *testing.T) {
@@ -77,11 +77,25 @@ func TestKill9WebhookDeliveredAfterRestart(t *testing.T) {
 			var rel server.ReleaseReport
 			s.must(t, 201, "POST", "/v1/releases", pub, map[string]any{"channel": "acme/ipc", "version": 293}, &rel)
 			s.must(t, 200, "POST", "/v1/releases/"+rel.ID+"/halt", pub, map[string]string{"reason": "before the crash"}, nil)
-			s.kill(t) // acknowledged, not delivered: the receiver is down
+			// The halt is acknowledged; the server tries the receiver,
+			// which is down, and records that it failed. Then SIGKILL.
+			deadline := time.Now().Add(20 * time.Second)
+			var ds []server.DeliveryInfo
+			for len(ds) == 0 || len(ds[0].Attempts) == 0 {
+				if time.Now().After(deadline) {
+					t.Fatalf("no failed attempt recorded within 20s: %+v\n%s", ds, s.stderr.String())
+				}
+				time.Sleep(20 * time.Millisecond)
+				s.must(t, 200, "GET", "/v1/webhooks/"+hook.ID+"/deliveries", pub, nil, &ds)
+			}
+			if ds[0].State != "pending" || ds[0].Attempts[0].Status != 503 {
+				t.Fatalf("before the crash: %+v, want pending after a 503", ds)
+			}
+			s.kill(t)
 
 			rc.up.Store(true)
 			s.start(t)
-			deadline := time.Now().Add(20 * time.Second)
+			deadline = time.Now().Add(20 * time.Second)
 			for {
 				rc.mu.Lock()
 				n := len(rc.accepted)
@@ -97,7 +111,6 @@ func TestKill9WebhookDeliveredAfterRestart(t *testing.T) {
 			// Whatever is still to come would be due by now (the back-off
 			// starts at 50ms): the log must say delivered, the receiver
 			// must have it once.
-			var ds []server.DeliveryInfo
 			for {
 				s.must(t, 200, "GET", "/v1/webhooks/"+hook.ID+"/deliveries", pub, nil, &ds)
 				if len(ds) == 1 && ds[0].State == "delivered" {
