@@ -390,3 +390,67 @@ func TestWebhookRefusals(t *testing.T) {
 		t.Errorf("audit actions %v, want create and delete", actions)
 	}
 }
+
+// A good release notifies its vendor twice: when it waits for sign-off
+// and when it completes.
+func TestWebhookAwaitingApprovalAndCompleted(t *testing.T) {
+	e := newEnvConfig(t, "", webhookConfig())
+	f := standardFleet(t, e)
+	rc := newReceiver(t, 0)
+	e.subscribe(t, e.creds.PublisherToken, map[string]any{"vendor": "acme", "url": rc.URL,
+		"events": []string{"release.awaiting-approval", "release.completed"}})
+	rel := e.startRelease(t, quickPlan(), "normal")
+	f.until(t, 24, "awaiting approval", inState("awaiting-approval"), rel.ID)
+	e.must(t, http.StatusOK, "POST", "/v1/releases/"+rel.ID+"/approve", e.creds.ApproverToken, map[string]string{"reason": "canary figures reviewed"}, nil)
+	f.until(t, 200, "completed", inState("completed"), rel.ID)
+	for e.deliver(t) > 0 {
+	}
+	var got []string
+	for _, r := range rc.requests() {
+		var ev notify.Event
+		if err := json.Unmarshal(r.body, &ev); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, ev.ShortType()+" "+ev.Data.State)
+		if ev.Data.Release != rel.ID || ev.Data.Version != 293 {
+			t.Errorf("event %+v is not about %s", ev, rel.ID)
+		}
+	}
+	if want := []string{"release.awaiting-approval awaiting-approval", "release.completed completed"}; !slices.Equal(got, want) {
+		t.Fatalf("vendor got %v, want %v", got, want)
+	}
+}
+
+// An audit log that does not verify is told to the operator's
+// subscriptions, once however often it is verified, and to no tenant's.
+func TestWebhookAuditVerificationFailed(t *testing.T) {
+	e := newEnvConfig(t, "", webhookConfig())
+	operator := newReceiver(t, 0)
+	vendor := newReceiver(t, 0)
+	e.subscribe(t, e.creds.AdminToken, map[string]any{"url": operator.URL, "events": []string{"audit.verification-failed"}})
+	e.subscribe(t, e.creds.PublisherToken, map[string]any{"vendor": "acme", "url": vendor.URL})
+	var v server.AuditVerdict
+	e.must(t, http.StatusOK, "GET", "/v1/audit/verify", e.creds.AdminToken, nil, &v)
+	if !v.Verified || e.deliver(t) != 0 {
+		t.Fatalf("a sound log: %+v, and something to deliver", v)
+	}
+	if _, err := e.st.DB().Exec(`UPDATE audit_log SET reason = 'rewritten' WHERE seq = 2`); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		e.must(t, http.StatusOK, "GET", "/v1/audit/verify", e.creds.AdminToken, nil, &v)
+	}
+	for e.deliver(t) > 0 {
+	}
+	got := operator.requests()
+	if v.Verified || len(got) != 1 {
+		t.Fatalf("verdict %+v; operator got %d deliveries, want 1", v, len(got))
+	}
+	var ev notify.Event
+	if err := json.Unmarshal(got[0].body, &ev); err != nil || ev.ShortType() != notify.AuditVerifyFailed || ev.Data.AuditSeq != v.BrokenSeq || ev.Data.Reason != v.Reason {
+		t.Fatalf("event %+v (%v), want the break at entry %d", ev, err, v.BrokenSeq)
+	}
+	if n := len(vendor.requests()); n != 0 {
+		t.Fatalf("a vendor heard of the audit log (%d deliveries)", n)
+	}
+}
