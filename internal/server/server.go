@@ -204,6 +204,9 @@ func New(cfg Config, st store.Store, now func() time.Time, log *slog.Logger) *Se
 	s.writer = newBatchWriter(st, log)
 	s.hooks.wake = make(chan struct{}, 1)
 	s.hooks.sender = notify.Sender{Client: cfg.WebhookClient, Now: now}
+	if s.hooks.sender.Client == nil {
+		s.hooks.sender.Client = notify.NewClient()
+	}
 	s.snap.Store(&snapshot{})
 	if cfg.AuditKey != nil {
 		st.SetAuditKey(cfg.AuditKey)
