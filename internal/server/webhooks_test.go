@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -15,6 +16,8 @@ import (
 	"github.com/ringfence/ringfence/internal/notify"
 	"github.com/ringfence/ringfence/internal/server"
 	"github.com/ringfence/ringfence/internal/store"
+	"github.com/ringfence/ringfence/internal/store/sqlstore"
+	"github.com/ringfence/ringfence/internal/store/storetest"
 )
 
 // Webhooks are tested against real HTTP receivers on loopback: the server
@@ -452,5 +455,62 @@ func TestWebhookAuditVerificationFailed(t *testing.T) {
 	}
 	if n := len(vendor.requests()); n != 0 {
 		t.Fatalf("a vendor heard of the audit log (%d deliveries)", n)
+	}
+}
+
+// Two replicas on one PostgreSQL: only the controller's sends, so each
+// event reaches the receiver once.
+func TestWebhookTwoReplicasOneSender(t *testing.T) {
+	url := storetest.PostgresURL(t)
+	rc := newReceiver(t, 0)
+	var servers []*server.Server
+	for range 2 {
+		ctx, cancel := context.WithCancel(context.Background())
+		st, err := sqlstore.Open(ctx, url, "")
+		if err != nil {
+			cancel()
+			t.Fatal(err)
+		}
+		srv := server.New(server.Config{ControllerTick: 20 * time.Millisecond, WebhookPoll: 10 * time.Millisecond}, st, time.Now, quietLogger())
+		if err := srv.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cancel(); srv.Wait(); st.Close() })
+		servers = append(servers, srv)
+		if len(servers) == 1 {
+			now := time.Now()
+			if err := st.CreateWebhook(ctx, store.Webhook{ID: "wh-1", URL: rc.URL, Format: notify.FormatCloudEvents, Secret: "s", Enabled: true, CreatedAt: now}); err != nil {
+				t.Fatal(err)
+			}
+			var ds []store.WebhookDelivery
+			for i := range 40 {
+				ds = append(ds, store.WebhookDelivery{Webhook: "wh-1", EventID: fmt.Sprintf("ev-%02d", i), EventType: notify.KillSwitchEngaged,
+					Body: []byte("{}"), State: store.DeliveryPending, NextAttempt: now, CreatedAt: now, UpdatedAt: now})
+			}
+			if err := st.EnqueueWebhookDeliveries(ctx, ds); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for len(rc.requests()) < 40 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of 40 events delivered within 15s", len(rc.requests()))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// Both replicas keep polling a while longer: nothing goes out twice.
+	time.Sleep(200 * time.Millisecond)
+	seen := map[string]int{}
+	for _, r := range rc.requests() {
+		seen[r.eventID]++
+	}
+	for id, n := range seen {
+		if n != 1 {
+			t.Errorf("event %s delivered %d times", id, n)
+		}
+	}
+	if len(seen) != 40 {
+		t.Errorf("%d distinct events delivered, want 40", len(seen))
 	}
 }
