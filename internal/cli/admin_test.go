@@ -467,8 +467,8 @@ func TestReleaseStory(t *testing.T) {
 	}
 	decodeJSON(t, ok(t, s.as(t, pub, "release", "status", id, "--json")), &st)
 	if st.Summary != "draft" || st.Release.Lane != "emergency" || st.ApprovalsNeeded != 2 || len(st.Waves) != 2 ||
-		st.Waves[0].Share != 10 || !st.Waves[0].Canary || st.Waves[0].Targeted != -1 || len(st.Gates) != 6 || st.Gates[2].Outcome != "no-data" {
-		t.Errorf("got status %+v, want a draft in the emergency lane needing 2 approvals, 2 waves not yet counted, 6 gates without data", st)
+		st.Waves[0].Share != 10 || !st.Waves[0].Canary || st.Waves[0].Targeted != -1 || len(st.Gates) != 7 || st.Gates[2].Outcome != "no-data" {
+		t.Errorf("got status %+v, want a draft in the emergency lane needing 2 approvals, 2 waves not yet counted, 7 gates without data", st)
 	}
 	r = s.as(t, s.creds.OrgAdmin, "release", "status", id)
 	wantCode(t, r, 1)
