@@ -38,6 +38,7 @@ func newAdminCmds(root *cobra.Command) []*cobra.Command {
 	return []*cobra.Command{
 		newWhoamiCmd(f), newTenantsCmd(f), newChannelsCmd(f), newTokensCmd(f), newEnrollTokensCmd(f),
 		newDevicesCmd(f), newPoliciesCmd(f), newPublishCmd(f), newSignCmd(f), newReleaseCmd(f), newKillSwitchCmd(f), newBudgetCmd(f), newAuditCmd(f),
+		newWebhooksCmd(f),
 	}
 }
 

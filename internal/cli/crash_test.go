@@ -21,6 +21,7 @@ import (
 // with SIGKILL and starts again on the same data.
 type crashServer struct {
 	data, db, listen string
+	extra            []string // more server flags
 	cmd              *exec.Cmd
 	stderr           lockedBuffer
 	url              string
@@ -34,6 +35,7 @@ func (s *crashServer) start(t *testing.T) {
 	if s.db != "" {
 		args = append(args, "--db", s.db)
 	}
+	args = append(args, s.extra...)
 	s.cmd = exec.Command(binary, args...)
 	s.cmd.Env = cleanEnv()
 	s.cmd.Stdout, s.cmd.Stderr = io.Discard, &s.stderr

@@ -23,6 +23,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/ringfence/ringfence/internal/content"
+	"github.com/ringfence/ringfence/internal/notify"
 	"github.com/ringfence/ringfence/internal/server"
 	"github.com/ringfence/ringfence/internal/store/sqlstore"
 )
@@ -47,6 +48,8 @@ type serverFlags struct {
 	auditKey        string
 	auditSigningKey string
 	checkpointEvery time.Duration
+	webhookRetry    time.Duration
+	webhookAttempts int
 }
 
 func newServerCmd() *cobra.Command {
@@ -99,6 +102,8 @@ and device credentials in clear: on an address other than loopback it needs
 	fl.StringVar(&f.auditKey, "audit-key-file", "", "key the audit log is chained with, hex (default <data>/audit.key, made on first start; every replica needs the same)")
 	fl.DurationVar(&f.checkpointEvery, "audit-checkpoint-interval", time.Minute, "how often the head of the audit log is signed, when it moved")
 	fl.StringVar(&f.auditSigningKey, "audit-signing-key-file", "", "ed25519 seed audit checkpoints are signed with, hex (default <data>/audit-signing.key, made on first start; every replica needs the same)")
+	fl.DurationVar(&f.webhookRetry, "webhook-retry", notify.DefaultPolicy.First, "wait after a webhook delivery's first failed attempt; each later wait doubles, up to an hour, with jitter")
+	fl.IntVar(&f.webhookAttempts, "webhook-attempts", notify.DefaultPolicy.Attempts, "attempts a webhook delivery gets before it is marked failed")
 	return c
 }
 
@@ -171,6 +176,12 @@ func runServer(ctx context.Context, f serverFlags, stdout, stderr io.Writer) err
 	if f.controllerTick < 10*time.Millisecond || f.controllerTick > time.Minute {
 		return usage(fmt.Errorf("--controller-tick: %v is outside 10ms-1m", f.controllerTick))
 	}
+	if f.webhookRetry < 10*time.Millisecond || f.webhookRetry > time.Hour {
+		return usage(fmt.Errorf("--webhook-retry: %v is outside 10ms-1h", f.webhookRetry))
+	}
+	if f.webhookAttempts < 1 || f.webhookAttempts > 100 {
+		return usage(fmt.Errorf("--webhook-attempts: %d: want 1 to 100", f.webhookAttempts))
+	}
 	if f.authFailures == 0 || f.authFailures < -1 {
 		return usage(fmt.Errorf("--auth-failures: %d: want 1 or more, or -1 for no limit", f.authFailures))
 	}
@@ -238,7 +249,8 @@ func runServer(ctx context.Context, f serverFlags, stdout, stderr io.Writer) err
 		go reloadOnHangup(ctx, hup, certs, log)
 	}
 	srv := server.New(server.Config{TLS: tlsCfg, AuditKey: auditKey, CheckpointKey: ed25519.NewKeyFromSeed(seed), CheckpointEvery: f.checkpointEvery, CheckinInterval: f.checkinInterval, ControllerTick: f.controllerTick, SilenceGrace: f.silenceGrace, AuthFailures: f.authFailures, Enrolments: f.enrolments, EventsPerHour: f.eventsPerHour, Catalog: cat,
-		TUFDir: filepath.Join(f.data, "tuf")}, st, time.Now, log)
+		TUFDir:       filepath.Join(f.data, "tuf"),
+		WebhookRetry: notify.Policy{First: f.webhookRetry, Max: max(f.webhookRetry, notify.DefaultPolicy.Max), Attempts: f.webhookAttempts}}, st, time.Now, log)
 	return srv.ListenAndServe(ctx, f.listen, func(addr net.Addr) {
 		url := scheme + "://" + addr.String()
 		if !f.dev {

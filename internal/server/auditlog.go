@@ -152,6 +152,9 @@ func (s *Server) handleAuditVerify(w http.ResponseWriter, r *http.Request, p Pri
 	if err != nil {
 		return storeError("audit log", err)
 	}
+	if !v.Verified {
+		s.notifyAuditBroken(r.Context(), v)
+	}
 	writeJSON(w, http.StatusOK, v)
 	return nil
 }

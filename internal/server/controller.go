@@ -165,7 +165,7 @@ func (s *Server) applyVerdict(ctx context.Context, rel store.Release, plan rollo
 	if action != "release.phase" {
 		audit = append(audit, store.AuditEntry{Time: now, Actor: actor, Action: action, Target: rel.ID, Reason: v.Reason})
 	}
-	rev, err := s.store.UpdateRelease(ctx, rel, audit...)
+	rev, err := s.updateRelease(ctx, rel, audit...)
 	if errors.Is(err, store.ErrStale) {
 		return nil // a person changed it meanwhile; judge again next tick
 	}
@@ -235,7 +235,7 @@ func (s *Server) checkRolledBack(ctx context.Context, rel store.Release, st roll
 	why := fmt.Sprintf("rolled back: no device runs %s@%d any more", rel.Channel, rel.Version)
 	rel.State, rel.UpdatedAt = store.ReleaseRolledBack, now
 	rel.Reason = rel.Reason + "; " + why
-	if _, err := s.store.UpdateRelease(ctx, rel, store.AuditEntry{Time: now, Actor: controllerActor, Action: "release.rolled-back", Target: rel.ID, Reason: why}); err != nil {
+	if _, err := s.updateRelease(ctx, rel, store.AuditEntry{Time: now, Actor: controllerActor, Action: "release.rolled-back", Target: rel.ID, Reason: why}); err != nil {
 		if errors.Is(err, store.ErrStale) {
 			return false, nil
 		}

@@ -28,6 +28,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/ringfence/ringfence/internal/content"
+	"github.com/ringfence/ringfence/internal/notify"
 	"github.com/ringfence/ringfence/internal/rollout"
 	"github.com/ringfence/ringfence/internal/server"
 	"github.com/ringfence/ringfence/internal/store"
@@ -514,11 +515,14 @@ func TestOpenAPIReleaseTypesMatchCode(t *testing.T) {
 		reflect.TypeFor[rollout.GateResult]():   "GateResult",
 		reflect.TypeFor[store.KillSwitch]():     "KillSwitch",
 		reflect.TypeFor[server.Budget]():        "Budget",
+		reflect.TypeFor[server.WebhookInfo]():   "Webhook",
+		reflect.TypeFor[server.DeliveryInfo]():  "WebhookDelivery",
+		reflect.TypeFor[server.AttemptInfo]():   "WebhookAttempt",
 		reflect.TypeFor[rollout.ReleaseState](): "ReleaseState",
 		reflect.TypeFor[rollout.Lane]():         "Lane",
 		reflect.TypeFor[rollout.Metric]():       "Metric",
 	}
-	requests := map[string]bool{"Plan": true, "Wave": true, "Detect": true, "GateSpec": true, "Budget": true}
+	requests := map[string]bool{"Plan": true, "Wave": true, "Detect": true, "GateSpec": true, "Budget": true, "Webhook": true}
 	matchSchemas(t, doc, schemaOf, requests)
 }
 
@@ -723,5 +727,15 @@ func TestOpenAPIEnumsMatchCode(t *testing.T) {
 		if !slices.Equal(inCode, inSpec) {
 			t.Errorf("%s.%s: enum %q, but checkin.go's %s accepts %q", c.schema, c.property, inSpec, c.variable, inCode)
 		}
+	}
+}
+
+// TestOpenAPIWebhookEventsMatchCode: the event types a subscription may
+// name are the ones the server sends.
+func TestOpenAPIWebhookEventsMatchCode(t *testing.T) {
+	doc, _, _ := loadOpenAPI(t)
+	s := doc.Components.Schemas["WebhookEventType"]
+	if s == nil || !slices.Equal(s.Enum, notify.Types) {
+		t.Fatalf("WebhookEventType enum %v, want %v", s, notify.Types)
 	}
 }

@@ -384,7 +384,7 @@ func (s *Server) changeRelease(w http.ResponseWriter, r *http.Request, p Princip
 		return err
 	}
 	rel.UpdatedAt = s.now()
-	rev, err := s.store.UpdateRelease(r.Context(), rel, store.AuditEntry{Time: rel.UpdatedAt, Actor: p.actor(), Action: action, Target: rel.ID, Reason: reason})
+	rev, err := s.updateRelease(r.Context(), rel, store.AuditEntry{Time: rel.UpdatedAt, Actor: p.actor(), Action: action, Target: rel.ID, Reason: reason})
 	if err != nil {
 		if errors.Is(err, store.ErrStale) {
 			return conflict("release %s changed meanwhile (the controller acted); look at it again and retry", rel.ID)
@@ -593,10 +593,14 @@ func (s *Server) setKillSwitch(w http.ResponseWriter, r *http.Request, p Princip
 		action = "kill-switch.engage"
 	}
 	if err := s.audited(r.Context(), p, action, scope, req.Reason, func(ctx context.Context) error {
-		return asStoreError("kill switch", s.store.SetKillSwitch(ctx, k))
+		if err := s.store.SetKillSwitch(ctx, k); err != nil {
+			return asStoreError("kill switch", err)
+		}
+		return asStoreError("webhook outbox", s.enqueue(ctx, s.killSwitchNotice(k)))
 	}); err != nil {
 		return err
 	}
+	s.wakeWebhooks()
 	s.changed(r.Context())
 	writeJSON(w, http.StatusOK, k)
 	return nil

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/ringfence/ringfence/internal/content"
+	"github.com/ringfence/ringfence/internal/notify"
 	"github.com/ringfence/ringfence/internal/rollout"
 	"github.com/ringfence/ringfence/internal/store"
 )
@@ -80,6 +81,18 @@ type Config struct {
 	// CheckpointEvery (default a minute); nil: none.
 	CheckpointKey   ed25519.PrivateKey
 	CheckpointEvery time.Duration
+	// WebhookPoll is how often the sender looks for due webhook
+	// deliveries (default a second); a change that enqueues one wakes it
+	// at once.
+	WebhookPoll time.Duration
+	// WebhookRetry is how deliveries are retried (zero: notify.DefaultPolicy).
+	WebhookRetry notify.Policy
+	// WebhookClient sends deliveries (nil: notify.NewClient, which
+	// follows no redirect to another host).
+	WebhookClient *http.Client
+	// WebhookRand draws the retry jitter, uniform in [0,1) (nil: the
+	// process's random source).
+	WebhookRand func() float64
 }
 
 func (c *Config) defaults() {
@@ -100,6 +113,15 @@ func (c *Config) defaults() {
 	}
 	if c.CheckpointEvery == 0 {
 		c.CheckpointEvery = time.Minute
+	}
+	if c.WebhookPoll == 0 {
+		c.WebhookPoll = time.Second
+	}
+	if c.WebhookRetry == (notify.Policy{}) {
+		c.WebhookRetry = notify.DefaultPolicy
+	}
+	if c.WebhookRand == nil {
+		c.WebhookRand = defaultWebhookRand
 	}
 	if c.SnapshotRefresh == 0 {
 		c.SnapshotRefresh = 5 * time.Second
@@ -164,6 +186,8 @@ type Server struct {
 	// preflightSlot lets one publish run preflight at a time: a large
 	// bundle takes seconds of a core, and check-ins need the others.
 	preflightSlot chan struct{}
+	// hooks is the webhook sender's state.
+	hooks webhookSender
 }
 
 // New builds a server on a store. now is the clock (time.Now in
@@ -178,6 +202,11 @@ func New(cfg Config, st store.Store, now func() time.Time, log *slog.Logger) *Se
 		s.events.perMinute = -1
 	}
 	s.writer = newBatchWriter(st, log)
+	s.hooks.wake = make(chan struct{}, 1)
+	s.hooks.sender = notify.Sender{Client: cfg.WebhookClient, Now: now}
+	if s.hooks.sender.Client == nil {
+		s.hooks.sender.Client = notify.NewClient()
+	}
 	s.snap.Store(&snapshot{})
 	if cfg.AuditKey != nil {
 		st.SetAuditKey(cfg.AuditKey)
@@ -207,7 +236,7 @@ func (s *Server) Start(ctx context.Context) error {
 		s.log.Warn("first snapshot failed; will retry", "err", err)
 	}
 	for _, loop := range []func(context.Context){s.writer.run, s.snapshotLoop, s.heartbeatLoop, s.healthLoop,
-		s.controllerLoop, s.tufLoop, s.checkpointLoop} {
+		s.controllerLoop, s.tufLoop, s.checkpointLoop, s.webhookLoop} {
 		s.loops.Add(1)
 		go func() {
 			defer s.loops.Done()
@@ -283,6 +312,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /tuf/targets/{path...}", s.serve(s.handleTUF))
 
 	s.adminRoutes(mux)
+	s.webhookRoutes(mux)
 	// The catch-all keeps 404s in JSON; it also takes requests that the
 	// mux would answer 405, so it answers those itself.
 	mux.Handle("/", s.serve(func(w http.ResponseWriter, r *http.Request) error {

@@ -669,6 +669,8 @@ type Store interface {
 	// a repeat is ignored.
 	AddAuditCheckpoint(ctx context.Context, c AuditCheckpoint) error
 	ListAuditCheckpoints(ctx context.Context, afterSeq int64, limit int) ([]AuditCheckpoint, error)
+
+	WebhookStore
 }
 
 // AuditHash is the chain hash of an entry: SHA-256 over the previous hash

@@ -447,3 +447,28 @@ func (s *Store) SilenceStats(ctx context.Context, q store.SilenceQuery) ([]store
 	slices.SortFunc(out, store.CompareSilence)
 	return out, nil
 }
+
+// ChannelOrgs walks the fleet: it is asked only when an event of the
+// channel is notified to organisations' subscriptions.
+func (s *Store) ChannelOrgs(ctx context.Context, channel string) ([]string, error) {
+	st, err := s.rlock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	orgs := map[string]bool{}
+	for org, byChannel := range st.policies {
+		if _, ok := byChannel[channel]; ok {
+			orgs[org] = true
+		}
+	}
+	for _, d := range st.devices.byID {
+		if d.Revoked || orgs[d.Org] {
+			continue
+		}
+		if _, found := slices.BinarySearchFunc(d.channels, channel, func(x store.DeviceChannel, ch string) int { return cmp.Compare(x.Channel, ch) }); found {
+			orgs[d.Org] = true
+		}
+	}
+	s.mu.RUnlock()
+	return slices.Sorted(maps.Keys(orgs)), nil
+}

@@ -56,6 +56,7 @@ type state struct {
 	kills        map[string]store.KillSwitch // by scope
 	audit        []store.AuditEntry          // audit[i].Seq == i+1
 	checkpoints  []store.AuditCheckpoint     // by seq
+	webhooks     webhooks
 }
 
 // New returns an empty store.
@@ -75,6 +76,7 @@ func New() *Store {
 		counters:     map[string]*releaseCounters{},
 		testimony:    map[testimony]struct{}{},
 		kills:        map[string]store.KillSwitch{},
+		webhooks:     newWebhooks(),
 	}}
 }
 

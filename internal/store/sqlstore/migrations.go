@@ -223,8 +223,50 @@ CREATE TABLE audit_checkpoints (
 	signature TEXT NOT NULL
 );
 `,
+	// 9: webhook subscriptions, their outbox (written in the transaction
+	// of the change it notifies) and each delivery's attempts.
+	`
+CREATE TABLE webhooks (
+	id         TEXT PRIMARY KEY,
+	tenant     TEXT NOT NULL,
+	kind       TEXT NOT NULL,
+	url        TEXT NOT NULL,
+	events     TEXT NOT NULL,
+	format     TEXT NOT NULL,
+	secret     TEXT NOT NULL,
+	enabled    BOOLEAN NOT NULL,
+	created_at BIGINT NOT NULL,
+	created_by TEXT NOT NULL
+);
+CREATE TABLE webhook_outbox (
+	seq          {{serial}},
+	webhook      TEXT NOT NULL REFERENCES webhooks(id) ON DELETE CASCADE,
+	event_id     TEXT NOT NULL,
+	event_type   TEXT NOT NULL,
+	body         {{blob}} NOT NULL,
+	state        TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'failed')),
+	attempts     INTEGER NOT NULL,
+	next_attempt BIGINT NOT NULL,
+	created_at   BIGINT NOT NULL,
+	updated_at   BIGINT NOT NULL,
+	UNIQUE (webhook, event_id)
+);
+CREATE INDEX webhook_outbox_due ON webhook_outbox (state, next_attempt);
+CREATE TABLE webhook_attempts (
+	webhook     TEXT NOT NULL,
+	event_id    TEXT NOT NULL,
+	attempt     INTEGER NOT NULL,
+	at          BIGINT NOT NULL,
+	status      INTEGER NOT NULL,
+	error       TEXT NOT NULL,
+	duration_ms BIGINT NOT NULL,
+	PRIMARY KEY (webhook, event_id, attempt),
+	FOREIGN KEY (webhook, event_id) REFERENCES webhook_outbox (webhook, event_id) ON DELETE CASCADE
+);
+CREATE INDEX policies_channel ON policies (channel, org);
+`,
 }
 
 func (d dialect) migration(i int) string {
-	return strings.ReplaceAll(migrations[i], "{{blob}}", d.blob)
+	return strings.NewReplacer("{{blob}}", d.blob, "{{serial}}", d.serial).Replace(migrations[i])
 }

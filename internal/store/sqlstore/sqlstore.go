@@ -38,12 +38,13 @@ type dialect struct {
 	blob     string
 	dollar   bool // $1 placeholders
 	lockHead string
+	serial   string // an auto-incrementing primary key column
 }
 
 var (
-	sqliteDialect   = dialect{name: "sqlite", driver: "sqlite", blob: "BLOB"}
+	sqliteDialect   = dialect{name: "sqlite", driver: "sqlite", blob: "BLOB", serial: "INTEGER PRIMARY KEY AUTOINCREMENT"}
 	postgresDialect = dialect{name: "postgres", driver: "pgx", blob: "BYTEA", dollar: true,
-		lockHead: "SELECT pg_advisory_xact_lock(4242)"}
+		lockHead: "SELECT pg_advisory_xact_lock(4242)", serial: "BIGSERIAL PRIMARY KEY"}
 )
 
 // Store is a SQL-backed store.Store.

@@ -36,6 +36,12 @@ func TestConformanceSQLite(t *testing.T) { storetest.Run(t, openSQLite, store.Au
 
 func TestConformancePostgres(t *testing.T) { storetest.Run(t, openPostgres, store.AuditHash) }
 
+// A webhook delivery enqueued with a change that fails is not stored.
+func TestWebhookOutboxRollsBack(t *testing.T) {
+	t.Run("sqlite", func(t *testing.T) { storetest.OutboxRollsBack(t, openSQLite(t)) })
+	t.Run("postgres", func(t *testing.T) { storetest.OutboxRollsBack(t, openPostgres(t)) })
+}
+
 // Reopening a data directory keeps everything and migrates nothing twice.
 func TestSQLiteReopen(t *testing.T) {
 	dir := t.TempDir()

@@ -53,6 +53,8 @@ func Run(t *testing.T, open Opener, hash Hasher) {
 		{"lead", testLead},
 		{"audit-chain", testAudit},
 		{"audit-concurrent-appends", testAuditConcurrent},
+		{"webhooks-and-their-outbox", testWebhooks},
+		{"channel-orgs", testChannelOrgs},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
