@@ -50,6 +50,7 @@ type serverFlags struct {
 	checkpointEvery time.Duration
 	webhookRetry    time.Duration
 	webhookAttempts int
+	webhookPrivate  bool
 }
 
 func newServerCmd() *cobra.Command {
@@ -104,6 +105,7 @@ and device credentials in clear: on an address other than loopback it needs
 	fl.StringVar(&f.auditSigningKey, "audit-signing-key-file", "", "ed25519 seed audit checkpoints are signed with, hex (default <data>/audit-signing.key, made on first start; every replica needs the same)")
 	fl.DurationVar(&f.webhookRetry, "webhook-retry", notify.DefaultPolicy.First, "wait after a webhook delivery's first failed attempt; each later wait doubles, up to an hour, with jitter")
 	fl.IntVar(&f.webhookAttempts, "webhook-attempts", notify.DefaultPolicy.Attempts, "attempts a webhook delivery gets before it is marked failed")
+	fl.BoolVar(&f.webhookPrivate, "webhook-allow-private", false, "deliver webhooks to loopback, private and link-local addresses too (receivers on your own network; always on with --dev)")
 	return c
 }
 
@@ -249,8 +251,9 @@ func runServer(ctx context.Context, f serverFlags, stdout, stderr io.Writer) err
 		go reloadOnHangup(ctx, hup, certs, log)
 	}
 	srv := server.New(server.Config{TLS: tlsCfg, AuditKey: auditKey, CheckpointKey: ed25519.NewKeyFromSeed(seed), CheckpointEvery: f.checkpointEvery, CheckinInterval: f.checkinInterval, ControllerTick: f.controllerTick, SilenceGrace: f.silenceGrace, AuthFailures: f.authFailures, Enrolments: f.enrolments, EventsPerHour: f.eventsPerHour, Catalog: cat,
-		TUFDir:       filepath.Join(f.data, "tuf"),
-		WebhookRetry: notify.Policy{First: f.webhookRetry, Max: max(f.webhookRetry, notify.DefaultPolicy.Max), Attempts: f.webhookAttempts}}, st, time.Now, log)
+		TUFDir:              filepath.Join(f.data, "tuf"),
+		WebhookRetry:        notify.Policy{First: f.webhookRetry, Max: max(f.webhookRetry, notify.DefaultPolicy.Max), Attempts: f.webhookAttempts},
+		WebhookAllowPrivate: f.webhookPrivate || f.dev}, st, time.Now, log)
 	return srv.ListenAndServe(ctx, f.listen, func(addr net.Addr) {
 		url := scheme + "://" + addr.String()
 		if !f.dev {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -154,7 +155,7 @@ func TestSend(t *testing.T) {
 		}
 	}))
 	defer recv.Close()
-	s := &notify.Sender{Now: func() time.Time { return time.Now() }}
+	s := &notify.Sender{Client: notify.NewClient(true), Now: func() time.Time { return time.Now() }} // the receiver is on loopback
 	ctx := context.Background()
 	body := []byte(`{"a":1}`)
 	r := s.Send(ctx, recv.URL+"/hook", "application/cloudevents+json", "sec", body, map[string]string{"Ringfence-Event-Id": "ev-1"})
@@ -179,5 +180,37 @@ func TestSend(t *testing.T) {
 	}
 	if r := s.Send(ctx, recv.URL+"/big", "application/json", "sec", body, nil); r.OK() || r.Status != 500 || r.Err != nil {
 		t.Fatalf("500 with a large body: %+v", r)
+	}
+}
+
+func TestPublic(t *testing.T) {
+	for s, want := range map[string]bool{
+		"8.8.8.8": true, "2606:4700::1111": true, "93.184.216.34": true,
+		"127.0.0.1": false, "::1": false, "10.0.0.1": false, "172.16.5.4": false, "192.168.0.1": false,
+		"169.254.169.254": false, "fe80::1": false, "fd00::1": false, "100.64.0.1": false, "0.0.0.0": false,
+		"::": false, "224.0.0.1": false, "255.255.255.255": false, "::ffff:127.0.0.1": false, "::ffff:8.8.8.8": true,
+		"198.18.0.1": false, "192.0.2.1": false,
+	} {
+		if got := notify.Public(netip.MustParseAddr(s)); got != want {
+			t.Errorf("Public(%s) = %v, want %v", s, got, want)
+		}
+	}
+}
+
+// The guard runs on the address dialled: a receiver on loopback is
+// refused by default and reached when private addresses are allowed.
+func TestClientRefusesPrivateAddresses(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) }))
+	defer srv.Close()
+	for _, allow := range []bool{false, true} {
+		s := notify.Sender{Client: notify.NewClient(allow), Now: time.Now}
+		res := s.Send(context.Background(), srv.URL, "application/json", "secret", []byte(`{}`), nil)
+		var pe *notify.PrivateAddressError
+		switch {
+		case allow && !res.OK():
+			t.Errorf("allowed: %+v, want delivered", res)
+		case !allow && !errors.As(res.Err, &pe):
+			t.Errorf("not allowed: %+v, want a PrivateAddressError", res)
+		}
 	}
 }

@@ -20,8 +20,8 @@ const maxResponse = 4 << 10
 
 // Sender posts deliveries.
 type Sender struct {
-	// Client sends; nil is a client with Timeout that follows a redirect
-	// only to the same scheme, host and port (CheckRedirect).
+	// Client sends; nil is NewClient(false): public addresses only, a
+	// redirect only to the same scheme, host and port.
 	Client *http.Client
 	// Now is the clock: the signature's timestamp and the attempt's
 	// duration.
@@ -37,11 +37,6 @@ type Result struct {
 
 // OK says whether the receiver took the delivery: any 2xx.
 func (r Result) OK() bool { return r.Err == nil && r.Status >= 200 && r.Status < 300 }
-
-// NewClient is the client a Sender uses by default.
-func NewClient() *http.Client {
-	return &http.Client{Timeout: Timeout, CheckRedirect: CheckRedirect}
-}
 
 // CheckRedirect follows at most three redirects, each to the scheme, host
 // and port of the original request: a subscription names where its events
@@ -62,7 +57,7 @@ func CheckRedirect(req *http.Request, via []*http.Request) error {
 func (s *Sender) Send(ctx context.Context, target, contentType, secret string, body []byte, headers map[string]string) Result {
 	client := s.Client
 	if client == nil {
-		client = NewClient()
+		client = NewClient(false)
 	}
 	start := s.Now()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(body))

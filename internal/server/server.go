@@ -88,8 +88,13 @@ type Config struct {
 	// WebhookRetry is how deliveries are retried (zero: notify.DefaultPolicy).
 	WebhookRetry notify.Policy
 	// WebhookClient sends deliveries (nil: notify.NewClient, which
-	// follows no redirect to another host).
+	// follows no redirect to another host and, unless
+	// WebhookAllowPrivate, connects to public addresses only).
 	WebhookClient *http.Client
+	// WebhookAllowPrivate lets subscriptions deliver to loopback, private
+	// and link-local addresses: for receivers on the operator's own
+	// network (and development).
+	WebhookAllowPrivate bool
 	// WebhookRand draws the retry jitter, uniform in [0,1) (nil: the
 	// process's random source).
 	WebhookRand func() float64
@@ -205,7 +210,7 @@ func New(cfg Config, st store.Store, now func() time.Time, log *slog.Logger) *Se
 	s.hooks.wake = make(chan struct{}, 1)
 	s.hooks.sender = notify.Sender{Client: cfg.WebhookClient, Now: now}
 	if s.hooks.sender.Client == nil {
-		s.hooks.sender.Client = notify.NewClient()
+		s.hooks.sender.Client = notify.NewClient(cfg.WebhookAllowPrivate)
 	}
 	s.snap.Store(&snapshot{})
 	if cfg.AuditKey != nil {

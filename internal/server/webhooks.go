@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strconv"
@@ -120,6 +121,11 @@ func (s *Server) createWebhook(w http.ResponseWriter, r *http.Request, p Princip
 	u, err := checkWebhookURL(req.URL)
 	if err != nil {
 		return err
+	}
+	// Names are checked where they are dialled (notify.NewClient); an
+	// address written out is refused now, where the subscriber sees why.
+	if a, err := netip.ParseAddr(strings.Trim(u.Hostname(), "[]")); err == nil && !notify.Public(a) && !s.cfg.WebhookAllowPrivate {
+		return badRequest("url: %s is not a public address; this server delivers to loopback, private and link-local addresses only when started with --webhook-allow-private", u.Hostname())
 	}
 	events, err := webhookEvents(req.Events, tenant == "")
 	if err != nil {

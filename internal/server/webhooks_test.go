@@ -96,7 +96,8 @@ func (e *env) deliveries(t testing.TB, token, id string) []server.DeliveryInfo {
 var retryPolicy = notify.Policy{First: 10 * time.Second, Max: time.Minute, Attempts: 4}
 
 func webhookConfig() server.Config {
-	return server.Config{ControllerTick: 24 * time.Hour, WebhookRetry: retryPolicy, WebhookRand: func() float64 { return 0.5 }}
+	// The receivers are on loopback.
+	return server.Config{ControllerTick: 24 * time.Hour, WebhookRetry: retryPolicy, WebhookRand: func() float64 { return 0.5 }, WebhookAllowPrivate: true}
 }
 
 // A publisher halts a release; acme's subscription gets one signed
@@ -471,7 +472,7 @@ func TestWebhookTwoReplicasOneSender(t *testing.T) {
 			cancel()
 			t.Fatal(err)
 		}
-		srv := server.New(server.Config{ControllerTick: 20 * time.Millisecond, WebhookPoll: 10 * time.Millisecond}, st, time.Now, quietLogger())
+		srv := server.New(server.Config{ControllerTick: 20 * time.Millisecond, WebhookPoll: 10 * time.Millisecond, WebhookAllowPrivate: true}, st, time.Now, quietLogger())
 		if err := srv.Start(ctx); err != nil {
 			t.Fatal(err)
 		}
@@ -512,5 +513,35 @@ func TestWebhookTwoReplicasOneSender(t *testing.T) {
 	}
 	if len(seen) != 40 {
 		t.Errorf("%d distinct events delivered, want 40", len(seen))
+	}
+}
+
+// Without --webhook-allow-private a subscription cannot make the server
+// reach its own network: a private, loopback or link-local address
+// written out is refused when subscribing (400 naming url), and a name
+// that resolves to one (localhost here) is refused where it is dialled,
+// so the receiver gets nothing and the log says why.
+func TestWebhookPrivateAddressesRefused(t *testing.T) {
+	cfg := webhookConfig()
+	cfg.WebhookAllowPrivate = false
+	e := newEnvConfig(t, "", cfg)
+	for _, u := range []string{"http://127.0.0.1:9/x", "http://169.254.169.254/latest/meta-data/", "http://10.1.2.3/", "http://[::1]:8080/", "http://[::ffff:192.168.1.1]/", "https://100.64.0.1/"} {
+		code, body := e.call(t, "POST", "/v1/webhooks", e.creds.PublisherToken, map[string]any{"vendor": "acme", "url": u})
+		wantError(t, code, body, http.StatusBadRequest, "is not a public address")
+	}
+	rc := newReceiver(t, 0)
+	_, port, _ := strings.Cut(strings.TrimPrefix(rc.URL, "http://"), ":")
+	hook := e.subscribe(t, e.creds.PublisherToken, map[string]any{"vendor": "acme", "url": "http://localhost:" + port + "/hooks"})
+	rel := e.publishRelease(t, 293)
+	e.must(t, http.StatusOK, "POST", "/v1/releases/"+rel.ID+"/halt", e.creds.PublisherToken, map[string]string{"reason": "bad canary"}, nil)
+	if n := e.deliver(t); n != 1 {
+		t.Fatalf("attempted %d deliveries, want 1", n)
+	}
+	if got := rc.requests(); len(got) != 0 {
+		t.Fatalf("a receiver on loopback got %d requests", len(got))
+	}
+	ds := e.deliveries(t, e.creds.PublisherToken, hook.ID)
+	if len(ds) != 1 || len(ds[0].Attempts) != 1 || !strings.Contains(ds[0].Attempts[0].Error, "is not public") {
+		t.Fatalf("delivery log %+v, want one attempt refused for its address", ds)
 	}
 }
