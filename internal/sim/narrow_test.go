@@ -53,6 +53,7 @@ noise:
 // host counts once however often it crashes (rollout.DetectDevices); the
 // narrow-cell scenario shows 2% of a cell on a fleet large enough.
 func TestNarrowDefectsHaltedByAGate(t *testing.T) {
+	engineOnly(t)
 	if testing.Short() {
 		t.Skip("three simulations")
 	}
@@ -94,6 +95,7 @@ func TestNarrowDefectsHaltedByAGate(t *testing.T) {
 // two hours — completes every wave: the gates can conclude "no worse than
 // control" on a noisy fleet.
 func TestRoughDayCompletes(t *testing.T) {
+	engineOnly(t)
 	if testing.Short() {
 		t.Skip("a simulation")
 	}
@@ -117,6 +119,7 @@ func TestRoughDayCompletes(t *testing.T) {
 // name its OS build; the controller widens the wave for strata of that
 // build alone (audited), and the gate then decides.
 func TestSuspiciousStratumIsWidened(t *testing.T) {
+	engineOnly(t)
 	if testing.Short() {
 		t.Skip("a simulation")
 	}

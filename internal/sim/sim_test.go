@@ -97,6 +97,7 @@ func TestJuly19IsRejectedAtPublish(t *testing.T) {
 // takes the hit, the gates halt the release within minutes, and every
 // crashed host comes back by itself through the boot-loop limit.
 func TestBypassHaltsAndHealsByItself(t *testing.T) {
+	engineOnly(t)
 	sc, err := Load("july19-bypass")
 	if err != nil {
 		t.Fatal(err)
@@ -138,6 +139,7 @@ release:
 // the organisations off for an hour while the rest carry on. The rollout
 // resumes afterwards and neither silence halts anything.
 func TestOutageDoesNotHalt(t *testing.T) {
+	engineOnly(t)
 	sc, err := Parse("outage", []byte(shortRelease+"outages: [{start: 50m, for: 30m}, {start: 1h30m, for: 1h, orgs: 0.3}]\n"))
 	if err != nil {
 		t.Fatal(err)
@@ -151,6 +153,7 @@ func TestOutageDoesNotHalt(t *testing.T) {
 // A good release on a quiet fleet with a short plan completes every wave,
 // approved by the simulated approver, with no halt.
 func TestGoodReleaseCompletes(t *testing.T) {
+	engineOnly(t)
 	sc, err := Load("healthy")
 	if err != nil {
 		t.Fatal(err)
@@ -183,6 +186,7 @@ func TestGoodReleaseCompletes(t *testing.T) {
 // and the same timeline, to the second (the server's check-in jitter is
 // drawn from the run's source too).
 func TestSameSeedSameRun(t *testing.T) {
+	engineOnly(t)
 	sc, err := Load("subtle")
 	if err != nil {
 		t.Fatal(err)
@@ -203,6 +207,7 @@ func TestSameSeedSameRun(t *testing.T) {
 // with orgs cuts about that share of the organisations off, the same ones
 // for the same seed, and only while it lasts.
 func TestNetworkOutagesAndPartitions(t *testing.T) {
+	engineOnly(t)
 	sc := &Scenario{Seed: 3, Outages: []Outage{
 		{Start: rollout.Duration(time.Hour), For: rollout.Duration(time.Hour)},
 		{Start: rollout.Duration(3 * time.Hour), For: rollout.Duration(time.Hour), Orgs: 0.25},
