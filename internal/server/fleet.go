@@ -236,3 +236,11 @@ func (s *Server) Published(ctx context.Context, p Principal) ([]PublishedArtifac
 	})
 	return out, nil
 }
+
+// ControllerTick is how often the rollout controller judges releases: a
+// page that follows a release polls at least as often.
+func (s *Server) ControllerTick() time.Duration { return s.cfg.ControllerTick }
+
+// HeartbeatSpan is how long a device on a release may go between
+// heartbeats and still count as reporting (the gates' figure).
+func (s *Server) HeartbeatSpan() time.Duration { return max(s.cfg.CounterWindow, s.cfg.CheckinInterval) }
