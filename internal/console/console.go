@@ -85,7 +85,12 @@ func New(b backend) *Console {
 		"pct":     func(n, of int) string { return percent(int64(n), int64(of)) },
 		"pct64":   percent,
 		"join":    strings.Join,
-		"title":   func(s string) string { return strings.ToUpper(s[:1]) + s[1:] },
+		"title": func(s string) string {
+			if s == "" {
+				return s
+			}
+			return strings.ToUpper(s[:1]) + s[1:]
+		},
 	}
 	names, err := fs.Glob(templateFS, "templates/*.html")
 	if err != nil {
@@ -238,6 +243,11 @@ func (c *Console) fail(w http.ResponseWriter, r *http.Request, v *view, err erro
 
 func (c *Console) render(w http.ResponseWriter, r *http.Request, code int, name string, v *view) {
 	t := c.pages[name]
+	if t == nil {
+		c.log.Error("console page has no template", "page", name)
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(code)
 	if err := t.ExecuteTemplate(w, "layout", v); err != nil {
