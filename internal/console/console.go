@@ -184,7 +184,7 @@ func (c *Console) page(h func(w http.ResponseWriter, r *http.Request, v *view) e
 				c.fail(w, r, nil, he)
 				return
 			}
-			setCookie(w, r, sessionCookie, "", time.Time{})
+			setCookie(w, r, sessionCookie, "", 0)
 			http.Redirect(w, r, "/console/signin?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
 			return
 		}
@@ -273,7 +273,7 @@ func (c *Console) signinForm(w http.ResponseWriter, r *http.Request) {
 
 func (c *Console) showSignin(w http.ResponseWriter, r *http.Request, code int, problem string) {
 	pre := randomString(16)
-	setCookie(w, r, signinCookie, pre, c.b.Now().Add(time.Hour))
+	setCookie(w, r, signinCookie, pre, time.Hour)
 	v := &view{Now: c.b.Now(), Title: "Sign in", CSRF: c.sessions.signinCSRF(pre),
 		Data: map[string]string{"Next": safeNext(r.FormValue("next")), "Problem": problem}}
 	c.render(w, r, code, "signin", v)
@@ -306,9 +306,9 @@ func (c *Console) signin(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, r, nil, err)
 		return
 	}
-	value, se := c.sessions.issue(p.TokenID, c.b.Now())
-	setCookie(w, r, sessionCookie, value, se.expires)
-	setCookie(w, r, signinCookie, "", time.Time{})
+	value, _ := c.sessions.issue(p.TokenID, c.b.Now())
+	setCookie(w, r, sessionCookie, value, sessionTTL)
+	setCookie(w, r, signinCookie, "", 0)
 	c.log.Info("console sign-in", "token", p.TokenID, "role", p.Role, "tenant", p.Tenant)
 	http.Redirect(w, r, safeNext(r.PostForm.Get("next")), http.StatusSeeOther)
 }
@@ -323,7 +323,7 @@ func safeNext(next string) string {
 
 func (c *Console) signout(w http.ResponseWriter, r *http.Request, v *view, se session) error {
 	c.sessions.end(se, c.b.Now())
-	setCookie(w, r, sessionCookie, "", time.Time{})
+	setCookie(w, r, sessionCookie, "", 0)
 	http.Redirect(w, r, "/console/signin", http.StatusSeeOther)
 	return nil
 }

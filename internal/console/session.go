@@ -121,13 +121,14 @@ func validToken(got, want string) bool {
 	return got != "" && hmac.Equal([]byte(got), []byte(want))
 }
 
-func setCookie(w http.ResponseWriter, r *http.Request, name, value string, expires time.Time) {
+// setCookie sets a console cookie that lasts ttl, or clears it (value
+// ""). Max-Age, not Expires: the server's clock is not the browser's (and
+// in tests not even the real time).
+func setCookie(w http.ResponseWriter, r *http.Request, name, value string, ttl time.Duration) {
 	c := &http.Cookie{Name: name, Value: value, Path: cookiePath, HttpOnly: true, SameSite: http.SameSiteStrictMode,
-		Secure: r.TLS != nil}
+		Secure: r.TLS != nil, MaxAge: int(ttl / time.Second)}
 	if value == "" {
 		c.MaxAge = -1
-	} else {
-		c.Expires = expires
 	}
 	http.SetCookie(w, c)
 }
