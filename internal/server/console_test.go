@@ -326,7 +326,7 @@ func TestConsoleReleaseStory(t *testing.T) {
 
 func TestConsoleOrganisationSeesItsOwnFleet(t *testing.T) {
 	e := newConsoleEnv(t)
-	other := standardFleet(t, e) // fabrikam's 120 devices
+	other := standardFleet(t, e)  // fabrikam's 120 devices
 	mine := e.enroll(t, "7.12.0") // contoso's one device
 	e.checkin(t, mine, mine.report(292))
 

@@ -243,4 +243,6 @@ func (s *Server) ControllerTick() time.Duration { return s.cfg.ControllerTick }
 
 // HeartbeatSpan is how long a device on a release may go between
 // heartbeats and still count as reporting (the gates' figure).
-func (s *Server) HeartbeatSpan() time.Duration { return max(s.cfg.CounterWindow, s.cfg.CheckinInterval) }
+func (s *Server) HeartbeatSpan() time.Duration {
+	return max(s.cfg.CounterWindow, s.cfg.CheckinInterval)
+}

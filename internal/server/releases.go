@@ -553,7 +553,9 @@ func publisherOf(p Principal, vendor string) bool { return p.vendorAccess(vendor
 
 // approverOf: the approver holds the vendor's approver role (the
 // operator's admin role cannot approve).
-func approverOf(p Principal, vendor string) bool { return p.Tenant == vendor && p.Role == store.RoleApprover }
+func approverOf(p Principal, vendor string) bool {
+	return p.Tenant == vendor && p.Role == store.RoleApprover
+}
 
 // anyVendorRole may halt: stopping a release is always safe, so approvers
 // may do it too.
