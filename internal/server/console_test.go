@@ -212,8 +212,11 @@ func screenshotDir(t *testing.T) string {
 	return screenshots.dir
 }
 
-func newConsoleEnv(t *testing.T) *env {
-	return newEnvConfig(t, "", server.Config{ControllerTick: 24 * time.Hour, Console: console.Handler})
+func newConsoleEnv(t *testing.T) *env { return newEnvConfig(t, "", consoleConfig()) }
+
+// consoleConfig is the stories' server with the web console mounted.
+func consoleConfig() server.Config {
+	return server.Config{ControllerTick: 24 * time.Hour, Console: console.Handler}
 }
 
 func TestConsoleReleaseStory(t *testing.T) {
@@ -421,7 +424,7 @@ type formClient struct {
 var csrfField = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
 
 // newFormClient signs in with token ("" stays signed out).
-func newFormClient(t *testing.T, e *env, token string) *formClient {
+func newFormClient(t testing.TB, e *env, token string) *formClient {
 	t.Helper()
 	jar, _ := cookiejar.New(nil)
 	fc := &formClient{e: e, c: &http.Client{Jar: jar, Timeout: 30 * time.Second,
@@ -455,7 +458,7 @@ func newFormClient(t *testing.T, e *env, token string) *formClient {
 	return fc
 }
 
-func (fc *formClient) get(t *testing.T, path string) *http.Response {
+func (fc *formClient) get(t testing.TB, path string) *http.Response {
 	t.Helper()
 	resp, err := fc.c.Get(fc.e.url + path)
 	if err != nil {
@@ -464,7 +467,7 @@ func (fc *formClient) get(t *testing.T, path string) *http.Response {
 	return resp
 }
 
-func (fc *formClient) body(t *testing.T, resp *http.Response) string {
+func (fc *formClient) body(t testing.TB, resp *http.Response) string {
 	t.Helper()
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
@@ -474,7 +477,7 @@ func (fc *formClient) body(t *testing.T, resp *http.Response) string {
 	return string(b)
 }
 
-func (fc *formClient) post(t *testing.T, path string, form url.Values, header map[string]string) (int, string) {
+func (fc *formClient) post(t testing.TB, path string, form url.Values, header map[string]string) (int, string) {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodPost, fc.e.url+path, strings.NewReader(form.Encode()))
 	if err != nil {
