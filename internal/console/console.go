@@ -623,7 +623,9 @@ const maxCachedStatuses = 1000
 // may), judged afresh when the cached one is older than pollEvery.
 func (c *Console) status(ctx context.Context, p server.Principal, rel server.ReleaseReport) (server.ReleaseStatus, error) {
 	now, ttl := c.b.Now(), pollEvery(c.b.ControllerTick())
-	version := rel.State + "@" + rel.UpdatedAt.UTC().Format(time.RFC3339Nano)
+	// What a person or the controller changes on a release (its revision
+	// is not on the report; a change may come within the same clock tick).
+	version := fmt.Sprintf("%s|%d|%s|%s|%s|%d|%s", rel.State, rel.Wave, rel.Phase, rel.Reason, rel.HaltedBy, len(rel.Approvals), rel.UpdatedAt.UTC().Format(time.RFC3339Nano))
 	c.statuses.mu.Lock()
 	cached, ok := c.statuses.m[rel.ID]
 	c.statuses.mu.Unlock()
