@@ -47,7 +47,7 @@ type backend interface {
 	TokenPrincipal(ctx context.Context, id string) (server.Principal, error)
 	Releases(ctx context.Context, p server.Principal, channel string) ([]server.ReleaseReport, error)
 	Release(ctx context.Context, p server.Principal, id string) (server.ReleaseReport, error)
-	Status(ctx context.Context, p server.Principal, id string) (server.ReleaseStatus, error)
+	WatchStatus(ctx context.Context, p server.Principal, id string) (server.ReleaseStatus, error)
 	Timeline(ctx context.Context, p server.Principal, id string) ([]server.TimelinePoint, error)
 	Act(ctx context.Context, p server.Principal, id, action, reason string) (server.ReleaseReport, error)
 	KillSwitches(ctx context.Context, p server.Principal) ([]store.KillSwitch, error)
@@ -632,7 +632,7 @@ func (c *Console) status(ctx context.Context, p server.Principal, rel server.Rel
 	if ok && cached.version == version && now.Sub(cached.at) < ttl && !now.Before(cached.at) {
 		return cached.st, nil
 	}
-	st, err := c.b.Status(ctx, p, rel.ID)
+	st, err := c.b.WatchStatus(ctx, p, rel.ID)
 	if err != nil {
 		return st, err
 	}

@@ -335,6 +335,28 @@ func MayReadStatus(p Principal, channel string) bool {
 
 // Status is release id's status as `ringfence release status` shows it.
 func (s *Server) Status(ctx context.Context, p Principal, id string) (ReleaseStatus, error) {
+	return s.status(ctx, p, id, false)
+}
+
+// WatchStatus is Status for a page that follows a release: it reuses the
+// controller's judgement of the release from its last tick on this
+// replica, when the release has not changed since and the tick is at most
+// one tick old; otherwise (another replica leads) it judges now. The controller judges every
+// live release every tick anyway, and at fleet scale a judgement reads
+// the silence figures of every device.
+func (s *Server) WatchStatus(ctx context.Context, p Principal, id string) (ReleaseStatus, error) {
+	return s.status(ctx, p, id, true)
+}
+
+// judged is the controller's last judgement of a release.
+type judged struct {
+	revision int64
+	at       time.Time
+	plan     rollout.Plan
+	j        judgement
+}
+
+func (s *Server) status(ctx context.Context, p Principal, id string, reuse bool) (ReleaseStatus, error) {
 	rel, err := s.releaseFor(ctx, p, id)
 	if err != nil {
 		return ReleaseStatus{}, err
@@ -342,8 +364,12 @@ func (s *Server) Status(ctx context.Context, p Principal, id string) (ReleaseSta
 	if !MayReadStatus(p, rel.Channel) {
 		return ReleaseStatus{}, forbidden("release status is for the vendor and the operator")
 	}
-	plan, j, err := s.judgeNow(ctx, rel)
-	if err != nil {
+	var plan rollout.Plan
+	var j judgement
+	if v, ok := s.judged.Load(rel.ID); reuse && ok && v.(judged).revision == rel.Revision &&
+		s.now().Sub(v.(judged).at) <= s.cfg.ControllerTick {
+		plan, j = v.(judged).plan, v.(judged).j
+	} else if plan, j, err = s.judgeNow(ctx, rel); err != nil {
 		return ReleaseStatus{}, err
 	}
 	out := ReleaseStatus{Release: toReleaseReport(rel), Gates: j.gates, ApprovalsNeeded: j.status.Lane.Approvals(), ApprovalsGiven: j.status.Approvals, Frozen: j.status.Frozen,

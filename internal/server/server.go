@@ -172,6 +172,9 @@ type Server struct {
 	// preflightSlot lets one publish run preflight at a time: a large
 	// bundle takes seconds of a core, and check-ins need the others.
 	preflightSlot chan struct{}
+	// judged holds the controller's last judgement of each live release
+	// (release id → judged), for pages that follow it (WatchStatus).
+	judged sync.Map
 	// console is the web console's handler, nil without one.
 	console http.Handler
 	// keySeed derives keys for purposes other than the audit chain
