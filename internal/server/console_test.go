@@ -314,7 +314,17 @@ func TestConsoleReleaseStory(t *testing.T) {
 		t.Errorf("audit verdict %q, want Verified", got)
 	}
 	admin.screenshot("audit")
-	admin.open("/console/kill-switches", "#kill-switches")
+	admin.open("/console/kill-switches", "#kill-form")
+	admin.submit("engage the kill switch", chromedp.SendKeys(chromedp.CSS(`#kill-form input[name="reason"]`), "incident drill"),
+		chromedp.Click(chromedp.CSS(`#kill-form button[value="true"]`)))
+	if got := admin.text("#kill-switches"); !strings.Contains(got, "every channel") || !strings.Contains(got, "engaged") || !strings.Contains(got, "incident drill") {
+		t.Errorf("kill switches after engaging: %q", got)
+	}
+	var ks []store.KillSwitch
+	e.must(t, http.StatusOK, "GET", "/v1/kill-switches", e.creds.AdminToken, nil, &ks)
+	if len(ks) != 1 || ks[0].Scope != "*" || !ks[0].Engaged {
+		t.Errorf("API kill switches %+v, want the global one engaged", ks)
+	}
 	admin.screenshot("kill-switches")
 	admin.open("/console/content", "#content")
 	if got := admin.text("#content"); !strings.Contains(got, "acme/ipc@293") {
