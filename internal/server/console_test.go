@@ -418,8 +418,29 @@ func TestConsoleRefusesForgedPosts(t *testing.T) {
 	}
 	// A browser asking for / is sent to the console; API clients still
 	// get JSON 404s elsewhere.
-	if r := e.raw(t, "GET", "/nowhere", "", nil); r.StatusCode != http.StatusNotFound || !strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
-		t.Errorf("GET /nowhere: %d %s, want a JSON 404", r.StatusCode, r.Header.Get("Content-Type"))
+	req, _ := http.NewRequest(http.MethodGet, e.url+"/", nil)
+	req.Header.Set("Accept", "text/html,application/xhtml+xml;q=0.9,*/*;q=0.8")
+	if r, err := pub.c.Do(req); err != nil {
+		t.Fatal(err)
+	} else if r.Body.Close(); r.StatusCode != http.StatusSeeOther || r.Header.Get("Location") != "/console/" {
+		t.Errorf("a browser's GET /: %d to %q, want 303 to /console/", r.StatusCode, r.Header.Get("Location"))
+	}
+	for _, path := range []string{"/", "/nowhere"} {
+		if r := e.raw(t, "GET", path, "", nil); r.StatusCode != http.StatusNotFound || !strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
+			t.Errorf("an API client's GET %s: %d %s, want a JSON 404", path, r.StatusCode, r.Header.Get("Content-Type"))
+		}
+	}
+
+	// Revoking a token ends its console sessions at once.
+	var tokens []server.TokenInfo
+	e.must(t, http.StatusOK, "GET", "/v1/tokens?tenant=acme", e.creds.AdminToken, nil, &tokens)
+	for _, tk := range tokens {
+		if tk.Role == string(store.RoleViewer) {
+			e.must(t, http.StatusOK, "DELETE", "/v1/tokens/"+tk.ID, e.creds.AdminToken, nil, nil)
+		}
+	}
+	if r := viewer.get(t, "/console/releases"); r.Body.Close() != nil || r.StatusCode != http.StatusSeeOther || !strings.HasPrefix(r.Header.Get("Location"), "/console/signin") {
+		t.Errorf("a revoked token's session: %d to %q, want 303 to the sign-in page", r.StatusCode, r.Header.Get("Location"))
 	}
 }
 
