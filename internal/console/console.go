@@ -87,6 +87,7 @@ func New(b backend) *Console {
 		"pct":     func(n, of int) string { return percent(int64(n), int64(of)) },
 		"pct64":   percent,
 		"join":    strings.Join,
+		"inc":     func(i int) int { return i + 1 },
 		"title": func(s string) string {
 			if s == "" {
 				return s
@@ -364,7 +365,12 @@ func (c *Console) releases(w http.ResponseWriter, r *http.Request, v *view) erro
 			d.Releases = append(d.Releases, rel)
 		}
 	}
-	slices.SortFunc(d.Releases, func(a, b server.ReleaseReport) int { return b.CreatedAt.Compare(a.CreatedAt) })
+	slices.SortFunc(d.Releases, func(a, b server.ReleaseReport) int {
+		if c := b.CreatedAt.Compare(a.CreatedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(b.ID, a.ID)
+	})
 	d.Vendors, d.Channels = sortedKeys(vendors), sortedKeys(channels)
 	return c.ok(w, r, "releases", "Releases", "releases", v, d)
 }

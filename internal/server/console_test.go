@@ -232,6 +232,7 @@ func TestConsoleReleaseStory(t *testing.T) {
 	if got := pub.text("#releases tbody"); !strings.Contains(got, rel.ID) || !strings.Contains(got, "rolling") {
 		t.Fatalf("release list filtered to rolling acme releases: %q, want %s rolling", got, rel.ID)
 	}
+	pub.open("/console/releases", "#releases")
 	pub.screenshot("releases")
 	pub.open(page, "#state")
 	if got := pub.text("#state"); got != "rolling" {
