@@ -395,6 +395,26 @@ func TestConsoleRefusesForgedPosts(t *testing.T) {
 			}
 		})
 	}
+	// Signing in needs the sign-in form's CSRF token and a live token.
+	anon := newFormClient(t, e, "")
+	m := csrfField.FindStringSubmatch(anon.body(t, anon.get(t, "/console/signin")))
+	if m == nil {
+		t.Fatal("sign-in page has no CSRF field")
+	}
+	for _, c := range []struct {
+		name string
+		form url.Values
+		want int
+	}{
+		{"unknown-token", url.Values{"token": {"rft_" + strings.Repeat("0", 64)}, "csrf": {m[1]}}, http.StatusUnauthorized},
+		{"no-csrf-token", url.Values{"token": {e.creds.PublisherToken}}, http.StatusForbidden},
+		{"another-forms-token", url.Values{"token": {e.creds.PublisherToken}, "csrf": {pub.csrf}}, http.StatusForbidden},
+	} {
+		if code, body := anon.post(t, "/console/signin", c.form, nil); code != c.want {
+			t.Errorf("sign-in with %s: got %d, want %d\n%s", c.name, code, c.want, body)
+		}
+	}
+
 	// The same post, done properly, halts.
 	code, body := pub.post(t, halt, url.Values{"reason": {"a real halt"}, "csrf": {pub.csrf}}, map[string]string{"Origin": e.url, "Sec-Fetch-Site": "same-origin"})
 	if code != http.StatusSeeOther {
