@@ -108,7 +108,10 @@ func New(b backend) *Console {
 	}
 	mux := http.NewServeMux()
 	static, _ := fs.Sub(staticFS, "static")
-	mux.Handle("GET /console/static/", http.StripPrefix("/console/static/", http.FileServerFS(static)))
+	files := http.StripPrefix("/console/static/", http.FileServerFS(static))
+	mux.HandleFunc("GET /console/static/{file}", func(w http.ResponseWriter, r *http.Request) {
+		files.ServeHTTP(w, r) // one file each; no directory listing
+	})
 	mux.HandleFunc("GET /console/{$}", c.page(func(w http.ResponseWriter, r *http.Request, v *view) error {
 		http.Redirect(w, r, "/console/releases", http.StatusSeeOther)
 		return nil

@@ -7,6 +7,8 @@ package console
 
 import (
 	"encoding/base64"
+	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -152,3 +154,28 @@ func TestNiceCeil(t *testing.T) {
 		}
 	}
 }
+
+// TestStaticFiles serves the embedded assets, with the console's security
+// headers, and no listing of them.
+func TestStaticFiles(t *testing.T) {
+	c := New(fakeBackend{})
+	for path, want := range map[string]int{"/console/static/live.js": 200, "/console/static/console.css": 200, "/console/static/": 404, "/console/static/nope.js": 404} {
+		rec := httptest.NewRecorder()
+		c.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+		if rec.Code != want {
+			t.Errorf("GET %s: %d, want %d", path, rec.Code, want)
+		}
+		if csp := rec.Header().Get("Content-Security-Policy"); !strings.Contains(csp, "script-src 'self'") {
+			t.Errorf("GET %s: Content-Security-Policy %q", path, csp)
+		}
+	}
+}
+
+// fakeBackend serves nothing: enough for what needs no server.
+type fakeBackend struct{ backend }
+
+func (fakeBackend) DeriveKey(string) []byte       { return []byte("key") }
+func (fakeBackend) Now() time.Time                { return t0 }
+func (fakeBackend) Log() *slog.Logger             { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+func (fakeBackend) ControllerTick() time.Duration { return 5 * time.Second }
+func (fakeBackend) HeartbeatSpan() time.Duration  { return 5 * time.Minute }
