@@ -1094,27 +1094,6 @@ func printRelease(w io.Writer, r *releaseJSON) {
 	table(w, []string{"WAVE", "ORG", "STRATUM", "METRIC", "VALUE"}, rows)
 }
 
-// shareMetric reports whether a gate's figures are shares of devices (0-1)
-// rather than events per device-hour (rollout.GateSpec says which).
-func shareMetric(m rollout.Metric) bool {
-	return m == rollout.GateSilence || m == rollout.GateApplyFailure || m == rollout.GateRevert
-}
-
-// gateFigures prints a gate's treated and control figures and exposure:
-// "38.0%" and "812 devices" for shares, "0.052/h" and "12.5 device-h" for
-// rates; "-" when the gate measured nothing.
-func gateFigures(g rollout.GateResult) (treated, control, exposure string) {
-	if g.Outcome == rollout.NoData || g.Outcome == rollout.Error {
-		return "-", "-", "-"
-	}
-	if shareMetric(g.Metric) {
-		pct := func(v float64) string { return strconv.FormatFloat(100*v, 'f', 1, 64) + "%" }
-		return pct(g.Treated), pct(g.Control), fmt.Sprintf("%.0f devices", g.Exposure)
-	}
-	rate := func(v float64) string { return strconv.FormatFloat(v, 'g', 3, 64) + "/h" }
-	return rate(g.Treated), rate(g.Control), fmt.Sprintf("%.1f device-h", g.Exposure)
-}
-
 func printReleaseStatus(w io.Writer, st *server.ReleaseStatus) {
 	r := (*releaseJSON)(&st.Release)
 	fmt.Fprintln(w, st.Summary)
@@ -1162,7 +1141,7 @@ func printReleaseStatus(w io.Writer, st *server.ReleaseStatus) {
 	}
 	rows = rows[:0]
 	for _, g := range st.Gates {
-		treated, control, exposure := gateFigures(g)
+		treated, control, exposure := g.Figures()
 		rows = append(rows, []string{string(g.Metric), string(g.Outcome), treated, control, exposure, g.Message})
 	}
 	table(w, []string{"GATE", "OUTCOME", "TREATED", "CONTROL", "EXPOSURE", "MESSAGE"}, rows)

@@ -22,6 +22,7 @@ import (
 	"github.com/spf13/pflag"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/ringfence/ringfence/internal/console"
 	"github.com/ringfence/ringfence/internal/content"
 	"github.com/ringfence/ringfence/internal/notify"
 	"github.com/ringfence/ringfence/internal/server"
@@ -253,7 +254,8 @@ func runServer(ctx context.Context, f serverFlags, stdout, stderr io.Writer) err
 	srv := server.New(server.Config{TLS: tlsCfg, AuditKey: auditKey, CheckpointKey: ed25519.NewKeyFromSeed(seed), CheckpointEvery: f.checkpointEvery, CheckinInterval: f.checkinInterval, ControllerTick: f.controllerTick, SilenceGrace: f.silenceGrace, AuthFailures: f.authFailures, Enrolments: f.enrolments, EventsPerHour: f.eventsPerHour, Catalog: cat,
 		TUFDir:              filepath.Join(f.data, "tuf"),
 		WebhookRetry:        notify.Policy{First: f.webhookRetry, Max: max(f.webhookRetry, notify.DefaultPolicy.Max), Attempts: f.webhookAttempts},
-		WebhookAllowPrivate: f.webhookPrivate || f.dev}, st, time.Now, log)
+		WebhookAllowPrivate: f.webhookPrivate || f.dev,
+		Console:             console.Handler}, st, time.Now, log)
 	return srv.ListenAndServe(ctx, f.listen, func(addr net.Addr) {
 		url := scheme + "://" + addr.String()
 		if !f.dev {
@@ -267,6 +269,7 @@ func runServer(ctx context.Context, f serverFlags, stdout, stderr io.Writer) err
 		path := filepath.Join(f.data, "dev-credentials.json")
 		fmt.Fprintf(stdout, `
 Ringfence is running in development mode at %s
+  web console: %s/console/ (sign in with a token below)
   vendor acme (channel acme/ipc, bundle 292 released), organisation contoso
   credentials: %s
 
@@ -276,7 +279,7 @@ Try:
   curl -s %s/v1/enroll -d '{"token":"%s","platform":"windows","os_build":"22631","agent_version":"7.12.0"}'
 
 Development mode keeps secrets in a plain file; never use it for real fleets.
-`, url, path, url, creds.AdminToken, url, creds.EnrollToken)
+`, url, url, path, url, creds.AdminToken, url, creds.EnrollToken)
 	})
 }
 

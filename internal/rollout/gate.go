@@ -609,3 +609,25 @@ func Summary(rs []GateResult) string {
 	}
 	return strings.Join(parts, ", ")
 }
+
+// shareMetric reports whether a gate's figures are shares of devices (0-1)
+// rather than events per device-hour (GateSpec says which).
+func shareMetric(m Metric) bool {
+	return m == GateSilence || m == GateApplyFailure || m == GateRevert
+}
+
+// Figures are a gate's treated and control figures and exposure as people
+// read them (`ringfence release status`, the web console): "38.0%" and
+// "812 devices" for shares, "0.052/h" and "12.5 device-h" for rates; "-"
+// when the gate measured nothing.
+func (g GateResult) Figures() (treated, control, exposure string) {
+	if g.Outcome == NoData || g.Outcome == Error {
+		return "-", "-", "-"
+	}
+	if shareMetric(g.Metric) {
+		pct := func(v float64) string { return strconv.FormatFloat(100*v, 'f', 1, 64) + "%" }
+		return pct(g.Treated), pct(g.Control), fmt.Sprintf("%.0f devices", g.Exposure)
+	}
+	rate := func(v float64) string { return strconv.FormatFloat(v, 'g', 3, 64) + "/h" }
+	return rate(g.Treated), rate(g.Control), fmt.Sprintf("%.1f device-h", g.Exposure)
+}

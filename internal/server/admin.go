@@ -41,11 +41,11 @@ func (s *Server) adminRoutes(mux *http.ServeMux) {
 	mux.Handle("GET /v1/releases", s.api(s.listReleases))
 	mux.Handle("GET /v1/releases/{id}", s.api(s.getRelease))
 	mux.Handle("GET /v1/releases/{id}/status", s.api(s.releaseStatus))
-	mux.Handle("POST /v1/releases/{id}/approve", s.api(s.approveRelease))
-	mux.Handle("POST /v1/releases/{id}/pause", s.api(s.pauseRelease))
-	mux.Handle("POST /v1/releases/{id}/resume", s.api(s.resumeRelease))
-	mux.Handle("POST /v1/releases/{id}/halt", s.api(s.haltRelease))
-	mux.Handle("POST /v1/releases/{id}/promote", s.api(s.promoteRelease))
+	mux.Handle("POST /v1/releases/{id}/approve", s.api(s.releaseAction(ActApprove)))
+	mux.Handle("POST /v1/releases/{id}/pause", s.api(s.releaseAction(ActPause)))
+	mux.Handle("POST /v1/releases/{id}/resume", s.api(s.releaseAction(ActResume)))
+	mux.Handle("POST /v1/releases/{id}/halt", s.api(s.releaseAction(ActHalt)))
+	mux.Handle("POST /v1/releases/{id}/promote", s.api(s.releaseAction(ActPromote)))
 	mux.Handle("GET /v1/kill-switches", s.api(s.listKillSwitches))
 	mux.Handle("PUT /v1/kill-switch", s.api(s.setKillSwitch))
 	mux.Handle("PUT /v1/channels/{vendor}/{channel}/kill-switch", s.api(s.setKillSwitch))
@@ -753,8 +753,26 @@ func (s *Server) publishAgentBuild(w http.ResponseWriter, r *http.Request, p Pri
 	return nil
 }
 
+// MayReadAudit: only the operator's admin tokens read the audit log.
+func MayReadAudit(p Principal) bool { return p.isAdmin() }
+
+// Audit is up to limit audit entries after sequence number after.
+func (s *Server) Audit(ctx context.Context, p Principal, after int64, limit int) ([]store.AuditEntry, error) {
+	if !MayReadAudit(p) {
+		return nil, forbidden("only the operator's admin tokens read the audit log")
+	}
+	es, err := s.store.ListAudit(ctx, after, limit)
+	if err != nil {
+		return nil, storeError("audit log", err)
+	}
+	if es == nil {
+		es = []store.AuditEntry{}
+	}
+	return es, nil
+}
+
 func (s *Server) listAudit(w http.ResponseWriter, r *http.Request, p Principal) error {
-	if !p.isAdmin() {
+	if !MayReadAudit(p) {
 		return forbidden("only the operator's admin tokens read the audit log")
 	}
 	var after int64
@@ -773,12 +791,9 @@ func (s *Server) listAudit(w http.ResponseWriter, r *http.Request, p Principal) 
 		}
 		limit = n
 	}
-	es, err := s.store.ListAudit(r.Context(), after, limit)
+	es, err := s.Audit(r.Context(), p, after, limit)
 	if err != nil {
-		return storeError("audit log", err)
-	}
-	if es == nil {
-		es = []store.AuditEntry{}
+		return err
 	}
 	writeJSON(w, http.StatusOK, es)
 	return nil

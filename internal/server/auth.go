@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"net/http"
+	"strings"
 
 	"github.com/ringfence/ringfence/internal/store"
 )
@@ -65,10 +66,37 @@ func (p Principal) orgAccess(org string, write bool) bool {
 type principalKey struct{}
 
 func (s *Server) authAPI(ctx context.Context, r *http.Request) (Principal, error) {
+	return s.authToken(ctx, r, bearer(r))
+}
+
+// SignIn authenticates an API token a person typed into the web console:
+// the same lookup, failure limit and failure log as a bearer token on the
+// API, so the console has no rule of its own.
+func (s *Server) SignIn(r *http.Request, token string) (Principal, error) {
+	return s.authToken(r.Context(), r, strings.TrimSpace(token))
+}
+
+// TokenPrincipal is who token id acts for now: a console session names its
+// token, and every request looks it up again, so a revoked token ends its
+// sessions at once.
+func (s *Server) TokenPrincipal(ctx context.Context, id string) (Principal, error) {
+	t, err := s.store.GetAPIToken(ctx, id)
+	if err != nil {
+		if isNotFound(err) {
+			return Principal{}, errUnauthorized
+		}
+		return Principal{}, storeError("token", err)
+	}
+	if t.Revoked {
+		return Principal{}, errUnauthorized
+	}
+	return Principal{TokenID: t.ID, Name: t.Name, Tenant: t.Tenant, Role: t.Role, CreatedBy: t.CreatedBy}, nil
+}
+
+func (s *Server) authToken(ctx context.Context, r *http.Request, tok string) (Principal, error) {
 	if err := s.throttled(r); err != nil {
 		return Principal{}, err
 	}
-	tok := bearer(r)
 	if tok == "" || len(tok) > 256 {
 		return Principal{}, s.authFailed(r, "api", "none", errUnauthorized)
 	}

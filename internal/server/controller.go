@@ -130,6 +130,9 @@ func (s *Server) controlRelease(ctx context.Context, rel store.Release, all []st
 	if err != nil {
 		return false, err
 	}
+	// Pages that follow the release show this judgement (WatchStatus)
+	// until the release changes or the next tick.
+	s.judged.Store(rel.ID, judged{revision: rel.Revision, at: s.now(), plan: plan, j: j})
 	if j.cohort == nil || j.cohort.Wave != rel.Wave {
 		// First tick of a wave: find who it reaches before judging it.
 		if err := s.updateCohort(ctx, &rel, plan, j.cohort, rollout.Growth{}); err != nil {

@@ -152,9 +152,19 @@ func (s *Server) mayReadRelease(p Principal, vendor string) bool {
 }
 
 func (s *Server) listReleases(w http.ResponseWriter, r *http.Request, p Principal) error {
-	rs, err := s.store.ListReleases(r.Context(), r.URL.Query().Get("channel"))
+	out, err := s.Releases(r.Context(), p, r.URL.Query().Get("channel"))
 	if err != nil {
-		return storeError("releases", err)
+		return err
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// Releases are the releases p may see, on one channel or ("") on all.
+func (s *Server) Releases(ctx context.Context, p Principal, channel string) ([]ReleaseReport, error) {
+	rs, err := s.store.ListReleases(ctx, channel)
+	if err != nil {
+		return nil, storeError("releases", err)
 	}
 	out := []ReleaseReport{}
 	for _, rel := range rs {
@@ -163,21 +173,30 @@ func (s *Server) listReleases(w http.ResponseWriter, r *http.Request, p Principa
 			out = append(out, toReleaseReport(rel))
 		}
 	}
-	writeJSON(w, http.StatusOK, out)
-	return nil
+	return out, nil
 }
 
 // getRelease adds the telemetry figures the principal may see: a vendor
 // gets totals per wave and metric (no organisation, no stratum); an
 // organisation only its own cells; the operator everything.
 func (s *Server) getRelease(w http.ResponseWriter, r *http.Request, p Principal) error {
-	rel, err := s.releaseFor(r.Context(), p, r.PathValue("id"))
+	out, err := s.Release(r.Context(), p, r.PathValue("id"))
 	if err != nil {
 		return err
 	}
-	cs, err := s.store.CounterTotals(r.Context(), rel.ID, false)
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// Release is release id with the telemetry figures p may see (getRelease).
+func (s *Server) Release(ctx context.Context, p Principal, id string) (ReleaseReport, error) {
+	rel, err := s.releaseFor(ctx, p, id)
 	if err != nil {
-		return storeError("counters", err)
+		return ReleaseReport{}, err
+	}
+	cs, err := s.store.CounterTotals(ctx, rel.ID, false)
+	if err != nil {
+		return ReleaseReport{}, storeError("counters", err)
 	}
 	out := toReleaseReport(rel)
 	type key struct {
@@ -187,18 +206,11 @@ func (s *Server) getRelease(w http.ResponseWriter, r *http.Request, p Principal)
 	sum := map[key]int64{}
 	var order []key
 	for _, c := range cs {
-		var k key
-		switch {
-		case p.isAdmin():
-			k = key{c.Wave, c.Org, c.Stratum, c.Metric}
-		case s.tenantKind(p.Tenant) == store.TenantOrg:
-			if c.Org != p.Tenant {
-				continue
-			}
-			k = key{c.Wave, c.Org, c.Stratum, c.Metric}
-		default:
-			k = key{wave: c.Wave, metric: c.Metric}
+		org, st, ok := s.figureCell(p, c)
+		if !ok {
+			continue
 		}
+		k := key{c.Wave, org, st, c.Metric}
 		if _, ok := sum[k]; !ok {
 			order = append(order, k)
 		}
@@ -207,8 +219,66 @@ func (s *Server) getRelease(w http.ResponseWriter, r *http.Request, p Principal)
 	for _, k := range order {
 		out.Figures = append(out.Figures, Figure{Wave: k.wave, Org: k.org, Stratum: k.st, Metric: k.metric, Value: sum[k]})
 	}
-	writeJSON(w, http.StatusOK, out)
-	return nil
+	return out, nil
+}
+
+// figureCell is how much of counter c principal p may see: the operator
+// every cell, an organisation its own cells (others not at all), a vendor
+// totals per wave and metric, with no organisation and no stratum.
+func (s *Server) figureCell(p Principal, c store.Counter) (org, stratum string, ok bool) {
+	switch {
+	case p.isAdmin():
+		return c.Org, c.Stratum, true
+	case s.tenantKind(p.Tenant) == store.TenantOrg:
+		return c.Org, c.Stratum, c.Org == p.Tenant
+	}
+	return "", "", true
+}
+
+// TimelinePoint is one counter window of a release's telemetry, summed to
+// what the caller may see (figureCell): the web console draws it.
+type TimelinePoint struct {
+	Window time.Time
+	Wave   int
+	Metric string
+	Value  int64
+}
+
+// Timeline is release id's telemetry per counter window, oldest first.
+func (s *Server) Timeline(ctx context.Context, p Principal, id string) ([]TimelinePoint, error) {
+	rel, err := s.releaseFor(ctx, p, id)
+	if err != nil {
+		return nil, err
+	}
+	cs, err := s.store.Counters(ctx, rel.ID)
+	if err != nil {
+		return nil, storeError("counters", err)
+	}
+	type key struct {
+		window time.Time
+		wave   int
+		metric string
+	}
+	sum := map[key]int64{}
+	for _, c := range cs {
+		if _, _, ok := s.figureCell(p, c); ok {
+			sum[key{c.Window, c.Wave, c.Metric}] += c.Value
+		}
+	}
+	out := make([]TimelinePoint, 0, len(sum))
+	for k, v := range sum {
+		out = append(out, TimelinePoint{Window: k.window, Wave: k.wave, Metric: k.metric, Value: v})
+	}
+	slices.SortFunc(out, func(a, b TimelinePoint) int {
+		if c := a.Window.Compare(b.Window); c != 0 {
+			return c
+		}
+		if a.Wave != b.Wave {
+			return a.Wave - b.Wave
+		}
+		return strings.Compare(a.Metric, b.Metric)
+	})
+	return out, nil
 }
 
 // ReleaseStatus is what `ringfence release status` shows: per wave the
@@ -248,17 +318,59 @@ type WaveStatus struct {
 // the vendor and the operator (organisations see releases, not the fleet
 // figures behind the gates).
 func (s *Server) releaseStatus(w http.ResponseWriter, r *http.Request, p Principal) error {
-	rel, err := s.releaseFor(r.Context(), p, r.PathValue("id"))
+	out, err := s.Status(r.Context(), p, r.PathValue("id"))
 	if err != nil {
 		return err
 	}
-	vendor, _, _ := strings.Cut(rel.Channel, "/")
-	if !p.vendorAccess(vendor, false) {
-		return forbidden("release status is for the vendor and the operator")
-	}
-	plan, j, err := s.judgeNow(r.Context(), rel)
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// MayReadStatus reports whether p may read the status of a release on
+// channel: its vendor and the operator.
+func MayReadStatus(p Principal, channel string) bool {
+	vendor, _, _ := strings.Cut(channel, "/")
+	return p.vendorAccess(vendor, false)
+}
+
+// Status is release id's status as `ringfence release status` shows it.
+func (s *Server) Status(ctx context.Context, p Principal, id string) (ReleaseStatus, error) {
+	return s.status(ctx, p, id, false)
+}
+
+// WatchStatus is Status for a page that follows a release: it reuses the
+// controller's judgement of the release from its last tick on this
+// replica, when the release has not changed since and the tick is at most
+// one tick old; otherwise (another replica leads) it judges now. The controller judges every
+// live release every tick anyway, and at fleet scale a judgement reads
+// the silence figures of every device.
+func (s *Server) WatchStatus(ctx context.Context, p Principal, id string) (ReleaseStatus, error) {
+	return s.status(ctx, p, id, true)
+}
+
+// judged is the controller's last judgement of a release.
+type judged struct {
+	revision int64
+	at       time.Time
+	plan     rollout.Plan
+	j        judgement
+}
+
+func (s *Server) status(ctx context.Context, p Principal, id string, reuse bool) (ReleaseStatus, error) {
+	rel, err := s.releaseFor(ctx, p, id)
 	if err != nil {
-		return err
+		return ReleaseStatus{}, err
+	}
+	if !MayReadStatus(p, rel.Channel) {
+		return ReleaseStatus{}, forbidden("release status is for the vendor and the operator")
+	}
+	var plan rollout.Plan
+	var j judgement
+	if v, ok := s.judged.Load(rel.ID); reuse && ok && v.(judged).revision == rel.Revision &&
+		s.now().Sub(v.(judged).at) <= s.cfg.ControllerTick {
+		plan, j = v.(judged).plan, v.(judged).j
+	} else if plan, j, err = s.judgeNow(ctx, rel); err != nil {
+		return ReleaseStatus{}, err
 	}
 	out := ReleaseStatus{Release: toReleaseReport(rel), Gates: j.gates, ApprovalsNeeded: j.status.Lane.Approvals(), ApprovalsGiven: j.status.Approvals, Frozen: j.status.Frozen,
 		Signing: signingWords[j.status.Signing], SigningNote: j.status.SigningNote}
@@ -311,8 +423,7 @@ func (s *Server) releaseStatus(w http.ResponseWriter, r *http.Request, p Princip
 			out.Summary += ": " + rel.Reason
 		}
 	}
-	writeJSON(w, http.StatusOK, out)
-	return nil
+	return out, nil
 }
 
 // judgeNow runs the controller's judgement of a release for a request.
@@ -348,56 +459,129 @@ func (s *Server) decodeReason(w http.ResponseWriter, r *http.Request) (string, e
 	return req.Reason, nil
 }
 
-// actionOn reads a person's action on the release named in the path: the
-// reason, the release (if the principal may see it) and whether may lets
-// the principal do verb to it.
-func (s *Server) actionOn(w http.ResponseWriter, r *http.Request, p Principal, verb string, may func(p Principal, vendor string) bool) (store.Release, string, error) {
-	reason, err := s.decodeReason(w, r)
-	if err != nil {
-		return store.Release{}, "", err
+// Release actions: what a person may do to a release, and who may.
+const (
+	ActApprove = "approve"
+	ActPause   = "pause"
+	ActResume  = "resume"
+	ActHalt    = "halt"
+	ActPromote = "promote"
+)
+
+// ReleaseActions are the actions in the order a page offers them.
+var ReleaseActions = []string{ActApprove, ActPromote, ActPause, ActResume, ActHalt}
+
+// actionRules says who may take each action on a release of vendor's.
+var actionRules = map[string]func(p Principal, vendor string) bool{
+	ActApprove: approverOf,
+	ActPause:   publisherOf,
+	ActResume:  publisherOf,
+	ActHalt:    anyVendorRole,
+	ActPromote: publisherOf,
+}
+
+// MayAct reports whether p's role lets it take action on a release on
+// channel (whether the release's state allows it is decided on the act).
+func MayAct(p Principal, channel, action string) bool {
+	may, ok := actionRules[action]
+	vendor, _, _ := strings.Cut(channel, "/")
+	return ok && may(p, vendor)
+}
+
+// releaseAction is the API handler of one action: the body carries the
+// reason.
+func (s *Server) releaseAction(action string) func(w http.ResponseWriter, r *http.Request, p Principal) error {
+	return func(w http.ResponseWriter, r *http.Request, p Principal) error {
+		reason, err := s.decodeReason(w, r)
+		if err != nil {
+			return err
+		}
+		out, err := s.Act(r.Context(), p, r.PathValue("id"), action, reason)
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, out)
+		return nil
 	}
-	rel, err := s.releaseFor(r.Context(), p, r.PathValue("id"))
+}
+
+// Act takes a person's action on release id, with a reason that goes into
+// the audit log: the API and the web console both come here.
+func (s *Server) Act(ctx context.Context, p Principal, id, action, reason string) (ReleaseReport, error) {
+	may, ok := actionRules[action]
+	if !ok {
+		return ReleaseReport{}, badRequest("action: %q is not one of %s", action, strings.Join(ReleaseActions, ", "))
+	}
+	if err := checkText("reason", reason, 1024, true); err != nil {
+		return ReleaseReport{}, err
+	}
+	rel, err := s.releaseFor(ctx, p, id)
 	if err != nil {
-		return rel, "", err
+		return ReleaseReport{}, err
 	}
 	vendor, _, _ := strings.Cut(rel.Channel, "/")
 	if !may(p, vendor) {
-		return rel, "", forbidden("token may not %s releases on %s", verb, rel.Channel)
+		return ReleaseReport{}, forbidden("token may not %s releases on %s", action, rel.Channel)
 	}
-	return rel, reason, nil
+	var change func(ctx context.Context, rel *store.Release, reason string) error
+	switch action {
+	case ActPromote:
+		return s.promote(ctx, p, rel, reason)
+	case ActHalt:
+		change = func(_ context.Context, rel *store.Release, reason string) error {
+			if err := transition(rel, rollout.ActHalt); err != nil {
+				return err
+			}
+			rel.Phase, rel.HaltedBy, rel.Reason = "", p.actor(), "halted by "+p.actor()+": "+reason
+			return nil
+		}
+	case ActPause:
+		change = func(_ context.Context, rel *store.Release, reason string) error {
+			if err := transition(rel, rollout.ActPause); err != nil {
+				return err
+			}
+			rel.Reason = "paused by " + p.actor() + ": " + reason
+			return nil
+		}
+	case ActResume:
+		change = s.resume(p)
+	case ActApprove:
+		change = s.approve(p)
+	}
+	return s.changeRelease(ctx, p, rel, reason, "release."+action, change)
 }
 
-// changeRelease applies a person's action: may checks the principal,
-// change mutates the release (returning a conflict when the state does not
-// allow it).
-func (s *Server) changeRelease(w http.ResponseWriter, r *http.Request, p Principal, action string,
-	may func(p Principal, vendor string) bool, change func(rel *store.Release, reason string) error) error {
-	rel, reason, err := s.actionOn(w, r, p, strings.TrimPrefix(action, "release."), may)
-	if err != nil {
-		return err
-	}
-	if err := change(&rel, reason); err != nil {
+// changeRelease applies a person's action: change mutates the release
+// (returning a conflict when the state does not allow it).
+func (s *Server) changeRelease(ctx context.Context, p Principal, rel store.Release, reason, action string,
+	change func(ctx context.Context, rel *store.Release, reason string) error) (ReleaseReport, error) {
+	if err := change(ctx, &rel, reason); err != nil {
 		var te *rollout.TransitionError
 		if errors.As(err, &te) {
-			return conflict("release %s: %v", rel.ID, te)
+			return ReleaseReport{}, conflict("release %s: %v", rel.ID, te)
 		}
-		return err
+		return ReleaseReport{}, err
 	}
 	rel.UpdatedAt = s.now()
-	rev, err := s.updateRelease(r.Context(), rel, store.AuditEntry{Time: rel.UpdatedAt, Actor: p.actor(), Action: action, Target: rel.ID, Reason: reason})
+	rev, err := s.updateRelease(ctx, rel, store.AuditEntry{Time: rel.UpdatedAt, Actor: p.actor(), Action: action, Target: rel.ID, Reason: reason})
 	if err != nil {
 		if errors.Is(err, store.ErrStale) {
-			return conflict("release %s changed meanwhile (the controller acted); look at it again and retry", rel.ID)
+			return ReleaseReport{}, conflict("release %s changed meanwhile (the controller acted); look at it again and retry", rel.ID)
 		}
-		return storeError("release "+rel.ID, err)
+		return ReleaseReport{}, storeError("release "+rel.ID, err)
 	}
 	rel.Revision = rev
-	s.changed(r.Context())
-	writeJSON(w, http.StatusOK, toReleaseReport(rel))
-	return nil
+	s.changed(ctx)
+	return toReleaseReport(rel), nil
 }
 
 func publisherOf(p Principal, vendor string) bool { return p.vendorAccess(vendor, true) }
+
+// approverOf: the approver holds the vendor's approver role (the
+// operator's admin role cannot approve).
+func approverOf(p Principal, vendor string) bool {
+	return p.Tenant == vendor && p.Role == store.RoleApprover
+}
 
 // anyVendorRole may halt: stopping a release is always safe, so approvers
 // may do it too.
@@ -414,53 +598,31 @@ func transition(rel *store.Release, a rollout.Action) error {
 	return nil
 }
 
-func (s *Server) haltRelease(w http.ResponseWriter, r *http.Request, p Principal) error {
-	return s.changeRelease(w, r, p, "release.halt", anyVendorRole, func(rel *store.Release, reason string) error {
-		if err := transition(rel, rollout.ActHalt); err != nil {
-			return err
-		}
-		rel.Phase, rel.HaltedBy, rel.Reason = "", p.actor(), "halted by "+p.actor()+": "+reason
-		return nil
-	})
-}
-
-func (s *Server) pauseRelease(w http.ResponseWriter, r *http.Request, p Principal) error {
-	return s.changeRelease(w, r, p, "release.pause", publisherOf, func(rel *store.Release, reason string) error {
-		if err := transition(rel, rollout.ActPause); err != nil {
-			return err
-		}
-		rel.Reason = "paused by " + p.actor() + ": " + reason
-		return nil
-	})
-}
-
-// resumeRelease takes a paused, halted or rolled-back release back to
-// rolling. After a halt the wave starts over and the gates judge only
-// telemetry from now on: the person decided the old figures are explained.
-func (s *Server) resumeRelease(w http.ResponseWriter, r *http.Request, p Principal) error {
-	return s.changeRelease(w, r, p, "release.resume", publisherOf, func(rel *store.Release, reason string) error {
+// resume takes a paused, halted or rolled-back release back to rolling.
+// After a halt the wave starts over and the gates judge only telemetry
+// from now on: the person decided the old figures are explained.
+func (s *Server) resume(p Principal) func(ctx context.Context, rel *store.Release, reason string) error {
+	return func(ctx context.Context, rel *store.Release, reason string) error {
 		was := rel.State
 		if err := transition(rel, rollout.ActResume); err != nil {
 			return err
 		}
 		now := s.now()
 		if was != store.ReleasePaused {
-			if err := s.store.MarkCounters(r.Context(), rel.ID); err != nil {
+			if err := s.store.MarkCounters(ctx, rel.ID); err != nil {
 				return storeError("release "+rel.ID, err)
 			}
 			rel.WaveStartedAt, rel.GatesSince, rel.HaltedBy = now, now, ""
 		}
 		rel.Phase, rel.Reason = string(rollout.PhaseBaking), "resumed by "+p.actor()+": "+reason
 		return nil
-	})
+	}
 }
 
-// approveRelease records a sign-off. The approver holds the vendor's
-// approver role (the operator's admin role cannot approve), and the
-// approval must count under the separation of duties (duties.go).
-func (s *Server) approveRelease(w http.ResponseWriter, r *http.Request, p Principal) error {
-	approver := func(p Principal, vendor string) bool { return p.Tenant == vendor && p.Role == store.RoleApprover }
-	return s.changeRelease(w, r, p, "release.approve", approver, func(rel *store.Release, reason string) error {
+// approve records a sign-off; the approval must count under the
+// separation of duties (duties.go).
+func (s *Server) approve(p Principal) func(ctx context.Context, rel *store.Release, reason string) error {
+	return func(_ context.Context, rel *store.Release, reason string) error {
 		if _, err := rollout.Apply(rollout.ReleaseState(rel.State), rollout.ActApprove); err != nil {
 			return err
 		}
@@ -473,40 +635,40 @@ func (s *Server) approveRelease(w http.ResponseWriter, r *http.Request, p Princi
 		}
 		rel.Approvals = append(rel.Approvals, a)
 		return nil
-	})
+	}
 }
 
-// promoteRelease moves a release on by hand: it starts a draft, or skips
-// the rest of a wave's bake; a failing gate or a missing approval still
+// promote moves a release on by hand: it starts a draft, or skips the
+// rest of a wave's bake; a failing gate or a missing approval still
 // refuses.
-func (s *Server) promoteRelease(w http.ResponseWriter, r *http.Request, p Principal) error {
-	rel, reason, err := s.actionOn(w, r, p, "promote", publisherOf)
-	if err != nil {
-		return err
-	}
+func (s *Server) promote(ctx context.Context, p Principal, rel store.Release, reason string) (ReleaseReport, error) {
 	if rel.State == store.ReleaseDraft {
-		if err := s.draftShippable(r.Context(), rel); err != nil {
-			return err
+		if err := s.draftShippable(ctx, rel); err != nil {
+			return ReleaseReport{}, err
 		}
 	}
-	plan, j, err := s.judgeNow(r.Context(), rel)
+	plan, j, err := s.judgeNow(ctx, rel)
 	if err != nil {
-		return err
+		return ReleaseReport{}, err
 	}
 	v, err := rollout.Promote(j.status, j.gates)
 	if err != nil {
-		return conflict("release %s: %v", rel.ID, err)
+		return ReleaseReport{}, conflict("release %s: %v", rel.ID, err)
 	}
 	v.Reason += " (" + p.actor() + ": " + reason + ")"
 	if rel.State == store.ReleaseDraft {
 		rel.WaveStartedAt, rel.GatesSince = s.now(), s.now()
 	}
 	// applyVerdict writes the audit entry, naming the person.
-	if err := s.applyVerdict(r.Context(), rel, plan, j.cohort, v, p.actor()); err != nil {
-		return storeError("release "+rel.ID, err)
+	if err := s.applyVerdict(ctx, rel, plan, j.cohort, v, p.actor()); err != nil {
+		return ReleaseReport{}, storeError("release "+rel.ID, err)
 	}
-	s.changed(r.Context())
-	return s.writeRelease(w, r.Context(), rel.ID)
+	s.changed(ctx)
+	got, err := s.store.GetRelease(ctx, rel.ID)
+	if err != nil {
+		return ReleaseReport{}, storeError("release "+rel.ID, err)
+	}
+	return toReleaseReport(got), nil
 }
 
 // draftShippable is shippable for a draft about to start.
@@ -526,24 +688,25 @@ func (s *Server) draftShippable(ctx context.Context, rel store.Release) error {
 	return s.shippable(a, c.Kind, plan.Waves[0])
 }
 
-func (s *Server) writeRelease(w http.ResponseWriter, ctx context.Context, id string) error {
-	rel, err := s.store.GetRelease(ctx, id)
-	if err != nil {
-		return storeError("release "+id, err)
-	}
-	writeJSON(w, http.StatusOK, toReleaseReport(rel))
-	return nil
-}
-
 // --- kill switches and budgets ---
 
 // listKillSwitches shows the global switch to everyone, and a channel's to
 // the operator, the channel's vendor and the organisations (whose devices
 // take the channel); another vendor does not learn about it.
 func (s *Server) listKillSwitches(w http.ResponseWriter, r *http.Request, p Principal) error {
-	ks, err := s.store.KillSwitches(r.Context())
+	out, err := s.KillSwitches(r.Context(), p)
 	if err != nil {
-		return storeError("kill switches", err)
+		return err
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// KillSwitches are the kill switches p may see (listKillSwitches).
+func (s *Server) KillSwitches(ctx context.Context, p Principal) ([]store.KillSwitch, error) {
+	ks, err := s.store.KillSwitches(ctx)
+	if err != nil {
+		return nil, storeError("kill switches", err)
 	}
 	out := []store.KillSwitch{}
 	for _, k := range ks {
@@ -552,8 +715,7 @@ func (s *Server) listKillSwitches(w http.ResponseWriter, r *http.Request, p Prin
 			out = append(out, k)
 		}
 	}
-	writeJSON(w, http.StatusOK, out)
-	return nil
+	return out, nil
 }
 
 // setKillSwitch engages or releases the global kill switch, or one
@@ -561,7 +723,7 @@ func (s *Server) listKillSwitches(w http.ResponseWriter, r *http.Request, p Prin
 // devices on one return to their last-known-good, and the controller
 // moves nothing.
 func (s *Server) setKillSwitch(w http.ResponseWriter, r *http.Request, p Principal) error {
-	if !p.isAdmin() {
+	if !MayUseKillSwitches(p) {
 		return forbidden("only the operator's admin tokens use kill switches")
 	}
 	var req struct {
@@ -574,36 +736,55 @@ func (s *Server) setKillSwitch(w http.ResponseWriter, r *http.Request, p Princip
 	if req.Engaged == nil {
 		return badRequest("engaged: say true or false")
 	}
-	if err := checkText("reason", req.Reason, 1024, true); err != nil {
-		return err
-	}
 	scope := "*"
 	if v := r.PathValue("vendor"); v != "" {
 		scope = v + "/" + r.PathValue("channel")
+	}
+	k, err := s.SetKillSwitch(r.Context(), p, scope, *req.Engaged, req.Reason)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, k)
+	return nil
+}
+
+// MayUseKillSwitches: only the operator's admin tokens engage or release
+// kill switches.
+func MayUseKillSwitches(p Principal) bool { return p.isAdmin() }
+
+// SetKillSwitch engages or releases the kill switch of scope ("*" or a
+// channel), audited with the reason.
+func (s *Server) SetKillSwitch(ctx context.Context, p Principal, scope string, engaged bool, reason string) (store.KillSwitch, error) {
+	if !MayUseKillSwitches(p) {
+		return store.KillSwitch{}, forbidden("only the operator's admin tokens use kill switches")
+	}
+	if err := checkText("reason", reason, 1024, true); err != nil {
+		return store.KillSwitch{}, err
+	}
+	if scope != "*" {
 		if !validChannelID(scope) {
-			return badRequest("channel: %q is not VENDOR/CHANNEL", scope)
+			return store.KillSwitch{}, badRequest("channel: %q is not VENDOR/CHANNEL", scope)
 		}
-		if _, err := s.store.GetChannel(r.Context(), scope); err != nil {
-			return storeError("channel "+scope, err)
+		if _, err := s.store.GetChannel(ctx, scope); err != nil {
+			return store.KillSwitch{}, storeError("channel "+scope, err)
 		}
 	}
-	k := store.KillSwitch{Scope: scope, Engaged: *req.Engaged, Reason: req.Reason, Actor: p.actor(), At: s.now()}
+	k := store.KillSwitch{Scope: scope, Engaged: engaged, Reason: reason, Actor: p.actor(), At: s.now()}
 	action := "kill-switch.release"
 	if k.Engaged {
 		action = "kill-switch.engage"
 	}
-	if err := s.audited(r.Context(), p, action, scope, req.Reason, func(ctx context.Context) error {
+	if err := s.audited(ctx, p, action, scope, reason, func(ctx context.Context) error {
 		if err := s.store.SetKillSwitch(ctx, k); err != nil {
 			return asStoreError("kill switch", err)
 		}
 		return asStoreError("webhook outbox", s.enqueue(ctx, s.killSwitchNotice(k)))
 	}); err != nil {
-		return err
+		return store.KillSwitch{}, err
 	}
 	s.wakeWebhooks()
-	s.changed(r.Context())
-	writeJSON(w, http.StatusOK, k)
-	return nil
+	s.changed(ctx)
+	return k, nil
 }
 
 // Budget is an organisation's hourly cap on new versions, in basis points

@@ -8,6 +8,9 @@ package server
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -98,6 +101,11 @@ type Config struct {
 	// WebhookRand draws the retry jitter, uniform in [0,1) (nil: the
 	// process's random source).
 	WebhookRand func() float64
+	// Console, if set, builds the web console (package console), which
+	// the server mounts at /console/; a browser asking for "/" is sent
+	// there. It is a constructor so that the console can read through
+	// the server's own functions without the server importing it.
+	Console func(*Server) http.Handler
 }
 
 func (c *Config) defaults() {
@@ -193,6 +201,14 @@ type Server struct {
 	preflightSlot chan struct{}
 	// hooks is the webhook sender's state.
 	hooks webhookSender
+	// judged holds the controller's last judgement of each live release
+	// (release id → judged), for pages that follow it (WatchStatus).
+	judged sync.Map
+	// console is the web console's handler, nil without one.
+	console http.Handler
+	// keySeed derives keys for purposes other than the audit chain
+	// (DeriveKey) when the server has no audit key.
+	keySeed []byte
 }
 
 // New builds a server on a store. now is the clock (time.Now in
@@ -216,8 +232,31 @@ func New(cfg Config, st store.Store, now func() time.Time, log *slog.Logger) *Se
 	if cfg.AuditKey != nil {
 		st.SetAuditKey(cfg.AuditKey)
 	}
+	s.keySeed = cfg.AuditKey
+	if s.keySeed == nil {
+		s.keySeed = make([]byte, 32)
+		rand.Read(s.keySeed)
+	}
+	if cfg.Console != nil {
+		s.console = cfg.Console(s)
+	}
 	return s
 }
+
+// DeriveKey is a 32-byte key for purpose, derived from the audit key, so
+// that replicas sharing the audit key (they must) share it too; without an
+// audit key it is random for this process.
+func (s *Server) DeriveKey(purpose string) []byte {
+	m := hmac.New(sha256.New, s.keySeed)
+	m.Write([]byte("ringfence derived key: " + purpose))
+	return m.Sum(nil)
+}
+
+// Now is the server's clock.
+func (s *Server) Now() time.Time { return s.now() }
+
+// Log is the server's logger.
+func (s *Server) Log() *slog.Logger { return s.log }
 
 // Start loads the first snapshot and starts the background loops; they
 // stop when ctx is done.
@@ -318,9 +357,19 @@ func (s *Server) Handler() http.Handler {
 
 	s.adminRoutes(mux)
 	s.webhookRoutes(mux)
+	if s.console != nil {
+		// The web console serves HTML under its own prefix, with its own
+		// session and CSRF checks (docs/api.md, "Web console"); it is no
+		// part of the JSON API the OpenAPI document describes.
+		mux.Handle("/console/", s.console)
+	}
 	// The catch-all keeps 404s in JSON; it also takes requests that the
 	// mux would answer 405, so it answers those itself.
 	mux.Handle("/", s.serve(func(w http.ResponseWriter, r *http.Request) error {
+		if s.console != nil && r.URL.Path == "/" && (r.Method == http.MethodGet || r.Method == http.MethodHead) && wantsHTML(r) {
+			http.Redirect(w, r, "/console/", http.StatusSeeOther)
+			return nil
+		}
 		if allow := allowedMethods(mux, r); len(allow) > 0 {
 			w.Header().Set("Allow", strings.Join(allow, ", "))
 			return &HTTPError{Code: http.StatusMethodNotAllowed, Msg: "method not allowed",
@@ -329,6 +378,18 @@ func (s *Server) Handler() http.Handler {
 		return notFound("no such endpoint: %s %s", r.Method, r.URL.Path)
 	}))
 	return plainPaths(mux)
+}
+
+// wantsHTML reports whether a request prefers an HTML page: a browser's
+// Accept names text/html; API clients ask for JSON or anything.
+func wantsHTML(r *http.Request) bool {
+	for _, part := range strings.Split(r.Header.Get("Accept"), ",") {
+		mt, _, _ := strings.Cut(strings.TrimSpace(part), ";")
+		if strings.EqualFold(strings.TrimSpace(mt), "text/html") {
+			return true
+		}
+	}
+	return false
 }
 
 // plainPaths refuses a path with a control character (a NUL reached the
