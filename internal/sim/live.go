@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	crand "crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -52,6 +54,11 @@ type LiveOptions struct {
 	// fleet's journals are thousands of fsyncs a second).
 	Dir string
 	Log *slog.Logger
+	// Listen is the server's address ("": a port of loopback the system
+	// picks); Console mounts the web console (server.Config.Console).
+	// ringfence demo sets both, for a person to watch.
+	Listen  string
+	Console func(*server.Server) http.Handler
 }
 
 // Live is one live run.
@@ -161,7 +168,7 @@ func (l *Live) setup(ctx context.Context) error {
 	// The whole fleet enrols from loopback within its first interval, in
 	// compressed time: no enrolment limit.
 	l.srv = server.New(server.Config{CheckinInterval: time.Duration(l.sc.CheckinInterval), Catalog: cat, ControllerTick: tick, SnapshotRefresh: tick, Enrolments: -1,
-		TUFDir: filepath.Join(srvDir, "tuf")}, st, l.clock.Now, l.log)
+		TUFDir: filepath.Join(srvDir, "tuf"), Console: l.o.Console}, st, l.clock.Now, l.log)
 	base, err := seedWorld(ctx, st, l.fleet, l.sc.Release.Baseline, cat, l.clock.epoch.Add(-24*time.Hour))
 	if err != nil {
 		return fmt.Errorf("seed: %w", err)
@@ -182,8 +189,12 @@ func (l *Live) setup(ctx context.Context) error {
 	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	l.cancel = cancel
 	ready := make(chan string, 1)
+	listen := l.o.Listen
+	if listen == "" {
+		listen = "127.0.0.1:0"
+	}
 	go func() {
-		l.served <- l.srv.ListenAndServe(sctx, "127.0.0.1:0", func(a net.Addr) { ready <- "http://" + a.String() })
+		l.served <- l.srv.ListenAndServe(sctx, listen, func(a net.Addr) { ready <- "http://" + a.String() })
 	}()
 	select {
 	case l.url = <-ready:
@@ -284,6 +295,44 @@ func (l *Live) Close() {
 
 // Series is the fleet minute by minute.
 func (l *Live) Series() []Point { return l.series }
+
+// URL is the server's address.
+func (l *Live) URL() string { return l.url }
+
+// Release is the scenario release's id once it is created.
+func (l *Live) Release() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.release
+}
+
+// AddToken creates an API token for a person watching the run (tenant
+// "" for the operator's) and returns its secret.
+func (l *Live) AddToken(ctx context.Context, tenant string, role store.Role, name string) (string, error) {
+	var b [16]byte
+	if _, err := crand.Read(b[:]); err != nil {
+		return "", err
+	}
+	secret := "rft_" + hex.EncodeToString(b[:])
+	tok := store.APIToken{ID: "tok-" + hex.EncodeToString(b[:4]), Tenant: tenant, Role: role, Name: name, Hash: hashHex(secret), CreatedAt: l.clock.Now()}
+	if err := l.st.CreateAPIToken(ctx, tok); err != nil {
+		return "", fmt.Errorf("token for %s: %w", name, err)
+	}
+	return secret, nil
+}
+
+// Orgs are the fleet's organisations, internal ones first.
+func (l *Live) Orgs() []string {
+	var in, out []string
+	for _, o := range l.fleet.orgs {
+		if o.internal {
+			in = append(in, o.id)
+		} else {
+			out = append(out, o.id)
+		}
+	}
+	return append(in, out...)
+}
 
 // HaltedAt is the virtual second the release halted, or -1.
 func (l *Live) HaltedAt() int64 { return l.fig.haltedAt }
@@ -492,7 +541,9 @@ func (l *Live) startRelease(ctx context.Context) error {
 	if code != http.StatusCreated {
 		return fmt.Errorf("release: %d %s", code, out)
 	}
+	l.mu.Lock() // Release reads it from other goroutines
 	l.release = rel.ID
+	l.mu.Unlock()
 	l.relVersion.Store(r.Version)
 	return nil
 }
