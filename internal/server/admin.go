@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -695,6 +696,14 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request, p Principal) er
 	bytes := v.Encoded
 	resp.SHA256, resp.Size = content.Hash(bytes), len(bytes)
 	a := store.Artifact{Channel: ch, Version: b.Version, SHA256: resp.SHA256, Size: int64(len(bytes)), Bytes: bytes, CreatedAt: s.now()}
+	if len(resp.Findings) > 0 {
+		// Kept for the console: what was said of the bundle when it shipped.
+		f, err := json.Marshal(resp.Findings)
+		if err != nil {
+			return fmt.Errorf("findings of %s@%d: %w", ch, b.Version, err)
+		}
+		a.Findings = string(f)
+	}
 	if err := s.audited(r.Context(), p, "artifact.publish", fmt.Sprintf("%s@%d", ch, b.Version), "sha256 "+resp.SHA256, func(ctx context.Context) error {
 		return asStoreError(fmt.Sprintf("artifact %s@%d", ch, b.Version), s.store.PutArtifact(ctx, a))
 	}); err != nil {

@@ -3,10 +3,12 @@ package server
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"time"
 
+	"github.com/ringfence/ringfence/internal/content"
 	"github.com/ringfence/ringfence/internal/store"
 )
 
@@ -172,6 +174,9 @@ type PublishedArtifact struct {
 	Size      int64
 	CreatedAt time.Time
 	Releases  []string // release ids and states
+	// Findings are what validation and preflight said when it was
+	// published (warnings and notes: errors are never published).
+	Findings content.Findings
 }
 
 // Published lists the artifacts on channels p may read that a release
@@ -199,7 +204,13 @@ func (s *Server) Published(ctx context.Context, p Principal) ([]PublishedArtifac
 			}
 			return storeError(fmt.Sprintf("artifact %s@%d", ch, v), err)
 		}
-		seen[k] = &PublishedArtifact{Channel: ch, Version: v, SHA256: a.SHA256, Size: a.Size, CreatedAt: a.CreatedAt}
+		pa := &PublishedArtifact{Channel: ch, Version: v, SHA256: a.SHA256, Size: a.Size, CreatedAt: a.CreatedAt}
+		if a.Findings != "" {
+			if err := json.Unmarshal([]byte(a.Findings), &pa.Findings); err != nil {
+				s.log.Warn("stored findings unreadable", "artifact", fmt.Sprintf("%s@%d", ch, v), "err", err)
+			}
+		}
+		seen[k] = pa
 		order = append(order, k)
 		return nil
 	}

@@ -26,6 +26,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -1335,5 +1336,34 @@ func TestPublishRunsPreflight(t *testing.T) {
 		}
 		// The channel is unchanged: the next version is still 293.
 		e.must(t, http.StatusCreated, "POST", "/v1/channels/acme/ipc/publish", e.creds.PublisherToken, bundleSource(t, "acme", "ipc", 293), nil)
+	})
+}
+
+// What validation and preflight said of a published bundle stays with its
+// artifact, for the console's published content: a warning is published
+// with the bundle and read back with it.
+func TestPublishedFindingsAreKept(t *testing.T) {
+	forEachStore(t, func(t *testing.T, e *env) {
+		src, err := os.ReadFile("../content/testdata/adversarial/broad-glob-star.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var pub struct {
+			Findings []struct{ Level, Rule, Instance string }
+		}
+		e.must(t, http.StatusCreated, "POST", "/v1/channels/acme/ipc/publish", e.creds.PublisherToken, string(src), &pub)
+		a, err := e.st.GetArtifact(context.Background(), "acme/ipc", 300)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var kept []struct{ Level, Rule, Instance string }
+		if err := json.Unmarshal([]byte(a.Findings), &kept); err != nil {
+			t.Fatalf("stored findings %q: %v", a.Findings, err)
+		}
+		if len(pub.Findings) == 0 || !slices.Equal(kept, pub.Findings) || !slices.ContainsFunc(kept, func(f struct{ Level, Rule, Instance string }) bool {
+			return f.Level == "warning" && f.Rule == "broad-criterion" && f.Instance == "probe"
+		}) {
+			t.Errorf("kept %+v, published with %+v: want the broad-criterion warning on instance probe, as published", kept, pub.Findings)
+		}
 	})
 }

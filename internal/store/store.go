@@ -86,6 +86,9 @@ type Artifact struct {
 	Size      int64
 	Bytes     []byte
 	CreatedAt time.Time
+	// Findings is what validation and preflight said of a content bundle
+	// when it was published, as JSON ("" for none or an agent build).
+	Findings string
 }
 
 // ReleaseState is a release's phase. The strings are persisted; package

@@ -265,6 +265,12 @@ CREATE TABLE webhook_attempts (
 );
 CREATE INDEX policies_channel ON policies (channel, org);
 `,
+	// 10: what validation and preflight said of a bundle when it was
+	// published (warnings and notes: a bundle with an error is never
+	// stored), for the console's published content.
+	`
+ALTER TABLE artifacts ADD COLUMN findings TEXT NOT NULL DEFAULT '';
+`,
 }
 
 func (d dialect) migration(i int) string {

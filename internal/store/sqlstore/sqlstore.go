@@ -440,8 +440,8 @@ func (s *Store) PutArtifact(ctx context.Context, a store.Artifact) error {
 		case !errors.Is(err, sql.ErrNoRows):
 			return err
 		}
-		_, err = tx.ExecContext(ctx, s.q(`INSERT INTO artifacts (channel, version, sha256, size, bytes, created_at) VALUES (?, ?, ?, ?, ?, ?)`),
-			a.Channel, int64(a.Version), a.SHA256, a.Size, a.Bytes, ms(a.CreatedAt))
+		_, err = tx.ExecContext(ctx, s.q(`INSERT INTO artifacts (channel, version, sha256, size, bytes, created_at, findings) VALUES (?, ?, ?, ?, ?, ?, ?)`),
+			a.Channel, int64(a.Version), a.SHA256, a.Size, a.Bytes, ms(a.CreatedAt), a.Findings)
 		return err
 	})
 }
@@ -449,8 +449,8 @@ func (s *Store) PutArtifact(ctx context.Context, a store.Artifact) error {
 func (s *Store) GetArtifact(ctx context.Context, channel string, version uint64) (store.Artifact, error) {
 	a := store.Artifact{Channel: channel, Version: version}
 	var at int64
-	err := s.conn(ctx).QueryRowContext(ctx, s.q(`SELECT sha256, size, bytes, created_at FROM artifacts WHERE channel = ? AND version = ?`), channel, int64(version)).
-		Scan(&a.SHA256, &a.Size, &a.Bytes, &at)
+	err := s.conn(ctx).QueryRowContext(ctx, s.q(`SELECT sha256, size, bytes, created_at, findings FROM artifacts WHERE channel = ? AND version = ?`), channel, int64(version)).
+		Scan(&a.SHA256, &a.Size, &a.Bytes, &at, &a.Findings)
 	if err != nil {
 		return a, fmt.Errorf("artifact %s@%d: %w", channel, version, s.wrap(err))
 	}

@@ -86,7 +86,7 @@ func seed(t *testing.T, s store.Store) {
 	must(t, s.CreateTenant(ctx, store.Tenant{ID: "contoso", Kind: store.TenantOrg, Name: "Contoso Hospitals", CreatedAt: t0}))
 	must(t, s.CreateTenant(ctx, store.Tenant{ID: "acme-it", Kind: store.TenantOrg, Name: "Acme IT", Internal: true, CreatedAt: t0}))
 	must(t, s.CreateChannel(ctx, store.Channel{ID: "acme/ipc", Vendor: "acme", Name: "ipc", Kind: store.ChannelContent, Category: "detection", CreatedAt: t0}))
-	must(t, s.PutArtifact(ctx, store.Artifact{Channel: "acme/ipc", Version: 292, SHA256: "aa", Size: 3, Bytes: []byte{1, 2, 3}, CreatedAt: t0}))
+	must(t, s.PutArtifact(ctx, store.Artifact{Channel: "acme/ipc", Version: 292, SHA256: "aa", Size: 3, Bytes: []byte{1, 2, 3}, CreatedAt: t0, Findings: `[{"level":"warning"}]`}))
 }
 
 func testTenants(t *testing.T, s store.Store, _ Hasher) {
@@ -145,8 +145,8 @@ func testArtifacts(t *testing.T, s store.Store, _ Hasher) {
 	wantErr(t, s.PutArtifact(ctx, store.Artifact{Channel: "acme/ipc", Version: 292, SHA256: "bb", Size: 1, Bytes: []byte{9}}), store.ErrConflict)
 	a, err := s.GetArtifact(ctx, "acme/ipc", 292)
 	must(t, err)
-	if a.SHA256 != "aa" || string(a.Bytes) != "\x01\x02\x03" || a.Size != 3 {
-		t.Errorf("stored artifact changed: %+v", a)
+	if a.SHA256 != "aa" || string(a.Bytes) != "\x01\x02\x03" || a.Size != 3 || a.Findings != `[{"level":"warning"}]` {
+		t.Errorf("stored artifact changed: %+v, want its bytes and its findings as published", a)
 	}
 	_, err = s.GetArtifact(ctx, "acme/ipc", 291)
 	wantErr(t, err, store.ErrNotFound)
