@@ -324,3 +324,63 @@ func (ms meteredStore) ListAuditCheckpoints(ctx context.Context, afterSeq int64,
 	ms.m.storeError(err, ctx.Err())
 	return v, err
 }
+
+func (ms meteredStore) CreateWebhook(ctx context.Context, w store.Webhook) error {
+	err := ms.Store.CreateWebhook(ctx, w)
+	ms.m.storeError(err, ctx.Err())
+	return err
+}
+
+func (ms meteredStore) GetWebhook(ctx context.Context, id string) (store.Webhook, error) {
+	v, err := ms.Store.GetWebhook(ctx, id)
+	ms.m.storeError(err, ctx.Err())
+	return v, err
+}
+
+func (ms meteredStore) ListWebhooks(ctx context.Context) ([]store.Webhook, error) {
+	v, err := ms.Store.ListWebhooks(ctx)
+	ms.m.storeError(err, ctx.Err())
+	return v, err
+}
+
+func (ms meteredStore) SetWebhookEnabled(ctx context.Context, id string, enabled bool) error {
+	err := ms.Store.SetWebhookEnabled(ctx, id, enabled)
+	ms.m.storeError(err, ctx.Err())
+	return err
+}
+
+func (ms meteredStore) DeleteWebhook(ctx context.Context, id string) error {
+	err := ms.Store.DeleteWebhook(ctx, id)
+	ms.m.storeError(err, ctx.Err())
+	return err
+}
+
+func (ms meteredStore) EnqueueWebhookDeliveries(ctx context.Context, ds []store.WebhookDelivery) error {
+	err := ms.Store.EnqueueWebhookDeliveries(ctx, ds)
+	ms.m.storeError(err, ctx.Err())
+	return err
+}
+
+func (ms meteredStore) DueWebhookDeliveries(ctx context.Context, now time.Time, limit int) ([]store.WebhookDelivery, error) {
+	v, err := ms.Store.DueWebhookDeliveries(ctx, now, limit)
+	ms.m.storeError(err, ctx.Err())
+	return v, err
+}
+
+func (ms meteredStore) RecordWebhookAttempt(ctx context.Context, a store.WebhookAttempt, state store.DeliveryState, attempts int, next time.Time) error {
+	err := ms.Store.RecordWebhookAttempt(ctx, a, state, attempts, next)
+	ms.m.storeError(err, ctx.Err())
+	return err
+}
+
+func (ms meteredStore) WebhookDeliveries(ctx context.Context, webhook string, limit int) ([]store.WebhookDelivery, error) {
+	v, err := ms.Store.WebhookDeliveries(ctx, webhook, limit)
+	ms.m.storeError(err, ctx.Err())
+	return v, err
+}
+
+func (ms meteredStore) ChannelOrgs(ctx context.Context, channel string) ([]string, error) {
+	v, err := ms.Store.ChannelOrgs(ctx, channel)
+	ms.m.storeError(err, ctx.Err())
+	return v, err
+}
