@@ -4,9 +4,12 @@
 // -devices devices over loopback HTTP, drives check-ins from all of them
 // over -conns keep-alive connections, and in the same run drives a trivial
 // JSON handler, served by the same child, with the same client as the
-// ceiling. It prints one JSON object last.
+// ceiling. The server serves its Prometheus metrics as `ringfence server
+// --metrics-addr` does, and the benchmark scrapes them as Prometheus would
+// while it drives check-ins (every -scrape), then checks that the check-in
+// counter says how many it made. It prints one JSON object last.
 //
-//	go run ./bench/checkin [-devices 100000] [-conns 64] [-duration 20s]
+//	go run ./bench/checkin [-devices 100000] [-conns 64] [-duration 20s] [-scrape 5s]
 package main
 
 import (
@@ -49,7 +52,16 @@ type result struct {
 	EnrolPerS             float64 `json:"enrol_per_s"`
 	FirstCheckinsPerS     float64 `json:"first_checkins_per_s"`
 	EventCheckinShare     float64 `json:"event_checkin_share"`
-	Errors                int64   `json:"errors"`
+	// CPUusPerCheckin is the server's CPU time (user and system) per
+	// steady-state check-in, in microseconds: on a busy machine it moves
+	// less than the rates do.
+	CPUusPerCheckin float64 `json:"cpu_us_per_checkin"`
+	// Scrapes of /metrics during the steady state; MetricsCheckins is
+	// ringfence_checkins_total{outcome="ok"} after it, which must be every
+	// check-in answered.
+	Scrapes         int     `json:"scrapes"`
+	MetricsCheckins float64 `json:"metrics_checkins_ok"`
+	Errors          int64   `json:"errors"`
 }
 
 func main() {
@@ -64,8 +76,9 @@ func main() {
 	conns := flag.Int("conns", 64, "keep-alive connections")
 	duration := flag.Duration("duration", 20*time.Second, "how long to drive steady-state check-ins (and the trivial handler)")
 	eventShare := flag.Float64("event-share", 0.01, "share of check-ins carrying an event (written durably before the answer)")
+	scrape := flag.Duration("scrape", 5*time.Second, "how often to scrape the server's /metrics during the steady state (0: never)")
 	flag.Parse()
-	if err := run(*devices, *conns, *duration, *eventShare); err != nil {
+	if err := run(*devices, *conns, *duration, *eventShare, *scrape); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -88,7 +101,7 @@ func child(dir string) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	// The whole fleet enrols from this one address with one token, far
 	// faster than a real deployment: no enrolment limit.
-	srv := server.New(server.Config{Catalog: cat, Enrolments: -1}, st, time.Now, log)
+	srv := server.New(server.Config{Catalog: cat, Enrolments: -1, MetricsAddr: "127.0.0.1:0"}, st, time.Now, log)
 
 	trivial, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -109,11 +122,11 @@ func child(dir string) error {
 			fmt.Fprintln(os.Stderr, "seed:", err)
 			os.Exit(1)
 		}
-		fmt.Printf("READY %s %s %s\n", addr, trivial.Addr(), creds.EnrollToken)
+		fmt.Printf("READY %s %s %s %s\n", addr, trivial.Addr(), creds.EnrollToken, srv.MetricsAddr())
 	})
 }
 
-func run(devices, conns int, duration time.Duration, eventShare float64) error {
+func run(devices, conns int, duration time.Duration, eventShare float64, scrapeEvery time.Duration) error {
 	dir, err := os.MkdirTemp("", "ringfence-bench-")
 	if err != nil {
 		return err
@@ -137,10 +150,10 @@ func run(devices, conns int, duration time.Duration, eventShare float64) error {
 		return fmt.Errorf("server did not start: %w", err)
 	}
 	f := strings.Fields(line)
-	if len(f) != 4 || f[0] != "READY" {
+	if len(f) != 5 || f[0] != "READY" {
 		return fmt.Errorf("unexpected server output %q", line)
 	}
-	base, trivialURL, enroll := "http://"+f[1], "http://"+f[2], f[3]
+	base, trivialURL, enroll, metricsURL := "http://"+f[1], "http://"+f[2], f[3], "http://"+f[4]+"/metrics"
 	client := &http.Client{Transport: &http.Transport{MaxIdleConns: conns, MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns, IdleConnTimeout: time.Minute}, Timeout: 30 * time.Second}
 
 	// Enrolment.
@@ -164,18 +177,48 @@ func run(devices, conns int, duration time.Duration, eventShare float64) error {
 
 	// First check-in of every device: reports its state, written durably.
 	t0 = time.Now()
+	var firstOK atomic.Int64
 	parallel(conns, devices, func(i int) {
 		if creds[i] == "" {
 			return
 		}
 		if err := post(client, base+"/v1/checkin", creds[i], checkinBody(i, 0), nil); err != nil {
 			errs.Add(1)
+			return
 		}
+		firstOK.Add(1)
 	})
 	firstRate := float64(devices) / time.Since(t0).Seconds()
 	fmt.Fprintf(os.Stderr, "first check-ins in %v\n", time.Since(t0).Round(time.Millisecond))
 
-	// Steady state, then the trivial ceiling with the same client.
+	// Steady state, scraped as Prometheus would, then the trivial ceiling
+	// with the same client.
+	scraper := &http.Client{Timeout: 10 * time.Second}
+	scrapes := 0
+	stopScraping := make(chan struct{})
+	scraped := make(chan error, 1)
+	go func() {
+		if scrapeEvery <= 0 {
+			scraped <- nil
+			return
+		}
+		t := time.NewTicker(scrapeEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-stopScraping:
+				scraped <- nil
+				return
+			case <-t.C:
+			}
+			if _, err := checkinsOK(scraper, metricsURL); err != nil {
+				scraped <- err
+				return
+			}
+			scrapes++
+		}
+	}()
+	cpu0 := childCPU(cmd.Process.Pid)
 	seqs := make([]atomic.Uint64, devices)
 	var withEvents atomic.Int64
 	lat, n := drive(conns, duration, func(k int) error {
@@ -190,6 +233,18 @@ func run(devices, conns int, duration time.Duration, eventShare float64) error {
 		}
 		return post(client, base+"/v1/checkin", creds[i], checkinBody(i, seq), nil)
 	}, &errs)
+	cpu := childCPU(cmd.Process.Pid) - cpu0
+	close(stopScraping)
+	if err := <-scraped; err != nil {
+		return fmt.Errorf("scrape: %w", err)
+	}
+	counted, err := checkinsOK(scraper, metricsURL)
+	if err != nil {
+		return fmt.Errorf("scrape: %w", err)
+	}
+	if want := float64(firstOK.Load()) + float64(n); counted != want {
+		return fmt.Errorf("ringfence_checkins_total{outcome=\"ok\"} is %v after %v check-ins answered", counted, want)
+	}
 	rss := childRSS(cmd.Process.Pid)
 	if os.Getenv("BENCH_SMAPS") != "" {
 		c := exec.Command("sh", "-c", fmt.Sprintf(`awk '/^[0-9a-f]+-[0-9a-f]+ /{name=$6; range=$1} /^Rss:/{ if ($2>1000) print $2" kB", range, name}' /proc/%d/smaps | sort -rn | head -12`, cmd.Process.Pid))
@@ -208,9 +263,11 @@ func run(devices, conns int, duration time.Duration, eventShare float64) error {
 		return float64(lat[min(len(lat)-1, int(p*float64(len(lat))))].Microseconds()) / 1000
 	}
 	r := result{Devices: devices, CheckinsPerS: float64(n) / duration.Seconds(), P50ms: pct(0.50), P99ms: pct(0.99),
-		TrivialPerS: float64(nt) / duration.Seconds(), RSSBytes: rss, EnrolPerS: enrolRate, FirstCheckinsPerS: firstRate, Errors: errs.Load()}
+		TrivialPerS: float64(nt) / duration.Seconds(), RSSBytes: rss, EnrolPerS: enrolRate, FirstCheckinsPerS: firstRate, Errors: errs.Load(),
+		Scrapes: scrapes, MetricsCheckins: counted}
 	if n > 0 {
 		r.EventCheckinShare = float64(withEvents.Load()) / float64(n)
+		r.CPUusPerCheckin = float64(cpu.Microseconds()) / float64(n)
 	}
 	if r.TrivialPerS > 0 {
 		r.Ratio = r.CheckinsPerS / r.TrivialPerS
@@ -222,6 +279,30 @@ func run(devices, conns int, duration time.Duration, eventShare float64) error {
 		return fmt.Errorf("%d requests failed", r.Errors)
 	}
 	return nil
+}
+
+// checkinsOK scrapes the server's metrics and reads the check-ins answered
+// ok.
+func checkinsOK(c *http.Client, url string) (float64, error) {
+	resp, err := c.Get(url)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	const series = `ringfence_checkins_total{outcome="ok"} `
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, series); ok {
+			return strconv.ParseFloat(v, 64)
+		}
+	}
+	return 0, fmt.Errorf("%s has no %s", url, strings.TrimSpace(series))
 }
 
 func checkinBody(i int, seq uint64) string {
@@ -310,6 +391,23 @@ func drive(workers int, d time.Duration, fn func(k int) error, errs *atomic.Int6
 	}
 	wg.Wait()
 	return all, len(all)
+}
+
+// childCPU is the CPU time a process has used, user and system, from
+// /proc/PID/stat (in clock ticks of 10 ms: Linux reports USER_HZ, 100).
+func childCPU(pid int) time.Duration {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return 0
+	}
+	// The command name may hold spaces; the fields after it are fixed.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * 10 * time.Millisecond
 }
 
 func childRSS(pid int) int64 {

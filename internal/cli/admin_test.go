@@ -104,9 +104,15 @@ func freePort(t *testing.T) string {
 // its credentials and answers /readyz.
 func startDevServer(t *testing.T, extra ...string) *devServer {
 	t.Helper()
+	return startDevServerOf(t, binary, extra...)
+}
+
+// startDevServerOf is startDevServer with another build of the binary.
+func startDevServerOf(t *testing.T, bin string, extra ...string) *devServer {
+	t.Helper()
 	data := t.TempDir()
 	s := &devServer{exited: make(chan struct{}), data: data}
-	s.cmd = exec.Command(binary, append([]string{"server", "--dev", "--data", data, "--listen", "127.0.0.1:0", "--log-level", "warn"}, extra...)...)
+	s.cmd = exec.Command(bin, append([]string{"server", "--dev", "--data", data, "--listen", "127.0.0.1:0", "--log-level", "warn"}, extra...)...)
 	s.cmd.Env = cleanEnv()
 	s.cmd.Stdout, s.cmd.Stderr = &s.stdout, &s.stderr
 	if err := s.cmd.Start(); err != nil {

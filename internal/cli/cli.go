@@ -69,7 +69,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usage(fmt.Errorf("%s: %w", c.CommandPath(), err)) })
-	root.AddCommand(newContentCmd(), newServerCmd(), newKeysCmd(), newSimCmd(), newDemoCmd())
+	root.AddCommand(newContentCmd(), newServerCmd(), newKeysCmd(), newSimCmd(), newDemoCmd(), newVersionCmd())
 	root.AddCommand(newAdminCmds(root)...)
 	return root
 }

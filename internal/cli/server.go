@@ -27,6 +27,7 @@ import (
 	"github.com/ringfence/ringfence/internal/notify"
 	"github.com/ringfence/ringfence/internal/server"
 	"github.com/ringfence/ringfence/internal/store/sqlstore"
+	"github.com/ringfence/ringfence/internal/version"
 )
 
 type serverFlags struct {
@@ -52,6 +53,7 @@ type serverFlags struct {
 	webhookRetry    time.Duration
 	webhookAttempts int
 	webhookPrivate  bool
+	metricsAddr     string
 }
 
 func newServerCmd() *cobra.Command {
@@ -60,7 +62,7 @@ func newServerCmd() *cobra.Command {
 		Use:   "server",
 		Short: "Run the control plane",
 		Long: `Run the Ringfence control plane: device API (enrolment, check-in, artifacts),
-admin API, /healthz and /readyz.
+admin API, /healthz and /readyz, and Prometheus metrics with --metrics-addr.
 
 Every flag can also be set by a RINGFENCE_* environment variable (--checkin-interval
 is RINGFENCE_CHECKIN_INTERVAL) or by a key in a YAML file named by --config
@@ -72,6 +74,11 @@ again, so a renewed certificate needs no restart (a reload that fails keeps the
 certificate in use, and says so in the log). Plain HTTP carries bearer tokens
 and device credentials in clear: on an address other than loopback it needs
 --insecure-http, for a server behind a proxy that terminates TLS.
+
+--metrics-addr serves Prometheus metrics at /metrics on a listener of its own,
+plain HTTP without a credential and nothing else on it: bind it to loopback or
+an internal network that only the scraper reaches (docs/operations.md). Off by
+default.
 
 --dev seeds a development setup and writes its credentials to
 <data>/dev-credentials.json.`,
@@ -103,6 +110,7 @@ and device credentials in clear: on an address other than loopback it needs
 	fl.BoolVar(&f.insecureHTTP, "insecure-http", false, "serve plain HTTP on an address other than loopback (behind a proxy that terminates TLS)")
 	fl.StringVar(&f.auditKey, "audit-key-file", "", "key the audit log is chained with, hex (default <data>/audit.key, made on first start; every replica needs the same)")
 	fl.DurationVar(&f.checkpointEvery, "audit-checkpoint-interval", time.Minute, "how often the head of the audit log is signed, when it moved")
+	fl.StringVar(&f.metricsAddr, "metrics-addr", "", "address to serve Prometheus metrics on at /metrics: its own listener, plain HTTP, no credential (loopback or an internal network; empty: off)")
 	fl.StringVar(&f.auditSigningKey, "audit-signing-key-file", "", "ed25519 seed audit checkpoints are signed with, hex (default <data>/audit-signing.key, made on first start; every replica needs the same)")
 	fl.DurationVar(&f.webhookRetry, "webhook-retry", notify.DefaultPolicy.First, "wait after a webhook delivery's first failed attempt; each later wait doubles, up to an hour, with jitter")
 	fl.IntVar(&f.webhookAttempts, "webhook-attempts", notify.DefaultPolicy.Attempts, "attempts a webhook delivery gets before it is marked failed")
@@ -255,7 +263,8 @@ func runServer(ctx context.Context, f serverFlags, stdout, stderr io.Writer) err
 		TUFDir:              filepath.Join(f.data, "tuf"),
 		WebhookRetry:        notify.Policy{First: f.webhookRetry, Max: max(f.webhookRetry, notify.DefaultPolicy.Max), Attempts: f.webhookAttempts},
 		WebhookAllowPrivate: f.webhookPrivate || f.dev,
-		Console:             console.Handler}, st, time.Now, log)
+		Console:             console.Handler,
+		MetricsAddr:         f.metricsAddr}, st, time.Now, log)
 	return srv.ListenAndServe(ctx, f.listen, func(addr net.Addr) {
 		url := scheme + "://" + addr.String()
 		if !f.dev {
@@ -267,11 +276,16 @@ func runServer(ctx context.Context, f serverFlags, stdout, stderr io.Writer) err
 			return
 		}
 		path := filepath.Join(f.data, "dev-credentials.json")
+		metrics := "off (--metrics-addr 127.0.0.1:9464 serves them)"
+		if a := srv.MetricsAddr(); a != nil {
+			metrics = "http://" + a.String() + "/metrics"
+		}
 		fmt.Fprintf(stdout, `
-Ringfence is running in development mode at %s
+Ringfence %s is running in development mode at %s
   web console: %s/console/ (sign in with a token below)
   vendor acme (channel acme/ipc, bundle 292 released), organisation contoso
   credentials: %s
+  metrics: %s
 
 Try:
   export RINGFENCE_SERVER=%s RINGFENCE_TOKEN=%s
@@ -279,7 +293,7 @@ Try:
   curl -s %s/v1/enroll -d '{"token":"%s","platform":"windows","os_build":"22631","agent_version":"7.12.0"}'
 
 Development mode keeps secrets in a plain file; never use it for real fleets.
-`, url, url, path, url, creds.AdminToken, url, creds.EnrollToken)
+`, version.String(), url, url, path, metrics, url, creds.AdminToken, url, creds.EnrollToken)
 	})
 }
 

@@ -94,8 +94,16 @@ func validChannelID(id string) bool { return protocol.ValidChannel(id) }
 
 func isNotFound(err error) bool { return errors.Is(err, store.ErrNotFound) }
 
-// handleCheckin answers from the snapshot and queues the device's writes.
+// handleCheckin answers from the snapshot and queues the device's writes,
+// and counts the check-in and its latency.
 func (s *Server) handleCheckin(w http.ResponseWriter, r *http.Request) error {
+	t0 := time.Now()
+	err := s.serveCheckin(w, r)
+	s.metrics.checkinDone(err, time.Since(t0))
+	return err
+}
+
+func (s *Server) serveCheckin(w http.ResponseWriter, r *http.Request) error {
 	if s.storeDown.Load() {
 		return unavailable(nil)
 	}
@@ -364,6 +372,9 @@ func (s *Server) checkin(ctx context.Context, e *deviceEntry, reqp *CheckinReque
 			s.budgets.stored(o.Org)
 		}
 		resp.AckSeq = res.res.LastSeq
+		for _, ev := range wr.Events {
+			s.metrics.event(ev.Type)
+		}
 		for _, k := range offerKeys {
 			s.offered.Store(k, struct{}{})
 		}

@@ -50,6 +50,7 @@ func (s *Server) leading(ctx context.Context) bool {
 		s.lease.Release()
 		s.lease = nil
 		s.isLeader.Store(false)
+		s.tick.Store(nil) // the gate figures are the new leader's to show
 	}
 	l, err := s.store.Lead(ctx)
 	if err != nil {
@@ -71,6 +72,7 @@ func (s *Server) resign() {
 		s.lease.Release()
 		s.lease = nil
 		s.isLeader.Store(false)
+		s.tick.Store(nil)
 	}
 }
 
@@ -78,21 +80,32 @@ func (s *Server) resign() {
 func (s *Server) IsController() bool { return s.isLeader.Load() }
 
 // ControlOnce is one controller tick over every release: tests call it
-// directly with a fake clock.
-func (s *Server) ControlOnce(ctx context.Context) error {
+// directly with a fake clock. What its gates found is kept for the metrics
+// until the next tick.
+func (s *Server) ControlOnce(ctx context.Context) (err error) {
+	t0 := time.Now()
+	defer func() {
+		s.metrics.tickSeconds.Observe(time.Since(t0).Seconds())
+		if err != nil && ctx.Err() == nil {
+			s.metrics.tickFailures.Inc()
+		}
+	}()
 	rels, err := s.store.ListReleases(ctx, "")
 	if err != nil {
 		return fmt.Errorf("releases: %w", err)
 	}
 	changed := false
 	var errs []error
+	figs := &tickFigures{}
 	for _, rel := range rels {
-		c, err := s.controlRelease(ctx, rel, rels)
+		c, err := s.controlRelease(ctx, rel, rels, figs)
 		changed = changed || c
 		if err != nil {
 			errs = append(errs, fmt.Errorf("release %s: %w", rel.ID, err))
 		}
 	}
+	figs.at = s.now()
+	s.tick.Store(figs)
 	if changed {
 		s.changed(ctx)
 	}
@@ -109,9 +122,11 @@ type judgement struct {
 	gates  []rollout.GateResult
 	counts []rollout.Count
 	cohort *rollout.Cohort
+	// silence is the silence gate's figures per organisation and stratum.
+	silence []rollout.SilenceCount
 }
 
-func (s *Server) controlRelease(ctx context.Context, rel store.Release, all []store.Release) (bool, error) {
+func (s *Server) controlRelease(ctx context.Context, rel store.Release, all []store.Release, figs *tickFigures) (bool, error) {
 	st, err := rollout.ParseState(string(rel.State))
 	if err != nil {
 		return false, err
@@ -133,6 +148,7 @@ func (s *Server) controlRelease(ctx context.Context, rel store.Release, all []st
 	// Pages that follow the release show this judgement (WatchStatus)
 	// until the release changes or the next tick.
 	s.judged.Store(rel.ID, judged{revision: rel.Revision, at: s.now(), plan: plan, j: j})
+	figs.releases = append(figs.releases, figuresOf(rel, j))
 	if j.cohort == nil || j.cohort.Wave != rel.Wave {
 		// First tick of a wave: find who it reaches before judging it.
 		if err := s.updateCohort(ctx, &rel, plan, j.cohort, rollout.Growth{}); err != nil {
@@ -176,6 +192,9 @@ func (s *Server) applyVerdict(ctx context.Context, rel store.Release, plan rollo
 		return err
 	}
 	rel.Revision = rev
+	if v.State == rollout.StateHalted {
+		s.metrics.halted(actor)
+	}
 	if action != "release.phase" {
 		s.log.Info("release changed", "release", rel.ID, "state", rel.State, "wave", rel.Wave, "reason", v.Reason, "by", actor)
 	}
@@ -300,6 +319,7 @@ func (s *Server) judge(ctx context.Context, rel store.Release, plan rollout.Plan
 		for _, x := range ss {
 			t.Silence = append(t.Silence, rollout.SilenceCount(x))
 		}
+		j.silence = t.Silence
 	}
 	if err != nil {
 		// The gates say "error" rather than guess; the controller waits.

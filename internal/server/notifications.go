@@ -356,11 +356,14 @@ func (s *Server) attempt(ctx context.Context, h store.Webhook, d store.WebhookDe
 	switch state {
 	case store.DeliveryDelivered:
 		s.hooks.delivered.Add(1)
+		s.CountWebhookDelivery(WebhookDelivered)
 	case store.DeliveryPending:
 		s.hooks.retried.Add(1)
+		s.CountWebhookDelivery(WebhookFailed)
 		log.Info("webhook delivery failed; will retry", "status", res.Status, "err", a.Error, "next", next)
 	case store.DeliveryFailed:
 		s.hooks.failed.Add(1)
+		s.CountWebhookDelivery(WebhookAbandoned)
 		log.Warn("webhook delivery given up", "status", res.Status, "err", a.Error)
 	}
 	return nil

@@ -571,6 +571,9 @@ func (s *Server) changeRelease(ctx context.Context, p Principal, rel store.Relea
 		return ReleaseReport{}, storeError("release "+rel.ID, err)
 	}
 	rel.Revision = rev
+	if action == "release.halt" {
+		s.metrics.halted(p.actor())
+	}
 	s.changed(ctx)
 	return toReleaseReport(rel), nil
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/ringfence/ringfence/internal/notify"
 	"github.com/ringfence/ringfence/internal/rollout"
 	"github.com/ringfence/ringfence/internal/store"
+	"github.com/ringfence/ringfence/internal/version"
 )
 
 // Config holds the server's tunables; zero values take the defaults.
@@ -106,6 +107,10 @@ type Config struct {
 	// there. It is a constructor so that the console can read through
 	// the server's own functions without the server importing it.
 	Console func(*Server) http.Handler
+	// MetricsAddr, when set, is where ListenAndServe serves the Prometheus
+	// metrics, at GET /metrics: plain HTTP without a credential, on a
+	// listener of its own that serves nothing else (docs/operations.md).
+	MetricsAddr string
 }
 
 func (c *Config) defaults() {
@@ -209,13 +214,24 @@ type Server struct {
 	// keySeed derives keys for purposes other than the audit chain
 	// (DeriveKey) when the server has no audit key.
 	keySeed []byte
+
+	metrics *metrics
+	// tick is what the last controller tick on this replica found, for
+	// the metrics; nil before it and while another replica leads.
+	tick atomic.Pointer[tickFigures]
+	// metricsAddr is where the metrics listener is bound, once
+	// ListenAndServe has bound it.
+	metricsAddr atomic.Pointer[net.Addr]
 }
 
 // New builds a server on a store. now is the clock (time.Now in
 // production, a fake in tests).
 func New(cfg Config, st store.Store, now func() time.Time, log *slog.Logger) *Server {
 	cfg.defaults()
-	s := &Server{cfg: cfg, store: st, now: now, log: log, rebuild: make(chan struct{}, 1), preflightSlot: make(chan struct{}, 1)}
+	s := &Server{cfg: cfg, now: now, log: log, rebuild: make(chan struct{}, 1), preflightSlot: make(chan struct{}, 1)}
+	s.metrics = newMetrics(s)
+	st = meteredStore{Store: st, m: s.metrics}
+	s.store = st
 	s.authFail.perMinute = cfg.AuthFailures
 	s.enrolByToken.perMinute, s.enrolByAddr.perMinute = cfg.Enrolments, cfg.Enrolments
 	s.events.perMinute, s.events.burst = max(1, cfg.EventsPerHour/60), maxEventsPerCheckin
@@ -344,8 +360,9 @@ func (s *Server) changed(ctx context.Context) {
 // Handler returns the HTTP API.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
+	health := map[string]string{"status": "ok", "version": version.String()}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+		writeJSON(w, http.StatusOK, health)
 	})
 	mux.Handle("GET /readyz", s.serve(s.handleReady))
 
@@ -443,6 +460,27 @@ func (s *Server) ListenAndServe(ctx context.Context, addr string, ready func(net
 	if s.cfg.TLS != nil {
 		ln = tls.NewListener(ln, s.cfg.TLS)
 	}
+	var metricsHS *http.Server
+	if s.cfg.MetricsAddr != "" {
+		mln, err := net.Listen("tcp", s.cfg.MetricsAddr)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("metrics: listen on %s: %w", s.cfg.MetricsAddr, err)
+		}
+		a := mln.Addr()
+		s.metricsAddr.Store(&a)
+		metricsHS = &http.Server{
+			Handler:           s.metricsOnly(),
+			ReadHeaderTimeout: 10 * time.Second,
+			WriteTimeout:      30 * time.Second,
+			IdleTimeout:       120 * time.Second,
+			MaxHeaderBytes:    16 << 10,
+			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		}
+		go metricsHS.Serve(mln)
+		s.log.Info("serving metrics", "addr", "http://"+a.String()+"/metrics")
+		defer metricsHS.Close()
+	}
 	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	defer stop()
 	if err := s.Start(runCtx); err != nil {
@@ -465,7 +503,7 @@ func (s *Server) ListenAndServe(ctx context.Context, addr string, ready func(net
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
-	s.log.Info("serving", "addr", ln.Addr().String())
+	s.log.Info("serving", "addr", ln.Addr().String(), "version", version.String())
 	select {
 	case err := <-errc:
 		return err
@@ -475,6 +513,9 @@ func (s *Server) ListenAndServe(ctx context.Context, addr string, ready func(net
 	shutCtx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	err = hs.Shutdown(shutCtx)
+	if metricsHS != nil {
+		metricsHS.Shutdown(shutCtx) // a scrape in flight finishes; Close above ends the rest
+	}
 	s.Drain()
 	stop()
 	s.Wait() // the caller closes the store next
@@ -482,6 +523,15 @@ func (s *Server) ListenAndServe(ctx context.Context, addr string, ready func(net
 		err = nil
 	}
 	return err
+}
+
+// MetricsAddr is the address the metrics listener is bound to, once
+// ListenAndServe has bound it (nil: none, or not yet).
+func (s *Server) MetricsAddr() net.Addr {
+	if a := s.metricsAddr.Load(); a != nil {
+		return *a
+	}
+	return nil
 }
 
 // markStore notes a store error; an unavailable store flips the server

@@ -193,6 +193,12 @@ func TestWebhookGivesUp(t *testing.T) {
 	if c := e.srv.WebhookCounts(); c.Failed != 1 || c.Retried != int64(retryPolicy.Attempts-1) || c.Delivered != 0 {
 		t.Fatalf("counts: %+v", c)
 	}
+	s := e.scrape(t)
+	for outcome, want := range map[string]float64{"delivered": 0, "failed": float64(retryPolicy.Attempts - 1), "abandoned": 1} {
+		if got := s.value(t, "ringfence_webhook_deliveries_total", "outcome", outcome); got != want {
+			t.Errorf("ringfence_webhook_deliveries_total{outcome=%q}: got %v, want %v", outcome, got, want)
+		}
+	}
 }
 
 // Each subscription hears of its scope: the vendor of its releases and
