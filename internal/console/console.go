@@ -32,6 +32,7 @@ import (
 	"github.com/ringfence/ringfence/internal/rollout"
 	"github.com/ringfence/ringfence/internal/server"
 	"github.com/ringfence/ringfence/internal/store"
+	"github.com/ringfence/ringfence/internal/version"
 )
 
 //go:embed templates/*.html
@@ -87,6 +88,7 @@ func New(b backend) *Console {
 		"pct":     func(n, of int) string { return percent(int64(n), int64(of)) },
 		"pct64":   percent,
 		"join":    strings.Join,
+		"version": version.String,
 		"inc":     func(i int) int { return i + 1 },
 		"title": func(s string) string {
 			if s == "" {

@@ -29,6 +29,7 @@ import (
 	"github.com/ringfence/ringfence/internal/console"
 	"github.com/ringfence/ringfence/internal/server"
 	"github.com/ringfence/ringfence/internal/store"
+	"github.com/ringfence/ringfence/internal/version"
 )
 
 func TestMain(m *testing.M) {
@@ -233,6 +234,9 @@ func TestConsoleReleaseStory(t *testing.T) {
 		t.Fatalf("release list filtered to rolling acme releases: %q, want %s rolling", got, rel.ID)
 	}
 	pub.open("/console/releases", "#releases")
+	if got, want := pub.text("#version"), "Ringfence "+version.String(); got != want {
+		t.Errorf("footer %q, want %q", got, want)
+	}
 	pub.screenshot("releases")
 	pub.open(page, "#state")
 	if got := pub.text("#state"); got != "rolling" {
