@@ -434,7 +434,9 @@ func (c *Console) releaseData(ctx context.Context, v *view, id string) (*release
 	}
 	d.Chart = drawTimeline(points, waves, c.b.HeartbeatSpan(), marks)
 	for _, a := range server.ReleaseActions {
-		if v.may(a, rel.Channel) {
+		// Offered to who may use it, in a state that allows it: the same
+		// rules the server applies when the form is posted.
+		if _, err := rollout.Apply(rollout.ReleaseState(rel.State), rollout.Action(a)); err == nil && v.may(a, rel.Channel) {
 			d.Actions = append(d.Actions, a)
 		}
 	}

@@ -246,6 +246,10 @@ func TestConsoleReleaseStory(t *testing.T) {
 	// The approver signs it off in the canary, with a reason.
 	appr := e.signIn(t, "approver", e.creds.ApproverToken)
 	appr.open(page, "#do-approve")
+	// An approver is offered approve and halt, not what publishers do.
+	if got := run(appr, "list actions", chromedp.Evaluate[string](`Array.from(document.querySelectorAll("form.action button")).map(b => b.id).join(" ")`)); got != "do-approve do-halt" {
+		t.Errorf("approver's actions %q, want do-approve do-halt", got)
+	}
 	appr.act("approve", "canary figures reviewed in the console")
 	if got := appr.text("#approvals"); !strings.HasPrefix(got, "1 of") {
 		t.Errorf("approvals after approving: %q, want 1 of ...", got)
@@ -274,7 +278,13 @@ func TestConsoleReleaseStory(t *testing.T) {
 	if n := run(pub, "count timeline marks", chromedp.Evaluate[int](`document.querySelectorAll("#timeline .mark.halt").length`)); n != 1 {
 		t.Errorf("timeline has %d halt marks, want 1", n)
 	}
+	// A halted release can be resumed, and nothing else (the forms come
+	// with the page; the live part is the status).
+	pub.open(page, "#do-resume")
 	pub.screenshot("release-halted")
+	if n := run(pub, "count action forms", chromedp.Evaluate[int](`document.querySelectorAll("[id^=do-]").length`)); n != 1 || !run(pub, "find resume", chromedp.Evaluate[bool](`!!document.querySelector("#do-resume")`)) {
+		t.Errorf("a halted release offers %d actions, want resume alone", n)
+	}
 
 	// The crashes explained, the publisher resumes and then halts by hand,
 	// each with a reason that reaches the release and the audit log.
@@ -304,10 +314,11 @@ func TestConsoleReleaseStory(t *testing.T) {
 	if n := run(v, "count forms", chromedp.Evaluate[int](`document.querySelectorAll("form.action, #actions").length`)); n != 0 {
 		t.Errorf("the viewer's release page has %d action forms, want none", n)
 	}
-	// An approver is offered approve and halt, not what publishers do.
-	appr.open(page, "#actions")
-	if got := run(appr, "list actions", chromedp.Evaluate[string](`Array.from(document.querySelectorAll("form.action button")).map(b => b.id).join(" ")`)); got != "do-approve do-halt" {
-		t.Errorf("approver's actions %q, want do-approve do-halt", got)
+	// Halted, the release offers the approver nothing: approving and
+	// halting are over.
+	appr.open(page, "#state")
+	if n := run(appr, "count forms", chromedp.Evaluate[int](`document.querySelectorAll("form.action").length`)); n != 0 {
+		t.Errorf("the approver's page of a halted release has %d action forms, want none", n)
 	}
 
 	// The admin's pages, for the docs.
