@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/ringfence/ringfence/internal/notify"
@@ -197,23 +196,8 @@ func (s *Server) concerns(ctx context.Context, h store.Webhook, n notice, follow
 
 // --- delivery ---
 
-// WebhookCounts are the sender's totals since the server started, for
-// metrics: attempts the receiver took (Delivered), attempts that failed
-// and will be retried (Retried), and deliveries given up (Failed).
-type WebhookCounts struct {
-	Delivered, Retried, Failed int64
-}
-
-type webhookCounters struct{ delivered, retried, failed atomic.Int64 }
-
-// WebhookCounts reads the sender's totals.
-func (s *Server) WebhookCounts() WebhookCounts {
-	return WebhookCounts{Delivered: s.hooks.delivered.Load(), Retried: s.hooks.retried.Load(), Failed: s.hooks.failed.Load()}
-}
-
 // webhookSender is the sender loop's state.
 type webhookSender struct {
-	webhookCounters
 	wake chan struct{}
 	// pass serialises delivery passes: the loop's and a test's.
 	pass   sync.Mutex
@@ -355,14 +339,11 @@ func (s *Server) attempt(ctx context.Context, h store.Webhook, d store.WebhookDe
 	}
 	switch state {
 	case store.DeliveryDelivered:
-		s.hooks.delivered.Add(1)
 		s.CountWebhookDelivery(WebhookDelivered)
 	case store.DeliveryPending:
-		s.hooks.retried.Add(1)
 		s.CountWebhookDelivery(WebhookFailed)
 		log.Info("webhook delivery failed; will retry", "status", res.Status, "err", a.Error, "next", next)
 	case store.DeliveryFailed:
-		s.hooks.failed.Add(1)
 		s.CountWebhookDelivery(WebhookAbandoned)
 		log.Warn("webhook delivery given up", "status", res.Status, "err", a.Error)
 	}

@@ -190,9 +190,6 @@ func TestWebhookGivesUp(t *testing.T) {
 	if len(ds) != 1 || ds[0].State != "failed" || len(ds[0].Attempts) != retryPolicy.Attempts || ds[0].EventType != notify.KillSwitchEngaged {
 		t.Fatalf("delivery log: got %+v, want failed after %d attempts", ds, retryPolicy.Attempts)
 	}
-	if c := e.srv.WebhookCounts(); c.Failed != 1 || c.Retried != int64(retryPolicy.Attempts-1) || c.Delivered != 0 {
-		t.Fatalf("counts: %+v", c)
-	}
 	s := e.scrape(t)
 	for outcome, want := range map[string]float64{"delivered": 0, "failed": float64(retryPolicy.Attempts - 1), "abandoned": 1} {
 		if got := s.value(t, "ringfence_webhook_deliveries_total", "outcome", outcome); got != want {
