@@ -19,6 +19,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -324,6 +325,9 @@ func TestConsoleReleaseStory(t *testing.T) {
 	// The admin's pages, for the docs.
 	admin := e.signIn(t, "admin", e.creds.AdminToken)
 	admin.open("/console/fleet", "#strata")
+	if got := strings.Fields(admin.text("#versions")); !slices.Contains(got, "acme/ipc@292") {
+		t.Errorf("the operator's devices by version %q, want acme/ipc@292", got)
+	}
 	admin.screenshot("fleet")
 	admin.open("/console/audit", "#audit-verdict")
 	if got := admin.text("#audit-verdict"); !strings.HasPrefix(got, "Verified") {
@@ -363,6 +367,10 @@ func TestConsoleOrganisationSeesItsOwnFleet(t *testing.T) {
 	org.open("/console/fleet", "#orgs")
 	if got := org.text("#fleet-summary"); !strings.HasPrefix(got, "1 devices") {
 		t.Errorf("contoso's fleet summary %q, want its 1 device", got)
+	}
+	// Versions are counted by the store for the organisation alone.
+	if got := strings.Fields(org.text("#versions")); !slices.Contains(got, "acme/ipc@292") || got[slices.Index(got, "acme/ipc@292")+1] != "1" {
+		t.Errorf("contoso's devices by version %q, want acme/ipc@292 on its 1 device", got)
 	}
 	page := run(org, "read the page", chromedp.Evaluate[string](`document.body.innerText`))
 	if strings.Contains(page, "fabrikam") || strings.Contains(page, "19045") || strings.Contains(page, other.devs[0].id) {

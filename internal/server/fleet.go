@@ -22,10 +22,8 @@ type FleetView struct {
 	// Strata counts devices by platform/agent version/OS build, the
 	// strata the canary waves sample.
 	Strata []FleetCount
-	// Versions counts devices by the version they run on each channel,
-	// from the first VersionsFrom devices (VersionsOf in all).
-	Versions     []FleetCount
-	VersionsFrom int
+	// Versions counts devices by the version they run on each channel.
+	Versions []FleetCount
 	// Silent are devices quiet for longer than SilentAfter, longest quiet
 	// first (at most maxSilentShown); SilentCount is all of them.
 	Silent      []DeviceInfo
@@ -54,12 +52,7 @@ type FleetCount struct {
 	Silent  int
 }
 
-const (
-	maxSilentShown = 50
-	// maxVersionScan bounds the per-device channel reads of one fleet
-	// page: the store has no aggregate of versions per organisation.
-	maxVersionScan = 2000
-)
+const maxSilentShown = 50
 
 // Fleet reads the devices p may see: org "" is every organisation p may
 // read (all for the operator, its own for an organisation).
@@ -95,7 +88,7 @@ func (s *Server) Fleet(ctx context.Context, p Principal, org string) (FleetView,
 		}
 		byOrg[t.ID] = ov
 	}
-	strata, versions := map[string]*FleetCount{}, map[string]*FleetCount{}
+	strata := map[string]*FleetCount{}
 	count := func(m map[string]*FleetCount, key string, silent bool) {
 		c := m[key]
 		if c == nil {
@@ -128,16 +121,6 @@ func (s *Server) Fleet(ctx context.Context, p Principal, org string) (FleetView,
 				v.SilentCount++
 				v.Silent = append(v.Silent, toDeviceInfo(d))
 			}
-			if v.VersionsFrom < maxVersionScan {
-				v.VersionsFrom++
-				chs, err := s.store.DeviceChannels(ctx, d.ID)
-				if err != nil {
-					return v, storeError("device channels", err)
-				}
-				for _, c := range chs {
-					count(versions, fmt.Sprintf("%s@%d", c.Channel, c.ActiveVersion), silent)
-				}
-			}
 		}
 		if len(ds) < 5000 {
 			break
@@ -146,6 +129,14 @@ func (s *Server) Fleet(ctx context.Context, p Principal, org string) (FleetView,
 	}
 	slices.SortFunc(v.Silent, func(a, b DeviceInfo) int { return cmp.Or(a.LastSeen.Compare(b.LastSeen), cmp.Compare(a.ID, b.ID)) })
 	v.Silent = v.Silent[:min(len(v.Silent), maxSilentShown)]
+	vcs, err := s.store.VersionCounts(ctx, store.VersionQuery{Org: org, QuietBefore: quietSince})
+	if err != nil {
+		return v, storeError("versions", err)
+	}
+	versions := map[string]*FleetCount{}
+	for _, c := range vcs {
+		versions[fmt.Sprintf("%s@%d", c.Channel, c.Version)] = &FleetCount{Key: fmt.Sprintf("%s@%d", c.Channel, c.Version), Devices: int(c.Devices), Silent: int(c.Silent)}
+	}
 	v.Strata, v.Versions = sortedCounts(strata), sortedCounts(versions)
 	for _, ov := range byOrg {
 		v.Orgs = append(v.Orgs, *ov)

@@ -265,6 +265,12 @@ func (ms meteredStore) AgentVersions(ctx context.Context) ([]store.AgentVersionC
 	return v, err
 }
 
+func (ms meteredStore) VersionCounts(ctx context.Context, q store.VersionQuery) ([]store.VersionCount, error) {
+	v, err := ms.Store.VersionCounts(ctx, q)
+	ms.m.storeError(err, ctx.Err())
+	return v, err
+}
+
 func (ms meteredStore) SilenceStats(ctx context.Context, q store.SilenceQuery) ([]store.SilenceStat, error) {
 	v, err := ms.Store.SilenceStats(ctx, q)
 	ms.m.storeError(err, ctx.Err())

@@ -640,6 +640,11 @@ type Store interface {
 	// DevicesOnVersion counts unrevoked devices that report running a
 	// version of a channel.
 	DevicesOnVersion(ctx context.Context, channel string, version uint64) (int64, error)
+	// VersionCounts counts the unrevoked devices (of one organisation, or
+	// all for Org "") by the version they report running on each channel,
+	// and how many of them were last seen before QuietBefore; sorted by
+	// channel, then version.
+	VersionCounts(ctx context.Context, q VersionQuery) ([]VersionCount, error)
 
 	SetKillSwitch(ctx context.Context, k KillSwitch) error
 	// KillSwitches lists every scope ever set, engaged or not.
@@ -764,6 +769,20 @@ func WriteOrder(ws []CheckinWrite) []int {
 	}
 	slices.SortStableFunc(idx, func(a, b int) int { return strings.Compare(ws[a].Device.ID, ws[b].Device.ID) })
 	return idx
+}
+
+// VersionQuery selects the devices VersionCounts counts.
+type VersionQuery struct {
+	Org         string // "": every organisation
+	QuietBefore time.Time
+}
+
+// VersionCount is how many unrevoked devices run one version of a channel,
+// and how many of them are quiet.
+type VersionCount struct {
+	Channel         string
+	Version         uint64
+	Devices, Silent int64
 }
 
 // AgentVersionCount is how many unrevoked devices run one agent version on

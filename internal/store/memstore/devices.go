@@ -364,6 +364,42 @@ func (s *Store) DevicesOnVersion(ctx context.Context, channel string, version ui
 	return st.devices.onVersion[channelVersion{channel, version}], nil
 }
 
+// VersionCounts walks the devices: the console's fleet page asks, on a
+// person's request.
+func (s *Store) VersionCounts(ctx context.Context, q store.VersionQuery) ([]store.VersionCount, error) {
+	st, err := s.rlock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer s.mu.RUnlock()
+	type counts struct{ devices, silent int64 }
+	n := map[channelVersion]*counts{}
+	for _, d := range st.devices.byID {
+		if d.Revoked || (q.Org != "" && d.Org != q.Org) {
+			continue
+		}
+		quiet := d.LastSeen.Before(q.QuietBefore)
+		for _, c := range d.channels {
+			k := channelVersion{c.Channel, c.ActiveVersion}
+			if n[k] == nil {
+				n[k] = &counts{}
+			}
+			n[k].devices++
+			if quiet {
+				n[k].silent++
+			}
+		}
+	}
+	out := make([]store.VersionCount, 0, len(n))
+	for k, c := range n {
+		out = append(out, store.VersionCount{Channel: k.channel, Version: k.version, Devices: c.devices, Silent: c.silent})
+	}
+	slices.SortFunc(out, func(a, b store.VersionCount) int {
+		return cmp.Or(strings.Compare(a.Channel, b.Channel), cmp.Compare(a.Version, b.Version))
+	})
+	return out, nil
+}
+
 // confirmed reports whether a device's last-known-good on channel is
 // version or later (version 0: never).
 func confirmed(d *device, channel string, version uint64) bool {

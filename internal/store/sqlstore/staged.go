@@ -69,6 +69,29 @@ func (s *Store) AgentVersions(ctx context.Context) ([]store.AgentVersionCount, e
 	return out, s.wrap(rows.Err())
 }
 
+func (s *Store) VersionCounts(ctx context.Context, q store.VersionQuery) ([]store.VersionCount, error) {
+	rows, err := s.conn(ctx).QueryContext(ctx, s.q(`SELECT dc.channel, dc.active_version, COUNT(*),
+		SUM(CASE WHEN d.last_seen < ? THEN 1 ELSE 0 END)
+		FROM device_channels dc JOIN devices d ON d.id = dc.device
+		WHERE NOT d.revoked AND (? = '' OR d.org = ?)
+		GROUP BY dc.channel, dc.active_version ORDER BY dc.channel, dc.active_version`), ms(q.QuietBefore), q.Org, q.Org)
+	if err != nil {
+		return nil, fmt.Errorf("version counts: %w", s.wrap(err))
+	}
+	defer rows.Close()
+	var out []store.VersionCount
+	for rows.Next() {
+		var c store.VersionCount
+		var v int64
+		if err := rows.Scan(&c.Channel, &v, &c.Devices, &c.Silent); err != nil {
+			return nil, fmt.Errorf("version counts: %w", s.wrap(err))
+		}
+		c.Version = uint64(v)
+		out = append(out, c)
+	}
+	return out, s.wrap(rows.Err())
+}
+
 // SilenceStats is one pass over the devices, each looked up in offers by
 // its primary key (release, device). An offered device counts whenever it
 // was last seen: its offer proves it was seen after the release started.

@@ -49,6 +49,7 @@ func Run(t *testing.T, open Opener, hash Hasher) {
 		{"agent-versions", testAgentVersions},
 		{"silence-stats", testSilenceStats},
 		{"devices-on-version", testDevicesOnVersion},
+		{"version-counts", testVersionCounts},
 		{"kill-switches", testKillSwitches},
 		{"lead", testLead},
 		{"audit-chain", testAudit},

@@ -429,6 +429,55 @@ func testDevicesOnVersion(t *testing.T, s store.Store, _ Hasher) {
 	}
 }
 
+func testVersionCounts(t *testing.T, s store.Store, _ Hasher) {
+	ctx := context.Background()
+	seed(t, s)
+	must(t, s.CreateTenant(ctx, store.Tenant{ID: "fabrikam", Name: "Fabrikam", Kind: store.TenantOrg, CreatedAt: t0}))
+	quiet := t0.Add(time.Hour)
+	var ds []store.Device
+	var ws []store.CheckinWrite
+	for i, c := range []struct {
+		org     string
+		version uint64
+		seen    time.Time
+	}{
+		{"contoso", 292, quiet}, {"contoso", 292, t0}, {"contoso", 291, quiet},
+		{"contoso", 292, quiet}, // revoked below
+		{"fabrikam", 292, t0},
+	} {
+		d := store.Device{ID: fmt.Sprintf("dev-%d", i), Org: c.org, Platform: "windows", AgentVersion: "7.11.0", EnrolledAt: t0, LastSeen: c.seen}
+		ds = append(ds, d)
+		chans := []store.DeviceChannel{{Channel: "acme/ipc", ActiveVersion: c.version, LKGVersion: 290, State: "active", UpdatedAt: t0}}
+		if i == 0 {
+			chans = append(chans, store.DeviceChannel{Channel: "acme/agent", ActiveVersion: 7, State: "active", UpdatedAt: t0})
+		}
+		ws = append(ws, store.CheckinWrite{Device: d, Channels: chans})
+	}
+	must(t, s.CreateDevices(ctx, ds))
+	_, err := s.ApplyCheckins(ctx, ws)
+	must(t, err)
+	must(t, s.RevokeDevice(ctx, "dev-3"))
+	vc := func(ch string, v uint64, n, silent int64) store.VersionCount {
+		return store.VersionCount{Channel: ch, Version: v, Devices: n, Silent: silent}
+	}
+	for _, c := range []struct {
+		org  string
+		want []store.VersionCount
+	}{
+		// dev-1 and dev-4 were last seen before the hour: quiet.
+		{"", []store.VersionCount{vc("acme/agent", 7, 1, 0), vc("acme/ipc", 291, 1, 0), vc("acme/ipc", 292, 3, 2)}},
+		{"contoso", []store.VersionCount{vc("acme/agent", 7, 1, 0), vc("acme/ipc", 291, 1, 0), vc("acme/ipc", 292, 2, 1)}},
+		{"fabrikam", []store.VersionCount{vc("acme/ipc", 292, 1, 1)}},
+		{"nobody", nil},
+	} {
+		got, err := s.VersionCounts(ctx, store.VersionQuery{Org: c.org, QuietBefore: quiet})
+		must(t, err)
+		if fmt.Sprint(got) != fmt.Sprint(c.want) {
+			t.Errorf("VersionCounts(org %q) = %v, want %v (revoked devices excluded, sorted by channel and version)", c.org, got, c.want)
+		}
+	}
+}
+
 func testKillSwitches(t *testing.T, s store.Store, _ Hasher) {
 	ctx := context.Background()
 	ks, err := s.KillSwitches(ctx)
