@@ -9,7 +9,7 @@
 // while it drives check-ins (every -scrape), then checks that the check-in
 // counter says how many it made. It prints one JSON object last.
 //
-//	go run ./bench/checkin [-devices 100000] [-conns 64] [-duration 20s] [-scrape 5s]
+//	go run ./bench/checkin [-devices 100000] [-conns 64] [-duration 20s] [-scrape 5s] [-rounds 5]
 package main
 
 import (
@@ -62,6 +62,9 @@ type result struct {
 	Scrapes         int     `json:"scrapes"`
 	MetricsCheckins float64 `json:"metrics_checkins_ok"`
 	Errors          int64   `json:"errors"`
+	// RoundRatios are the ratios of each pair of slices (check-ins, then
+	// the trivial handler), in order; Ratio is of their sums.
+	RoundRatios []float64 `json:"round_ratios"`
 }
 
 func main() {
@@ -77,8 +80,13 @@ func main() {
 	duration := flag.Duration("duration", 20*time.Second, "how long to drive steady-state check-ins (and the trivial handler)")
 	eventShare := flag.Float64("event-share", 0.01, "share of check-ins carrying an event (written durably before the answer)")
 	scrape := flag.Duration("scrape", 5*time.Second, "how often to scrape the server's /metrics during the steady state (0: never)")
+	rounds := flag.Int("rounds", 5, "slices the duration is cut into, check-ins and the trivial handler taking turns")
 	flag.Parse()
-	if err := run(*devices, *conns, *duration, *eventShare, *scrape); err != nil {
+	if *rounds < 1 {
+		fmt.Fprintln(os.Stderr, "bench: -rounds must be at least 1")
+		os.Exit(2)
+	}
+	if err := run(*devices, *conns, *duration, *eventShare, *scrape, *rounds); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -126,7 +134,7 @@ func child(dir string) error {
 	})
 }
 
-func run(devices, conns int, duration time.Duration, eventShare float64, scrapeEvery time.Duration) error {
+func run(devices, conns int, duration time.Duration, eventShare float64, scrapeEvery time.Duration, rounds int) error {
 	dir, err := os.MkdirTemp("", "ringfence-bench-")
 	if err != nil {
 		return err
@@ -218,22 +226,43 @@ func run(devices, conns int, duration time.Duration, eventShare float64, scrapeE
 			scrapes++
 		}
 	}()
-	cpu0 := childCPU(cmd.Process.Pid)
 	seqs := make([]atomic.Uint64, devices)
 	var withEvents atomic.Int64
-	lat, n := drive(conns, duration, func(k int) error {
-		i := k % devices
-		if creds[i] == "" {
-			return nil
+	// The check-ins and the trivial ceiling take turns in short slices, so
+	// that whatever else the machine does meanwhile weighs on both alike:
+	// measured one after the other, each for the whole duration, their
+	// ratio moved from 0.57 to 0.88 between runs of one build on an idle
+	// machine.
+	var lat []time.Duration
+	var n, nt, offset int
+	var cpu time.Duration
+	var roundRatios []float64
+	slice := duration / time.Duration(rounds)
+	for range rounds {
+		cpu0 := childCPU(cmd.Process.Pid)
+		l, k := drive(conns, slice, func(k int) error {
+			k += offset
+			i := k % devices
+			if creds[i] == "" {
+				return nil
+			}
+			seq := uint64(0)
+			if float64((k*7919)%10000)/10000 < eventShare {
+				seq = seqs[i].Add(1)
+				withEvents.Add(1)
+			}
+			return post(client, base+"/v1/checkin", creds[i], checkinBody(i, seq), nil)
+		}, &errs)
+		cpu += childCPU(cmd.Process.Pid) - cpu0
+		lat, n, offset = append(lat, l...), n+k, offset+k+conns
+		_, kt := drive(conns, slice, func(k int) error {
+			return post(client, trivialURL+"/", "", checkinBody(k%devices, 0), nil)
+		}, &errs)
+		nt += kt
+		if kt > 0 {
+			roundRatios = append(roundRatios, float64(k)/float64(kt))
 		}
-		seq := uint64(0)
-		if float64((k*7919)%10000)/10000 < eventShare {
-			seq = seqs[i].Add(1)
-			withEvents.Add(1)
-		}
-		return post(client, base+"/v1/checkin", creds[i], checkinBody(i, seq), nil)
-	}, &errs)
-	cpu := childCPU(cmd.Process.Pid) - cpu0
+	}
 	close(stopScraping)
 	if err := <-scraped; err != nil {
 		return fmt.Errorf("scrape: %w", err)
@@ -251,9 +280,6 @@ func run(devices, conns int, duration time.Duration, eventShare float64, scrapeE
 		c.Stdout = os.Stderr
 		c.Run()
 	}
-	_, nt := drive(conns, duration, func(k int) error {
-		return post(client, trivialURL+"/", "", checkinBody(k%devices, 0), nil)
-	}, &errs)
 
 	slices.Sort(lat)
 	pct := func(p float64) float64 {
@@ -264,7 +290,7 @@ func run(devices, conns int, duration time.Duration, eventShare float64, scrapeE
 	}
 	r := result{Devices: devices, CheckinsPerS: float64(n) / duration.Seconds(), P50ms: pct(0.50), P99ms: pct(0.99),
 		TrivialPerS: float64(nt) / duration.Seconds(), RSSBytes: rss, EnrolPerS: enrolRate, FirstCheckinsPerS: firstRate, Errors: errs.Load(),
-		Scrapes: scrapes, MetricsCheckins: counted}
+		Scrapes: scrapes, MetricsCheckins: counted, RoundRatios: roundRatios}
 	if n > 0 {
 		r.EventCheckinShare = float64(withEvents.Load()) / float64(n)
 		r.CPUusPerCheckin = float64(cpu.Microseconds()) / float64(n)
