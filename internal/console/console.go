@@ -88,6 +88,7 @@ func New(b backend) *Console {
 		"pct":     func(n, of int) string { return percent(int64(n), int64(of)) },
 		"pct64":   percent,
 		"join":    strings.Join,
+		"has":     func(xs []string, x string) bool { return slices.Contains(xs, x) },
 		"version": version.String,
 		"inc":     func(i int) int { return i + 1 },
 		"title": func(s string) string {
@@ -395,8 +396,12 @@ func sortedKeys(m map[string]bool) []string {
 type releaseData struct {
 	Rel     server.ReleaseReport
 	Status  *server.ReleaseStatus
-	Chart   chart
-	Actions []string
+	Chart chart
+	// Offered are the actions the principal's role allows, each with a
+	// form; Actions those the release's state allows now, whose forms are
+	// shown. The live part says which are allowed as the state moves on
+	// (live.js shows and hides the forms, keeping any reason typed).
+	Offered, Actions []string
 	Poll    int // milliseconds between live updates
 	Live    bool
 }
@@ -434,9 +439,13 @@ func (c *Console) releaseData(ctx context.Context, v *view, id string) (*release
 	}
 	d.Chart = drawTimeline(points, waves, c.b.HeartbeatSpan(), marks)
 	for _, a := range server.ReleaseActions {
-		// Offered to who may use it, in a state that allows it: the same
-		// rules the server applies when the form is posted.
-		if _, err := rollout.Apply(rollout.ReleaseState(rel.State), rollout.Action(a)); err == nil && v.may(a, rel.Channel) {
+		// Offered to who may use it, shown in a state that allows it: the
+		// same rules the server applies when the form is posted.
+		if !v.may(a, rel.Channel) {
+			continue
+		}
+		d.Offered = append(d.Offered, a)
+		if _, err := rollout.Apply(rollout.ReleaseState(rel.State), rollout.Action(a)); err == nil {
 			d.Actions = append(d.Actions, a)
 		}
 	}
