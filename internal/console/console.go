@@ -394,16 +394,16 @@ func sortedKeys(m map[string]bool) []string {
 // principal may read it (vendors and the operator), the timeline chart
 // and the actions the principal's role allows.
 type releaseData struct {
-	Rel     server.ReleaseReport
-	Status  *server.ReleaseStatus
-	Chart chart
+	Rel    server.ReleaseReport
+	Status *server.ReleaseStatus
+	Chart  chart
 	// Offered are the actions the principal's role allows, each with a
 	// form; Actions those the release's state allows now, whose forms are
 	// shown. The live part says which are allowed as the state moves on
 	// (live.js shows and hides the forms, keeping any reason typed).
 	Offered, Actions []string
-	Poll    int // milliseconds between live updates
-	Live    bool
+	Poll             int // milliseconds between live updates
+	Live             bool
 }
 
 func (c *Console) releaseData(ctx context.Context, v *view, id string) (*releaseData, error) {
