@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"time"
 
 	"github.com/ringfence/ringfence/internal/content"
@@ -98,7 +99,7 @@ func (s *Server) ControlOnce(ctx context.Context) (err error) {
 	var errs []error
 	figs := &tickFigures{}
 	for _, rel := range rels {
-		c, err := s.controlRelease(ctx, rel, rels, figs)
+		c, err := s.controlReleaseSafely(ctx, rel, rels, figs)
 		changed = changed || c
 		if err != nil {
 			errs = append(errs, fmt.Errorf("release %s: %w", rel.ID, err))
@@ -113,6 +114,45 @@ func (s *Server) ControlOnce(ctx context.Context) (err error) {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// controlReleaseSafely is controlRelease with the failure of one release
+// kept to that release: a panic while judging it (a defect, or stored data
+// the code did not expect) is logged with its stack and halts that release
+// for a person, while the other releases are judged and the server keeps
+// serving. A halt is the safe side: devices go back to the version they
+// last confirmed, and nothing moves until someone resumes.
+func (s *Server) controlReleaseSafely(ctx context.Context, rel store.Release, all []store.Release, figs *tickFigures) (changed bool, err error) {
+	defer func() {
+		p := recover()
+		if p == nil {
+			return
+		}
+		s.metrics.tickPanics.Inc()
+		s.log.Error("rollout controller panicked judging a release; halting it", "release", rel.ID, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+		changed, err = s.haltAfterPanic(ctx, rel, p)
+	}()
+	return s.controlRelease(ctx, rel, all, figs)
+}
+
+// haltAfterPanic halts a live release whose judgement panicked. One that
+// is not live is left as it is: there is nothing to stop.
+func (s *Server) haltAfterPanic(ctx context.Context, rel store.Release, p any) (bool, error) {
+	failure := fmt.Errorf("the controller failed judging it: panic: %v", p)
+	if st, perr := rollout.ParseState(string(rel.State)); perr != nil || !st.Live() {
+		return false, failure
+	}
+	now := s.now()
+	why := fmt.Sprintf("halted: %v; a person must look", failure)
+	rel.State, rel.HaltedBy, rel.Reason, rel.UpdatedAt = store.ReleaseHalted, controllerActor, why, now
+	if _, err := s.updateRelease(ctx, rel, store.AuditEntry{Time: now, Actor: controllerActor, Action: "release.halt", Target: rel.ID, Reason: why}); err != nil {
+		if errors.Is(err, store.ErrStale) {
+			return false, failure // a person changed it meanwhile
+		}
+		return false, errors.Join(failure, fmt.Errorf("halting it: %w", err))
+	}
+	s.metrics.halted(controllerActor)
+	return true, failure
 }
 
 // judgement is a release's state as the controller and the status page

@@ -40,6 +40,7 @@ type metrics struct {
 
 	tickSeconds  prometheus.Histogram
 	tickFailures prometheus.Counter
+	tickPanics   prometheus.Counter
 	storeErrors  [2]prometheus.Counter // storeUnavailable, storeFailed
 	halts        [2]prometheus.Counter // haltByController, haltByPerson
 	webhooks     map[WebhookOutcome]prometheus.Counter
@@ -137,6 +138,10 @@ func newMetrics(s *Server) *metrics {
 		Name: "ringfence_controller_tick_failures_total",
 		Help: "Controller ticks that could not judge or update every release (the log says which and why).",
 	})
+	m.tickPanics = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "ringfence_controller_panics_total",
+		Help: "Releases whose judgement panicked; each was halted for a person (the log has the stack).",
+	})
 	storeErrors := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "ringfence_store_errors_total",
 		Help: "Store calls that failed, by kind: unavailable (the database could not be reached) or failed (any other error). Not found, conflicts and concurrent changes are answers, not errors.",
@@ -157,7 +162,7 @@ func newMetrics(s *Server) *metrics {
 		m.webhooks[o] = webhooks.WithLabelValues(string(o))
 	}
 
-	reg.MustRegister(checkins, m.checkinSeconds, events, m.tickSeconds, m.tickFailures, storeErrors, halts, webhooks,
+	reg.MustRegister(checkins, m.checkinSeconds, events, m.tickSeconds, m.tickFailures, m.tickPanics, storeErrors, halts, webhooks,
 		releaseCollector{s},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -95,6 +95,13 @@ func newEnvConfig(t testing.TB, storeURL string, cfg server.Config) *env {
 // checked against the real time by TUF clients.
 func newEnvAt(t testing.TB, storeURL string, cfg server.Config, at time.Time) *env {
 	t.Helper()
+	return newEnvWrapped(t, storeURL, cfg, at, nil)
+}
+
+// newEnvWrapped serves the server a wrapper of the store (nil: the store
+// itself), for tests that make one store call fail as no real store would.
+func newEnvWrapped(t testing.TB, storeURL string, cfg server.Config, at time.Time, wrap func(store.Store) store.Store) *env {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	st, err := sqlstore.Open(ctx, storeURL, t.TempDir())
 	if err != nil {
@@ -123,7 +130,11 @@ func newEnvAt(t testing.TB, storeURL string, cfg server.Config, at time.Time) *e
 		seed := sha256.Sum256([]byte(t.Name()))
 		cfg.CheckpointKey = ed25519.NewKeyFromSeed(seed[:])
 	}
-	srv := server.New(cfg, st, clock.Now, quietLogger())
+	var served store.Store = st
+	if wrap != nil {
+		served = wrap(st)
+	}
+	srv := server.New(cfg, served, clock.Now, quietLogger())
 	if err := srv.Start(ctx); err != nil {
 		t.Fatalf("start: %v", err)
 	}
