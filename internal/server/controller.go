@@ -208,7 +208,7 @@ func (s *Server) controlRelease(ctx context.Context, rel store.Release, all []st
 func (s *Server) applyVerdict(ctx context.Context, rel store.Release, plan rollout.Plan, cohort *rollout.Cohort, v rollout.Verdict, actor string) error {
 	now := s.now()
 	action := "release.phase"
-	rel.State, rel.Wave, rel.Phase = store.ReleaseState(v.State), v.Wave, string(v.Phase)
+	rel.State, rel.Wave, rel.Phase = v.State, v.Wave, string(v.Phase)
 	rel.UpdatedAt = now
 	switch {
 	case v.State == rollout.StateHalted:

@@ -593,11 +593,11 @@ func anyVendorRole(p Principal, vendor string) bool {
 }
 
 func transition(rel *store.Release, a rollout.Action) error {
-	next, err := rollout.Apply(rollout.ReleaseState(rel.State), a)
+	next, err := rollout.Apply(rel.State, a)
 	if err != nil {
 		return err
 	}
-	rel.State = store.ReleaseState(next)
+	rel.State = next
 	return nil
 }
 
@@ -626,7 +626,7 @@ func (s *Server) resume(p Principal) func(ctx context.Context, rel *store.Releas
 // separation of duties (duties.go).
 func (s *Server) approve(p Principal) func(ctx context.Context, rel *store.Release, reason string) error {
 	return func(_ context.Context, rel *store.Release, reason string) error {
-		if _, err := rollout.Apply(rollout.ReleaseState(rel.State), rollout.ActApprove); err != nil {
+		if _, err := rollout.Apply(rel.State, rollout.ActApprove); err != nil {
 			return err
 		}
 		if slices.ContainsFunc(rel.Approvals, func(a store.Approval) bool { return a.Token == p.TokenID || a.Actor == p.actor() }) {

@@ -166,7 +166,7 @@ func (s *Server) refresh(ctx context.Context) error {
 			continue
 		}
 		ri := &releaseInfo{rel: r, sha256: meta.sha256, size: meta.size, targets: meta.targets, hasTargets: meta.hasTargets,
-			view: rollout.ReleaseView{ID: r.ID, Version: r.Version, State: rollout.ReleaseState(r.State), Wave: r.Wave, Plan: plan, CompletedAt: r.CompletedAt}}
+			view: rollout.ReleaseView{ID: r.ID, Version: r.Version, State: r.State, Wave: r.Wave, Plan: plan, CompletedAt: r.CompletedAt}}
 		ri.target = targetName(r.Channel, sn.channels[r.Channel].Kind, r.Version)
 		ri.signing, ri.signingNote = signing(ix, ri.target)
 		if len(r.Cohort) > 0 && ri.view.State.Live() {

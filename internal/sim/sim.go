@@ -494,7 +494,7 @@ func (s *Sim) refreshViews(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		v := rollout.ReleaseView{ID: r.ID, Version: r.Version, State: rollout.ReleaseState(r.State), Wave: r.Wave, Plan: plan, CompletedAt: r.CompletedAt}
+		v := rollout.ReleaseView{ID: r.ID, Version: r.Version, State: r.State, Wave: r.Wave, Plan: plan, CompletedAt: r.CompletedAt}
 		if len(r.Cohort) > 0 && v.State.Live() {
 			var c rollout.Cohort
 			if err := json.Unmarshal(r.Cohort, &c); err == nil {

@@ -18,6 +18,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/ringfence/ringfence/internal/rollout"
 )
 
 // Sentinel errors; implementations wrap them so callers use errors.Is.
@@ -91,19 +93,28 @@ type Artifact struct {
 	Findings string
 }
 
-// ReleaseState is a release's phase. The strings are persisted; package
-// rollout owns the transitions between them.
-type ReleaseState string
+// ReleaseState is a release's phase: package rollout's type, which owns
+// the transitions between them. The strings are persisted.
+type ReleaseState = rollout.ReleaseState
 
 const (
-	ReleaseDraft            ReleaseState = "draft"
-	ReleaseRolling          ReleaseState = "rolling"
-	ReleaseAwaitingApproval ReleaseState = "awaiting-approval"
-	ReleasePaused           ReleaseState = "paused"
-	ReleaseCompleted        ReleaseState = "completed"
-	ReleaseHalted           ReleaseState = "halted"
-	ReleaseRolledBack       ReleaseState = "rolled-back"
+	ReleaseDraft            = rollout.StateDraft
+	ReleaseRolling          = rollout.StateRolling
+	ReleaseAwaitingApproval = rollout.StateAwaitingApproval
+	ReleasePaused           = rollout.StatePaused
+	ReleaseCompleted        = rollout.StateCompleted
+	ReleaseHalted           = rollout.StateHalted
+	ReleaseRolledBack       = rollout.StateRolledBack
 )
+
+// CheckRelease refuses what no store keeps: a release in a state no code
+// knows, which every reader would then have to guess at.
+func CheckRelease(r Release) error {
+	if _, err := rollout.ParseState(string(r.State)); err != nil {
+		return fmt.Errorf("release %s: %w", r.ID, err)
+	}
+	return nil
+}
 
 // Approval is one person's sign-off on a release.
 type Approval struct {

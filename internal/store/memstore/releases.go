@@ -127,6 +127,9 @@ func copyRelease(r *store.Release) store.Release {
 }
 
 func (s *Store) CreateRelease(ctx context.Context, r store.Release) error {
+	if err := store.CheckRelease(r); err != nil {
+		return err
+	}
 	own := ownRelease(r)
 	own.Revision = 1
 	st, err := s.lock(ctx)
@@ -192,6 +195,9 @@ func (s *Store) ListReleases(ctx context.Context, channel string) ([]store.Relea
 // UpdateRelease writes every mutable field; id, channel, version and
 // creator never change.
 func (s *Store) UpdateRelease(ctx context.Context, r store.Release, audit ...store.AuditEntry) (int64, error) {
+	if err := store.CheckRelease(r); err != nil {
+		return 0, err
+	}
 	upd := ownRelease(r)
 	st, err := s.lock(ctx)
 	if err != nil {

@@ -519,6 +519,9 @@ func decodeApprovals(s string) ([]store.Approval, error) {
 }
 
 func (s *Store) CreateRelease(ctx context.Context, r store.Release) error {
+	if err := store.CheckRelease(r); err != nil {
+		return err
+	}
 	_, err := s.exec(ctx, `INSERT INTO releases (`+releaseCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		r.ID, r.Channel, int64(r.Version), string(r.Plan), string(r.State), r.Wave, r.Reason, r.CreatedBy,
 		ms(r.CreatedAt), ms(r.UpdatedAt), ms(r.WaveStartedAt), ms(r.CompletedAt),
@@ -555,6 +558,9 @@ func (s *Store) ListReleases(ctx context.Context, channel string) ([]store.Relea
 }
 
 func (s *Store) UpdateRelease(ctx context.Context, r store.Release, audit ...store.AuditEntry) (int64, error) {
+	if err := store.CheckRelease(r); err != nil {
+		return 0, err
+	}
 	var n int64
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, s.q(`UPDATE releases SET plan = ?, state = ?, wave = ?, reason = ?, revision = revision + 1,

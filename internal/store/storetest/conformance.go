@@ -194,8 +194,20 @@ func testReleases(t *testing.T, s store.Store, _ Hasher) {
 	if again.State != store.ReleaseHalted || again.Reason != "crash rate 4.1% > limit 0.5%" || again.Wave != 1 {
 		t.Errorf("stale update changed the release: %+v", again)
 	}
-	_, err = s.UpdateRelease(ctx, store.Release{ID: "nope", Revision: 1, Plan: []byte(`{}`)})
+	_, err = s.UpdateRelease(ctx, store.Release{ID: "nope", Revision: 1, Plan: []byte(`{}`), State: store.ReleaseRolling})
 	wantErr(t, err, store.ErrNotFound)
+	// A state no code knows is refused, and what was stored stays.
+	bad := again
+	bad.State = "exploded"
+	if _, err := s.UpdateRelease(ctx, bad); err == nil || !strings.Contains(err.Error(), "exploded") {
+		t.Errorf("UpdateRelease with state %q: %v, want an error naming it", bad.State, err)
+	}
+	if err := s.CreateRelease(ctx, store.Release{ID: "rel-4", Channel: "acme/ipc", Version: 292, Plan: []byte(`{}`), State: "exploded"}); err == nil {
+		t.Error("CreateRelease with an unknown state was accepted")
+	}
+	if kept, err := s.GetRelease(ctx, "rel-1"); err != nil || kept.State != store.ReleaseHalted || kept.Revision != again.Revision {
+		t.Errorf("after refused writes rel-1 is %+v (%v), want it unchanged", kept, err)
+	}
 	rs, err := s.ListReleases(ctx, "acme/ipc")
 	must(t, err)
 	if len(rs) != 1 {
