@@ -108,9 +108,37 @@ func TestRoughDayCompletes(t *testing.T) {
 	sc.Noise.CrashesPerDeviceHour *= 10
 	sc.Noise.RebootsPerDeviceHour *= 10
 	sc.Noise.Offline, sc.Noise.OfflineFor = 0.33, sc.Noise.OfflineFor*3
+	// Detections a healthy fleet makes anyway, over-dispersed (a fiftieth
+	// of the devices make most of them): the action gate must not read
+	// them as a storm.
+	sc.Noise.ActionsPerCheckin = 0.05
 	r := run(t, sc, Options{})
 	if r.Halted || !r.Completed {
 		t.Fatalf("rough day: halted %v (%s), completed %v: %s", r.Halted, r.HaltReason, r.Completed, r.Why)
+	}
+}
+
+// Content that works but raises false positives on a third of one OS
+// build's hosts, on a fleet whose background detections are
+// over-dispersed: the action-rate gate halts it before the broad wave,
+// and no host crashes.
+func TestFalsePositiveStormHaltedByTheActionGate(t *testing.T) {
+	engineOnly(t)
+	if testing.Short() {
+		t.Skip("a simulation")
+	}
+	t.Parallel()
+	sc, err := Parse("fp-storm", []byte(narrowFleet("fp-storm", `faults: [{kind: fp-storm, os_builds: ["22631"], probability: 0.3}]`+"\n", "")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc.Noise.ActionsPerCheckin = 0.05
+	r := run(t, sc, Options{})
+	if !r.Halted || strings.Contains(r.HaltReason, "deadline") || !strings.Contains(r.HaltReason, "action-rate") {
+		t.Fatalf("halted %v: %s; want the action-rate gate to decide", r.Halted, r.HaltReason)
+	}
+	if r.FinalWave == "broad" || r.CrashedDevices != 0 {
+		t.Errorf("halted in wave %s with %d hosts crashed; want before broad, none crashed", r.FinalWave, r.CrashedDevices)
 	}
 }
 

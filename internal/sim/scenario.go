@@ -95,7 +95,10 @@ type Noise struct {
 	// closed, night), for OfflineFor on average.
 	Offline    float64          `yaml:"offline"`
 	OfflineFor rollout.Duration `yaml:"offline_for"`
-	// ActionsPerCheckin is the mean action count a device reports.
+	// ActionsPerCheckin is the mean action count (blocks and alerts) a
+	// device reports per check-in, on whatever version it runs. Reports
+	// come in bursts (4 actions on average) and are over-dispersed: a
+	// fiftieth of the devices report twenty times as often as the rest.
 	ActionsPerCheckin float64 `yaml:"actions_per_checkin"`
 }
 

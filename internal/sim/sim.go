@@ -51,6 +51,9 @@ type Sim struct {
 	now   uint32 // virtual seconds since epoch
 	end   uint32
 	rng   *rand.Rand
+	// acts draws the background actions from a stream of their own, so
+	// that turning them on leaves every other draw of a run as it was.
+	acts  *rand.Rand
 	srv   *server.Server
 	store *fleetStore
 	http  http.Handler
@@ -154,7 +157,7 @@ func New(ctx context.Context, sc *Scenario, o Options) (*Sim, error) {
 		o.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	s := &Sim{sc: sc, epoch: time.Date(2024, 7, 19, 4, 0, 0, 0, time.UTC), end: uint32(time.Duration(sc.Duration) / time.Second),
-		rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), offered: map[string]map[int32]bool{}, agents: map[int32]*agentState{},
+		rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), acts: rand.New(rand.NewPCG(seed, seed^0x2545f4914f6cdd1d)), offered: map[string]map[int32]bool{}, agents: map[int32]*agentState{},
 		wheel: make([][]int32, wheelSize), beats: map[beatKey]int64{}, targets: map[uint64]content.Targets{}, crashedAt: map[int32]uint32{},
 		interval: time.Duration(sc.CheckinInterval), waiting: -1}
 	s.sc.Devices, s.sc.Seed = n, seed
@@ -668,6 +671,17 @@ func (s *Sim) noise(i int) bool {
 		j.Channels[channel] = &a.ch
 		s.queue(a, agent.UncleanStop(j, now, "unrelated reboot")...)
 	}
+	if n.ActionsPerCheckin > 0 && s.acts.Float64() < n.ActionsPerCheckin*s.busyness(i)/meanActionBurst {
+		// Detections a healthy fleet makes anyway, on whatever version a
+		// device runs: the action gate's control group.
+		a := s.state(i)
+		kind := "alert"
+		if s.acts.Float64() < 0.2 {
+			kind = "block"
+		}
+		burst := 1 + int64(s.acts.ExpFloat64()*(meanActionBurst-1))
+		s.queue(a, agent.Event{Time: now, Type: agent.EventActions, Channel: channel, Version: a.ch.ActiveVersion, Counts: map[string]int64{kind: burst}})
+	}
 	if n.Offline > 0 {
 		// Mean time online is what makes Offline the share offline.
 		away := time.Duration(n.OfflineFor)
@@ -680,6 +694,41 @@ func (s *Sim) noise(i int) bool {
 		}
 	}
 	return false
+}
+
+// meanActionBurst is the mean action count of one background report.
+const meanActionBurst = 4
+
+// Background actions are over-dispersed, as a real fleet's are: busyShare
+// of the devices (busy servers, developers' machines) report busyFactor
+// times as often as the rest, so that the fleet's mean is
+// noise.actions_per_checkin.
+const (
+	busyShare  = 0.02
+	busyFactor = 20
+)
+
+// busyness is device i's weight in the background actions, fixed per
+// device and seed; its mean over the fleet is 1.
+func (s *Sim) busyness(i int) float64 {
+	x := uint64(i)*0x9E3779B97F4A7C15 ^ s.sc.Seed*0xBF58476D1CE4E5B9
+	x ^= x >> 31
+	x *= 0x94D049BB133111EB
+	x ^= x >> 29
+	if float64(x>>11)/float64(1<<53) < busyShare {
+		return busyFactor
+	}
+	return (1 - busyShare*busyFactor) / (1 - busyShare)
+}
+
+// storm is content raising false positives: a device it hit reports a
+// flood of alerts at every check-in while the release's version runs.
+func (s *Sim) storm(a *agentState) {
+	if a.fault != FaultFPStorm || a.ch.State != agent.StateActive || a.ch.ActiveVersion != s.versions[s.relIndex] {
+		return
+	}
+	now := s.clock()
+	s.queue(a, agent.Event{Time: now, Type: agent.EventActions, Channel: channel, Version: a.ch.ActiveVersion, Counts: map[string]int64{"alert": 500}})
 }
 
 // checkin is one device's check-in: quiet devices (nothing to report,
@@ -702,6 +751,7 @@ func (s *Sim) checkin(ctx context.Context, i int) error {
 	a := s.agents[int32(i)]
 	if a != nil {
 		s.probation(i, a)
+		s.storm(a)
 	}
 	org := s.fleet.orgs[d.org]
 	track := rollout.DefaultTrack
@@ -931,10 +981,6 @@ func (s *Sim) probation(i int, a *agentState) {
 	s.queue(a, dec.Events(now)...)
 	d := &s.fleet.devs[i]
 	d.active, d.lkg = s.indexOf(a.ch.ActiveVersion), s.indexOf(a.ch.LKGVersion)
-	if a.fault == FaultFPStorm && dec.Kind == agent.DecisionHealthy {
-		// The content works, and floods the console with false alarms.
-		s.queue(a, agent.Event{Time: now, Type: agent.EventActions, Channel: channel, Version: a.ch.ActiveVersion, Counts: map[string]int64{"alert": 5000}})
-	}
 }
 
 // flushBeats hands the minute's quiet check-ins to the server in bulk.
