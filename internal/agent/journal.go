@@ -49,19 +49,19 @@ type State string
 
 const (
 	// StateNone: nothing was ever installed on the channel.
-	StateNone State = ""
+	StateNone State = protocol.StateNone
 	// StateActive: the active version is confirmed healthy (it is the
 	// last-known-good).
-	StateActive State = "active"
+	StateActive State = protocol.StateActive
 	// StatePending: an activation is journaled but the worker has not run
 	// it yet.
-	StatePending State = "pending"
+	StatePending State = protocol.StatePending
 	// StateProbation: the worker runs the new version and it has not yet
 	// run a full probation period.
-	StateProbation State = "probation"
+	StateProbation State = protocol.StateProbation
 	// StateReverted: the agent went back to last-known-good by itself and
 	// refuses the version it left until the server offers a newer one.
-	StateReverted State = "reverted"
+	StateReverted State = protocol.StateReverted
 )
 
 // Journal is the agent's apply journal: what each channel runs, what it

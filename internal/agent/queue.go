@@ -27,11 +27,11 @@ const (
 	// check-in interval, weeks of a device's events.
 	MaxEvents = 10000
 	// MaxEventsPerCheckin is how many events the server takes at once.
-	MaxEventsPerCheckin = 1000
+	MaxEventsPerCheckin = protocol.MaxEventsPerCheckin
 	// MaxReason is the longest reason, in bytes, the server takes.
-	MaxReason = 1024
+	MaxReason = protocol.MaxReason
 	// maxCount is the server's bound on one action count.
-	maxCount = 1 << 40
+	maxCount = protocol.MaxActionCount
 	// queueSchema is the format of the queue's header line.
 	queueSchema = 1
 )
@@ -40,24 +40,17 @@ const (
 type EventType string
 
 const (
-	EventApplied       EventType = "applied"        // a version was installed and activated
-	EventApplyFailed   EventType = "apply-failed"   // installing or activating failed
-	EventHealthy       EventType = "healthy"        // a version completed probation
-	EventReverted      EventType = "reverted"       // the agent went back to last-known-good
-	EventWorkerCrash   EventType = "worker-crash"   // the content worker crashed
-	EventUncleanReboot EventType = "unclean-reboot" // the host came back from an unplanned reboot
-	EventBootLoop      EventType = "boot-loop"      // repeated starts without reaching healthy
-	EventActions       EventType = "actions"        // periodic detection action counts
+	EventApplied       EventType = protocol.EventApplied
+	EventApplyFailed   EventType = protocol.EventApplyFailed
+	EventHealthy       EventType = protocol.EventHealthy
+	EventReverted      EventType = protocol.EventReverted
+	EventWorkerCrash   EventType = protocol.EventWorkerCrash
+	EventUncleanReboot EventType = protocol.EventUncleanReboot
+	EventBootLoop      EventType = protocol.EventBootLoop
+	EventActions       EventType = protocol.EventActions
 )
 
-func (t EventType) known() bool {
-	switch t {
-	case EventApplied, EventApplyFailed, EventHealthy, EventReverted, EventWorkerCrash,
-		EventUncleanReboot, EventBootLoop, EventActions:
-		return true
-	}
-	return false
-}
+func (t EventType) known() bool { return protocol.KnownEvent(string(t)) }
 
 // Droppable events may be dropped, oldest first, when the queue is full.
 // Only the periodic action counts are: every other event is what the

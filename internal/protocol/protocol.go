@@ -4,6 +4,7 @@
 package protocol
 
 import (
+	"slices"
 	"strings"
 	"time"
 )
@@ -17,6 +18,52 @@ const (
 	QuotaHeader = "Ringfence-Quota"
 	QuotaEvents = "events"
 )
+
+// Limits of one check-in, which the server enforces and the agent keeps
+// to.
+const (
+	MaxChannelsPerCheckin = 64
+	MaxEventsPerCheckin   = 1000
+	// MaxReason is the longest event reason, in bytes.
+	MaxReason = 1024
+	// MaxActionCount bounds one action count of an actions event.
+	MaxActionCount = 1 << 40
+)
+
+// Event types a device reports (EventReport.Type).
+const (
+	EventApplied       = "applied"        // a version was installed and activated
+	EventApplyFailed   = "apply-failed"   // installing or activating failed
+	EventHealthy       = "healthy"        // a version completed probation
+	EventReverted      = "reverted"       // the agent went back to last-known-good
+	EventWorkerCrash   = "worker-crash"   // the content worker crashed
+	EventUncleanReboot = "unclean-reboot" // the host came back from an unplanned reboot
+	EventBootLoop      = "boot-loop"      // repeated starts without reaching healthy
+	EventActions       = "actions"        // periodic detection action counts
+)
+
+// EventTypes are every event type, in the order above.
+var EventTypes = []string{EventApplied, EventApplyFailed, EventHealthy, EventReverted, EventWorkerCrash,
+	EventUncleanReboot, EventBootLoop, EventActions}
+
+// KnownEvent reports whether t is an event type of the protocol.
+func KnownEvent(t string) bool { return slices.Contains(EventTypes, t) }
+
+// A device's state on a channel (ChannelReport.State); "" is a channel
+// on which nothing was ever installed.
+const (
+	StateNone      = ""
+	StateActive    = "active"
+	StatePending   = "pending"
+	StateProbation = "probation"
+	StateReverted  = "reverted"
+)
+
+// ChannelStates are every channel state, in the order above.
+var ChannelStates = []string{StateNone, StateActive, StatePending, StateProbation, StateReverted}
+
+// KnownState reports whether s is a channel state of the protocol.
+func KnownState(s string) bool { return slices.Contains(ChannelStates, s) }
 
 // ValidChannel reports whether id is a channel id, "vendor/channel", each
 // part a ValidName.

@@ -28,16 +28,9 @@ type (
 	Artifact        = protocol.Artifact
 )
 
-var eventTypes = map[string]bool{
-	"applied": true, "apply-failed": true, "healthy": true, "reverted": true, "worker-crash": true,
-	"unclean-reboot": true, "boot-loop": true, "actions": true,
-}
-
-var deviceStates = map[string]bool{"": true, "active": true, "pending": true, "probation": true, "reverted": true}
-
 const (
-	maxChannelsPerCheckin = 64
-	maxEventsPerCheckin   = 1000
+	maxChannelsPerCheckin = protocol.MaxChannelsPerCheckin
+	maxEventsPerCheckin   = protocol.MaxEventsPerCheckin
 )
 
 func validateCheckin(req *CheckinRequest) error {
@@ -56,7 +49,7 @@ func validateCheckin(req *CheckinRequest) error {
 			return badRequest("channels[%d].channel: %s reported twice", i, c.Channel)
 		}
 		seen[c.Channel] = true
-		if !deviceStates[c.State] {
+		if !protocol.KnownState(c.State) {
 			return badRequest("channels[%d].state: %q is not one of active, pending, probation, reverted", i, c.State)
 		}
 	}
@@ -69,20 +62,20 @@ func validateCheckin(req *CheckinRequest) error {
 			return badRequest("events[%d].seq: %d; sequence numbers start at 1 and increase", i, e.Seq)
 		}
 		last = e.Seq
-		if !eventTypes[e.Type] {
+		if !protocol.KnownEvent(e.Type) {
 			return badRequest("events[%d].type: unknown event type %q", i, e.Type)
 		}
 		if e.Channel != "" && !validChannelID(e.Channel) {
 			return badRequest("events[%d].channel: %q is not VENDOR/CHANNEL", i, e.Channel)
 		}
-		if err := checkText(fmt.Sprintf("events[%d].reason", i), e.Reason, 1024, false); err != nil {
+		if err := checkText(fmt.Sprintf("events[%d].reason", i), e.Reason, protocol.MaxReason, false); err != nil {
 			return err
 		}
 		for k, v := range e.Counts {
 			if k != "log" && k != "alert" && k != "block" {
 				return badRequest("events[%d].counts: unknown action %q (log, alert, block)", i, k)
 			}
-			if v < 0 || v > 1<<40 {
+			if v < 0 || v > protocol.MaxActionCount {
 				return badRequest("events[%d].counts.%s: %d is out of range", i, k, v)
 			}
 		}

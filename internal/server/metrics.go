@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/ringfence/ringfence/internal/protocol"
 	"github.com/ringfence/ringfence/internal/rollout"
 	"github.com/ringfence/ringfence/internal/store"
 	"github.com/ringfence/ringfence/internal/version"
@@ -124,7 +125,7 @@ func newMetrics(s *Server) *metrics {
 		Name: "ringfence_device_events_total",
 		Help: "Device events stored from check-ins, by type (the device protocol's event types; other for anything else).",
 	}, []string{"type"})
-	for t := range eventTypes {
+	for _, t := range protocol.EventTypes {
 		m.events[t] = events.WithLabelValues(t)
 	}
 	m.otherEvents = events.WithLabelValues("other")

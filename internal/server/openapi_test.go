@@ -29,6 +29,7 @@ import (
 
 	"github.com/ringfence/ringfence/internal/content"
 	"github.com/ringfence/ringfence/internal/notify"
+	"github.com/ringfence/ringfence/internal/protocol"
 	"github.com/ringfence/ringfence/internal/rollout"
 	"github.com/ringfence/ringfence/internal/server"
 	"github.com/ringfence/ringfence/internal/store"
@@ -699,39 +700,26 @@ func refOrType(p *oaSchema) string {
 }
 
 // TestOpenAPIEnumsMatchCode: the event types and device states the spec
-// lists are the ones checkin.go accepts.
+// lists are the protocol's, which the server accepts and the agent sends.
 func TestOpenAPIEnumsMatchCode(t *testing.T) {
 	doc, _, _ := loadOpenAPI(t)
-	src, err := os.ReadFile("checkin.go")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range []struct{ variable, schema, property string }{
-		{"eventTypes", "EventReport", "type"},
-		{"deviceStates", "ChannelReport", "state"},
+	for _, c := range []struct {
+		name, schema, property string
+		inCode                 []string
+	}{
+		{"protocol.EventTypes", "EventReport", "type", protocol.EventTypes},
+		{"protocol.ChannelStates", "ChannelReport", "state", protocol.ChannelStates},
 	} {
-		m := regexp.MustCompile(`(?s)var ` + c.variable + ` = map\[string\]bool\{(.*?)\n\}`).FindSubmatch(src)
-		if m == nil {
-			m = regexp.MustCompile(`var ` + c.variable + ` = map\[string\]bool\{(.*?)\}`).FindSubmatch(src)
-		}
-		if m == nil {
-			t.Errorf("checkin.go: cannot find the map literal %s; update this test with the code", c.variable)
-			continue
-		}
-		var inCode []string
-		for _, q := range regexp.MustCompile(`"([^"]*)":\s*true`).FindAllSubmatch(m[1], -1) {
-			inCode = append(inCode, string(q[1]))
-		}
 		s := doc.Components.Schemas[c.schema]
 		if s == nil || s.Properties[c.property] == nil {
 			t.Errorf("components.schemas.%s.%s is missing", c.schema, c.property)
 			continue
 		}
-		inSpec := slices.Clone(s.Properties[c.property].Enum)
+		inSpec, inCode := slices.Clone(s.Properties[c.property].Enum), slices.Clone(c.inCode)
 		slices.Sort(inCode)
 		slices.Sort(inSpec)
 		if !slices.Equal(inCode, inSpec) {
-			t.Errorf("%s.%s: enum %q, but checkin.go's %s accepts %q", c.schema, c.property, inSpec, c.variable, inCode)
+			t.Errorf("%s.%s: enum %q, but %s is %q", c.schema, c.property, inSpec, c.name, inCode)
 		}
 	}
 }
