@@ -3,6 +3,8 @@ package server_test
 import (
 	"context"
 	"database/sql"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -108,4 +110,96 @@ func TestTwoReplicasNeverBothControl(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// A halt made through one replica reaches the check-in answers of another
+// at once (PostgreSQL NOTIFY), not at its next periodic refresh: here the
+// refresh is an hour away, so only the notification can carry it.
+func TestAnotherReplicaHearsAHaltAtOnce(t *testing.T) {
+	cfg := server.Config{ControllerTick: 24 * time.Hour, SnapshotRefresh: time.Hour}
+	a := newEnvConfig(t, storetest.PostgresURL(t), cfg)
+	f := standardFleet(t, a)
+	rel := a.startRelease(t, quickPlan(), "normal")
+	f.until(t, 4, "in the canary wave", func(st server.ReleaseStatus) bool { return st.Release.WaveName == "canary" }, rel.ID)
+	f.tick(t) // the canary devices apply 293
+	var dev *fleetDevice
+	for _, d := range f.devs {
+		if d.active == 293 {
+			dev = d
+			break
+		}
+	}
+	if dev == nil {
+		t.Fatal("no device runs 293 in the canary wave")
+	}
+	b := a.replica(t, cfg)
+	if got := b.desired(t, dev.device, 293); got != 293 {
+		t.Fatalf("replica b, before the halt: desired %d, want 293 (its first snapshot has the release rolling)", got)
+	}
+	a.must(t, http.StatusOK, "POST", "/v1/releases/"+rel.ID+"/halt", a.creds.PublisherToken, map[string]string{"reason": "halted on replica a"}, nil)
+	// A generous bound, for a loaded machine: without the notification
+	// the answer would not change for an hour.
+	start := time.Now()
+	for b.desired(t, dev.device, 293) != 292 {
+		if time.Since(start) > 20*time.Second {
+			t.Fatal("replica b still offers 293 20 s after replica a halted the release")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Logf("replica b answered with the halt %v after it was made on replica a", time.Since(start).Round(time.Millisecond))
+
+	// The listening sessions die (a network blip); a resume made before
+	// they listen again is not heard as a notification, and each replica
+	// rebuilds once it listens again rather than an hour later.
+	admin, err := sql.Open("pgx", a.storeURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	if _, err := admin.Exec(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'LISTEN %' AND pid <> pg_backend_pid()
+		AND datname = current_database()`); err != nil {
+		t.Fatal(err)
+	}
+	a.must(t, http.StatusOK, "POST", "/v1/releases/"+rel.ID+"/resume", a.creds.PublisherToken, map[string]string{"reason": "resumed while b's listener was down"}, nil)
+	start = time.Now()
+	for b.desired(t, dev.device, 292) != 293 {
+		if time.Since(start) > 20*time.Second {
+			t.Fatal("replica b does not offer 293 20 s after the resume made while its listener was down")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Logf("replica b answered with the resume %v after it was made, its listener having been cut", time.Since(start).Round(time.Millisecond))
+}
+
+// replica starts another server on e's store, with e's keys and clock,
+// and returns an env that talks to it.
+func (e *env) replica(t *testing.T, cfg server.Config) *env {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	st, err := sqlstore.Open(ctx, e.storeURL, t.TempDir())
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	cat, err := server.ExampleCatalog()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Catalog, cfg.AuthFailures, cfg.Enrolments = cat, -1, -1
+	cfg.AuditKey, cfg.CheckpointKey = e.auditKey, e.checkpointKey
+	srv := server.New(cfg, st, e.clock.Now, quietLogger())
+	if err := srv.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(func() {
+		hs.Close()
+		srv.Drain()
+		cancel()
+		srv.Wait()
+		st.Close()
+	})
+	r := *e
+	r.st, r.srv, r.url = st, srv, hs.URL
+	return &r
 }

@@ -296,7 +296,7 @@ func (s *Server) Start(ctx context.Context) error {
 		s.log.Warn("first snapshot failed; will retry", "err", err)
 	}
 	for _, loop := range []func(context.Context){s.writer.run, s.snapshotLoop, s.heartbeatLoop, s.healthLoop,
-		s.controllerLoop, s.tufLoop, s.checkpointLoop, s.webhookLoop} {
+		s.controllerLoop, s.tufLoop, s.checkpointLoop, s.webhookLoop, s.watchLoop} {
 		s.loops.Add(1)
 		go func() {
 			defer s.loops.Done()
@@ -345,15 +345,32 @@ func (s *Server) snapshotLoop(ctx context.Context) {
 // than at the next refresh tick.
 func (s *Server) Refresh(ctx context.Context) error { return s.refresh(ctx) }
 
-// changed asks for a snapshot rebuild after an admin change; it also
-// rebuilds synchronously so the caller's next request sees the change.
+// changed rebuilds the snapshot after a change to releases, kill switches
+// or policies, synchronously so the caller's next request sees it, and
+// tells the other replicas (store.Announce), which rebuild theirs at once.
 func (s *Server) changed(ctx context.Context) {
 	if err := s.refresh(ctx); err != nil {
 		s.log.Warn("snapshot refresh failed", "err", err)
-		select {
-		case s.rebuild <- struct{}{}:
-		default:
-		}
+		s.askRebuild()
+	}
+	if err := s.store.Announce(ctx); err != nil {
+		// The others still refresh every SnapshotRefresh.
+		s.log.Warn("change not announced to the other replicas", "err", err)
+	}
+}
+
+func (s *Server) askRebuild() {
+	select {
+	case s.rebuild <- struct{}{}:
+	default:
+	}
+}
+
+// watchLoop rebuilds the snapshot whenever a replica announces a change
+// (its own included: one rebuild more, harmless).
+func (s *Server) watchLoop(ctx context.Context) {
+	if err := s.store.WatchChanges(ctx, s.askRebuild); err != nil && ctx.Err() == nil {
+		s.log.Warn("not watching the other replicas' changes; the snapshot refreshes every "+s.cfg.SnapshotRefresh.String(), "err", err)
 	}
 }
 

@@ -295,6 +295,18 @@ func (ms meteredStore) KillSwitches(ctx context.Context) ([]store.KillSwitch, er
 	return v, err
 }
 
+func (ms meteredStore) Announce(ctx context.Context) error {
+	err := ms.Store.Announce(ctx)
+	ms.m.storeError(err, ctx.Err())
+	return err
+}
+
+func (ms meteredStore) WatchChanges(ctx context.Context, onChange func()) error {
+	err := ms.Store.WatchChanges(ctx, onChange)
+	ms.m.storeError(err, ctx.Err())
+	return err
+}
+
 func (ms meteredStore) Lead(ctx context.Context) (store.Lease, error) {
 	v, err := ms.Store.Lead(ctx)
 	ms.m.storeError(err, ctx.Err())

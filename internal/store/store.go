@@ -666,6 +666,14 @@ type Store interface {
 	// (an advisory lock, freed when the holder's connection dies).
 	// ErrNotLeader means someone else holds it.
 	Lead(ctx context.Context) (Lease, error)
+	// Announce tells every replica on the store that releases, kill
+	// switches or policies changed; WatchChanges calls onChange whenever
+	// one did (and once after any gap in which it may have missed one),
+	// until ctx ends. PostgreSQL carries it with NOTIFY and LISTEN; a
+	// single-node store has no other replica to tell, and WatchChanges
+	// returns at once.
+	Announce(ctx context.Context) error
+	WatchChanges(ctx context.Context, onChange func()) error
 
 	// AppendAudit adds an entry to the chain and returns it with its
 	// sequence number and hashes: keyed with the key SetAuditKey gave.

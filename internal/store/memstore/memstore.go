@@ -156,6 +156,12 @@ func (s *Store) Lead(ctx context.Context) (store.Lease, error) {
 	return lease{s}, nil
 }
 
+// Announce has no other replica to tell: a memory store is one process's.
+func (s *Store) Announce(context.Context) error { return nil }
+
+// WatchChanges returns at once: every change is this process's own.
+func (s *Store) WatchChanges(context.Context, func()) error { return nil }
+
 // lease lasts as long as its store is open.
 type lease struct{ s *Store }
 
