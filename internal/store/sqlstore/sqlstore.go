@@ -32,13 +32,16 @@ type dialect struct {
 	blob     string
 	dollar   bool // $1 placeholders
 	lockHead string
+	// forUpdate locks the rows a SELECT reads until the transaction ends
+	// (PostgreSQL); SQLite has one writer at a time anyway.
+	forUpdate string
 	serial   string // an auto-incrementing primary key column
 }
 
 var (
 	sqliteDialect   = dialect{name: "sqlite", driver: "sqlite", blob: "BLOB", serial: "INTEGER PRIMARY KEY AUTOINCREMENT"}
 	postgresDialect = dialect{name: "postgres", driver: "pgx", blob: "BYTEA", dollar: true,
-		lockHead: "SELECT pg_advisory_xact_lock(4242)", serial: "BIGSERIAL PRIMARY KEY"}
+		lockHead: "SELECT pg_advisory_xact_lock(4242)", serial: "BIGSERIAL PRIMARY KEY", forUpdate: " FOR UPDATE"}
 )
 
 // Store is a SQL-backed store.Store.

@@ -26,7 +26,12 @@ func (s *Store) ApplyCheckins(ctx context.Context, ws []store.CheckinWrite) ([]s
 			w := ws[i]
 			var lastSeq, lastSeen int64
 			var org string
-			err := tx.QueryRowContext(ctx, s.q(`SELECT last_seq, last_seen, org FROM devices WHERE id = ?`), w.Device.ID).Scan(&lastSeq, &lastSeen, &org)
+			// The device's row is locked until the check-in is written: a
+			// retry of the same check-in on another replica waits, then
+			// reads the sequence this one wrote and stores nothing twice
+			// (without the lock both read the old sequence and the second
+			// insert of an event failed as a conflict).
+			err := tx.QueryRowContext(ctx, s.q(`SELECT last_seq, last_seen, org FROM devices WHERE id = ?`+s.d.forUpdate), w.Device.ID).Scan(&lastSeq, &lastSeen, &org)
 			if err != nil {
 				return fmt.Errorf("check-in of device %s: %w", w.Device.ID, s.wrap(err))
 			}
