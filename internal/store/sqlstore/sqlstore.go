@@ -35,7 +35,7 @@ type dialect struct {
 	// forUpdate locks the rows a SELECT reads until the transaction ends
 	// (PostgreSQL); SQLite has one writer at a time anyway.
 	forUpdate string
-	serial   string // an auto-incrementing primary key column
+	serial    string // an auto-incrementing primary key column
 }
 
 var (
