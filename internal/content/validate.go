@@ -200,15 +200,30 @@ type AgentCount struct {
 	Devices      int64
 }
 
+// Widespread is how many devices make an agent version without a manifest
+// an error at publish: at least WidespreadDevices of them, and at least
+// WidespreadShare of the platform's enrolled devices.
+const (
+	WidespreadDevices = 100
+	WidespreadShare   = 0.01
+)
+
 // CheckFleet adds to a validation the agent versions devices in the field
 // run that the bundle's targets take but no targeted manifest describes:
 // the server does not deliver to them (Delivers), and nothing checked
-// what they supply, so the range or the catalog is wrong. A warning, not
-// an error: devices choose the version they report, and one enrolled
-// device must not be able to stop a vendor publishing. Versions that do
-// not parse are left out: no range takes them.
+// what they supply, so the range or the catalog is wrong. It is an error
+// when the version is widespread (WidespreadDevices and WidespreadShare of
+// its platform), a warning below that: devices choose the version they
+// report, so a few enrolled devices, or a leaked enrolment token, must not
+// be able to stop a vendor publishing, while a version a real part of the
+// fleet runs is a catalog to fix before shipping. Versions that do not
+// parse are left out: no range takes them.
 func (cat *Catalog) CheckFleet(b *Bundle, v *Validation, fleet []AgentCount) {
 	s := &findingSink{bundle: b.Name()}
+	perPlatform := map[string]int64{}
+	for _, c := range fleet {
+		perPlatform[c.Platform] += c.Devices
+	}
 	for _, c := range fleet {
 		av, err := ParseAgentVersion(c.AgentVersion)
 		if err != nil || !b.Targets.Matches(&Manifest{Platform: c.Platform, AgentVersion: av}) || cat.Delivers(b.Targets, c.Platform, av) {
@@ -219,9 +234,13 @@ func (cat *Catalog) CheckFleet(b *Bundle, v *Validation, fleet []AgentCount) {
 		if m := cat.Describing(c.Platform, av); m != nil {
 			why = fmt.Sprintf("manifest %s describes it, and the range excludes %s", m.AgentVersion, m.AgentVersion)
 		}
-		s.add(LevelWarning, "agent-without-manifest", cmp.Or(b.Targets.Pos, b.Pos), "", nil, []string{agent},
-			"targets.agent_versions %q takes agent %s, which %d enrolled devices run, but %s: they will not receive this bundle, since nothing checked what they supply; add its manifest to the catalog or narrow the range",
-			b.Targets.AgentVersions.String(), agent, c.Devices, why)
+		level, scale := LevelWarning, ""
+		if c.Devices >= WidespreadDevices && float64(c.Devices) >= WidespreadShare*float64(perPlatform[c.Platform]) {
+			level, scale = LevelError, fmt.Sprintf(" (%s of the platform's devices: too many to ship without)", percentOf(c.Devices, perPlatform[c.Platform]))
+		}
+		s.add(level, "agent-without-manifest", cmp.Or(b.Targets.Pos, b.Pos), "", nil, []string{agent},
+			"targets.agent_versions %q takes agent %s, which %d enrolled devices run%s, but %s: they will not receive this bundle, since nothing checked what they supply; add its manifest to the catalog or narrow the range",
+			b.Targets.AgentVersions.String(), agent, c.Devices, scale, why)
 	}
 	v.Findings = sortFindings(append(v.Findings, s.out...))
 }
@@ -343,4 +362,12 @@ func sortFindings(fs Findings) Findings {
 		return cmp.Or(cmp.Compare(a.Pos.Line, b.Pos.Line), cmp.Compare(a.Pos.Col, b.Pos.Col))
 	})
 	return fs
+}
+
+// percentOf writes n of total as a percentage, one decimal.
+func percentOf(n, total int64) string {
+	if total <= 0 {
+		return "all"
+	}
+	return fmt.Sprintf("%.1f%%", 100*float64(n)/float64(total))
 }

@@ -88,6 +88,12 @@ var validateCases = []validateCase{
 		fleet: []content.AgentCount{{Platform: "linux", AgentVersion: "1.0.7", Devices: 40}, {Platform: "linux", AgentVersion: "3.1.0", Devices: 12},
 			{Platform: "windows", AgentVersion: "9.0.0", Devices: 5}, {Platform: "linux", AgentVersion: "garbage", Devices: 1}},
 		message: `targets.agent_versions ">=1.0.0" takes agent 3.1.0 (linux), which 12 enrolled devices run, but no manifest describes it`},
+	// The same, run by enough devices (at least 100, and 1% of the
+	// platform's) that it is an error: a catalog to fix before shipping.
+	{name: "agent-without-manifest-widespread", rule: "agent-without-manifest", level: content.LevelError,
+		fleet: []content.AgentCount{{Platform: "linux", AgentVersion: "1.0.7", Devices: 9000}, {Platform: "linux", AgentVersion: "3.1.0", Devices: 100},
+			{Platform: "windows", AgentVersion: "9.0.0", Devices: 5000}},
+		message: `targets.agent_versions ">=1.0.0" takes agent 3.1.0 (linux), which 100 enrolled devices run (1.1% of the platform's devices: too many to ship without), but no manifest describes it`},
 	{name: "broad-criterion", rule: "broad-criterion", level: content.LevelError,
 		message: `criterion on input 2 "image": glob "**" matches every value, so the instance matches every probe@1 event; with action block`},
 	{name: "bad-value-empty-prefix", rule: "empty-value", level: content.LevelError,
