@@ -225,7 +225,7 @@ func (s *Server) applyVerdict(ctx context.Context, rel store.Release, plan rollo
 		audit = append(audit, store.AuditEntry{Time: now, Actor: actor, Action: action, Target: rel.ID, Reason: v.Reason})
 	}
 	rev, err := s.updateRelease(ctx, rel, audit...)
-	if errors.Is(err, store.ErrStale) {
+	if errors.Is(err, store.ErrStale) && actor == controllerActor {
 		return nil // a person changed it meanwhile; judge again next tick
 	}
 	if err != nil {

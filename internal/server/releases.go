@@ -551,26 +551,47 @@ func (s *Server) Act(ctx context.Context, p Principal, id, action, reason string
 	return s.changeRelease(ctx, p, rel, reason, "release."+action, change)
 }
 
+// actionAttempts is how often a person's action is applied to a release
+// that changed between reading and writing it before it is refused.
+const actionAttempts = 5
+
 // changeRelease applies a person's action: change mutates the release
-// (returning a conflict when the state does not allow it).
+// (returning a conflict when the state does not allow it). When the
+// release changed meanwhile (the controller ticked: a phase, a ramp step,
+// a wave), the action is applied again to the release as it is now, and
+// refused only if its state no longer allows it: an operator's halt in an
+// incident must not bounce because the controller was busy.
 func (s *Server) changeRelease(ctx context.Context, p Principal, rel store.Release, reason, action string,
 	change func(ctx context.Context, rel *store.Release, reason string) error) (ReleaseReport, error) {
-	if err := change(ctx, &rel, reason); err != nil {
-		var te *rollout.TransitionError
-		if errors.As(err, &te) {
-			return ReleaseReport{}, conflict("release %s: %v", rel.ID, te)
+	id := rel.ID
+	for attempt := 1; ; attempt++ {
+		next := rel
+		next.Approvals = slices.Clone(rel.Approvals)
+		if err := change(ctx, &next, reason); err != nil {
+			var te *rollout.TransitionError
+			if errors.As(err, &te) {
+				return ReleaseReport{}, conflict("release %s: %v", rel.ID, te)
+			}
+			return ReleaseReport{}, err
 		}
-		return ReleaseReport{}, err
-	}
-	rel.UpdatedAt = s.now()
-	rev, err := s.updateRelease(ctx, rel, store.AuditEntry{Time: rel.UpdatedAt, Actor: p.actor(), Action: action, Target: rel.ID, Reason: reason})
-	if err != nil {
-		if errors.Is(err, store.ErrStale) {
-			return ReleaseReport{}, conflict("release %s changed meanwhile (the controller acted); look at it again and retry", rel.ID)
+		next.UpdatedAt = s.now()
+		rev, err := s.updateRelease(ctx, next, store.AuditEntry{Time: next.UpdatedAt, Actor: p.actor(), Action: action, Target: rel.ID, Reason: reason})
+		if errors.Is(err, store.ErrStale) && attempt < actionAttempts {
+			if rel, err = s.store.GetRelease(ctx, id); err != nil {
+				return ReleaseReport{}, storeError("release "+id, err)
+			}
+			continue
 		}
-		return ReleaseReport{}, storeError("release "+rel.ID, err)
+		if err != nil {
+			if errors.Is(err, store.ErrStale) {
+				return ReleaseReport{}, conflict("release %s kept changing (%d attempts); look at it again and retry", rel.ID, actionAttempts)
+			}
+			return ReleaseReport{}, storeError("release "+rel.ID, err)
+		}
+		rel = next
+		rel.Revision = rev
+		break
 	}
-	rel.Revision = rev
 	if action == "release.halt" {
 		s.metrics.halted(p.actor())
 	}
@@ -650,21 +671,36 @@ func (s *Server) promote(ctx context.Context, p Principal, rel store.Release, re
 			return ReleaseReport{}, err
 		}
 	}
-	plan, j, err := s.judgeNow(ctx, rel)
-	if err != nil {
-		return ReleaseReport{}, err
-	}
-	v, err := rollout.Promote(j.status, j.gates)
-	if err != nil {
-		return ReleaseReport{}, conflict("release %s: %v", rel.ID, err)
-	}
-	v.Reason += " (" + p.actor() + ": " + reason + ")"
-	if rel.State == store.ReleaseDraft {
-		rel.WaveStartedAt, rel.GatesSince = s.now(), s.now()
-	}
-	// applyVerdict writes the audit entry, naming the person.
-	if err := s.applyVerdict(ctx, rel, plan, j.cohort, v, p.actor()); err != nil {
-		return ReleaseReport{}, storeError("release "+rel.ID, err)
+	for attempt := 1; ; attempt++ {
+		plan, j, err := s.judgeNow(ctx, rel)
+		if err != nil {
+			return ReleaseReport{}, err
+		}
+		v, err := rollout.Promote(j.status, j.gates)
+		if err != nil {
+			return ReleaseReport{}, conflict("release %s: %v", rel.ID, err)
+		}
+		v.Reason += " (" + p.actor() + ": " + reason + ")"
+		next := rel
+		if next.State == store.ReleaseDraft {
+			next.WaveStartedAt, next.GatesSince = s.now(), s.now()
+		}
+		// applyVerdict writes the audit entry, naming the person.
+		err = s.applyVerdict(ctx, next, plan, j.cohort, v, p.actor())
+		if errors.Is(err, store.ErrStale) && attempt < actionAttempts {
+			// The controller changed it meanwhile: judge it as it is now.
+			if rel, err = s.store.GetRelease(ctx, next.ID); err != nil {
+				return ReleaseReport{}, storeError("release "+next.ID, err)
+			}
+			continue
+		}
+		if errors.Is(err, store.ErrStale) {
+			return ReleaseReport{}, conflict("release %s kept changing (%d attempts); look at it again and retry", next.ID, actionAttempts)
+		}
+		if err != nil {
+			return ReleaseReport{}, storeError("release "+next.ID, err)
+		}
+		break
 	}
 	s.changed(ctx)
 	got, err := s.store.GetRelease(ctx, rel.ID)
