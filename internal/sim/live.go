@@ -374,6 +374,7 @@ func (l *Live) drive(ctx context.Context, progress io.Writer) error {
 	interval := int64(time.Duration(l.sc.CheckinInterval) / time.Second)
 	var minute int64
 	lastPct := -1
+	pl := newProgress(progress)
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for started, ticks := false, 0; ; ticks++ {
@@ -419,10 +420,10 @@ func (l *Live) drive(ctx context.Context, progress io.Writer) error {
 		if len(errs) > 0 {
 			return errors.Join(errs...)
 		}
-		if progress != nil {
+		if pl != nil {
 			if pct := int(min(100, 100*now/end)); pct != lastPct {
 				lastPct = pct
-				fmt.Fprintf(progress, "\r%s (live)  %3d%%  virtual %s  exposed %d  crashed %d", l.sc.Name, pct, time.Duration(now)*time.Second, f.exposed, f.crashed)
+				pl.at(pct, fmt.Sprintf("%s (live)  %3d%%  virtual %s  exposed %d  crashed %d", l.sc.Name, pct, time.Duration(now)*time.Second, f.exposed, f.crashed))
 			}
 		}
 		// Over: completed and two check-ins later (every device has it),
@@ -431,9 +432,7 @@ func (l *Live) drive(ctx context.Context, progress io.Writer) error {
 		// six check-ins after the halt at most.
 		rolledBack := store.ReleaseState(final.State) == store.ReleaseRolledBack
 		if f.completedAt >= 0 && now >= f.completedAt+2*interval || f.haltedAt >= 0 && f.down == 0 && f.recovered == f.crashed && (rolledBack || now >= f.haltedAt+6*interval) {
-			if progress != nil {
-				fmt.Fprintln(progress)
-			}
+			pl.done()
 			return nil
 		}
 	}

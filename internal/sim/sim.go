@@ -557,6 +557,7 @@ func (s *Sim) Run(ctx context.Context, progress io.Writer) (*Result, error) {
 	wall := time.Now()
 	start := uint32(time.Duration(s.sc.Release.Start) / time.Second)
 	lastPct := -1
+	pl := newProgress(progress)
 	for s.now = 0; ; s.now++ {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -598,16 +599,14 @@ func (s *Sim) Run(ctx context.Context, progress io.Writer) (*Result, error) {
 				return nil, err
 			}
 		}
-		if progress != nil {
+		if pl != nil {
 			if pct := int(min(100, 100*uint64(s.now)/uint64(s.end))); pct != lastPct {
 				lastPct = pct
-				fmt.Fprintf(progress, "\r%s  %3d%%  virtual %s  exposed %d  crashed %d", s.sc.Name, pct, time.Duration(s.now)*time.Second, s.fig.exposed, s.fig.crashed)
+				pl.at(pct, fmt.Sprintf("%s  %3d%%  virtual %s  exposed %d  crashed %d", s.sc.Name, pct, time.Duration(s.now)*time.Second, s.fig.exposed, s.fig.crashed))
 			}
 		}
 	}
-	if progress != nil {
-		fmt.Fprintln(progress)
-	}
+	pl.done()
 	s.srv.Drain()
 	return s.result(time.Since(wall)), nil
 }
