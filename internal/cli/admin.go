@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/url"
@@ -37,12 +38,25 @@ func group(use, short string, subs ...*cobra.Command) *cobra.Command {
 	c := &cobra.Command{
 		Use:                   use,
 		Short:                 short,
-		Args:                  cobra.NoArgs,
+		Args:                  unknownSub,
 		RunE:                  func(cmd *cobra.Command, args []string) error { return cmd.Help() },
 		DisableFlagsInUseLine: true,
 	}
 	c.AddCommand(subs...)
 	return c
+}
+
+// unknownSub refuses an argument to a group of commands as a mistyped
+// command, suggesting the nearest (cobra suggests only at the top level).
+func unknownSub(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return nil
+	}
+	msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+	if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+		msg += "; did you mean " + strings.Join(s, " or ") + "?"
+	}
+	return errors.New(msg)
 }
 
 // call is one admin request: the client is built (and the token demanded)

@@ -71,5 +71,26 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usage(fmt.Errorf("%s: %w", c.CommandPath(), err)) })
 	root.AddCommand(newContentCmd(), newServerCmd(), newKeysCmd(), newSimCmd(), newDemoCmd(), newVersionCmd())
 	root.AddCommand(newAdminCmds(root)...)
+	failuresAreNotUsage(root)
 	return root
+}
+
+// failuresAreNotUsage marks what a command's run returns as its own
+// failure (exit status 2, like an unreachable server), so that Run adds
+// the usage hint only to cobra's parsing errors: a port in use is not a
+// mistyped command line.
+func failuresAreNotUsage(c *cobra.Command) {
+	if run := c.RunE; run != nil {
+		c.RunE = func(cmd *cobra.Command, args []string) error {
+			err := run(cmd, args)
+			var ee *exitError
+			if err == nil || errors.As(err, &ee) {
+				return err
+			}
+			return &exitError{code: ExitUsage, err: err}
+		}
+	}
+	for _, sub := range c.Commands() {
+		failuresAreNotUsage(sub)
+	}
 }

@@ -1,0 +1,34 @@
+package cli_test
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"strings"
+	"testing"
+
+	"github.com/ringfence/ringfence/internal/cli"
+)
+
+// A mistyped command gets a suggestion and the usage hint; a command that
+// fails while it runs (here: the port is taken) gets neither hint nor
+// suggestion, since the command line was right.
+func TestMistakesAndFailuresAreToldApart(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := cli.Run(context.Background(), []string{"release", "statu"}, &stdout, &stderr); code != cli.ExitUsage ||
+		!strings.Contains(stderr.String(), `did you mean status?`) || !strings.Contains(stderr.String(), "--help") {
+		t.Errorf("ringfence release statu: exit %d, stderr %q; want 2, a suggestion and the usage hint", code, stderr.String())
+	}
+
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	stdout.Reset()
+	stderr.Reset()
+	code := cli.Run(context.Background(), []string{"server", "--listen", taken.Addr().String(), "--data", t.TempDir()}, &stdout, &stderr)
+	if code != cli.ExitUsage || !strings.Contains(stderr.String(), "address already in use") || strings.Contains(stderr.String(), "--help") {
+		t.Errorf("ringfence server on a taken port: exit %d, stderr %q; want 2 naming the port, without the usage hint", code, stderr.String())
+	}
+}
