@@ -227,6 +227,13 @@ func runServer(ctx context.Context, f serverFlags, stdout, stderr io.Writer) err
 		return usage(fmt.Errorf("catalog: %w", err))
 	}
 	server.TuneGC()
+	// The port first: a port in use must not leave a data directory and
+	// new keys behind.
+	ln, err := net.Listen("tcp", f.listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", f.listen, err)
+	}
+	defer ln.Close()
 	st, err := sqlstore.Open(ctx, f.db, f.data)
 	if err != nil {
 		return usage(err)
@@ -265,7 +272,7 @@ func runServer(ctx context.Context, f serverFlags, stdout, stderr io.Writer) err
 		WebhookAllowPrivate: f.webhookPrivate || f.dev,
 		Console:             console.Handler,
 		MetricsAddr:         f.metricsAddr}, st, time.Now, log)
-	return srv.ListenAndServe(ctx, f.listen, func(addr net.Addr) {
+	return srv.Serve(ctx, ln, func(addr net.Addr) {
 		url := scheme + "://" + addr.String()
 		if !f.dev {
 			return

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -27,8 +29,14 @@ func TestMistakesAndFailuresAreToldApart(t *testing.T) {
 	defer taken.Close()
 	stdout.Reset()
 	stderr.Reset()
-	code := cli.Run(context.Background(), []string{"server", "--listen", taken.Addr().String(), "--data", t.TempDir()}, &stdout, &stderr)
+	data := filepath.Join(t.TempDir(), "data")
+	code := cli.Run(context.Background(), []string{"server", "--listen", taken.Addr().String(), "--data", data}, &stdout, &stderr)
 	if code != cli.ExitUsage || !strings.Contains(stderr.String(), "address already in use") || strings.Contains(stderr.String(), "--help") {
 		t.Errorf("ringfence server on a taken port: exit %d, stderr %q; want 2 naming the port, without the usage hint", code, stderr.String())
+	}
+	// The port is bound before anything is written: no data directory,
+	// no keys left behind.
+	if _, err := os.Stat(data); !os.IsNotExist(err) {
+		t.Errorf("the failed server left %s behind (%v)", data, err)
 	}
 }

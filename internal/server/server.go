@@ -474,6 +474,13 @@ func (s *Server) ListenAndServe(ctx context.Context, addr string, ready func(net
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", addr, err)
 	}
+	return s.Serve(ctx, ln, ready)
+}
+
+// Serve is ListenAndServe on a listener the caller bound: a command can
+// bind its port before it creates anything on disk, so that a port in
+// use leaves no data directory behind.
+func (s *Server) Serve(ctx context.Context, ln net.Listener, ready func(net.Addr)) (err error) {
 	if s.cfg.TLS != nil {
 		ln = tls.NewListener(ln, s.cfg.TLS)
 	}
