@@ -5,6 +5,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -41,21 +42,33 @@ func usage(err error) error    { return &exitError{code: ExitUsage, err: err} }
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root := newRoot(stdout, stderr)
 	root.SetArgs(args)
-	err := root.ExecuteContext(ctx)
+	cmd, err := root.ExecuteContextC(ctx)
 	if err == nil {
 		return ExitOK
 	}
+	code, hint := ExitUsage, true
 	var ee *exitError
 	if errors.As(err, &ee) {
-		if ee.err != nil {
-			fmt.Fprintln(stderr, "ringfence:", ee.err)
-		}
-		return ee.code
+		// Anything else comes from cobra's own parsing: unknown command
+		// or flag, which gets the usage hint.
+		code, hint, err = ee.code, false, ee.err
 	}
-	// Anything else comes from cobra's own parsing: unknown command or flag.
+	if err == nil {
+		return code
+	}
+	if f := cmd.Flag("json"); f != nil && f.Value.String() == "true" {
+		// Under --json the error is JSON too, for the same machines.
+		json.NewEncoder(stderr).Encode(struct {
+			Error string `json:"error"`
+			Exit  int    `json:"exit"`
+		}{err.Error(), code})
+		return code
+	}
 	fmt.Fprintln(stderr, "ringfence:", err)
-	fmt.Fprintln(stderr, "Run 'ringfence --help' for usage.")
-	return ExitUsage
+	if hint {
+		fmt.Fprintln(stderr, "Run 'ringfence --help' for usage.")
+	}
+	return code
 }
 
 func newRoot(stdout, stderr io.Writer) *cobra.Command {

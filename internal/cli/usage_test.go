@@ -3,6 +3,7 @@ package cli_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"net"
 	"os"
 	"path/filepath"
@@ -38,5 +39,25 @@ func TestMistakesAndFailuresAreToldApart(t *testing.T) {
 	// no keys left behind.
 	if _, err := os.Stat(data); !os.IsNotExist(err) {
 		t.Errorf("the failed server left %s behind (%v)", data, err)
+	}
+}
+
+// Under --json an error is a JSON object on stderr, with the exit status.
+func TestErrorsUnderJSONAreJSON(t *testing.T) {
+	// A server that is not there: an address nothing listens on any more.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone := "http://" + ln.Addr().String()
+	ln.Close()
+	var stdout, stderr bytes.Buffer
+	code := cli.Run(context.Background(), []string{"release", "list", "--json", "--server", gone, "--token", "rft_x"}, &stdout, &stderr)
+	var got struct {
+		Error string `json:"error"`
+		Exit  int    `json:"exit"`
+	}
+	if err := json.Unmarshal(stderr.Bytes(), &got); err != nil || code != cli.ExitUsage || got.Exit != code || !strings.Contains(got.Error, "cannot reach the server") {
+		t.Errorf("release list --json against no server: exit %d, stderr %q (%v); want a JSON error with exit 2", code, stderr.String(), err)
 	}
 }
