@@ -142,16 +142,13 @@ func (s *Server) haltAfterPanic(ctx context.Context, rel store.Release, p any) (
 	if st, perr := rollout.ParseState(string(rel.State)); perr != nil || !st.Live() {
 		return false, failure
 	}
-	now := s.now()
-	why := fmt.Sprintf("halted: %v; a person must look", failure)
-	rel.State, rel.HaltedBy, rel.Reason, rel.UpdatedAt = store.ReleaseHalted, controllerActor, why, now
-	if _, err := s.updateRelease(ctx, rel, store.AuditEntry{Time: now, Actor: controllerActor, Action: "release.halt", Target: rel.ID, Reason: why}); err != nil {
-		if errors.Is(err, store.ErrStale) {
-			return false, failure // a person changed it meanwhile
-		}
+	// The controller's own way of writing a halt: audit entry, webhook,
+	// metric and log as for a failing gate. The plan is not needed for a
+	// halt (it may be what panicked).
+	v := rollout.Verdict{State: rollout.StateHalted, Wave: rel.Wave, Reason: fmt.Sprintf("halted: %v; a person must look", failure)}
+	if err := s.applyVerdict(ctx, rel, rollout.Plan{}, nil, v, controllerActor); err != nil {
 		return false, errors.Join(failure, fmt.Errorf("halting it: %w", err))
 	}
-	s.metrics.halted(controllerActor)
 	return true, failure
 }
 

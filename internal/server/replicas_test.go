@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"net/http"
-	"net/http/httptest"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -177,32 +176,9 @@ func TestAnotherReplicaHearsAHaltAtOnce(t *testing.T) {
 // and returns an env that talks to it.
 func (e *env) replica(t *testing.T, cfg server.Config) *env {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	st, err := sqlstore.Open(ctx, e.storeURL, t.TempDir())
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	cat, err := server.ExampleCatalog()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Catalog, cfg.AuthFailures, cfg.Enrolments = cat, -1, -1
 	cfg.AuditKey, cfg.CheckpointKey = e.auditKey, e.checkpointKey
-	srv := server.New(cfg, st, e.clock.Now, quietLogger())
-	if err := srv.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(srv.Handler())
-	t.Cleanup(func() {
-		hs.Close()
-		srv.Drain()
-		cancel()
-		srv.Wait()
-		st.Close()
-	})
 	r := *e
-	r.st, r.srv, r.url = st, srv, hs.URL
+	r.st, r.srv, r.url = startServer(t, e.storeURL, storyConfig(t, cfg), e.clock, nil)
 	return &r
 }
 

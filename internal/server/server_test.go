@@ -102,17 +102,23 @@ func newEnvAt(t testing.TB, storeURL string, cfg server.Config, at time.Time) *e
 // itself), for tests that make one store call fail as no real store would.
 func newEnvWrapped(t testing.TB, storeURL string, cfg server.Config, at time.Time, wrap func(store.Store) store.Store) *env {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	st, err := sqlstore.Open(ctx, storeURL, t.TempDir())
+	clock := &fakeClock{now: at}
+	cfg = storyConfig(t, cfg)
+	st, srv, url := startServer(t, storeURL, cfg, clock, wrap)
+	creds, err := srv.SeedDev(context.Background(), t.TempDir(), url)
 	if err != nil {
-		cancel()
-		t.Fatalf("open store: %v", err)
+		t.Fatalf("seed: %v", err)
 	}
+	return &env{st: st, srv: srv, url: url, clock: clock, creds: creds, storeURL: storeURL, auditKey: cfg.AuditKey, checkpointKey: cfg.CheckpointKey}
+}
+
+// storyConfig is cfg with the stories' defaults for what it leaves unset.
+func storyConfig(t testing.TB, cfg server.Config) server.Config {
+	t.Helper()
 	cat, err := server.ExampleCatalog()
 	if err != nil {
 		t.Fatalf("example catalog: %v", err)
 	}
-	clock := &fakeClock{now: at}
 	cfg.Catalog = cat
 	if cfg.AuthFailures == 0 {
 		// The stories send bad credentials on purpose from one address,
@@ -130,6 +136,20 @@ func newEnvWrapped(t testing.TB, storeURL string, cfg server.Config, at time.Tim
 		seed := sha256.Sum256([]byte(t.Name()))
 		cfg.CheckpointKey = ed25519.NewKeyFromSeed(seed[:])
 	}
+	return cfg
+}
+
+// startServer opens the store at storeURL, starts a server on it with cfg,
+// and serves its API over loopback HTTP until the test ends; wrap, if not
+// nil, wraps the store the server is given.
+func startServer(t testing.TB, storeURL string, cfg server.Config, clock *fakeClock, wrap func(store.Store) store.Store) (*sqlstore.Store, *server.Server, string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	st, err := sqlstore.Open(ctx, storeURL, t.TempDir())
+	if err != nil {
+		cancel()
+		t.Fatalf("open store: %v", err)
+	}
 	var served store.Store = st
 	if wrap != nil {
 		served = wrap(st)
@@ -146,11 +166,7 @@ func newEnvWrapped(t testing.TB, storeURL string, cfg server.Config, at time.Tim
 		srv.Wait()
 		st.Close()
 	})
-	creds, err := srv.SeedDev(ctx, t.TempDir(), hs.URL)
-	if err != nil {
-		t.Fatalf("seed: %v", err)
-	}
-	return &env{st: st, srv: srv, url: hs.URL, clock: clock, creds: creds, storeURL: storeURL, auditKey: cfg.AuditKey, checkpointKey: cfg.CheckpointKey}
+	return st, srv, hs.URL
 }
 
 // forEachStore runs a story on SQLite and on PostgreSQL.
