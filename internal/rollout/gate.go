@@ -363,7 +363,8 @@ func rateGate(g GateSpec, wave string, t Telemetry, shown, tested []string, r0 f
 		res.Outcome, res.Message = NoData, fmt.Sprintf("%s: no device on the release has reported yet (%s)", g.Metric, wave)
 		return res
 	}
-	if fail, _ := judge(poissonE(x, tExp, g.Limit), g.Alpha); fail {
+	fail, over := judge(poissonE(x, tExp, g.Limit), g.Alpha)
+	if fail {
 		res.Outcome, res.Message = Fail, fmt.Sprintf("%s, above the limit of %.3g (%s)", what, g.Limit, where)
 		return res
 	}
@@ -375,7 +376,7 @@ func rateGate(g GateSpec, wave string, t Telemetry, shown, tested []string, r0 f
 		res.Outcome, res.Message = Inconclusive, fmt.Sprintf("%s (%s; judged from %.3g)", what, where, g.MinExposure)
 		return res
 	}
-	return settle(res, g, what, where, res.Treated > g.Limit, leaning)
+	return settle(res, g, what, where, over, leaning)
 }
 
 // relative runs a gate's relative test on its cells against r0 times the
@@ -400,8 +401,12 @@ func (ev evidence) describe(alpha float64) string {
 	return fmt.Sprintf("evidence %.3g against \"no worse than control\", strongest %s at %gx, halts from %.0f", ev.e(), ev.where(), ev.ratio, 1/alpha)
 }
 
-// settle ends a gate that did not fail: over the limit or leaning worse
-// waits for more data, otherwise it passes.
+// settle ends a gate that did not fail: evidence leaning worse, against
+// the limit (over) or the control (leaning), waits for more data;
+// otherwise it passes. Leaning is the evidence, not the point estimate:
+// one background crash among a small wave's few device-hours is a rate
+// over the limit and an e-value near 1, and waiting on it held good
+// releases on a rough day until the wave's deadline halted them.
 func settle(res GateResult, g GateSpec, what, where string, over, leaning bool) GateResult {
 	if over || leaning {
 		res.Outcome, res.Message = Inconclusive, fmt.Sprintf("%s (%s; leaning worse, waiting for more data)", what, where)
@@ -502,8 +507,15 @@ func silenceGate(g GateSpec, wave string, t Telemetry) GateResult {
 	// to cut off more treated devices than control ones is not the
 	// release's doing (found by the simulator's live mode, where 3 of 10
 	// organisations cut off halted a good release at 24% vs 15%).
-	excess := (float64(jx) - expected) / float64(max(jn, 1))
-	if !fleetSilent && float64(jn) >= g.MinExposure && binomialLower(jx, jn, g.Alpha)-expected/float64(jn) > g.Limit {
+	// The limit fails at the bound of level alpha and leans worse (waits)
+	// at sqrt(alpha), as the e-value tests do: one or two devices of a
+	// small wave gone quiet are a point estimate over the limit but no
+	// evidence, and waiting on them halted good releases at a small
+	// wave's deadline.
+	beyond := func(alpha float64) bool {
+		return !fleetSilent && jn > 0 && binomialLower(jx, jn, alpha)-expected/float64(jn) > g.Limit
+	}
+	if float64(jn) >= g.MinExposure && beyond(g.Alpha) {
 		res.Outcome, res.Message = Fail, fmt.Sprintf("%s (%s)", what, where)
 		return res
 	}
@@ -524,7 +536,7 @@ func silenceGate(g GateSpec, wave string, t Telemetry) GateResult {
 	}
 	// The limit is on silence beyond the references': a fleet where a
 	// third of the devices are offline for hours is no reason to wait.
-	return settle(res, g, what, where, excess > g.Limit, leaning)
+	return settle(res, g, what, where, beyond(math.Sqrt(g.Alpha)), leaning)
 }
 
 // shareGate judges events per device that applied the release, against the
@@ -550,7 +562,8 @@ func shareGate(g GateSpec, wave string, t Telemetry, event string, base []string
 		res.Outcome, res.Message = NoData, fmt.Sprintf("%s: no device has applied the release yet (%s)", g.Metric, wave)
 		return res
 	}
-	if fail, _ := judge(binomialE(x, n, g.Limit), g.Alpha); fail {
+	fail, over := judge(binomialE(x, n, g.Limit), g.Alpha)
+	if fail {
 		res.Outcome, res.Message = Fail, fmt.Sprintf("%s, above the limit of %.1f%% (%s)", what, 100*g.Limit, where)
 		return res
 	}
@@ -571,7 +584,7 @@ func shareGate(g GateSpec, wave string, t Telemetry, event string, base []string
 		res.Outcome, res.Message = Inconclusive, fmt.Sprintf("%s (%s; judged from %.0f devices)", what, where, g.MinExposure)
 		return res
 	}
-	return settle(res, g, what, where, res.Treated > g.Limit, leaning)
+	return settle(res, g, what, where, over, leaning)
 }
 
 // minReference is the fewest confirmed devices that stand for an

@@ -156,8 +156,13 @@ func TestWorkerCrashGate(t *testing.T) {
 			msg: "worker-crash rate 0 vs 0.01 per device-hour in control (canary, 5.0 device-hours)"},
 		{name: "inconclusive/leaning-worse-evidence", gate: spec(t, m, nil), tel: tel(rates("a", 200, 2000, crash(9, 20))), want: Inconclusive,
 			msg: "worker-crash rate 0.045 vs 0.01 per device-hour in control (canary, 200.0 device-hours; leaning worse, waiting for more data)"},
-		{name: "inconclusive/over-limit-few-events", gate: spec(t, m, nil), tel: tel(rates("a", 20, 20, crash(2, 2))), want: Inconclusive,
-			msg: "worker-crash rate 0.1 vs 0.1 per device-hour in control (canary, 20.0 device-hours; leaning worse, waiting for more data)"},
+		// Over the limit is judged by the evidence, not the point estimate:
+		// two crashes in 20 device-hours are twice the limit and an
+		// e-value near 1; the control is as bad (a rough day).
+		{name: "pass/over-limit-no-evidence", gate: spec(t, m, nil), tel: tel(rates("a", 20, 20, crash(2, 2))), want: Pass,
+			msg: "worker-crash rate 0.1 vs 0.1 per device-hour in control (canary, 20.0 device-hours)"},
+		{name: "inconclusive/over-limit-leaning", gate: spec(t, m, nil), tel: tel(rates("a", 20, 20, crash(6, 6))), want: Inconclusive,
+			msg: "worker-crash rate 0.3 vs 0.3 per device-hour in control (canary, 20.0 device-hours; leaning worse, waiting for more data)"},
 		{name: "no-data/nothing", gate: spec(t, m, nil), tel: tel(), want: NoData,
 			msg: "worker-crash: no device on the release has reported yet (canary)"},
 		{name: "no-data/control-only", gate: spec(t, m, nil), tel: tel(rates("a", 0, 1000, crash(0, 10))), want: NoData,
@@ -313,9 +318,14 @@ func TestSilenceGate(t *testing.T) {
 		{name: "pass/over-the-limit-as-much-as-control", gate: spec(t, m, nil),
 			tel:  tel(SilenceCount{Stratum: "a", Offered: 400, OfferedSilent: 120, Control: 10000, ControlSilent: 3000}),
 			want: Pass, msg: "silence rate 30.0% vs 30.0% in control (canary, 400 devices, 15 min window)"},
-		{name: "inconclusive/excess-over-the-limit-few-devices", gate: spec(t, m, nil),
+		{name: "pass/excess-over-the-limit-no-evidence", gate: spec(t, m, nil),
 			tel:  tel(SilenceCount{Stratum: "a", Offered: 20, OfferedSilent: 5, Control: 10000, ControlSilent: 1000}),
-			want: Inconclusive, msg: "silence rate 25.0% vs 10.0% in control (canary, 20 devices, 15 min window; leaning worse, waiting for more data)"},
+			want: Pass, msg: "silence rate 25.0% vs 10.0% in control (canary, 20 devices, 15 min window)"},
+		// An organisation without control devices, judged by the absolute
+		// limit alone against its confirmed devices' silence.
+		{name: "inconclusive/excess-over-the-limit-leaning", gate: spec(t, m, nil),
+			tel:  tel(SilenceCount{Stratum: "a", Offered: 40, OfferedSilent: 9, Confirmed: 20}),
+			want: Inconclusive, msg: "silence rate 22.5% vs 0.0% in control (canary, 40 devices, 15 min window; leaning worse, waiting for more data)"},
 		{name: "pass/one-silent-against-empty-control", gate: spec(t, m, nil),
 			tel:  tel(SilenceCount{Stratum: "a", Offered: 100, OfferedSilent: 1, Control: 10000, ControlSilent: 0}),
 			want: Pass, msg: "silence rate 1.0% vs 0.0% in control (canary, 100 devices, 15 min window)"},
@@ -413,9 +423,12 @@ func TestApplyFailureGate(t *testing.T) {
 			msg: "apply-failure rate 0.0% vs 1.0% for the previous release (canary, 5 devices; judged from 10 devices)"},
 		{name: "inconclusive/leaning-worse-evidence", gate: spec(t, m, nil), tel: tel(counts("a", "applied", 191, "apply-failed", 9), prev1), want: Inconclusive,
 			msg: "apply-failure rate 4.5% vs 1.0% for the previous release (canary, 200 devices; leaning worse, waiting for more data)"},
-		{name: "inconclusive/over-limit-few-devices", gate: spec(t, m, nil),
+		{name: "pass/over-limit-no-evidence", gate: spec(t, m, nil),
 			tel:  tel(counts("a", "applied", 18, "apply-failed", 2), counts("a", "applied", 900, "apply-failed", 100)),
-			want: Inconclusive, msg: "apply-failure rate 10.0% vs 10.0% for the previous release (canary, 20 devices; leaning worse, waiting for more data)"},
+			want: Pass, msg: "apply-failure rate 10.0% vs 10.0% for the previous release (canary, 20 devices)"},
+		{name: "inconclusive/over-limit-leaning", gate: spec(t, m, nil),
+			tel:  tel(counts("a", "applied", 14, "apply-failed", 6), counts("a", "applied", 700, "apply-failed", 300)),
+			want: Inconclusive, msg: "apply-failure rate 30.0% vs 30.0% for the previous release (canary, 20 devices; leaning worse, waiting for more data)"},
 		// Half a failure is added to a flawless previous release, so one
 		// failure is not infinitely worse than none.
 		{name: "pass/one-failure-against-flawless-previous", gate: spec(t, m, nil),
@@ -450,8 +463,10 @@ func TestRevertGate(t *testing.T) {
 			msg: "revert rate 0.0% vs 0.2% for the previous release (canary, 9 devices; judged from 10 devices)"},
 		{name: "inconclusive/leaning-worse-evidence", gate: spec(t, m, nil), tel: tel(counts("a", "applied", 1000, "reverted", 10), prev), want: Inconclusive,
 			msg: "revert rate 1.0% vs 0.2% for the previous release (canary, 1000 devices; leaning worse, waiting for more data)"},
-		{name: "inconclusive/over-limit-few-devices", gate: spec(t, m, nil), tel: tel(counts("a", "applied", 20, "reverted", 1), nil), want: Inconclusive,
-			msg: "revert rate 5.0% (no previous release to compare with) (canary, 20 devices; leaning worse, waiting for more data)"},
+		{name: "pass/over-limit-no-evidence", gate: spec(t, m, nil), tel: tel(counts("a", "applied", 20, "reverted", 1), nil), want: Pass,
+			msg: "revert rate 5.0% (no previous release to compare with) (canary, 20 devices)"},
+		{name: "inconclusive/over-limit-leaning", gate: spec(t, m, nil), tel: tel(counts("a", "applied", 20, "reverted", 4), nil), want: Inconclusive,
+			msg: "revert rate 20.0% (no previous release to compare with) (canary, 20 devices; leaning worse, waiting for more data)"},
 		{name: "no-data", gate: spec(t, m, nil), tel: tel(counts("a", "apply-failed", 3), prev), want: NoData,
 			msg: "revert: no device has applied the release yet (canary)"},
 	}
