@@ -83,7 +83,7 @@ type instance struct {
 // bytes, or CIDR prefixes of n bits.
 type bucket struct {
 	n int
-	m map[uint64][]int32
+	m keyTable
 }
 
 // fieldIndex holds the anchors on one input field. Keys are hashes, so a
@@ -91,7 +91,7 @@ type bucket struct {
 // candidate is evaluated in full, which makes collisions harmless.
 type fieldIndex struct {
 	field  int
-	eq     map[uint64][]int32
+	eq     keyTable
 	prefix []bucket // ascending n
 	suffix []bucket
 	cidr4  []bucket
@@ -189,6 +189,12 @@ func NewEvaluator(c *Compiled) (*Evaluator, error) {
 			}
 		}
 		fi.substrPats, fi.rangePats = nil, nil
+		fi.eq.freeze()
+		for _, bs := range [][]bucket{fi.prefix, fi.suffix, fi.cidr4, fi.cidr6} {
+			for i := range bs {
+				bs[i].m.freeze()
+			}
+		}
 		e.index = append(e.index, *fi)
 	}
 	slices.Sort(e.scan)
@@ -249,7 +255,7 @@ func anchor(idx []*fieldIndex, crits []crit, inst int32) bool {
 	cr := crits[best]
 	fi := idx[cr.field]
 	if fi == nil {
-		fi = &fieldIndex{field: cr.field, eq: map[uint64][]int32{}}
+		fi = &fieldIndex{field: cr.field, eq: newKeyTable()}
 		idx[cr.field] = fi
 	}
 	add := func(m map[uint64][]int32, k uint64) {
@@ -262,15 +268,15 @@ func anchor(idx []*fieldIndex, crits []crit, inst int32) bool {
 		switch {
 		case cr.addrs != nil:
 			for _, a := range cr.addrs {
-				add(fi.eq, hashAddr(a))
+				add(fi.eq.build, hashAddr(a))
 			}
 		case cr.typ.stringLike():
 			for _, s := range cr.strs {
-				add(fi.eq, hashString(s, false))
+				add(fi.eq.build, hashString(s, false))
 			}
 		default:
 			for _, n := range cr.nums {
-				add(fi.eq, n)
+				add(fi.eq.build, n)
 			}
 		}
 	case OpCIDR:
@@ -280,11 +286,11 @@ func anchor(idx []*fieldIndex, crits []crit, inst int32) bool {
 		}
 		add(bucketFor(b, cr.pfx.Bits()), hashAddr(cr.pfx.Addr()))
 	case OpPrefix:
-		add(bucketFor(&fi.prefix, len(cr.strs[0])), hashString(cr.strs[0], false))
+		add(bucketFor(&fi.prefix, len(cr.strs[0])), fnvString(cr.strs[0], false))
 	case OpSuffix:
-		add(bucketFor(&fi.suffix, len(cr.strs[0])), hashReverse(cr.strs[0], false))
+		add(bucketFor(&fi.suffix, len(cr.strs[0])), fnvReverse(cr.strs[0], false))
 	case OpRegex:
-		add(bucketFor(&fi.prefix, len(cr.key)), hashString(cr.key, false))
+		add(bucketFor(&fi.prefix, len(cr.key)), fnvString(cr.key, false))
 	case OpContains:
 		fi.substrPats = append(fi.substrPats, substrPattern{cr.strs[0], inst})
 	case OpRange:
@@ -292,10 +298,10 @@ func anchor(idx []*fieldIndex, crits []crit, inst int32) bool {
 		fi.rangePats = append(fi.rangePats, rangePattern{orderBits(cr.nums[0], signed), orderBits(cr.nums[1], signed), inst})
 	case OpGlob:
 		if p := globLiteralPrefix(cr.strs[0]); p != "" {
-			add(bucketFor(&fi.prefix, len(p)), hashString(p, false))
+			add(bucketFor(&fi.prefix, len(p)), fnvString(p, false))
 		} else {
 			s := globLiteralSuffix(cr.strs[0])
-			add(bucketFor(&fi.suffix, len(s)), hashReverse(s, false))
+			add(bucketFor(&fi.suffix, len(s)), fnvReverse(s, false))
 		}
 	}
 	return true
@@ -337,10 +343,10 @@ func anchorScore(cr crit) int {
 func bucketFor(bs *[]bucket, n int) map[uint64][]int32 {
 	for _, b := range *bs {
 		if b.n == n {
-			return b.m
+			return b.m.build
 		}
 	}
-	*bs = append(*bs, bucket{n: n, m: map[uint64][]int32{}})
+	*bs = append(*bs, bucket{n: n, m: newKeyTable()})
 	slices.SortFunc(*bs, func(a, b bucket) int { return a.n - b.n })
 	return bucketFor(bs, n)
 }
@@ -469,7 +475,7 @@ func (e *Evaluator) push(l []int32) {
 func (e *Evaluator) lookup(fi *fieldIndex, v Value) {
 	t := e.c.Fields[fi.field].Type
 	if !t.stringLike() {
-		e.push(fi.eq[v.Num])
+		e.push(fi.eq.get(v.Num))
 		if fi.ranges != nil {
 			e.push(fi.ranges.lookup(v.Num))
 		}
@@ -477,33 +483,35 @@ func (e *Evaluator) lookup(fi *fieldIndex, v Value) {
 	}
 	if t == TypeIP {
 		a := e.addrs[fi.field]
-		e.push(fi.eq[hashAddr(a)])
+		e.push(fi.eq.get(hashAddr(a)))
 		bs := fi.cidr6
 		if a.Is4() {
 			bs = fi.cidr4
 		}
-		for _, b := range bs {
+		for i := range bs {
+			b := &bs[i]
 			if p, err := a.Prefix(b.n); err == nil {
-				e.push(b.m[hashAddr(p.Addr())])
+				e.push(b.m.get(hashAddr(p.Addr())))
 			}
 		}
 		return
 	}
 	fold := t.folded()
-	if len(fi.eq) > 0 {
-		e.push(fi.eq[hashString(v.Str, fold)])
+	if !fi.eq.empty() {
+		e.push(fi.eq.get(hashString(v.Str, fold)))
 	}
 	s := v.Str
 	if len(fi.prefix) > 0 {
 		h, pos := uint64(fnvOffset), 0
-		for _, b := range fi.prefix {
+		for i := range fi.prefix {
+			b := &fi.prefix[i]
 			if b.n > len(s) {
 				break
 			}
 			for ; pos < b.n; pos++ {
 				h = fnvStep(h, s[pos], fold)
 			}
-			e.push(b.m[h])
+			e.push(b.m.get(h))
 		}
 	}
 	if fi.substr != nil {
@@ -511,14 +519,15 @@ func (e *Evaluator) lookup(fi *fieldIndex, v Value) {
 	}
 	if len(fi.suffix) > 0 {
 		h, pos := uint64(fnvOffset), 0
-		for _, b := range fi.suffix {
+		for i := range fi.suffix {
+			b := &fi.suffix[i]
 			if b.n > len(s) {
 				break
 			}
 			for ; pos < b.n; pos++ {
 				h = fnvStep(h, s[len(s)-1-pos], fold)
 			}
-			e.push(b.m[h])
+			e.push(b.m.get(h))
 		}
 	}
 }
@@ -576,53 +585,6 @@ func (e *Evaluator) match(cr *crit, v Value) bool {
 		return cr.nums[0] <= v.Num && v.Num <= cr.nums[1]
 	}
 	return false
-}
-
-const (
-	fnvOffset = 14695981039346656037
-	fnvPrime  = 1099511628211
-)
-
-func lowerASCII(c byte) byte {
-	if 'A' <= c && c <= 'Z' {
-		return c + 'a' - 'A'
-	}
-	return c
-}
-
-func fnvStep(h uint64, c byte, fold bool) uint64 {
-	if fold {
-		c = lowerASCII(c)
-	}
-	return (h ^ uint64(c)) * fnvPrime
-}
-
-func hashString(s string, fold bool) uint64 {
-	h := uint64(fnvOffset)
-	for i := 0; i < len(s); i++ {
-		h = fnvStep(h, s[i], fold)
-	}
-	return h
-}
-
-func hashReverse(s string, fold bool) uint64 {
-	h := uint64(fnvOffset)
-	for i := len(s) - 1; i >= 0; i-- {
-		h = fnvStep(h, s[i], fold)
-	}
-	return h
-}
-
-func hashAddr(a netip.Addr) uint64 {
-	b := a.As16()
-	h := uint64(fnvOffset)
-	for _, c := range b {
-		h = fnvStep(h, c, false)
-	}
-	if a.Is4() {
-		h = fnvStep(h, 4, false)
-	}
-	return h
 }
 
 // equalFold compares s with an already folded pattern p.
