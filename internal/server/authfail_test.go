@@ -69,7 +69,15 @@ func TestEventQuota(t *testing.T) {
 	if resp := e.checkin(t, d, d.report(292, events(1, 1000)...)); resp.AckSeq != 1000 {
 		t.Fatalf("a full check-in within the burst: ack %d, want 1000", resp.AckSeq)
 	}
-	over := e.raw(t, "POST", "/v1/checkin", d.cred, d.report(292, events(1001, 2)...))
+	// The refused check-in carries a flood of blocks: refused, it must not
+	// use up the device's hourly allowance of action counts either.
+	blocks := func(from int) []server.EventReport {
+		return []server.EventReport{
+			{Seq: uint64(from), Type: "actions", Channel: "acme/ipc", Version: 292, Counts: map[string]int64{"block": 10000}},
+			{Seq: uint64(from + 1), Type: "actions", Channel: "acme/ipc", Version: 292, Counts: map[string]int64{"block": 10000}},
+		}
+	}
+	over := e.raw(t, "POST", "/v1/checkin", d.cred, d.report(292, blocks(1001)...))
 	if over.StatusCode != http.StatusTooManyRequests || over.Header.Get("Ringfence-Quota") != "events" {
 		t.Fatalf("over the quota: %d %s (quota %q), want 429 naming the events quota", over.StatusCode, over.body, over.Header.Get("Ringfence-Quota"))
 	}
@@ -90,7 +98,11 @@ func TestEventQuota(t *testing.T) {
 		t.Errorf("%d events stored (%v), want the 1000 within the quota", n, err)
 	}
 	e.clock.Advance(2 * time.Minute)
-	if resp := e.checkin(t, d, d.report(292, events(1001, 2)...)); resp.AckSeq != 1002 {
+	if resp := e.checkin(t, d, d.report(292, blocks(1001)...)); resp.AckSeq != 1002 {
 		t.Errorf("two minutes later: ack %d, want 1002", resp.AckSeq)
+	}
+	e.srv.Drain()
+	if got := e.figures(t, e.creds.AdminToken, seedRelease).sum("action-block"); got != 10000 {
+		t.Errorf("blocks counted after the refused check-in: %d, want the hour's allowance of 10000", got)
 	}
 }

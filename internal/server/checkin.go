@@ -153,241 +153,25 @@ func (s *Server) Heartbeats(org, platform, agentVersion, osBuild string, reports
 	}
 }
 
-// checkin is the check-in of an authenticated device.
-func (s *Server) checkin(ctx context.Context, e *deviceEntry, reqp *CheckinRequest) (CheckinResponse, error) {
-	req := *reqp
-	now := s.now()
-	sn := s.snap.Load()
-	agent, agentErr := content.ParseAgentVersion(req.AgentVersion)
-
-	s.devices.lock(e)
-	id, org := e.id, e.org
-	wr := store.CheckinWrite{Device: store.Device{ID: id, Platform: req.Platform, OSBuild: req.OSBuild, AgentVersion: req.AgentVersion, LastSeen: now}}
-	mustWait := len(req.Events) > 0 || e.facts != factsOf(req.Platform, req.OSBuild, req.AgentVersion)
-	reported := map[string]ChannelReport{}
-	// exposed: the channels whose reported version the device was offered,
-	// as far as the device's record or this replica's offers tell; the
-	// store answers for the changed ones in the write.
-	var exposed map[string]bool
-	for _, c := range req.Channels {
-		reported[c.Channel] = c
-		old, ok := e.channel(c.Channel)
-		sameVersion := ok && old.active == c.ActiveVersion
-		if sameVersion && old.offered {
-			if exposed == nil {
-				exposed = map[string]bool{}
-			}
-			exposed[c.Channel] = true
-		}
-		if !ok || old.active != c.ActiveVersion || old.lkg != c.LKGVersion || old.state != c.State {
-			dc := store.DeviceChannel{Device: id, Channel: c.Channel, ActiveVersion: c.ActiveVersion, LKGVersion: c.LKGVersion, State: c.State, UpdatedAt: now,
-				Offered: sameVersion && old.offered}
-			if !dc.Offered {
-				if ri := sn.release(c.Channel, c.ActiveVersion); ri != nil {
-					dc.Release = ri.rel.ID
-					if _, ok := s.offered.Load(ri.rel.ID + "\x00" + id); ok {
-						if exposed == nil {
-							exposed = map[string]bool{}
-						}
-						exposed[c.Channel] = true
-					}
-				}
-			}
-			wr.Channels = append(wr.Channels, dc)
-			mustWait = true
-		}
+// checkin is the check-in of an authenticated device, in named steps. The
+// device's cache entry is locked twice: once to read it and take what this
+// check-in uses of its allowances (readDevice), once to record what the
+// store accepted (commit). The entry's lock is a shard's, shared with
+// other devices, so it is not held across the write.
+func (s *Server) checkin(ctx context.Context, e *deviceEntry, req *CheckinRequest) (CheckinResponse, error) {
+	c := &checkinRun{s: s, sn: s.snap.Load(), now: s.now(), e: e, id: e.id, org: e.org, req: req,
+		stratum: stratumOf(req.Platform, req.AgentVersion, req.OSBuild)}
+	c.window = c.now.Truncate(s.cfg.CounterWindow)
+	c.agent, c.agentErr = content.ParseAgentVersion(req.AgentVersion)
+	c.wr = store.CheckinWrite{Device: store.Device{ID: c.id, Platform: req.Platform, OSBuild: req.OSBuild, AgentVersion: req.AgentVersion, LastSeen: c.now}}
+	if err := c.readDevice(); err != nil {
+		return CheckinResponse{}, err
 	}
-	lastSeq := e.lastSeq
-	// What the events are judged against: the versions the device runs
-	// (as it reports them now, or last did), and its allowance of action
-	// counts, reserved here so that its check-ins side by side share one.
-	var running map[string]versions
-	var allowed int64
-	if len(req.Events) > 0 {
-		running = make(map[string]versions, len(e.channels)+len(reported))
-		for _, c := range e.channels {
-			running[c.channel] = versions{c.active, c.lkg}
-		}
-		for ch, c := range reported {
-			running[ch] = versions{c.ActiveVersion, c.LKGVersion}
-		}
-		allowed = e.reserveActions(now, actionsAsked(req.Events, lastSeq))
-	}
-	s.devices.unlock(e)
-	if n := newEvents(req.Events, lastSeq); n > 0 {
-		if retry, ok := s.events.takeN(id, n, now); !ok {
-			he := tooMany(retry, fmt.Sprintf("%d events over the device's allowance of %d an hour; nothing was stored: check in without events, and send them after Retry-After", n, s.cfg.EventsPerHour))
-			he.Quota = protocol.QuotaEvents
-			return CheckinResponse{}, he
-		}
-	}
-
-	stratum := stratumOf(req.Platform, req.AgentVersion, req.OSBuild)
-	window := now.Truncate(s.cfg.CounterWindow)
-	for _, ev := range req.Events {
-		if ev.Seq <= lastSeq {
-			continue // already stored; the store would drop it too
-		}
-		t := ev.Time
-		if t.IsZero() || t.After(now.Add(5*time.Minute)) || t.Before(now.Add(-7*24*time.Hour)) {
-			t = now // a device clock is not trusted for windows
-		}
-		se := store.Event{Device: id, Seq: ev.Seq, Time: t, Type: ev.Type, Channel: ev.Channel, Version: ev.Version, Reason: ev.Reason, Counts: ev.Counts}
-		if ev.Type == "actions" {
-			ev.Counts, allowed = capActions(ev.Counts, allowed)
-		}
-		var believed bool
-		se.Counters, believed = s.eventCounters(sn, id, org, stratum, t.Truncate(s.cfg.CounterWindow), ev, running[ev.Channel])
-		if !believed {
-			wr.Anomalies++
-		}
-		wr.Events = append(wr.Events, se)
-	}
-	// One heartbeat per device and window, however often it checks in.
-	var beats []store.CounterKey
-	win := now.UnixNano() / int64(s.cfg.CounterWindow)
-	acted := slices.IndexFunc(wr.Events, func(ev store.Event) bool {
-		return ev.Type == "actions" && ev.Channel != "" && ev.Counts["alert"]+ev.Counts["block"] > 0
-	})
-	s.devices.lock(e)
-	// A check-in that reports no channel does not use up the window.
-	countBeat := e.hbWindow < win && len(req.Channels) > 0
-	if countBeat {
-		e.hbWindow = win
-	}
-	// The action gate judges windows with blocks or alerts, one per device
-	// and window, not the counts: one device's flood is one window.
-	countAct := acted >= 0 && e.actWindow < win
-	if countAct {
-		e.actWindow = win
-	}
-	s.devices.unlock(e)
-	if countAct {
-		ev := &wr.Events[acted]
-		for _, k := range s.cells(sn, org, stratum, window, ev.Channel, ev.Version, "action-device") {
-			if c, ok := testimonyOf(sn, ev.Channel, k, 1, id, running[ev.Channel], ev.Version); ok {
-				ev.Counters = append(ev.Counters, c)
-			}
-		}
-	}
-	if countBeat {
-		for _, c := range req.Channels {
-			for _, k := range s.cells(sn, org, stratum, window, c.Channel, c.ActiveVersion, "heartbeat") {
-				// A device's time on a version counts as the release's
-				// exposure only if it was offered the release: a device
-				// claiming a version it was never given dilutes no rate.
-				if k.Metric == "heartbeat" && !exposed[c.Channel] && !sn.completed(c.Channel, k.Release) {
-					continue
-				}
-				beats = append(beats, k)
-			}
-		}
-	}
-	s.hb.touch(id, now, beats)
-
-	resp := CheckinResponse{Channels: []ChannelDesired{}, AckSeq: lastSeq}
-	var offerKeys []string
-	for _, ch := range sn.channelIDs {
-		rels := sn.releases[ch]
-		rep, hasRep := reported[ch]
-		var views []rollout.ReleaseView
-		var targeted []*releaseInfo // parallel to views
-		for _, ri := range rels {
-			if ri.targetsDevice(s.cfg.Catalog, req.Platform, agent, agentErr == nil) {
-				views = append(views, ri.view)
-				targeted = append(targeted, ri)
-			}
-		}
-		if len(views) == 0 && !hasRep {
-			continue
-		}
-		chInfo := sn.channels[ch]
-		dv := rollout.DeviceView{Position: rollout.CohortPosition(id, ch), Track: sn.track(org, ch), Active: rep.ActiveVersion, LKG: rep.LKGVersion,
-			OutsideWindow: !rollout.InAnyWindow(sn.windows[policyKey{org, ch}], now), Internal: sn.tenants[org].Internal, Stratum: stratum}
-		d := rollout.Desired(now, views, dv, chInfo.Unpausable, nil)
-		cd := ChannelDesired{Channel: ch, DesiredVersion: d.Version, Release: d.Release, Reason: d.Reason}
-		i := slices.IndexFunc(views, func(v rollout.ReleaseView) bool { return v.Version == d.Version })
-		target := ""
-		if i >= 0 && d.Version != 0 {
-			if target = deviceTarget(targeted[i], targeted[i].target); target == "" {
-				// The device could not verify it: nothing is offered
-				// before the vendor's signatures for its wave exist.
-				resp.Channels = append(resp.Channels, ChannelDesired{Channel: ch, DesiredVersion: rep.ActiveVersion,
-					Reason: fmt.Sprintf("%d waits for its vendor's signatures", d.Version)})
-				continue
-			}
-		}
-		if i >= 0 && d.Version != 0 && d.Version > rep.ActiveVersion && views[i].State.Reaches() {
-			// An upgrade: record the offer before the device hears it, so a
-			// device that dies applying it still counts as exposed.
-			key := d.Release + "\x00" + id
-			if _, known := s.offered.Load(key); !known {
-				if !s.budgets.admit(sn, org) {
-					cd = ChannelDesired{Channel: ch, DesiredVersion: rep.ActiveVersion,
-						Reason: fmt.Sprintf("%d waits: the organisation's hourly budget for new versions is spent", d.Version)}
-					resp.Channels = append(resp.Channels, cd)
-					continue
-				}
-				wr.Offers = append(wr.Offers, store.Offer{Release: d.Release, Device: id, Org: org, Wave: views[i].Wave, At: now})
-				offerKeys = append(offerKeys, key)
-				mustWait = true
-			}
-		}
-		if i >= 0 && d.Version != 0 {
-			ri := targeted[i]
-			cd.Artifact = &Artifact{URL: s.cfg.BaseURL + "/v1/artifacts/" + ch + "/" + strconv.FormatUint(d.Version, 10),
-				SHA256: ri.sha256, Size: ri.size, Target: target}
-		}
-		resp.Channels = append(resp.Channels, cd)
-	}
-
-	if mustWait {
-		req2 := &writeReq{checkin: &wr, done: make(chan writeResult, 1)}
-		if err := s.writer.submit(req2); err != nil {
-			return CheckinResponse{}, busy()
-		}
-		res := <-req2.done
-		if res.err != nil {
-			for _, o := range wr.Offers {
-				s.budgets.release(o.Org)
-			}
-			if errors.Is(res.err, store.ErrUnavailable) {
-				s.markStore(res.err)
-				return CheckinResponse{}, unavailable(res.err)
-			}
-			if isNotFound(res.err) {
-				s.forgetDevice(id)
-				return CheckinResponse{}, errUnauthorized
-			}
-			return CheckinResponse{}, storeError("check-in", res.err)
-		}
-		for _, o := range wr.Offers {
-			s.budgets.stored(o.Org)
-		}
-		resp.AckSeq = res.res.LastSeq
-		for _, ev := range wr.Events {
-			s.metrics.event(ev.Type)
-		}
-		for _, k := range offerKeys {
-			s.offered.Store(k, struct{}{})
-		}
-		// A device that reports running a version no longer needs its
-		// offer remembered.
-		for _, c := range wr.Channels {
-			for _, ri := range sn.releases[c.Channel] {
-				if ri.rel.Version == c.ActiveVersion {
-					s.offered.Delete(ri.rel.ID + "\x00" + id)
-				}
-			}
-		}
-		s.devices.lock(e)
-		e.lastSeq = max(e.lastSeq, res.res.LastSeq)
-		e.facts = factsOf(req.Platform, req.OSBuild, req.AgentVersion)
-		for _, c := range wr.Channels {
-			c.Offered = c.Offered || c.Release != "" && slices.Contains(res.res.Offered, c.Release)
-			e.setChannel(c)
-		}
-		s.devices.unlock(e)
+	c.countEvents()
+	c.countPresence()
+	c.answer()
+	if err := c.commit(ctx); err != nil {
+		return CheckinResponse{}, err
 	}
 	// Jitter spreads the fleet so it never checks in, or retries, in step.
 	base := float64(s.cfg.CheckinInterval) / float64(time.Second)
@@ -395,8 +179,297 @@ func (s *Server) checkin(ctx context.Context, e *deviceEntry, reqp *CheckinReque
 	if s.cfg.Jitter != nil {
 		jitter = s.cfg.Jitter
 	}
-	resp.NextCheckinS = max(1, int(base*(0.8+0.4*jitter())))
-	return resp, nil
+	c.resp.NextCheckinS = max(1, int(base*(0.8+0.4*jitter())))
+	return c.resp, nil
+}
+
+// checkinRun is one check-in's state as its steps build it.
+type checkinRun struct {
+	s        *Server
+	sn       *snapshot
+	now      time.Time
+	e        *deviceEntry
+	id, org  string
+	req      *CheckinRequest
+	stratum  string
+	window   time.Time
+	agent    content.AgentVersion
+	agentErr error
+
+	wr       store.CheckinWrite
+	mustWait bool // something to store: the answer waits for the write
+	reported map[string]ChannelReport
+	// exposed: the channels whose reported version the device was
+	// offered, as far as the device's record or this replica's offers
+	// tell; the store answers for the changed ones in the write.
+	exposed map[string]bool
+	lastSeq uint64
+	// What the events are judged against: the versions the device runs
+	// (as it reports them now, or last did), and its allowance of action
+	// counts, reserved so that its check-ins side by side share one.
+	running   map[string]versions
+	allowed   int64
+	countBeat bool // this check-in is the device's heartbeat of the window
+	countAct  bool // and its one device-window with blocks or alerts
+
+	resp      CheckinResponse
+	offerKeys []string
+}
+
+// readDevice compares the report with the device's cached record, takes
+// the new events from the device's hourly allowance (all or none: a
+// refused check-in uses up nothing else), reserves its action counts, and
+// claims the window's heartbeat and action window, in one locked section.
+func (c *checkinRun) readDevice() error {
+	s, e, req := c.s, c.e, c.req
+	s.devices.lock(e)
+	defer s.devices.unlock(e)
+	c.lastSeq = e.lastSeq
+	if n := newEvents(req.Events, c.lastSeq); n > 0 {
+		if retry, ok := s.events.takeN(c.id, n, c.now); !ok {
+			he := tooMany(retry, fmt.Sprintf("%d events over the device's allowance of %d an hour; nothing was stored: check in without events, and send them after Retry-After", n, s.cfg.EventsPerHour))
+			he.Quota = protocol.QuotaEvents
+			return he
+		}
+	}
+	c.mustWait = len(req.Events) > 0 || e.facts != factsOf(req.Platform, req.OSBuild, req.AgentVersion)
+	c.reported = make(map[string]ChannelReport, len(req.Channels))
+	for _, r := range req.Channels {
+		c.reported[r.Channel] = r
+		c.diffChannel(r)
+	}
+	if len(req.Events) > 0 {
+		c.running = make(map[string]versions, len(e.channels)+len(c.reported))
+		for _, ch := range e.channels {
+			c.running[ch.channel] = versions{ch.active, ch.lkg}
+		}
+		for ch, r := range c.reported {
+			c.running[ch] = versions{r.ActiveVersion, r.LKGVersion}
+		}
+		c.allowed = e.reserveActions(c.now, actionsAsked(req.Events, c.lastSeq))
+	}
+	win := c.now.UnixNano() / int64(s.cfg.CounterWindow)
+	// One heartbeat per device and window, however often it checks in; a
+	// check-in that reports no channel does not use up the window.
+	if c.countBeat = e.hbWindow < win && len(req.Channels) > 0; c.countBeat {
+		e.hbWindow = win
+	}
+	// The action gate judges windows with blocks or alerts, one per device
+	// and window, not the counts: one device's flood is one window.
+	if c.countAct = c.actedAt() >= 0 && e.actWindow < win; c.countAct {
+		e.actWindow = win
+	}
+	return nil
+}
+
+// diffChannel queues a channel whose report differs from the cached
+// record for the write. Called with the device locked.
+func (c *checkinRun) diffChannel(r ChannelReport) {
+	old, ok := c.e.channel(r.Channel)
+	sameVersion := ok && old.active == r.ActiveVersion
+	if sameVersion && old.offered {
+		c.expose(r.Channel)
+	}
+	if ok && old.active == r.ActiveVersion && old.lkg == r.LKGVersion && old.state == r.State {
+		return
+	}
+	dc := store.DeviceChannel{Device: c.id, Channel: r.Channel, ActiveVersion: r.ActiveVersion, LKGVersion: r.LKGVersion, State: r.State, UpdatedAt: c.now,
+		Offered: sameVersion && old.offered}
+	if !dc.Offered {
+		if ri := c.sn.release(r.Channel, r.ActiveVersion); ri != nil {
+			dc.Release = ri.rel.ID
+			if _, ok := c.s.offered.Load(ri.rel.ID + "\x00" + c.id); ok {
+				c.expose(r.Channel)
+			}
+		}
+	}
+	c.wr.Channels = append(c.wr.Channels, dc)
+	c.mustWait = true
+}
+
+func (c *checkinRun) expose(ch string) {
+	if c.exposed == nil {
+		c.exposed = map[string]bool{}
+	}
+	c.exposed[ch] = true
+}
+
+// actedAt is the index among the request's events of the first new one
+// with blocks or alerts on a channel, or -1.
+func (c *checkinRun) actedAt() int {
+	return slices.IndexFunc(c.req.Events, func(ev EventReport) bool {
+		return ev.Seq > c.lastSeq && ev.Type == "actions" && ev.Channel != "" && ev.Counts["alert"]+ev.Counts["block"] > 0
+	})
+}
+
+// countEvents turns the new events into store events, each with the
+// counters it is the device's testimony for.
+func (c *checkinRun) countEvents() {
+	s := c.s
+	for _, ev := range c.req.Events {
+		if ev.Seq <= c.lastSeq {
+			continue // already stored; the store would drop it too
+		}
+		t := ev.Time
+		if t.IsZero() || t.After(c.now.Add(5*time.Minute)) || t.Before(c.now.Add(-7*24*time.Hour)) {
+			t = c.now // a device clock is not trusted for windows
+		}
+		se := store.Event{Device: c.id, Seq: ev.Seq, Time: t, Type: ev.Type, Channel: ev.Channel, Version: ev.Version, Reason: ev.Reason, Counts: ev.Counts}
+		if ev.Type == "actions" {
+			ev.Counts, c.allowed = capActions(ev.Counts, c.allowed)
+		}
+		var believed bool
+		se.Counters, believed = s.eventCounters(c.sn, c.id, c.org, c.stratum, t.Truncate(s.cfg.CounterWindow), ev, c.running[ev.Channel])
+		if !believed {
+			c.wr.Anomalies++
+		}
+		c.wr.Events = append(c.wr.Events, se)
+	}
+}
+
+// countPresence counts the device-window with actions readDevice claimed,
+// and hands the window's heartbeat to the heartbeat counter.
+func (c *checkinRun) countPresence() {
+	s, sn := c.s, c.sn
+	if c.countAct {
+		i := slices.IndexFunc(c.wr.Events, func(ev store.Event) bool {
+			return ev.Type == "actions" && ev.Channel != "" && ev.Counts["alert"]+ev.Counts["block"] > 0
+		})
+		ev := &c.wr.Events[i]
+		for _, k := range s.cells(sn, c.org, c.stratum, c.window, ev.Channel, ev.Version, "action-device") {
+			if ct, ok := testimonyOf(sn, ev.Channel, k, 1, c.id, c.running[ev.Channel], ev.Version); ok {
+				ev.Counters = append(ev.Counters, ct)
+			}
+		}
+	}
+	var beats []store.CounterKey
+	if c.countBeat {
+		for _, r := range c.req.Channels {
+			for _, k := range s.cells(sn, c.org, c.stratum, c.window, r.Channel, r.ActiveVersion, "heartbeat") {
+				// A device's time on a version counts as the release's
+				// exposure only if it was offered the release: a device
+				// claiming a version it was never given dilutes no rate.
+				if k.Metric == "heartbeat" && !c.exposed[r.Channel] && !sn.completed(r.Channel, k.Release) {
+					continue
+				}
+				beats = append(beats, k)
+			}
+		}
+	}
+	s.hb.touch(c.id, c.now, beats)
+}
+
+// answer decides each channel's desired version for the device, and
+// queues an offer (within the organisation's budget) for each upgrade.
+func (c *checkinRun) answer() {
+	s, sn := c.s, c.sn
+	c.resp = CheckinResponse{Channels: []ChannelDesired{}, AckSeq: c.lastSeq}
+	for _, ch := range sn.channelIDs {
+		rep, hasRep := c.reported[ch]
+		var views []rollout.ReleaseView
+		var targeted []*releaseInfo // parallel to views
+		for _, ri := range sn.releases[ch] {
+			if ri.targetsDevice(s.cfg.Catalog, c.req.Platform, c.agent, c.agentErr == nil) {
+				views = append(views, ri.view)
+				targeted = append(targeted, ri)
+			}
+		}
+		if len(views) == 0 && !hasRep {
+			continue
+		}
+		dv := rollout.DeviceView{Position: rollout.CohortPosition(c.id, ch), Track: sn.track(c.org, ch), Active: rep.ActiveVersion, LKG: rep.LKGVersion,
+			OutsideWindow: !rollout.InAnyWindow(sn.windows[policyKey{c.org, ch}], c.now), Internal: sn.tenants[c.org].Internal, Stratum: c.stratum}
+		d := rollout.Desired(c.now, views, dv, sn.channels[ch].Unpausable, nil)
+		i := slices.IndexFunc(views, func(v rollout.ReleaseView) bool { return v.Version == d.Version })
+		if i < 0 || d.Version == 0 {
+			c.resp.Channels = append(c.resp.Channels, ChannelDesired{Channel: ch, DesiredVersion: d.Version, Release: d.Release, Reason: d.Reason})
+			continue
+		}
+		c.resp.Channels = append(c.resp.Channels, c.offer(ch, rep, d, views[i], targeted[i]))
+	}
+}
+
+// offer is the answer for a channel whose desired version has a release:
+// its artifact, and for an upgrade an offer recorded before the device
+// hears it, so a device that dies applying it still counts as exposed.
+func (c *checkinRun) offer(ch string, rep ChannelReport, d rollout.Decision, view rollout.ReleaseView, ri *releaseInfo) ChannelDesired {
+	s := c.s
+	target := deviceTarget(ri, ri.target)
+	if target == "" {
+		// The device could not verify it: nothing is offered before the
+		// vendor's signatures for its wave exist.
+		return ChannelDesired{Channel: ch, DesiredVersion: rep.ActiveVersion, Reason: fmt.Sprintf("%d waits for its vendor's signatures", d.Version)}
+	}
+	if d.Version > rep.ActiveVersion && view.State.Reaches() {
+		key := d.Release + "\x00" + c.id
+		if _, known := s.offered.Load(key); !known {
+			if !s.budgets.admit(c.sn, c.org) {
+				return ChannelDesired{Channel: ch, DesiredVersion: rep.ActiveVersion,
+					Reason: fmt.Sprintf("%d waits: the organisation's hourly budget for new versions is spent", d.Version)}
+			}
+			c.wr.Offers = append(c.wr.Offers, store.Offer{Release: d.Release, Device: c.id, Org: c.org, Wave: view.Wave, At: c.now})
+			c.offerKeys = append(c.offerKeys, key)
+			c.mustWait = true
+		}
+	}
+	return ChannelDesired{Channel: ch, DesiredVersion: d.Version, Release: d.Release, Reason: d.Reason,
+		Artifact: &Artifact{URL: s.cfg.BaseURL + "/v1/artifacts/" + ch + "/" + strconv.FormatUint(d.Version, 10), SHA256: ri.sha256, Size: ri.size, Target: target}}
+}
+
+// commit stores what the check-in changed, when it changed anything, and
+// then records in the cache what the store accepted.
+func (c *checkinRun) commit(ctx context.Context) error {
+	if !c.mustWait {
+		return nil
+	}
+	s, wr := c.s, &c.wr
+	req := &writeReq{checkin: wr, done: make(chan writeResult, 1)}
+	if err := s.writer.submit(req); err != nil {
+		return busy()
+	}
+	res := <-req.done
+	if res.err != nil {
+		for _, o := range wr.Offers {
+			s.budgets.release(o.Org)
+		}
+		if errors.Is(res.err, store.ErrUnavailable) {
+			s.markStore(res.err)
+			return unavailable(res.err)
+		}
+		if isNotFound(res.err) {
+			s.forgetDevice(c.id)
+			return errUnauthorized
+		}
+		return storeError("check-in", res.err)
+	}
+	for _, o := range wr.Offers {
+		s.budgets.stored(o.Org)
+	}
+	c.resp.AckSeq = res.res.LastSeq
+	for _, ev := range wr.Events {
+		s.metrics.event(ev.Type)
+	}
+	for _, k := range c.offerKeys {
+		s.offered.Store(k, struct{}{})
+	}
+	// A device that reports running a version no longer needs its offer
+	// remembered.
+	for _, ch := range wr.Channels {
+		for _, ri := range c.sn.releases[ch.Channel] {
+			if ri.rel.Version == ch.ActiveVersion {
+				s.offered.Delete(ri.rel.ID + "\x00" + c.id)
+			}
+		}
+	}
+	s.devices.lock(c.e)
+	defer s.devices.unlock(c.e)
+	c.e.lastSeq = max(c.e.lastSeq, res.res.LastSeq)
+	c.e.facts = factsOf(c.req.Platform, c.req.OSBuild, c.req.AgentVersion)
+	for _, ch := range wr.Channels {
+		ch.Offered = ch.Offered || ch.Release != "" && slices.Contains(res.res.Offered, ch.Release)
+		c.e.setChannel(ch)
+	}
+	return nil
 }
 
 // cells names the counter cells for metric that a device on version v of a
