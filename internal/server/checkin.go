@@ -162,7 +162,6 @@ func (s *Server) checkin(ctx context.Context, e *deviceEntry, req *CheckinReques
 	c := &checkinRun{s: s, sn: s.snap.Load(), now: s.now(), e: e, id: e.id, org: e.org, req: req,
 		stratum: stratumOf(req.Platform, req.AgentVersion, req.OSBuild)}
 	c.window = c.now.Truncate(s.cfg.CounterWindow)
-	c.agent, c.agentErr = content.ParseAgentVersion(req.AgentVersion)
 	c.wr = store.CheckinWrite{Device: store.Device{ID: c.id, Platform: req.Platform, OSBuild: req.OSBuild, AgentVersion: req.AgentVersion, LastSeen: c.now}}
 	if err := c.readDevice(); err != nil {
 		return CheckinResponse{}, err
@@ -185,16 +184,14 @@ func (s *Server) checkin(ctx context.Context, e *deviceEntry, req *CheckinReques
 
 // checkinRun is one check-in's state as its steps build it.
 type checkinRun struct {
-	s        *Server
-	sn       *snapshot
-	now      time.Time
-	e        *deviceEntry
-	id, org  string
-	req      *CheckinRequest
-	stratum  string
-	window   time.Time
-	agent    content.AgentVersion
-	agentErr error
+	s       *Server
+	sn      *snapshot
+	now     time.Time
+	e       *deviceEntry
+	id, org string
+	req     *CheckinRequest
+	stratum string
+	window  time.Time
 
 	wr       store.CheckinWrite
 	mustWait bool // something to store: the answer waits for the write
@@ -362,31 +359,57 @@ func (c *checkinRun) countPresence() {
 // answer decides each channel's desired version for the device, and
 // queues an offer (within the organisation's budget) for each upgrade.
 func (c *checkinRun) answer() {
-	s, sn := c.s, c.sn
+	sn := c.sn
 	c.resp = CheckinResponse{Channels: []ChannelDesired{}, AckSeq: c.lastSeq}
 	for _, ch := range sn.channelIDs {
 		rep, hasRep := c.reported[ch]
-		var views []rollout.ReleaseView
-		var targeted []*releaseInfo // parallel to views
-		for _, ri := range sn.releases[ch] {
-			if ri.targetsDevice(s.cfg.Catalog, c.req.Platform, c.agent, c.agentErr == nil) {
-				views = append(views, ri.view)
-				targeted = append(targeted, ri)
-			}
-		}
-		if len(views) == 0 && !hasRep {
+		in := channelInputs(sn, c.s.cfg.Catalog, c.now, c.org, c.req.Platform, c.req.AgentVersion, c.stratum, ch)
+		if len(in.Releases) == 0 && !hasRep {
 			continue
 		}
-		dv := rollout.DeviceView{Position: rollout.CohortPosition(c.id, ch), Track: sn.track(c.org, ch), Active: rep.ActiveVersion, LKG: rep.LKGVersion,
-			OutsideWindow: !rollout.InAnyWindow(sn.windows[policyKey{c.org, ch}], c.now), Internal: sn.tenants[c.org].Internal, Stratum: c.stratum}
-		d := rollout.Desired(c.now, views, dv, sn.channels[ch].Unpausable, nil)
-		i := slices.IndexFunc(views, func(v rollout.ReleaseView) bool { return v.Version == d.Version })
+		dv := in.Device
+		dv.Position, dv.Active, dv.LKG = rollout.CohortPosition(c.id, ch), rep.ActiveVersion, rep.LKGVersion
+		d := rollout.Desired(c.now, in.Releases, dv, in.Unpausable, nil)
+		i := slices.IndexFunc(in.Releases, func(v rollout.ReleaseView) bool { return v.Version == d.Version })
 		if i < 0 || d.Version == 0 {
 			c.resp.Channels = append(c.resp.Channels, ChannelDesired{Channel: ch, DesiredVersion: d.Version, Release: d.Release, Reason: d.Reason})
 			continue
 		}
-		c.resp.Channels = append(c.resp.Channels, c.offer(ch, rep, d, views[i], targeted[i]))
+		c.resp.Channels = append(c.resp.Channels, c.offer(ch, rep, d, in.Releases[i], in.targeted[i]))
 	}
+}
+
+// ChannelInputs is what a check-in decides one channel from for devices
+// of one organisation with the same facts: the releases that target them,
+// and the device's view but for its own position and versions.
+type ChannelInputs struct {
+	Channel    string
+	Releases   []rollout.ReleaseView
+	Device     rollout.DeviceView // Position, Active and LKG are the device's
+	Unpausable bool
+	targeted   []*releaseInfo // parallel to Releases
+}
+
+func channelInputs(sn *snapshot, cat *content.Catalog, now time.Time, org, platform, agent, stratum, ch string) ChannelInputs {
+	a := sn.aimedAt(cat, ch, platform, agent)
+	return ChannelInputs{Channel: ch, Releases: a.views, targeted: a.infos, Unpausable: sn.channels[ch].Unpausable,
+		Device: rollout.DeviceView{Track: sn.track(org, ch), OutsideWindow: !rollout.InAnyWindow(sn.windows[policyKey{org, ch}], now),
+			Internal: sn.tenants[org].Internal, Stratum: stratum}}
+}
+
+// AnswerGeneration changes whenever what AnswerInputs returns may have
+// changed, but for the clock (maintenance windows open and close by the
+// minute): a caller that keeps AnswerInputs asks again when it changes.
+func (s *Server) AnswerGeneration() uint64 { return s.snap.Load().gen }
+
+// AnswerInputs is what the check-in's answer step decides channel from
+// for a device of org with these facts, as of the current snapshot (kill
+// switches, tracks, maintenance windows and targets applied). The fleet
+// simulator decides its quiet devices with rollout.Desired on it, and
+// sends a device through the full check-in when the answer would change
+// what it runs.
+func (s *Server) AnswerInputs(org, platform, agentVersion, osBuild, channel string) ChannelInputs {
+	return channelInputs(s.snap.Load(), s.cfg.Catalog, s.now(), org, platform, agentVersion, stratumOf(platform, agentVersion, osBuild), channel)
 }
 
 // offer is the answer for a channel whose desired version has a release:

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ringfence/ringfence/internal/content"
@@ -16,6 +18,7 @@ import (
 // rebuilt whole and swapped atomically; a check-in never waits for it.
 type snapshot struct {
 	builtAt  time.Time
+	gen      uint64 // one more than the snapshot it replaced
 	tenants  map[string]store.Tenant
 	channels map[string]store.Channel
 	// releases per channel, ascending version
@@ -32,6 +35,46 @@ type snapshot struct {
 	// withheld are the targets of halted and rolled-back releases that no
 	// other release ships, by name: /tuf/targets/ does not serve them.
 	withheld map[string]*releaseInfo
+	// aimed remembers which releases of a channel target devices of a
+	// platform and agent version (targetKey): every check-in asks, and a
+	// fleet has few such pairs. At most maxAimed are remembered, so
+	// devices reporting made-up versions cannot grow it without bound.
+	aimed  sync.Map // targetKey -> *aimedAt
+	nAimed atomic.Int64
+}
+
+type targetKey struct{ channel, platform, agent string }
+
+// aimedAt is a channel's releases that target one platform and agent
+// version, in the snapshot's order; shared, never modified.
+type aimedAt struct {
+	views []rollout.ReleaseView
+	infos []*releaseInfo
+}
+
+const maxAimed = 4096
+
+// aimedAt returns the releases of channel that target devices of platform
+// running agent.
+func (sn *snapshot) aimedAt(cat *content.Catalog, channel, platform, agent string) *aimedAt {
+	k := targetKey{channel, platform, agent}
+	if a, ok := sn.aimed.Load(k); ok {
+		return a.(*aimedAt)
+	}
+	v, err := content.ParseAgentVersion(agent)
+	a := &aimedAt{}
+	for _, ri := range sn.releases[channel] {
+		if ri.targetsDevice(cat, platform, v, err == nil) {
+			a.views = append(a.views, ri.view)
+			a.infos = append(a.infos, ri)
+		}
+	}
+	if sn.nAimed.Load() < maxAimed {
+		if _, loaded := sn.aimed.LoadOrStore(k, a); !loaded {
+			sn.nAimed.Add(1)
+		}
+	}
+	return a
 }
 
 // orgBudget is an organisation's hourly cap in devices and the offers
@@ -75,6 +118,7 @@ func (s *Server) refresh(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	sn := &snapshot{
+		gen:      s.snap.Load().gen + 1,
 		builtAt:  s.now(),
 		tenants:  map[string]store.Tenant{},
 		channels: map[string]store.Channel{},

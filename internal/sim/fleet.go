@@ -58,6 +58,7 @@ type org struct {
 	id       string
 	internal bool
 	early    bool
+	window   string // maintenance window on the channel; "" any time
 }
 
 // fleet is the simulated devices and what they are.
@@ -100,7 +101,12 @@ func newFleet(sc *Scenario, n int, rng *rand.Rand) *fleet {
 	}
 	f.orgs = append(f.orgs, org{id: "acme-it", internal: true, early: true})
 	for i := 0; i < sc.Fleet.Orgs; i++ {
-		f.orgs = append(f.orgs, org{id: fmt.Sprintf("org-%05d", i+1), early: float64(i) < sc.Fleet.EarlyOrgs*float64(sc.Fleet.Orgs)})
+		o := org{id: fmt.Sprintf("org-%05d", i+1), early: float64(i) < sc.Fleet.EarlyOrgs*float64(sc.Fleet.Orgs)}
+		// The last organisations keep windows, the early ones none.
+		if w := sc.Fleet.Windows; w != nil && float64(sc.Fleet.Orgs-i) <= w.Orgs*float64(sc.Fleet.Orgs) {
+			o.window = w.Window
+		}
+		f.orgs = append(f.orgs, o)
 	}
 	// The vendor's own organisation has a fleet of its own, which does
 	// not shrink with the simulated customers': whatever the scenario's

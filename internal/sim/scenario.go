@@ -37,6 +37,24 @@ type Scenario struct {
 	Faults         []Fault          `yaml:"faults"`
 	Noise          Noise            `yaml:"noise"`
 	Outages        []Outage         `yaml:"outages"`
+	// KillSwitch engages the channel's kill switch as an operator would.
+	KillSwitch *KillSwitch `yaml:"kill_switch"`
+}
+
+// KillSwitch is engaged At after the simulation begins and released For
+// later (0: it stays engaged).
+type KillSwitch struct {
+	At  rollout.Duration `yaml:"at"`
+	For rollout.Duration `yaml:"for"`
+}
+
+// Windows gives a share of the customer organisations a maintenance
+// window on the channel: their devices take new versions only inside it.
+type Windows struct {
+	Orgs float64 `yaml:"orgs"`
+	// Window is "DAYS HH:MM-HH:MM" in UTC; simulations begin on Friday 19
+	// July 2024 at 04:00.
+	Window string `yaml:"window"`
 }
 
 // Fleet is who the devices are.
@@ -51,7 +69,8 @@ type Fleet struct {
 	EarlyOrgs float64 `yaml:"early_orgs"`
 	// Internal is the share of devices in the vendor's own organisation,
 	// the first wave of every plan.
-	Internal float64 `yaml:"internal"`
+	Internal float64  `yaml:"internal"`
+	Windows  *Windows `yaml:"windows"`
 }
 
 // Release is what is published and rolled out, Start after the
@@ -276,6 +295,18 @@ func (s *Scenario) validate() error {
 		return fmt.Errorf("fleet: early_orgs is a share 0-1 and internal a share 0-0.5")
 	case s.Release.Bundle == "" || s.Release.Version == 0:
 		return fmt.Errorf("release: bundle and version are required")
+	}
+	if w := s.Fleet.Windows; w != nil {
+		if w.Orgs <= 0 || w.Orgs > 1 {
+			return fmt.Errorf("fleet.windows.orgs: %v, want a share above 0 and at most 1", w.Orgs)
+		}
+		if _, err := rollout.ParseWindow(w.Window); err != nil {
+			return fmt.Errorf("fleet.windows.window: %w", err)
+		}
+	}
+	if k := s.KillSwitch; k != nil && (k.At < 0 || k.For < 0 || k.At >= s.Duration) {
+		return fmt.Errorf("kill_switch: at %s for %s, want at within the duration (%s) and for at least 0",
+			time.Duration(k.At), time.Duration(k.For), time.Duration(s.Duration))
 	}
 	for what, m := range map[string]map[string]float64{"fleet.agents": s.Fleet.Agents, "fleet.os_builds": s.Fleet.OSBuilds} {
 		for k, w := range m {

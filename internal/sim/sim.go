@@ -67,11 +67,14 @@ type Sim struct {
 	release  string   // the scenario release's id
 	relIndex uint8    // its version index
 
-	// views[stratum] are the releases as the check-in sees them, rebuilt
-	// every controller tick from the store (the server's snapshot does
-	// the same).
-	views   [][]rollout.ReleaseView
-	targets map[uint64]content.Targets // per version; absent: all devices
+	// answers[org][stratum] is what the server's check-in decides the
+	// scenario's channel from for those devices (server.AnswerInputs),
+	// asked on first use after each controller tick: the quiet devices
+	// are decided on it, so kill switches, tracks, windows and targets
+	// hold for them as for the devices the server answers.
+	answers       [][]server.ChannelInputs
+	answersGen    uint64
+	answersMinute uint32
 
 	mu      sync.Mutex
 	offered map[string]map[int32]bool // release -> devices the server offered it
@@ -138,6 +141,9 @@ type figures struct {
 	haltReason                       string
 	checkins, full                   int64
 	rejected                         string
+	// the kill switch's: exposed when engaged, exposed while it held,
+	// running the release when it was released
+	exposedAtKill, killedExposed, killedRunning int64
 }
 
 const wheelSize = 1 << 16 // seconds ahead the wheel reaches: about 18 h
@@ -158,7 +164,7 @@ func New(ctx context.Context, sc *Scenario, o Options) (*Sim, error) {
 	}
 	s := &Sim{sc: sc, epoch: time.Date(2024, 7, 19, 4, 0, 0, 0, time.UTC), end: uint32(time.Duration(sc.Duration) / time.Second),
 		rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), acts: rand.New(rand.NewPCG(seed, seed^0x2545f4914f6cdd1d)), offered: map[string]map[int32]bool{}, agents: map[int32]*agentState{},
-		wheel: make([][]int32, wheelSize), beats: map[beatKey]int64{}, targets: map[uint64]content.Targets{}, crashedAt: map[int32]uint32{},
+		wheel: make([][]int32, wheelSize), beats: map[beatKey]int64{}, crashedAt: map[int32]uint32{},
 		interval: time.Duration(sc.CheckinInterval), waiting: -1}
 	s.sc.Devices, s.sc.Seed = n, seed
 	s.fig.firstExposed, s.fig.firstCrash, s.fig.lastRecovery, s.fig.haltedAt, s.fig.completedAt = -1, -1, -1, -1, -1
@@ -266,10 +272,12 @@ func hashHex(s string) string {
 	return hex.EncodeToString(h[:])
 }
 
-// Tokens the simulated vendor's publisher and approver use.
+// Tokens the simulated vendor's publisher and approver, and the
+// operator (kill switches), use.
 const (
 	publisherToken = "rft_sim-publisher"
 	approverToken  = "rft_sim-approver"
+	operatorToken  = "rft_sim-operator"
 )
 
 // seed writes the world (seedWorld) into the fleet's store; every device
@@ -280,7 +288,6 @@ func (s *Sim) seed(ctx context.Context, cat *content.Catalog) error {
 		return err
 	}
 	s.pub, s.appr = publisherToken, approverToken
-	s.noteTargets(base.Version, base.Bytes)
 	s.versions = []uint64{0, base.Version}
 	for i := range s.fleet.devs {
 		s.fleet.devs[i].active, s.fleet.devs[i].lkg = 1, 1
@@ -308,11 +315,21 @@ func seedWorld(ctx context.Context, st store.Store, f *fleet, baseline string, c
 		return none, err
 	}
 	for _, o := range f.orgs {
+		p := store.Policy{Org: o.id, Channel: channel, Track: "ga"}
 		if o.early {
-			if err := st.PutPolicy(ctx, store.Policy{Org: o.id, Channel: channel, Track: "early"}); err != nil {
+			p.Track = "early"
+		}
+		if o.window != "" {
+			p.Windows = []string{o.window}
+		}
+		if o.early || o.window != "" {
+			if err := st.PutPolicy(ctx, p); err != nil {
 				return none, err
 			}
 		}
+	}
+	if err := st.CreateAPIToken(ctx, store.APIToken{ID: "tok-sim-operator", Role: store.RoleAdmin, Name: "simulated operator", Hash: hashHex(operatorToken), CreatedAt: t0}); err != nil {
+		return none, err
 	}
 	if err := st.CreateAPIToken(ctx, store.APIToken{ID: "tok-sim", Tenant: "acme", Role: store.RolePublisher, Name: "simulator", Hash: hashHex(publisherToken), CreatedAt: t0}); err != nil {
 		return none, err
@@ -388,14 +405,6 @@ func baselineCounters(f *fleet, wave int, t0 time.Time) []store.Counter {
 	return out
 }
 
-func (s *Sim) noteTargets(version uint64, encoded []byte) {
-	if c, err := content.Unmarshal(encoded); err == nil {
-		if t, err := content.TargetsOf(c); err == nil {
-			s.targets[version] = t
-		}
-	}
-}
-
 // api calls the server's admin API in process, as the publisher.
 func (s *Sim) api(method, path string, body []byte, contentType string) (int, []byte) {
 	return s.apiAs(s.pub, method, path, body, contentType)
@@ -427,11 +436,6 @@ func (s *Sim) startRelease(ctx context.Context) error {
 		s.fig.rejected = rejection(code, body)
 		return nil
 	}
-	a, err := s.store.GetArtifact(ctx, channel, r.Version)
-	if err != nil {
-		return err
-	}
-	s.noteTargets(r.Version, a.Bytes)
 	req := map[string]any{"channel": channel, "version": r.Version}
 	if r.Plan != nil {
 		req["plan"] = r.Plan
@@ -485,44 +489,38 @@ func firstLine(s string) string {
 	return s
 }
 
-// refreshViews rebuilds the releases as the check-in sees them.
+// refreshViews observes the scenario's release after a controller tick.
 func (s *Sim) refreshViews(ctx context.Context) error {
 	rels, err := s.store.ListReleases(ctx, channel)
 	if err != nil {
 		return err
 	}
-	var all []rollout.ReleaseView
 	for _, r := range rels {
-		plan, err := rollout.ParsePlan(r.Plan)
-		if err != nil {
-			return err
-		}
-		v := rollout.ReleaseView{ID: r.ID, Version: r.Version, State: r.State, Wave: r.Wave, Plan: plan, CompletedAt: r.CompletedAt}
-		if len(r.Cohort) > 0 && v.State.Live() {
-			var c rollout.Cohort
-			if err := json.Unmarshal(r.Cohort, &c); err == nil {
-				v.Strata = c.Bounds
-				if c.Wave == r.Wave {
-					v.Ramp = c.Ramp
-				}
-			}
-		}
-		all = append(all, v)
 		if r.ID == s.release {
 			s.observe(r)
 		}
 	}
-	s.views = make([][]rollout.ReleaseView, len(s.fleet.strata))
-	for i, st := range s.fleet.strata {
-		av, err := content.ParseAgentVersion(st.agent)
-		for _, v := range all {
-			if t, ok := s.targets[v.Version]; ok && (err != nil || !t.Matches(&content.Manifest{Platform: st.platform, AgentVersion: av})) {
-				continue
-			}
-			s.views[i] = append(s.views[i], v)
-		}
-	}
 	return nil
+}
+
+// answerInputs is what the server decides the scenario's channel from for
+// the devices of org and stratum.
+func (s *Sim) answerInputs(org, stratum int) *server.ChannelInputs {
+	// The inputs change with the server's snapshot (a tick, a kill
+	// switch), and maintenance windows with the minute.
+	if gen, minute := s.srv.AnswerGeneration(), s.now/60; s.answers == nil || gen != s.answersGen || minute != s.answersMinute {
+		s.answers = make([][]server.ChannelInputs, len(s.fleet.orgs))
+		s.answersGen, s.answersMinute = gen, minute
+	}
+	if s.answers[org] == nil {
+		s.answers[org] = make([]server.ChannelInputs, len(s.fleet.strata))
+	}
+	in := &s.answers[org][stratum]
+	if in.Channel == "" {
+		st := s.fleet.strata[stratum]
+		*in = s.srv.AnswerInputs(s.fleet.orgs[org].id, st.platform, st.agent, st.osBuild, channel)
+	}
+	return in
 }
 
 // observe notes the release's halt or completion, and plays the
@@ -569,6 +567,9 @@ func (s *Sim) Run(ctx context.Context, progress io.Writer) (*Result, error) {
 			break
 		}
 		s.setOutage()
+		if err := s.killSwitch(); err != nil {
+			return nil, err
+		}
 		if s.now == start {
 			if err := s.startRelease(ctx); err != nil {
 				return nil, err
@@ -609,6 +610,50 @@ func (s *Sim) Run(ctx context.Context, progress io.Writer) (*Result, error) {
 	pl.done()
 	s.srv.Drain()
 	return s.result(time.Since(wall)), nil
+}
+
+// killSwitch engages and releases the scenario's kill switch, through the
+// API as an operator, and notes the figures it is judged by: devices
+// exposed while it held, and devices still running the release when it
+// was released (or at the end).
+func (s *Sim) killSwitch() error {
+	k := s.sc.KillSwitch
+	if k == nil {
+		return nil
+	}
+	at := uint32(time.Duration(k.At) / time.Second)
+	until := at + uint32(time.Duration(k.For)/time.Second)
+	set := func(engaged bool) error {
+		body := fmt.Sprintf(`{"engaged": %t, "reason": "scenario kill switch"}`, engaged)
+		if code, resp := s.apiAs(operatorToken, "PUT", "/v1/channels/"+channel+"/kill-switch", []byte(body), "application/json"); code != http.StatusOK {
+			return fmt.Errorf("kill switch at %s: %d %s", time.Duration(s.now)*time.Second, code, resp)
+		}
+		return nil
+	}
+	switch {
+	case s.now == at:
+		s.fig.exposedAtKill = s.fig.exposed
+		return set(true)
+	case k.For > 0 && s.now == until:
+		s.measureKill()
+		return set(false)
+	}
+	return nil
+}
+
+// measureKill counts, of the devices that checked in since the kill
+// switch was engaged (one offline all along cannot hear it), those still
+// on the release.
+func (s *Sim) measureKill() {
+	at := uint32(time.Duration(s.sc.KillSwitch.At) / time.Second)
+	s.fig.killedExposed = s.fig.exposed - s.fig.exposedAtKill
+	s.fig.killedRunning = 0
+	for i := range s.fleet.devs {
+		d := &s.fleet.devs[i]
+		if s.relIndex != 0 && d.active == s.relIndex && d.seen > at+1 {
+			s.fig.killedRunning++
+		}
+	}
 }
 
 func (s *Sim) setOutage() {
@@ -752,13 +797,10 @@ func (s *Sim) checkin(ctx context.Context, i int) error {
 		s.probation(i, a)
 		s.storm(a)
 	}
-	org := s.fleet.orgs[d.org]
-	track := rollout.DefaultTrack
-	if org.early {
-		track = rollout.Track{Kind: rollout.TrackEarly}
-	}
-	dec := rollout.Desired(s.clock(), s.views[d.stratum], rollout.DeviceView{Position: int(d.pos), Stratum: s.fleet.strata[d.stratum].id,
-		Internal: org.internal, Track: track, Active: s.versions[d.active], LKG: s.versions[d.lkg]}, false, nil)
+	in := s.answerInputs(int(d.org), int(d.stratum))
+	dv := in.Device
+	dv.Position, dv.Active, dv.LKG = int(d.pos), s.versions[d.active], s.versions[d.lkg]
+	dec := rollout.Desired(s.clock(), in.Releases, dv, in.Unpausable, nil)
 	if dec.Version == s.versions[d.active] && (a == nil || len(a.events) == 0 && a.ch.State == agent.StateActive) {
 		s.beats[beatKey{d.org, d.stratum, d.active}]++
 		s.schedule(i, s.now+s.jittered())
@@ -1036,6 +1078,17 @@ type Result struct {
 	LiveSpeedMin   float64 `json:"live_speed_min,omitempty"`
 	PeakRSSBytes   int64   `json:"peak_rss_bytes"`
 	BytesPerDevice float64 `json:"bytes_per_device"`
+	// KillSwitch is how the fleet obeyed the scenario's kill switch.
+	KillSwitch *KillSwitchFigures `json:"kill_switch,omitempty"`
+}
+
+// KillSwitchFigures are devices newly exposed to the release while the
+// kill switch held (want none), and devices that checked in while it held
+// and still ran the release when it was released, or at the end if it
+// never was (want none: they went back to their last-known-good).
+type KillSwitchFigures struct {
+	ExposedWhileEngaged int64 `json:"exposed_while_engaged"`
+	RunningAtRelease    int64 `json:"running_at_release"`
 }
 
 func (s *Sim) result(wall time.Duration) *Result {
@@ -1048,6 +1101,12 @@ func (s *Sim) result(wall time.Duration) *Result {
 		Completed: f.completedAt >= 0, TimeToHaltS: -1, TimeToRecoverS: -1, Checkins: f.checkins, ServerCheckins: f.full,
 		VirtualS: float64(s.now), WallS: wall.Seconds()}
 	r.SpuriousHalt = r.Halted && len(s.sc.Faults) == 0
+	if k := s.sc.KillSwitch; k != nil {
+		if k.For == 0 {
+			s.measureKill()
+		}
+		r.KillSwitch = &KillSwitchFigures{ExposedWhileEngaged: s.fig.killedExposed, RunningAtRelease: s.fig.killedRunning}
+	}
 	r.Timeline = s.timeline
 	if len(s.healed) > 0 {
 		sp := spread(append([]float64(nil), s.healed...))

@@ -52,6 +52,9 @@ release: {bundle: ipc-292, version: 292}
 		{"bad-plan", strings.Replace(base, "version: 292}", "version: 292, plan: {waves: []}}", 1), "release.plan"},
 		{"bad-outage", base + "outages: [{start: 1h}]\n", "outages[0]"},
 		{"bad-partition", base + "outages: [{start: 1h, for: 1h, orgs: 1.5}]\n", "outages[0].orgs: 1.5"},
+		{"bad-window", strings.Replace(base, `os_builds: {"22631": 1}}`, `os_builds: {"22631": 1}, windows: {orgs: 0.5, window: "someday 25:00-26:00"}}`, 1), "fleet.windows.window"},
+		{"window-share", strings.Replace(base, `os_builds: {"22631": 1}}`, `os_builds: {"22631": 1}, windows: {orgs: 0, window: "daily 01:00-02:00"}}`, 1), "fleet.windows.orgs: 0"},
+		{"kill-switch-after-the-end", base + "kill_switch: {at: 2h}\n", "kill_switch: at 2h0m0s"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse("test.yaml", []byte(tc.yaml))
