@@ -158,7 +158,7 @@ func (f *fleet) tick(t testing.TB) {
 	f.round++
 	f.e.clock.Advance(5 * time.Minute)
 	f.checkinAll(t)
-	f.e.srv.Drain()
+	f.e.drain()
 	if err := f.e.srv.ControlOnce(context.Background()); err != nil {
 		t.Fatalf("controller tick: %v", err)
 	}

@@ -74,6 +74,18 @@ type env struct {
 	// auditKey keys the audit chain; checkpointKey signs its checkpoints.
 	auditKey      []byte
 	checkpointKey ed25519.PrivateKey
+	// client, when set, carries the requests (a load balancer's socket);
+	// peers are the other replicas whose writes drain() waits for.
+	client *http.Client
+	peers  []*server.Server
+}
+
+// drain waits for the writes of every replica the env's requests reach.
+func (e *env) drain() {
+	e.srv.Drain()
+	for _, p := range e.peers {
+		p.Drain()
+	}
 }
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -228,7 +240,11 @@ func (e *env) raw(t testing.TB, method, path, token string, body any) response {
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	resp, err := client.Do(req)
+	c := client
+	if e.client != nil {
+		c = e.client
+	}
+	resp, err := c.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, path, err)
 	}
