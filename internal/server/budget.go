@@ -44,6 +44,22 @@ func (b *budgets) admit(sn *snapshot, org string) bool {
 	return true
 }
 
+// exhaust notes that the store refused an offer to org for its budget (a
+// replica beside this one used the rest): nothing more is admitted until
+// the next snapshot counts the offers again.
+func (b *budgets) exhaust(sn *snapshot, org string) {
+	ob, capped := sn.budget[org]
+	if !capped {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.extra == nil {
+		b.extra = map[string]int64{}
+	}
+	b.extra[org] = max(b.extra[org], ob.limit-ob.used)
+}
+
 // stored notes that an admitted offer is in the store.
 func (b *budgets) stored(org string) {
 	b.mu.Lock()

@@ -430,13 +430,31 @@ func (c *checkinRun) offer(ch string, rep ChannelReport, d rollout.Decision, vie
 				return ChannelDesired{Channel: ch, DesiredVersion: rep.ActiveVersion,
 					Reason: fmt.Sprintf("%d waits: the organisation's hourly budget for new versions is spent", d.Version)}
 			}
-			c.wr.Offers = append(c.wr.Offers, store.Offer{Release: d.Release, Device: c.id, Org: c.org, Wave: view.Wave, At: c.now})
+			// The cap goes with the offer: the store decides it exactly,
+			// across replicas (budgets only spares it hopeless writes).
+			c.wr.Offers = append(c.wr.Offers, store.Offer{Release: d.Release, Device: c.id, Org: c.org, Wave: view.Wave, At: c.now,
+				Cap: c.sn.budget[c.org].limit})
 			c.offerKeys = append(c.offerKeys, key)
 			c.mustWait = true
 		}
 	}
 	return ChannelDesired{Channel: ch, DesiredVersion: d.Version, Release: d.Release, Reason: d.Reason,
 		Artifact: &Artifact{URL: s.cfg.BaseURL + "/v1/artifacts/" + ch + "/" + strconv.FormatUint(d.Version, 10), SHA256: ri.sha256, Size: ri.size, Target: target}}
+}
+
+// withdraw takes back an offer the store refused because the
+// organisation's hourly budget was spent on another replica: the device
+// keeps what it runs, and is not remembered as offered the release.
+func (c *checkinRun) withdraw(release string) {
+	for i, cd := range c.resp.Channels {
+		if cd.Release != release {
+			continue
+		}
+		rep := c.reported[cd.Channel]
+		c.resp.Channels[i] = ChannelDesired{Channel: cd.Channel, DesiredVersion: rep.ActiveVersion,
+			Reason: fmt.Sprintf("%d waits: the organisation's hourly budget for new versions is spent", cd.DesiredVersion)}
+	}
+	c.offerKeys = slices.DeleteFunc(c.offerKeys, func(k string) bool { return strings.HasPrefix(k, release+"\x00") })
 }
 
 // commit stores what the check-in changed, when it changed anything, and
@@ -466,6 +484,12 @@ func (c *checkinRun) commit(ctx context.Context) error {
 		return storeError("check-in", res.err)
 	}
 	for _, o := range wr.Offers {
+		if slices.Contains(res.res.Capped, o.Release) {
+			s.budgets.release(o.Org)
+			s.budgets.exhaust(c.sn, o.Org)
+			c.withdraw(o.Release)
+			continue
+		}
 		s.budgets.stored(o.Org)
 	}
 	c.resp.AckSeq = res.res.LastSeq

@@ -157,3 +157,23 @@ func TestThreeReplicasBehindHAProxy(t *testing.T) {
 	}
 	t.Logf("%d devices on 293 told to go back to 292 by all three replicas %v after the halt", len(on293), time.Since(start).Round(time.Millisecond))
 }
+
+// An organisation's hourly budget holds across replicas: a fleet's
+// check-ins spread over three replicas behind HAProxy, each with a
+// snapshot that is not refreshed for an hour, take no more new versions
+// than the budget allows.
+func TestHourlyBudgetHoldsAcrossReplicas(t *testing.T) {
+	cfg := server.Config{ControllerTick: 24 * time.Hour, SnapshotRefresh: time.Hour}
+	a := newEnvConfig(t, storetest.PostgresURL(t), cfg)
+	lb, _, _ := behindHAProxy(t, a, cfg)
+	f := standardFleet(t, lb)
+	lb.must(t, http.StatusOK, "PUT", "/v1/orgs/fabrikam/budget", lb.creds.AdminToken, map[string]any{"hourly_cap_bp": 1000}, nil) // 10%: 12 devices
+	rel := lb.startRelease(t, quickPlan(), "normal")
+	f.until(t, 4, "in the canary", func(st server.ReleaseStatus) bool { return st.Release.WaveName == "canary" }, rel.ID)
+	for range 3 {
+		f.tick(t)
+	}
+	if n := onVersion(f, 293); n > 12 || n == 0 {
+		t.Fatalf("%d devices got 293 in the first hour through three replicas, want some and at most the budget's 12", n)
+	}
+}

@@ -397,6 +397,11 @@ type Offer struct {
 	Org     string
 	Wave    int
 	At      time.Time
+	// Cap, when above 0, is the organisation's hourly budget in devices:
+	// the store keeps a new offer only while fewer than Cap of the
+	// organisation's offers are at or after At minus an hour, deciding
+	// one at a time across every replica (CheckinResult.Capped).
+	Cap int64
 }
 
 // CheckinWrite is what one check-in changes durably; heartbeats go through
@@ -493,6 +498,9 @@ type CheckinResult struct {
 	// Offered are the Releases of the written channels that were offered
 	// to the device.
 	Offered []string
+	// Capped are the Releases of the write's offers not stored because
+	// the organisation's hourly budget was spent (Offer.Cap).
+	Capped []string
 }
 
 // AuditEntry is one state change. Entries form a hash chain: Hash covers

@@ -289,6 +289,10 @@ func (s *Store) ApplyCheckins(ctx context.Context, ws []store.CheckinWrite) ([]s
 			if o.Org == "" && o.Device == w.Device.ID {
 				o.Org = d.Org
 			}
+			if o.Cap > 0 && st.offers.spent(o) {
+				out[i].Capped = append(out[i].Capped, o.Release)
+				continue
+			}
 			st.offers.add(o)
 		}
 		for _, c := range w.Channels {

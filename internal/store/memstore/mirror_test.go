@@ -273,7 +273,8 @@ func (m *mirror) drawCheckin(rt *rapid.T) store.CheckinWrite {
 	}), 0, 3).Draw(rt, "events")
 	w.Offers = rapid.SliceOfN(rapid.Custom(func(rt *rapid.T) store.Offer {
 		return store.Offer{Release: rapid.SampledFrom(releaseIDs).Draw(rt, "release"), Device: rapid.SampledFrom(append([]string{"", ""}, deviceIDs...)).Draw(rt, "device"),
-			Org: rapid.SampledFrom([]string{"", "contoso", "fabrikam"}).Draw(rt, "org"), Wave: 1, At: at(rt, "at")}
+			Org: rapid.SampledFrom([]string{"", "contoso", "fabrikam"}).Draw(rt, "org"), Wave: 1, At: at(rt, "at"),
+			Cap: rapid.Int64Range(0, 3).Draw(rt, "cap")}
 	}), 0, 2).Draw(rt, "offers")
 	return w
 }

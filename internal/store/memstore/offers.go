@@ -47,6 +47,17 @@ func (o *offers) add(x store.Offer) {
 	o.byOrg[x.Org] = slices.Insert(times, i, at)
 }
 
+// spent reports whether a new offer would exceed its organisation's hourly
+// budget (store.Offer.Cap); one stored already uses none of it again.
+func (o *offers) spent(x store.Offer) bool {
+	if _, ok := o.byRelease[x.Release][x.Device]; ok {
+		return false
+	}
+	times := o.byOrg[x.Org]
+	i, _ := slices.BinarySearch(times, ms(x.At.Add(-time.Hour)))
+	return int64(len(times)-i) >= x.Cap
+}
+
 // OffersSince counts an organisation's offers at or after since.
 func (s *Store) OffersSince(ctx context.Context, org string, since time.Time) (int64, error) {
 	st, err := s.rlock(ctx)

@@ -36,12 +36,17 @@ type dialect struct {
 	// (PostgreSQL); SQLite has one writer at a time anyway.
 	forUpdate string
 	serial    string // an auto-incrementing primary key column
+	// budgetLock takes a transaction lock on one organisation's hourly
+	// budget (PostgreSQL: replicas write offers side by side); SQLite
+	// has one writer at a time anyway.
+	budgetLock string
 }
 
 var (
 	sqliteDialect   = dialect{name: "sqlite", driver: "sqlite", blob: "BLOB", serial: "INTEGER PRIMARY KEY AUTOINCREMENT"}
 	postgresDialect = dialect{name: "postgres", driver: "pgx", blob: "BYTEA", dollar: true,
-		lockHead: "SELECT pg_advisory_xact_lock(4242)", serial: "BIGSERIAL PRIMARY KEY", forUpdate: " FOR UPDATE"}
+		lockHead: "SELECT pg_advisory_xact_lock(4242)", serial: "BIGSERIAL PRIMARY KEY", forUpdate: " FOR UPDATE",
+		budgetLock: "SELECT pg_advisory_xact_lock(hashtextextended('budget/' || ?, 0))"}
 )
 
 // Store is a SQL-backed store.Store.

@@ -12,6 +12,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/ringfence/ringfence/internal/store"
 )
@@ -21,6 +22,11 @@ import (
 func (s *Store) ApplyCheckins(ctx context.Context, ws []store.CheckinWrite) ([]store.CheckinResult, error) {
 	out := make([]store.CheckinResult, len(ws))
 	err := s.tx(ctx, func(tx *sql.Tx) error {
+		// The budgets' locks come before any device row's, in one order,
+		// so two replicas' batches never wait on each other in a cycle.
+		if err := s.lockBudgets(ctx, tx, ws); err != nil {
+			return err
+		}
 		var counters []store.Counter
 		for _, i := range byDevice(ws) {
 			w := ws[i]
@@ -76,6 +82,16 @@ func (s *Store) ApplyCheckins(ctx context.Context, ws []store.CheckinWrite) ([]s
 				}
 				if o.Org == "" && o.Device == w.Device.ID {
 					o.Org = org
+				}
+				if o.Cap > 0 {
+					spent, err := s.budgetSpent(ctx, tx, o)
+					if err != nil {
+						return err
+					}
+					if spent {
+						out[i].Capped = append(out[i].Capped, o.Release)
+						continue
+					}
 				}
 				if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO offers (release, device, org, wave, at) VALUES (?, ?, ?, ?, ?)
 					ON CONFLICT (release, device) DO NOTHING`), o.Release, o.Device, o.Org, o.Wave, ms(o.At)); err != nil {
@@ -255,4 +271,48 @@ func (s *Store) MarkCounters(ctx context.Context, release string) error {
 			SELECT release, wave, org, stratum, metric, value FROM counter_totals WHERE release = ?`), release)
 		return err
 	})
+}
+
+// lockBudgets locks the budgets of the organisations a batch makes capped
+// offers to, in order.
+func (s *Store) lockBudgets(ctx context.Context, tx *sql.Tx, ws []store.CheckinWrite) error {
+	if s.d.budgetLock == "" {
+		return nil
+	}
+	var orgs []string
+	for _, w := range ws {
+		for _, o := range w.Offers {
+			if o.Cap > 0 && o.Org != "" {
+				orgs = append(orgs, o.Org)
+			}
+		}
+	}
+	slices.Sort(orgs)
+	for _, org := range slices.Compact(orgs) {
+		if _, err := tx.ExecContext(ctx, s.q(s.d.budgetLock), org); err != nil {
+			return fmt.Errorf("budget of %s: %w", org, s.wrap(err))
+		}
+	}
+	return nil
+}
+
+// budgetSpent reports whether a new offer would exceed its organisation's
+// hourly budget; an offer stored already uses none of it again.
+func (s *Store) budgetSpent(ctx context.Context, tx *sql.Tx, o store.Offer) (bool, error) {
+	if s.d.budgetLock != "" {
+		// Taken already unless the offer named no organisation; again is
+		// harmless.
+		if _, err := tx.ExecContext(ctx, s.q(s.d.budgetLock), o.Org); err != nil {
+			return false, fmt.Errorf("budget of %s: %w", o.Org, s.wrap(err))
+		}
+	}
+	stored, err := s.offered(ctx, tx, o.Release, o.Device)
+	if err != nil || stored {
+		return false, err
+	}
+	var n int64
+	if err := tx.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM offers WHERE org = ? AND at >= ?`), o.Org, ms(o.At.Add(-time.Hour))).Scan(&n); err != nil {
+		return false, fmt.Errorf("offers to %s: %w", o.Org, s.wrap(err))
+	}
+	return n >= o.Cap, nil
 }

@@ -50,6 +50,7 @@ func Run(t *testing.T, open Opener, hash Hasher) {
 		{"silence-stats", testSilenceStats},
 		{"devices-on-version", testDevicesOnVersion},
 		{"version-counts", testVersionCounts},
+		{"offer-cap", testOfferCap},
 		{"kill-switches", testKillSwitches},
 		{"lead", testLead},
 		{"audit-chain", testAudit},

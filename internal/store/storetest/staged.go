@@ -816,3 +816,52 @@ func testReleaseAudited(t *testing.T, s store.Store, _ Hasher) {
 		t.Errorf("release %+v (%v), want halted at revision %d", got, err, rev)
 	}
 }
+
+// An offer with a Cap is stored only while the organisation's offers of
+// the hour before it are fewer than the cap, counted one offer at a time,
+// within a batch too; a repeat of a stored offer uses nothing again; and
+// an hour later the budget is there again.
+func testOfferCap(t *testing.T, s store.Store, _ Hasher) {
+	ctx := context.Background()
+	seed(t, s)
+	var devs []store.Device
+	for i := range 4 {
+		devs = append(devs, store.Device{ID: fmt.Sprintf("dev-%d", i), Org: "contoso", Platform: "windows", OSBuild: "22631", AgentVersion: "7.11.0", EnrolledAt: t0, LastSeen: t0})
+	}
+	must(t, s.CreateDevices(ctx, devs))
+	offer := func(d store.Device, at time.Time) store.CheckinWrite {
+		return offerWrite(d, store.Offer{Release: "rel-1", Device: d.ID, Org: "contoso", Wave: 1, At: at, Cap: 2})
+	}
+	res, err := s.ApplyCheckins(ctx, []store.CheckinWrite{offer(devs[0], t0), offer(devs[1], t0.Add(time.Minute)), offer(devs[2], t0.Add(2*time.Minute))})
+	must(t, err)
+	capped := func(rs []store.CheckinResult) []int {
+		var out []int
+		for i, r := range rs {
+			if len(r.Capped) > 0 {
+				out = append(out, i)
+			}
+		}
+		return out
+	}
+	// The batch is written in device order: dev-0 and dev-1 fit, dev-2 not.
+	if got := capped(res); !slices.Equal(got, []int{2}) {
+		t.Errorf("capped writes %v, want [2] (the third offer of a budget of 2)", got)
+	}
+	// A repeat of dev-0's offer is no new offer; dev-3's is one too many.
+	res, err = s.ApplyCheckins(ctx, []store.CheckinWrite{offer(devs[0], t0.Add(3*time.Minute)), offer(devs[3], t0.Add(3*time.Minute))})
+	must(t, err)
+	if got := capped(res); !slices.Equal(got, []int{1}) {
+		t.Errorf("capped writes %v, want [1] (the repeat uses nothing; the new offer is over budget)", got)
+	}
+	if n, err := s.OffersSince(ctx, "contoso", t0); err != nil || n != 2 {
+		t.Errorf("OffersSince = %d, %v; want the budget's 2", n, err)
+	}
+	// Just over an hour after dev-0's offer one place is free again (the
+	// hour includes its first instant), dev-1's still counts.
+	later := t0.Add(time.Hour + time.Second)
+	res, err = s.ApplyCheckins(ctx, []store.CheckinWrite{offer(devs[2], later), offer(devs[3], later)})
+	must(t, err)
+	if got := capped(res); !slices.Equal(got, []int{1}) {
+		t.Errorf("an hour later: capped writes %v, want [1] (one place freed by the offer at t0)", got)
+	}
+}
