@@ -258,6 +258,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.mu.Unlock()
 	for name, file := range loads {
+		// Content that takes the host down does so at every start while
+		// it is loaded, as on 19 July: only the boot-loop limit, counted
+		// by Start from the journal, takes it off.
+		a.crashIfFaulted(name, versions[name], "loading at start")
 		if err := a.sup.Load(ctx, name, versions[name], file); err != nil {
 			a.log.Warn("content not loaded at start", "channel", name, "err", err)
 		}
@@ -676,13 +680,7 @@ func (a *Agent) followChannel(ctx context.Context, cd protocol.ChannelDesired, o
 		fail(err)
 		return
 	}
-	if a.cfg.Fault.HostCrash(name, want) {
-		a.log.Error("fault injected: host crash while activating", "channel", name, "version", want)
-		// As a host crash would: no deferred cleanup, no journal update.
-		if p, err := os.FindProcess(os.Getpid()); err == nil {
-			_ = p.Kill()
-		}
-	}
+	a.crashIfFaulted(name, want, "activating")
 	if err := a.sup.Load(ctx, name, want, a.slotFile(name, slot, want)); err != nil && !errors.Is(err, ErrWorkerExited) {
 		// The worker refused the content (it did not crash): revert. The
 		// server heard it applied, so it hears a revert (the revert share
@@ -703,6 +701,19 @@ func (a *Agent) followChannel(ctx context.Context, cd protocol.ChannelDesired, o
 	}
 	a.mu.Unlock()
 	a.log.Info("applied; on probation", "channel", name, "version", want, "probation", a.cfg.Policy.Probation)
+}
+
+// crashIfFaulted kills the agent, as a host crash would (no deferred
+// cleanup, no journal update), when a host-crash fault names the version
+// it is about to load.
+func (a *Agent) crashIfFaulted(channel string, version uint64, when string) {
+	if !a.cfg.Fault.HostCrash(channel, version) {
+		return
+	}
+	a.log.Error("fault injected: host crash "+when, "channel", channel, "version", version)
+	if p, err := os.FindProcess(os.Getpid()); err == nil {
+		_ = p.Kill()
+	}
 }
 
 // revertRefused undoes an activation the worker refused to load.

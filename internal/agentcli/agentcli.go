@@ -142,7 +142,8 @@ interval, backing off with jitter while the server is unreachable.
 
 RINGFENCE_FAULT injects faults for tests and demos:
   worker-crash:VENDOR/CHANNEL@VERSION  the worker crashes whenever it loads it
-  host-crash:VENDOR/CHANNEL@VERSION    the agent kills itself while activating it`,
+  host-crash:VENDOR/CHANNEL@VERSION    the agent kills itself while activating it, and at
+                                       every start while it is loaded (a boot loop)`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if cfg.Data == "" {

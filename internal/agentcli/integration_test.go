@@ -401,9 +401,12 @@ func TestAgentRevertsACrashLoop(t *testing.T) {
 	}
 }
 
-// A version that takes the host down while activating: every start finds
-// the activation pending, and the third reverts before loading anything,
-// with no help from the server.
+// A version that takes the host down while activating, and again at every
+// start while it is loaded (as on 19 July): a service manager restarts
+// the agent each time it dies, as systemd's Restart=always does, and the
+// third start reverts before loading anything, with no help from the
+// server. No step waits on a clock: each start either dies by the fault
+// or comes up reverted.
 func TestAgentRecoversFromABootLoopOffline(t *testing.T) {
 	s := startServer(t)
 	d := enroll(t, s)
@@ -420,19 +423,32 @@ func TestAgentRecoversFromABootLoopOffline(t *testing.T) {
 	}
 	// The server goes away: recovery must not need it.
 	s.stop(t)
-	for i := 1; i <= 2; i++ {
-		p := d.start(t, "host-crash:acme/ipc@293")
-		time.Sleep(1500 * time.Millisecond)
-		c := d.channel(t)
-		if i < 2 && (c.ActiveVersion != 293 || c.PendingAttempts != i) {
-			t.Fatalf("start %d: %+v, want 293 still on probation with %d attempts", i, c, i)
+	var p *proc
+	for start := 1; ; start++ {
+		p = d.start(t, "host-crash:acme/ipc@293")
+		died := func() bool {
+			select {
+			case <-p.exited:
+				return true
+			default:
+				return false
+			}
 		}
-		p.kill() // the host crashes again
-	}
-	p := d.start(t, "host-crash:acme/ipc@293")
-	c := d.waitFor(t, "reverted at start", func(c agent.ChannelStatus) bool { return c.State == agent.StateReverted })
-	if c.ActiveVersion != 292 || !strings.Contains(c.LastError, "boot loop") {
-		t.Fatalf("after the boot loop: %+v", c)
+		d.waitFor(t, "died loading 293 or reverted", func(c agent.ChannelStatus) bool { return died() || c.State == agent.StateReverted })
+		c := d.channel(t) // read again: the journal as the process left it
+		if !died() {
+			if start != agent.DefaultBootLimit || c.State != agent.StateReverted || c.ActiveVersion != 292 || !strings.Contains(c.LastError, "boot loop") {
+				t.Fatalf("start %d after the first crash: %+v; want the boot-loop limit to revert to 292 at start %d",
+					start, c, agent.DefaultBootLimit)
+			}
+			break
+		}
+		if start >= agent.DefaultBootLimit {
+			t.Fatalf("still dying at start %d after the first crash: %+v", start, c)
+		}
+		if c.ActiveVersion != 293 || c.PendingAttempts != start {
+			t.Fatalf("start %d died: %+v, want 293 pending with %d attempts", start, c, start)
+		}
 	}
 	if st := d.status(t); st.QueuedEvents == 0 {
 		t.Error("the boot loop and revert are not queued for the server")

@@ -21,7 +21,9 @@ const (
 	// version, as content that faults would make it.
 	FaultWorkerCrash FaultKind = "worker-crash"
 	// FaultHostCrash: the agent kills itself while activating the
-	// version, as a host that goes down loading it would.
+	// version and at every start while the version is loaded, as a host
+	// that goes down loading it would (until the boot-loop limit reverts
+	// it).
 	FaultHostCrash FaultKind = "host-crash"
 )
 
