@@ -507,27 +507,48 @@ func TestAgentRefusesATamperedTarget(t *testing.T) {
 	}
 }
 
-// A halted version lands on the deny list; a device running it goes back,
-// and a device that starts with it journaled goes back before loading it.
+// A halted version lands on the signed deny list: a device running it
+// goes back, and a device that was off, whose journal still runs it,
+// goes back at start before loading it, from the last verified deny list
+// on its disk, with the server down. Nothing waits on a clock.
 func TestAgentLeavesADeniedVersion(t *testing.T) {
 	s := startServer(t)
-	d := enroll(t, s)
+	d, other := enroll(t, s), enroll(t, s)
 	p := d.start(t, "")
+	q := other.start(t, "")
 	d.waitFor(t, "confirmed on 292", confirmedOn(292))
+	other.waitFor(t, "confirmed on 292", confirmedOn(292))
 	rel := s.publish(t, 293)
 	d.waitFor(t, "on 293", func(c agent.ChannelStatus) bool { return c.ActiveVersion == 293 })
 	p.stop(t)
 	s.api(t, "POST", "/v1/releases/"+rel+"/halt", s.creds.Publisher, map[string]string{"reason": "bad content"}, 200)
-	// The deny list is signed by the controller within a tick.
-	time.Sleep(2 * time.Second)
-	d.start(t, "")
-	c := d.waitFor(t, "back on 292", func(c agent.ChannelStatus) bool { return c.ActiveVersion == 292 })
-	if len(c.Refused) == 0 || c.Refused[0] != 293 {
-		t.Fatalf("293 not refused: %+v", c)
+	// The running device fetches the deny list the controller signs.
+	denyOnDisk := func(data string) bool {
+		b, err := os.ReadFile(filepath.Join(data, "deny.json"))
+		return err == nil && strings.Contains(string(b), "acme/ipc/293.bundle")
 	}
-	b, err := os.ReadFile(filepath.Join(d.data, "deny.json"))
-	if err != nil || !strings.Contains(string(b), "acme/ipc/293.bundle") {
-		t.Fatalf("deny list on disk: %s, %v", b, err)
+	c := other.waitFor(t, "293 on its deny list, and not on 293", func(c agent.ChannelStatus) bool {
+		return denyOnDisk(other.data) && c.ActiveVersion == 292
+	})
+	if c.State == agent.StateReverted && (len(c.Refused) == 0 || c.Refused[0] != 293) {
+		t.Fatalf("the running device left 293 without refusing it: %+v", c)
+	}
+	q.stop(t)
+	// The device that was off gets the same verified list on its disk (as
+	// if it had fetched it just before going down), and starts with the
+	// server gone.
+	b, err := os.ReadFile(filepath.Join(other.data, "deny.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(d.data, "deny.json"), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.stop(t)
+	d.start(t, "")
+	c = d.waitFor(t, "back on 292", func(c agent.ChannelStatus) bool { return c.ActiveVersion == 292 })
+	if len(c.Refused) == 0 || c.Refused[0] != 293 || !strings.Contains(c.LastError, "deny list") {
+		t.Fatalf("293 not refused at start from the deny list: %+v", c)
 	}
 }
 
