@@ -45,7 +45,10 @@ type fleet struct {
 	// silenceOnOffer makes devices go silent as soon as they are offered
 	// the new version, like hosts that crash loading it.
 	silenceOnOffer bool
-	newVersion     uint64
+	// neverConfirm makes devices apply the new version and report it on
+	// probation for ever, never healthy.
+	neverConfirm bool
+	newVersion   uint64
 }
 
 // stratum is "AGENT/OSBUILD" with a device count.
@@ -93,7 +96,7 @@ func (f *fleet) checkin(t testing.TB, d *fleetDevice) uint64 {
 		add("applied", d.active, nil)
 		d.pendingApplied = false
 	}
-	if d.appliedAt >= 0 && f.round-d.appliedAt >= probationRounds {
+	if d.appliedAt >= 0 && f.round-d.appliedAt >= probationRounds && !(f.neverConfirm && d.active == f.newVersion) {
 		add("healthy", d.active, nil)
 		d.appliedAt, d.lkg, state = -1, d.active, "active"
 	}
@@ -520,4 +523,30 @@ func TestRolloutOrganisationHourlyBudget(t *testing.T) {
 			t.Fatalf("%d devices on 293 after the second hour began, want 13-24", n)
 		}
 	})
+}
+
+// Only "healthy", reported after a device's probation, counts towards a
+// wave's min_devices: devices that apply the release and then never
+// confirm it (they stay on probation, quiet about crashes) keep the canary
+// wave from passing, however clean its gates, until its deadline halts
+// the release for a person.
+func TestAppliedWithoutHealthyNeverPassesAWave(t *testing.T) {
+	e := newEnv(t, "")
+	f := standardFleet(t, e)
+	f.neverConfirm = true
+	rel := e.startRelease(t, quickPlan(), "normal")
+	f.until(t, 4, "in the canary wave", func(st server.ReleaseStatus) bool { return st.Release.WaveName == "canary" }, rel.ID)
+	st := f.until(t, 45, "halted", inState("halted"), rel.ID)
+	if st.Release.WaveName != "canary" || !strings.Contains(st.Release.Reason, "still undecided") || !strings.Contains(st.Release.Reason, "0 of") {
+		t.Fatalf("halted in wave %s: %s; want the canary wave's deadline with no device confirmed healthy", st.Release.WaveName, st.Release.Reason)
+	}
+	offered := 0
+	for _, d := range f.devs {
+		if d.offered {
+			offered++
+		}
+	}
+	if offered == 0 {
+		t.Fatal("no device was offered 293: the story tests nothing")
+	}
 }
