@@ -180,10 +180,14 @@ func (a *Agent) Start() error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	now := a.cfg.Now()
+	// The running file is removed by a clean stop: present, the last run
+	// ended some other way.
+	starts := OnStartAfterCleanStop
 	if _, err := os.Stat(filepath.Join(a.cfg.Data, runningFile)); err == nil {
 		a.queueEvents(UncleanStop(a.journal, now, "the agent did not stop cleanly last time (host crash, power loss or kill)")...)
+		starts = func(j *Journal, now time.Time) []Decision { return OnStart(j, a.cfg.Policy, now) }
 	}
-	for _, d := range OnStart(a.journal, a.cfg.Policy, now) {
+	for _, d := range starts(a.journal, now) {
 		a.log.Warn("start", "channel", d.Channel, "decision", d.Kind, "reason", d.Reason)
 		a.queueEvents(d.Events(now)...)
 	}

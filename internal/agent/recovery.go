@@ -156,13 +156,14 @@ func StartProbation(ch *ChannelState, now time.Time) {
 	ch.Pending.ActivatedAt = now
 }
 
-// OnStart runs on every agent start, before any content is loaded. Each
-// activation still unconfirmed means a run that ended before reaching
-// healthy (a host crash, a hang, a power cut, or a restart: it cannot tell
-// them apart and errs towards reverting). The BootLimit-th such start
+// OnStart runs on every agent start after a run that did not stop
+// cleanly, before any content is loaded. Each activation still
+// unconfirmed means a run that ended before reaching healthy (a host
+// crash, a hang, a power cut, a kill). The BootLimit-th such start
 // reverts to last-known-good, with no server needed; earlier ones resume
 // the probation from the start. The caller saves the journal before
-// loading anything.
+// loading anything. After a clean stop the caller uses
+// OnStartAfterCleanStop instead.
 //
 // Whether the host rebooted uncleanly is not known here: the caller, which
 // can see the boot history, queues "unclean-reboot" itself.
@@ -189,6 +190,31 @@ func OnStart(j *Journal, p Policy, now time.Time) []Decision {
 		ds = append(ds, Decision{
 			Kind: DecisionResumed, Channel: name, Version: pd.Version, Attempts: pd.Attempts,
 			Reason: fmt.Sprintf("resumed probation of %s: %d of %d starts without reaching healthy", label(ch, pd.Version), pd.Attempts, p.BootLimit),
+		})
+	}
+	return ds
+}
+
+// OnStartAfterCleanStop runs on an agent start after the last run
+// stopped cleanly (the agent's own stop ran: a service restart, an
+// update, an orderly reboot). Such a run did not end because of its
+// content, so an unconfirmed activation resumes its probation from the
+// start without counting the start towards the boot-loop limit: planned
+// restarts during probation must not revert good content.
+func OnStartAfterCleanStop(j *Journal, now time.Time) []Decision {
+	var ds []Decision
+	for _, name := range j.Names() {
+		ch := j.Channels[name]
+		ch.Name = name
+		pd := ch.Pending
+		if pd == nil {
+			continue
+		}
+		ch.State = StateProbation
+		pd.ActivatedAt = now
+		ds = append(ds, Decision{
+			Kind: DecisionResumed, Channel: name, Version: pd.Version, Attempts: pd.Attempts,
+			Reason: fmt.Sprintf("resumed probation of %s after a clean stop (not counted as a failed start: %d so far)", label(ch, pd.Version), pd.Attempts),
 		})
 	}
 	return ds

@@ -232,6 +232,32 @@ func TestBootLoopRevertsOffline(t *testing.T) {
 	}
 }
 
+// Planned restarts (the agent stopped cleanly: a service restart, an
+// update, an orderly reboot) during probation are not failed starts: any
+// number of them resumes the probation without counting towards the
+// boot-loop limit, and a crash after them still counts from where the
+// crashes left off.
+func TestCleanRestartsDuringProbationDoNotRevert(t *testing.T) {
+	j := NewJournal()
+	ch := j.Channel("acme/ipc")
+	*ch = *confirmed()
+	BeginActivation(ch, 293, t0)
+	StartProbation(ch, t0)
+	OnStart(j, Policy{}, t0.Add(time.Minute)) // one crash
+	for i := range 2 * DefaultBootLimit {
+		ds := OnStartAfterCleanStop(j, t0.Add(time.Duration(i+2)*time.Minute))
+		if len(ds) != 1 || ds[0].Kind != DecisionResumed || ch.ActiveVersion != 293 || ch.Pending == nil || ch.Pending.Attempts != 1 || ch.State != StateProbation {
+			t.Fatalf("clean restart %d: %+v, channel %+v; want 293 resumed on probation, still 1 failed start", i+1, ds, ch)
+		}
+	}
+	if ds := OnStart(j, Policy{}, t0.Add(time.Hour)); ds[0].Kind != DecisionResumed || ch.Pending.Attempts != 2 {
+		t.Fatalf("a crash after the clean restarts: %+v, attempts %d; want resumed at 2", ds, ch.Pending.Attempts)
+	}
+	if ds := OnStartAfterCleanStop(NewJournal(), t0); ds != nil {
+		t.Errorf("nothing pending: %+v, want no decisions", ds)
+	}
+}
+
 func TestOnWorkerCrash(t *testing.T) {
 	pol := Policy{}
 	tests := []struct {

@@ -467,6 +467,30 @@ func TestAgentRecoversFromABootLoopOffline(t *testing.T) {
 	}
 }
 
+// Planned restarts during probation (the service manager stops the agent
+// with SIGTERM and starts it again, as for an update) are not a boot loop:
+// after more of them than the boot-loop limit the new version is still on
+// probation, with no failed start counted. The probation is an hour, so
+// no restart can outlast it.
+func TestPlannedRestartsDuringProbationKeepTheVersion(t *testing.T) {
+	s := startServer(t)
+	d := enroll(t, s)
+	p := d.start(t, "")
+	d.waitFor(t, "confirmed on 292", confirmedOn(292))
+	p.stop(t)
+	p = d.start(t, "", "--probation", "1h")
+	s.publish(t, 293)
+	d.waitFor(t, "293 on probation", func(c agent.ChannelStatus) bool { return c.ActiveVersion == 293 && c.State == agent.StateProbation })
+	for i := range agent.DefaultBootLimit + 1 {
+		p.stop(t)
+		p = d.start(t, "", "--probation", "1h")
+		c := d.waitFor(t, "293 back on probation", func(c agent.ChannelStatus) bool { return c.State == agent.StateProbation || c.State == agent.StateReverted })
+		if c.ActiveVersion != 293 || c.State != agent.StateProbation || c.PendingAttempts != 0 {
+			t.Fatalf("after planned restart %d: %+v, want 293 on probation with no failed start", i+1, c)
+		}
+	}
+}
+
 // A target whose bytes were altered on the server is refused; nothing is
 // staged and the device keeps its content.
 func TestAgentRefusesATamperedTarget(t *testing.T) {
