@@ -484,7 +484,9 @@ func TestPlannedRestartsDuringProbationKeepTheVersion(t *testing.T) {
 	for i := range agent.DefaultBootLimit + 1 {
 		p.stop(t)
 		p = d.start(t, "", "--probation", "1h")
-		c := d.waitFor(t, "293 back on probation", func(c agent.ChannelStatus) bool { return c.State == agent.StateProbation || c.State == agent.StateReverted })
+		c := d.waitFor(t, "293 back on probation", func(c agent.ChannelStatus) bool {
+			return c.State == agent.StateProbation || c.State == agent.StateReverted
+		})
 		if c.ActiveVersion != 293 || c.State != agent.StateProbation || c.PendingAttempts != 0 {
 			t.Fatalf("after planned restart %d: %+v, want 293 on probation with no failed start", i+1, c)
 		}
