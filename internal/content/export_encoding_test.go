@@ -12,3 +12,7 @@ func Reseal(b []byte) []byte {
 	seal(out)
 	return out
 }
+
+// RaceEnabled tells external tests whether the race detector (which
+// allocates) is on.
+const RaceEnabled = raceEnabled

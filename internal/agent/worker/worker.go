@@ -134,7 +134,8 @@ type worker struct {
 	loaded   []*running
 	counts   map[string]*actionCounts // by channel, kept past an unload until reported
 	rejected int64
-	res      content.Result // reused: no allocation per event
+	res      content.Result      // reused: no allocation per event
+	parser   content.EventParser // likewise; an event lives until the next
 }
 
 func (w *worker) handle(line []byte) error {
@@ -266,7 +267,7 @@ func readBundle(path string) (*content.Compiled, error) {
 // did, the worker dying is what the supervisor counts as a crash and
 // reverts the content over.
 func (w *worker) event(raw []byte) {
-	ev, err := content.ParseEvent(raw)
+	ev, err := w.parser.Parse(raw)
 	if err != nil {
 		w.rejected++
 		return
