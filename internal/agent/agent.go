@@ -446,7 +446,12 @@ func (a *Agent) onWorkerExit(loaded map[string]uint64, exitErr error) {
 			if !ok {
 				continue
 			}
-			d := OnWorkerCrash(ch, a.cfg.Policy, now)
+			var d Decision
+			if we := (*WorkerExitError)(nil); errors.As(exitErr, &we) && we.HungAfter > 0 {
+				d = OnWorkerHang(ch, a.cfg.Policy, now) // the watchdog killed it
+			} else {
+				d = OnWorkerCrash(ch, a.cfg.Policy, now)
+			}
 			if d.Reason != "" && exitErr != nil {
 				d.Reason += " (" + exitErr.Error() + ")"
 			}

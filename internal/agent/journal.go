@@ -107,6 +107,9 @@ type Pending struct {
 	// Crashes are the worker's crash times since activation, across
 	// agent restarts.
 	Crashes []time.Time `json:"crashes,omitempty"`
+	// Hangs are the worker's hangs (killed for not answering) since
+	// activation, across agent restarts.
+	Hangs []time.Time `json:"hangs,omitempty"`
 }
 
 // NewJournal is an empty journal: a device with nothing installed.

@@ -16,6 +16,11 @@ type Policy struct {
 	// BootLimit (N) agent starts that find the same activation still
 	// unconfirmed revert it before anything is loaded: a boot loop.
 	BootLimit int
+	// HangLimit (H) hangs of the worker (no answer within the
+	// supervisor's timeout: killed) within CrashWindow of each other while
+	// new content is unconfirmed revert it. Each hang blinds the device
+	// for the timeout, so fewer are allowed than crashes.
+	HangLimit int
 	// Probation is how long new content must run in one go, with fewer
 	// than CrashLimit crashes since activation, to become last-known-good.
 	Probation time.Duration
@@ -26,6 +31,7 @@ const (
 	DefaultCrashLimit  = 3
 	DefaultCrashWindow = 5 * time.Minute
 	DefaultBootLimit   = 3
+	DefaultHangLimit   = 2
 	DefaultProbation   = 10 * time.Minute
 )
 
@@ -39,6 +45,9 @@ func (p Policy) WithDefaults() Policy {
 	}
 	if p.BootLimit <= 0 {
 		p.BootLimit = DefaultBootLimit
+	}
+	if p.HangLimit <= 0 {
+		p.HangLimit = DefaultHangLimit
 	}
 	if p.Probation <= 0 {
 		p.Probation = DefaultProbation
@@ -75,6 +84,7 @@ type Cause string
 const (
 	CauseBootLoop  Cause = "boot-loop"  // BootLimit starts without reaching healthy
 	CauseCrashLoop Cause = "crash-loop" // CrashLimit crashes within CrashWindow
+	CauseHang      Cause = "hang"       // HangLimit hangs within CrashWindow
 	// CauseUnstable: probation ended with CrashLimit or more crashes, none
 	// close enough together to be a crash loop. Such content never
 	// becomes last-known-good, and staying on probation for ever is not a
@@ -218,6 +228,34 @@ func OnStartAfterCleanStop(j *Journal, now time.Time) []Decision {
 		})
 	}
 	return ds
+}
+
+// OnWorkerHang records a hang of the worker: it did not answer within the
+// supervisor's timeout and was killed. HangLimit hangs within CrashWindow
+// of each other, counted from activation on, revert unconfirmed content;
+// a hang running confirmed content is reported as a crash (the server
+// counts it) and reverts nothing.
+func OnWorkerHang(ch *ChannelState, p Policy, now time.Time) Decision {
+	p = p.WithDefaults()
+	pd := ch.Pending
+	if pd == nil || (ch.State != StatePending && ch.State != StateProbation) {
+		return Decision{Kind: DecisionCrashed, Channel: ch.Name, Version: ch.ActiveVersion,
+			Reason: fmt.Sprintf("worker hung running confirmed %s: killed", label(ch, ch.ActiveVersion))}
+	}
+	i, _ := slices.BinarySearchFunc(pd.Hangs, now, func(a, b time.Time) int { return a.Compare(b) })
+	pd.Hangs = slices.Insert(pd.Hangs, i, now)
+	k := p.HangLimit
+	for i := 0; i+k <= len(pd.Hangs); i++ {
+		if pd.Hangs[i+k-1].Sub(pd.Hangs[i]) <= p.CrashWindow {
+			return revert(ch, CauseHang, fmt.Sprintf("worker hung %s within %s running %s on probation (no answer: killed each time)",
+				times(k), p.CrashWindow, label(ch, pd.Version)))
+		}
+	}
+	return Decision{
+		Kind: DecisionCrashed, Channel: ch.Name, Version: pd.Version,
+		Reason: fmt.Sprintf("worker hung running %s on probation: killed; %d hangs since activation; %d within %s revert",
+			label(ch, pd.Version), len(pd.Hangs), k, p.CrashWindow),
+	}
 }
 
 // OnWorkerCrash records a crash of the worker. CrashLimit crashes within
@@ -366,7 +404,8 @@ func (d Decision) Events(at time.Time) []Event {
 		switch d.Cause {
 		case CauseBootLoop:
 			return []Event{ev(EventBootLoop, d.Version), ev(EventReverted, d.Version)}
-		case CauseCrashLoop:
+		case CauseCrashLoop, CauseHang:
+			// A hung worker is killed: the server hears a crash.
 			return []Event{ev(EventWorkerCrash, d.Version), ev(EventReverted, d.Version)}
 		}
 		return []Event{ev(EventReverted, d.Version)}

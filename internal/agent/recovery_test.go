@@ -35,14 +35,14 @@ func with(ch *ChannelState, f func(*ChannelState)) *ChannelState {
 }
 
 func TestPolicyWithDefaults(t *testing.T) {
-	want := Policy{CrashLimit: 3, CrashWindow: 5 * time.Minute, BootLimit: 3, Probation: 10 * time.Minute}
+	want := Policy{CrashLimit: 3, CrashWindow: 5 * time.Minute, BootLimit: 3, HangLimit: 2, Probation: 10 * time.Minute}
 	if got := (Policy{}).WithDefaults(); got != want {
 		t.Errorf("zero policy: got %+v, want %+v", got, want)
 	}
-	if got := (Policy{CrashLimit: -1, CrashWindow: -time.Second, BootLimit: -2, Probation: -time.Hour}).WithDefaults(); got != want {
+	if got := (Policy{CrashLimit: -1, CrashWindow: -time.Second, BootLimit: -2, HangLimit: -3, Probation: -time.Hour}).WithDefaults(); got != want {
 		t.Errorf("negative policy: got %+v, want %+v", got, want)
 	}
-	custom := Policy{CrashLimit: 1, CrashWindow: time.Second, BootLimit: 5, Probation: time.Hour}
+	custom := Policy{CrashLimit: 1, CrashWindow: time.Second, BootLimit: 5, HangLimit: 4, Probation: time.Hour}
 	if got := custom.WithDefaults(); got != custom {
 		t.Errorf("custom policy: got %+v, want it kept", got)
 	}
@@ -255,6 +255,31 @@ func TestCleanRestartsDuringProbationDoNotRevert(t *testing.T) {
 	}
 	if ds := OnStartAfterCleanStop(NewJournal(), t0); ds != nil {
 		t.Errorf("nothing pending: %+v, want no decisions", ds)
+	}
+}
+
+// Hangs have their own limit: the second within the window reverts
+// content on probation; hangs further apart than the window do not; a
+// hang on confirmed content is reported and reverts nothing.
+func TestOnWorkerHang(t *testing.T) {
+	ch := onProbation()
+	if d := OnWorkerHang(ch, Policy{}, t0.Add(time.Minute)); d.Kind != DecisionCrashed || ch.ActiveVersion != 293 {
+		t.Fatalf("first hang: %+v, running %d; want reported, still on 293", d, ch.ActiveVersion)
+	}
+	d := OnWorkerHang(ch, Policy{}, t0.Add(3*time.Minute))
+	if d.Kind != DecisionReverted || d.Cause != CauseHang || ch.ActiveVersion != 292 || ch.State != StateReverted {
+		t.Fatalf("second hang within the window: %+v, channel %+v; want a hang revert to 292", d, ch)
+	}
+	if evs := d.Events(t0); len(evs) != 2 || evs[0].Type != EventWorkerCrash || evs[1].Type != EventReverted {
+		t.Errorf("events %+v, want the crash the server counts and the revert", evs)
+	}
+	apart := onProbation()
+	OnWorkerHang(apart, Policy{}, t0.Add(time.Minute))
+	if d := OnWorkerHang(apart, Policy{}, t0.Add(7*time.Minute)); d.Kind != DecisionCrashed {
+		t.Errorf("hangs 6 minutes apart (window 5): %+v, want no revert", d)
+	}
+	if d := OnWorkerHang(confirmed(), Policy{}, t0); d.Kind != DecisionCrashed || d.Version != 292 {
+		t.Errorf("hang on confirmed content: %+v, want reported on 292", d)
 	}
 }
 

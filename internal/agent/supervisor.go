@@ -39,11 +39,17 @@ type WorkerExitError struct {
 	// Stderr holds the last lines the worker wrote to stderr, which name
 	// what went wrong when the worker knew.
 	Stderr []string
+	// HungAfter, when set, is how long the worker went without answering
+	// a request before the supervisor killed it as hung.
+	HungAfter time.Duration
 }
 
 func (e *WorkerExitError) Error() string {
 	msg := fmt.Sprintf("worker exited with status %d", e.Status)
-	if e.Signal != "" {
+	switch {
+	case e.HungAfter > 0:
+		msg = fmt.Sprintf("worker hung: no answer within %s, killed", e.HungAfter)
+	case e.Signal != "":
 		msg = "worker killed by signal: " + e.Signal
 	}
 	if n := len(e.Stderr); n > 0 {
@@ -65,7 +71,15 @@ type WorkerSpec struct {
 	Path string
 	Args []string
 	Env  []string
+	// AnswerTimeout is how long the worker may take to answer a request
+	// (a load, an unload, its counts at each check-in) before it is
+	// killed as hung: the watchdog. 0 means DefaultAnswerTimeout.
+	AnswerTimeout time.Duration
 }
+
+// DefaultAnswerTimeout is the watchdog's default: far above a load of the
+// largest bundle, far below a probation.
+const DefaultAnswerTimeout = 10 * time.Second
 
 // Timing of restarts and stops.
 const (
@@ -409,6 +423,9 @@ type workerProc struct {
 
 	stderr []string // last lines; written by the stderr reader only
 
+	// hungAfter is set (before the kill) when the watchdog kills it.
+	hungAfter atomic.Int64
+
 	// Set before exited is closed.
 	exited       chan struct{}
 	exitErr      *WorkerExitError
@@ -483,7 +500,7 @@ func closeAll(files []*os.File) {
 func (s *Supervisor) reap(w *workerProc, readers *sync.WaitGroup) {
 	waitErr := w.cmd.Wait()
 	readers.Wait()
-	e := &WorkerExitError{Status: -1, Stderr: w.stderr}
+	e := &WorkerExitError{Status: -1, Stderr: w.stderr, HungAfter: time.Duration(w.hungAfter.Load())}
 	if ps := w.cmd.ProcessState; ps != nil {
 		e.Status = ps.ExitCode()
 		if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
@@ -671,14 +688,33 @@ func (s *Supervisor) call(ctx context.Context, w *workerProc, req worker.Request
 		delete(w.pending, req.ID)
 		w.mu.Unlock()
 	}()
+	// The watchdog: a worker that neither reads the request nor answers
+	// it within the timeout is hung, and killed; its exit says so.
+	limit := s.spec.AnswerTimeout
+	if limit <= 0 {
+		limit = DefaultAnswerTimeout
+	}
+	timer := time.NewTimer(limit)
+	defer timer.Stop()
+	hung := func() (worker.Reply, error) {
+		w.log.Error("worker hung: killed", "request", req.Op, "timeout", limit)
+		w.hungAfter.Store(int64(limit))
+		w.kill()
+		<-w.exited
+		return worker.Reply{}, w.exitErr
+	}
 	select {
 	case w.in <- workerMsg{b: append(b, '\n')}:
 	case <-w.exited:
 		return worker.Reply{}, w.exitErr
 	case <-ctx.Done():
 		return worker.Reply{}, ctx.Err()
+	case <-timer.C:
+		return hung()
 	}
 	select {
+	case <-timer.C:
+		return hung()
 	case rep := <-ch:
 		return rep, nil
 	case <-w.exited:

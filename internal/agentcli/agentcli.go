@@ -132,6 +132,7 @@ CA), which is kept in DIR for run.`,
 func newRunCmd() *cobra.Command {
 	var cfg agent.Config
 	var level, format, caFile string
+	var workerTimeout time.Duration
 	c := &cobra.Command{
 		Use:   "run --data DIR",
 		Short: "Check in, install signed content and keep it healthy, until stopped",
@@ -143,7 +144,8 @@ interval, backing off with jitter while the server is unreachable.
 RINGFENCE_FAULT injects faults for tests and demos:
   worker-crash:VENDOR/CHANNEL@VERSION  the worker crashes whenever it loads it
   host-crash:VENDOR/CHANNEL@VERSION    the agent kills itself while activating it, and at
-                                       every start while it is loaded (a boot loop)`,
+                                       every start while it is loaded (a boot loop)
+  hang:VENDOR/CHANNEL@VERSION          the worker stops answering once it loads it`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if cfg.Data == "" {
@@ -168,6 +170,7 @@ RINGFENCE_FAULT injects faults for tests and demos:
 			if cfg.HTTP, err = agent.HTTPClient(ca, 60*time.Second); err != nil {
 				return usage(fmt.Errorf("CA: %w", err))
 			}
+			spec.AnswerTimeout = workerTimeout
 			cfg.Fault, cfg.Log, cfg.Worker = fault, log, spec
 			// The agent's heap is small and mostly garbage from a
 			// check-in and a TUF refresh a minute; collecting at half the
@@ -185,6 +188,8 @@ RINGFENCE_FAULT injects faults for tests and demos:
 	f.IntVar(&cfg.Policy.CrashLimit, "crash-limit", agent.DefaultCrashLimit, "worker crashes within --crash-window that revert new content")
 	f.DurationVar(&cfg.Policy.CrashWindow, "crash-window", agent.DefaultCrashWindow, "see --crash-limit")
 	f.IntVar(&cfg.Policy.BootLimit, "boot-limit", agent.DefaultBootLimit, "starts without reaching healthy that revert new content")
+	f.IntVar(&cfg.Policy.HangLimit, "hang-limit", agent.DefaultHangLimit, "worker hangs within --crash-window that revert new content")
+	f.DurationVar(&workerTimeout, "worker-timeout", agent.DefaultAnswerTimeout, "the watchdog: a worker that does not answer a request within this is killed as hung")
 	f.DurationVar(&cfg.MaxBackoff, "max-backoff", 10*time.Minute, "longest wait between check-ins while the server is unreachable")
 	f.StringVar(&cfg.Events, "events", "", "replay this JSON-lines events file to the worker (a stand-in for the host's sensor)")
 	f.Float64Var(&cfg.EventsPerSecond, "events-rate", 10, "events per second from --events")

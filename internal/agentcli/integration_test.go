@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -490,6 +491,32 @@ func TestPlannedRestartsDuringProbationKeepTheVersion(t *testing.T) {
 		if c.ActiveVersion != 293 || c.State != agent.StateProbation || c.PendingAttempts != 0 {
 			t.Fatalf("after planned restart %d: %+v, want 293 on probation with no failed start", i+1, c)
 		}
+	}
+}
+
+// Content that makes the worker stop answering (an endless loop in the
+// evaluator): the watchdog kills the worker when a request goes
+// unanswered, the restarted worker hangs again on the same content, and
+// the second hang within the window reverts to the last-known-good, which
+// the worker then runs; the agent refuses the version after.
+func TestAgentWatchdogRevertsContentThatHangsTheWorker(t *testing.T) {
+	s := startServer(t)
+	d := enroll(t, s)
+	d.start(t, "hang:acme/ipc@293", "--worker-timeout", "1s")
+	d.waitFor(t, "confirmed on 292", confirmedOn(292))
+	s.publish(t, 293)
+	c := d.waitFor(t, "reverted", func(c agent.ChannelStatus) bool { return c.State == agent.StateReverted })
+	if c.ActiveVersion != 292 || !slices.Contains(c.Refused, 293) || !strings.Contains(c.LastError, "hung") {
+		t.Fatalf("after the hangs: %+v; want back on 292, 293 refused, the reason naming the hang", c)
+	}
+	// The worker runs 292 again and answers: its counts come with the
+	// next check-ins, and the agent reports no new failure.
+	st := d.status(t)
+	if !strings.Contains(tail(d.run.out.String(), 20000), "worker hung") {
+		t.Errorf("the agent's log does not name the hang:\n%s", tail(d.run.out.String(), 3000))
+	}
+	if st.Channels[0].ActiveVersion != 292 {
+		t.Errorf("status: %+v", st)
 	}
 }
 

@@ -25,6 +25,10 @@ const (
 	// that goes down loading it would (until the boot-loop limit reverts
 	// it).
 	FaultHostCrash FaultKind = "host-crash"
+	// FaultHang: the worker stops answering, and reading, once it loads
+	// the version, as content that sends the evaluator into an endless
+	// loop would; the agent's watchdog must kill it.
+	FaultHang FaultKind = "hang"
 )
 
 // Fault is a set of injected faults: the crashes the recovery logic must
@@ -69,9 +73,9 @@ func parseFaultRule(s string) (faultRule, error) {
 		return faultRule{}, errors.New("no ':' after the kind: want KIND:VENDOR/CHANNEL@VERSION")
 	}
 	switch FaultKind(kind) {
-	case FaultWorkerCrash, FaultHostCrash:
+	case FaultWorkerCrash, FaultHostCrash, FaultHang:
 	default:
-		return faultRule{}, fmt.Errorf("unknown kind %q: want %s or %s", kind, FaultWorkerCrash, FaultHostCrash)
+		return faultRule{}, fmt.Errorf("unknown kind %q: want %s, %s or %s", kind, FaultWorkerCrash, FaultHostCrash, FaultHang)
 	}
 	channel, version, ok := strings.Cut(target, "@")
 	if !ok {
@@ -99,6 +103,12 @@ func (f Fault) has(kind FaultKind, channel string, version uint64) bool {
 // WorkerCrash says whether the worker must die loading channel@version.
 func (f Fault) WorkerCrash(channel string, version uint64) bool {
 	return f.has(FaultWorkerCrash, channel, version)
+}
+
+// Hang says whether the worker must stop answering once it loads
+// channel@version.
+func (f Fault) Hang(channel string, version uint64) bool {
+	return f.has(FaultHang, channel, version)
 }
 
 // HostCrash says whether the agent must kill itself activating

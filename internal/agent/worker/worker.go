@@ -11,6 +11,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/ringfence/ringfence/internal/content"
 )
@@ -215,6 +216,12 @@ func (w *worker) load(req Request) error {
 	}
 	if w.fault.WorkerCrash(req.Channel, req.Version) {
 		crashForFault(name)
+	}
+	if w.fault.Hang(req.Channel, req.Version) {
+		fmt.Fprintf(os.Stderr, "fault injected: %s %s\n", FaultHang, name)
+		for { // no answer, no more reading: only a kill ends it
+			time.Sleep(time.Hour) // (a bare select{} would be a detected deadlock: a crash)
+		}
 	}
 	counts := w.counts[req.Channel]
 	if counts == nil {
