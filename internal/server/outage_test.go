@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -33,17 +32,15 @@ func privatePostgres(t *testing.T) (url string, stop, start func()) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	// Its own directory, and only a Unix socket in it: no TCP port that
+	// another process could take between choosing it and starting.
+	dir, err := os.MkdirTemp("", "rf-pg")
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	dir := filepath.Join(os.TempDir(), fmt.Sprintf("ringfence-outage-%d", port))
-	os.RemoveAll(dir)
 	run := func(cmd string) string {
 		c := exec.Command("bash", root, cmd)
-		c.Env = append(os.Environ(), fmt.Sprintf("PGPORT=%d", port), "PGDIR="+dir)
+		c.Env = append(os.Environ(), "PGPORT=5432", "PGSOCKETONLY=1", "PGDIR="+dir)
 		out, err := c.Output()
 		if err != nil {
 			var stderr string
