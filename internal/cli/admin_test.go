@@ -13,7 +13,6 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -88,16 +87,6 @@ type devServer struct {
 	stdout, stderr lockedBuffer
 }
 
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
 
 // startDevServer starts the server on a port the system picks (its
 // credentials name it), with extra flags, and waits until it has written
@@ -830,7 +819,7 @@ func TestAdminUsage(t *testing.T) {
 	if err := os.WriteFile(big, append([]byte("kind: Bundle\n# "), bytes.Repeat([]byte("x"), 9<<20)...), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	down := "http://" + freePort(t) // nothing listens there
+	down := "http://" + refusedAddr(t) // nothing listens there
 	token := []string{"RINGFENCE_TOKEN=rft_x", "RINGFENCE_SERVER=" + down}
 	tests := []struct {
 		name string
@@ -895,7 +884,7 @@ func TestAdminUsage(t *testing.T) {
 	t.Run("server-config-refuses-admin-keys", func(t *testing.T) {
 		// --token is a root flag for the admin commands, not a server setting.
 		cfg := writeFile(t, dir, "server.yaml", []byte("token: rft_x\n"))
-		r := rfEnv(t, nil, "server", "--data", t.TempDir(), "--listen", freePort(t), "--config", cfg)
+		r := rfEnv(t, nil, "server", "--data", t.TempDir(), "--listen", "127.0.0.1:0", "--config", cfg)
 		wantCode(t, r, 2)
 		wantContains(t, r.stderr, `unknown key "token"`)
 	})

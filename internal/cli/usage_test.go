@@ -44,13 +44,8 @@ func TestMistakesAndFailuresAreToldApart(t *testing.T) {
 
 // Under --json an error is a JSON object on stderr, with the exit status.
 func TestErrorsUnderJSONAreJSON(t *testing.T) {
-	// A server that is not there: an address nothing listens on any more.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gone := "http://" + ln.Addr().String()
-	ln.Close()
+	// A server that is not there: an address that refuses connections.
+	gone := "http://" + refusedAddr(t)
 	var stdout, stderr bytes.Buffer
 	code := cli.Run(context.Background(), []string{"release", "list", "--json", "--server", gone, "--token", "rft_x"}, &stdout, &stderr)
 	var got struct {
