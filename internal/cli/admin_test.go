@@ -87,7 +87,6 @@ type devServer struct {
 	stdout, stderr lockedBuffer
 }
 
-
 // startDevServer starts the server on a port the system picks (its
 // credentials name it), with extra flags, and waits until it has written
 // its credentials and answers /readyz.
