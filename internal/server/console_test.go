@@ -36,6 +36,9 @@ import (
 func TestMain(m *testing.M) {
 	code := m.Run()
 	chromium.stop()
+	if reportSpecMismatches() {
+		code = max(code, 1)
+	}
 	os.Exit(code)
 }
 

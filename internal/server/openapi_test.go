@@ -732,4 +732,11 @@ func TestOpenAPIWebhookEventsMatchCode(t *testing.T) {
 	if s == nil || !slices.Equal(s.Enum, notify.Types) {
 		t.Fatalf("WebhookEventType enum %v, want %v", s, notify.Types)
 	}
+	var prefixed []string
+	for _, ty := range notify.Types {
+		prefixed = append(prefixed, "dev.ringfence."+ty)
+	}
+	if p := doc.Components.Schemas["WebhookEventTypePrefixed"]; p == nil || !slices.Equal(p.Enum, prefixed) {
+		t.Fatalf("WebhookEventTypePrefixed enum %v, want %v", p, prefixed)
+	}
 }

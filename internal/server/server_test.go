@@ -34,6 +34,7 @@ import (
 	"time"
 
 	"github.com/ringfence/ringfence/examples"
+	"github.com/ringfence/ringfence/internal/content"
 	"github.com/ringfence/ringfence/internal/rollout"
 	"github.com/ringfence/ringfence/internal/server"
 	"github.com/ringfence/ringfence/internal/store"
@@ -199,7 +200,9 @@ func forEachStoreConfig(t *testing.T, cfg server.Config, story func(t *testing.T
 	})
 }
 
-var client = &http.Client{Timeout: 30 * time.Second}
+// client carries the API tests' requests, each checked against the
+// OpenAPI description on the way (specTransport).
+var client = &http.Client{Timeout: 30 * time.Second, Transport: specTransport{http.DefaultTransport}}
 
 // call sends a request: body is sent as is when it is a string or bytes,
 // as JSON otherwise, and not at all when nil. It returns the status and
@@ -236,6 +239,22 @@ func (e *env) raw(t testing.TB, method, path, token string, body any) response {
 	req, err := http.NewRequest(method, e.url+path, r)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	// As clients send them (the CLI, the agent): a bundle as YAML or
+	// compiled, everything else JSON; a raw body is sent as it is.
+	switch b := body.(type) {
+	case nil:
+	case string, []byte:
+		p, query, _ := strings.Cut(path, "?")
+		if strings.HasSuffix(p, "/publish") {
+			req.Header.Set("Content-Type", "application/yaml")
+			// A compiled bundle, or an agent build (it names its version).
+			if bb, ok := b.([]byte); ok && content.IsCompiled(bb) || strings.Contains(query, "version=") {
+				req.Header.Set("Content-Type", "application/octet-stream")
+			}
+		}
+	default:
+		req.Header.Set("Content-Type", "application/json")
 	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
@@ -704,6 +723,7 @@ func TestTelemetryIsIdempotent(t *testing.T) {
 					defer wg.Done()
 					body, _ := json.Marshal(d.report(292, retry...))
 					req, _ := http.NewRequest("POST", e.url+"/v1/checkin", bytes.NewReader(body))
+					req.Header.Set("Content-Type", "application/json")
 					req.Header.Set("Authorization", "Bearer "+d.cred)
 					resp, err := client.Do(req)
 					if err != nil {
@@ -1207,6 +1227,7 @@ func gracefulShutdown(t *testing.T, storeURL string) {
 			for seq := uint64(1); ; seq++ {
 				body, _ := json.Marshal(d.report(292, server.EventReport{Seq: seq, Type: "actions", Channel: "acme/ipc", Version: 292, Counts: map[string]int64{"log": 1}}))
 				req, _ := http.NewRequest("POST", r.url+"/v1/checkin", bytes.NewReader(body))
+				req.Header.Set("Content-Type", "application/json")
 				req.Header.Set("Authorization", "Bearer "+d.cred)
 				resp, err := c.Do(req)
 				if err != nil {
