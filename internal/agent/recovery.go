@@ -2,6 +2,7 @@ package agent
 
 import (
 	"fmt"
+	"iter"
 	"slices"
 	"time"
 )
@@ -180,13 +181,8 @@ func StartProbation(ch *ChannelState, now time.Time) {
 func OnStart(j *Journal, p Policy, now time.Time) []Decision {
 	p = p.WithDefaults()
 	var ds []Decision
-	for _, name := range j.Names() {
-		ch := j.Channels[name]
-		ch.Name = name
-		pd := ch.Pending
-		if pd == nil {
-			continue
-		}
+	for ch := range pendingChannels(j) {
+		name, pd := ch.Name, ch.Pending
 		pd.Attempts++
 		if pd.Attempts >= p.BootLimit {
 			reason := fmt.Sprintf("boot loop: %s started %s without reaching healthy", label(ch, pd.Version), times(pd.Attempts))
@@ -213,13 +209,8 @@ func OnStart(j *Journal, p Policy, now time.Time) []Decision {
 // restarts during probation must not revert good content.
 func OnStartAfterCleanStop(j *Journal, now time.Time) []Decision {
 	var ds []Decision
-	for _, name := range j.Names() {
-		ch := j.Channels[name]
-		ch.Name = name
-		pd := ch.Pending
-		if pd == nil {
-			continue
-		}
+	for ch := range pendingChannels(j) {
+		name, pd := ch.Name, ch.Pending
 		ch.State = StateProbation
 		pd.ActivatedAt = now
 		ds = append(ds, Decision{
@@ -228,6 +219,20 @@ func OnStartAfterCleanStop(j *Journal, now time.Time) []Decision {
 		})
 	}
 	return ds
+}
+
+// pendingChannels yields, in name order, the channels whose activation
+// is still unconfirmed, with their names filled in.
+func pendingChannels(j *Journal) iter.Seq[*ChannelState] {
+	return func(yield func(*ChannelState) bool) {
+		for _, name := range j.Names() {
+			ch := j.Channels[name]
+			ch.Name = name
+			if ch.Pending != nil && !yield(ch) {
+				return
+			}
+		}
+	}
 }
 
 // OnWorkerHang records a hang of the worker: it did not answer within the
