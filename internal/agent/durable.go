@@ -12,7 +12,10 @@ import (
 // the first fsync the rename can reach the disk before the data (an empty
 // journal after a power cut on ext4 and XFS); without the second the
 // rename itself can be lost. A leftover temporary file from an interrupted
-// write is never read, and the next write truncates it.
+// write is never read, and the next write truncates it. On macOS, where a
+// plain fsync may leave data in the drive's cache, os.File.Sync already
+// issues F_FULLFSYNC (Go's internal/poll, falling back to fsync where the
+// file system refuses it), so nothing of our own is needed there.
 func writeFileAtomic(dir, name string, data []byte) (err error) {
 	path := filepath.Join(dir, name)
 	tmp := path + ".tmp"

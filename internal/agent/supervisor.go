@@ -470,6 +470,9 @@ func (s *Supervisor) spawn() (*workerProc, error) {
 		closeAll([]*os.File{inW, outR, errR})
 		return nil, fmt.Errorf("start worker %s: %w", s.spec.Path, err)
 	}
+	if err := bindWorker(cmd.Process); err != nil {
+		s.log.Warn("the worker may outlive the agent", "err", err)
+	}
 	w := &workerProc{
 		cmd: cmd, pid: cmd.Process.Pid, started: time.Now(),
 		in: make(chan workerMsg, feedBuffer), quit: make(chan struct{}),
