@@ -50,6 +50,9 @@ defaults
 frontend devices
     bind %s
     default_backend replicas
+    # With every replica unready HAProxy answers 503 itself: devices back
+    # off by Retry-After, so its answer carries one too.
+    http-after-response set-header Retry-After 30 if { status 503 } !{ res.hdr(Retry-After) -m found }
 backend replicas
     balance roundrobin
     option httpchk GET /readyz
