@@ -247,20 +247,35 @@ func OnWorkerHang(ch *ChannelState, p Policy, now time.Time) Decision {
 		return Decision{Kind: DecisionCrashed, Channel: ch.Name, Version: ch.ActiveVersion,
 			Reason: fmt.Sprintf("worker hung running confirmed %s: killed", label(ch, ch.ActiveVersion))}
 	}
-	i, _ := slices.BinarySearchFunc(pd.Hangs, now, func(a, b time.Time) int { return a.Compare(b) })
-	pd.Hangs = slices.Insert(pd.Hangs, i, now)
+	pd.Hangs = insertTime(pd.Hangs, now)
 	k := p.HangLimit
-	for i := 0; i+k <= len(pd.Hangs); i++ {
-		if pd.Hangs[i+k-1].Sub(pd.Hangs[i]) <= p.CrashWindow {
-			return revert(ch, CauseHang, fmt.Sprintf("worker hung %s within %s running %s on probation (no answer: killed each time)",
-				times(k), p.CrashWindow, label(ch, pd.Version)))
-		}
+	if _, _, ok := clustered(pd.Hangs, k, p.CrashWindow); ok {
+		return revert(ch, CauseHang, fmt.Sprintf("worker hung %s within %s running %s on probation (no answer: killed each time)",
+			times(k), p.CrashWindow, label(ch, pd.Version)))
 	}
 	return Decision{
 		Kind: DecisionCrashed, Channel: ch.Name, Version: pd.Version,
 		Reason: fmt.Sprintf("worker hung running %s on probation: killed; %d hangs since activation; %d within %s revert",
 			label(ch, pd.Version), len(pd.Hangs), k, p.CrashWindow),
 	}
+}
+
+// insertTime adds t to ts, kept in time order so that a clock stepped
+// back between failures cannot hide a loop.
+func insertTime(ts []time.Time, t time.Time) []time.Time {
+	i, _ := slices.BinarySearchFunc(ts, t, func(a, b time.Time) int { return a.Compare(b) })
+	return slices.Insert(ts, i, t)
+}
+
+// clustered finds k of the sorted ts within window of each other: the
+// first and last of the earliest such run.
+func clustered(ts []time.Time, k int, window time.Duration) (first, last time.Time, ok bool) {
+	for i := 0; i+k <= len(ts); i++ {
+		if ts[i+k-1].Sub(ts[i]) <= window {
+			return ts[i], ts[i+k-1], true
+		}
+	}
+	return time.Time{}, time.Time{}, false
 }
 
 // OnWorkerCrash records a crash of the worker. CrashLimit crashes within
@@ -277,16 +292,9 @@ func OnWorkerCrash(ch *ChannelState, p Policy, now time.Time) Decision {
 		}
 		return Decision{Kind: DecisionCrashed, Channel: ch.Name, Version: ch.ActiveVersion, Reason: reason}
 	}
-	// Kept in time order, so that a clock stepped back between crashes
-	// cannot hide a loop.
-	i, _ := slices.BinarySearchFunc(pd.Crashes, now, func(a, b time.Time) int { return a.Compare(b) })
-	pd.Crashes = slices.Insert(pd.Crashes, i, now)
+	pd.Crashes = insertTime(pd.Crashes, now)
 	k := p.CrashLimit
-	for i := 0; i+k <= len(pd.Crashes); i++ {
-		first, last := pd.Crashes[i], pd.Crashes[i+k-1]
-		if last.Sub(first) > p.CrashWindow {
-			continue
-		}
+	if first, last, ok := clustered(pd.Crashes, k, p.CrashWindow); ok {
 		reason := fmt.Sprintf("crash loop: worker crashed %s within %s of activating %s", times(k), p.CrashWindow, label(ch, pd.Version))
 		if last.Sub(pd.ActivatedAt) > p.CrashWindow {
 			reason = fmt.Sprintf("crash loop: worker crashed %s in %s (limit: %d within %s) running %s on probation",

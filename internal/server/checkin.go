@@ -291,11 +291,17 @@ func (c *checkinRun) expose(ch string) {
 	c.exposed[ch] = true
 }
 
+// acts reports whether an event is blocks or alerts on a channel: what
+// the action gate's device-windows count.
+func acts(typ, channel string, counts map[string]int64) bool {
+	return typ == "actions" && channel != "" && counts["alert"]+counts["block"] > 0
+}
+
 // actedAt is the index among the request's events of the first new one
-// with blocks or alerts on a channel, or -1.
+// that acts, or -1.
 func (c *checkinRun) actedAt() int {
 	return slices.IndexFunc(c.req.Events, func(ev EventReport) bool {
-		return ev.Seq > c.lastSeq && ev.Type == "actions" && ev.Channel != "" && ev.Counts["alert"]+ev.Counts["block"] > 0
+		return ev.Seq > c.lastSeq && acts(ev.Type, ev.Channel, ev.Counts)
 	})
 }
 
@@ -329,9 +335,7 @@ func (c *checkinRun) countEvents() {
 func (c *checkinRun) countPresence() {
 	s, sn := c.s, c.sn
 	if c.countAct {
-		i := slices.IndexFunc(c.wr.Events, func(ev store.Event) bool {
-			return ev.Type == "actions" && ev.Channel != "" && ev.Counts["alert"]+ev.Counts["block"] > 0
-		})
+		i := slices.IndexFunc(c.wr.Events, func(ev store.Event) bool { return acts(ev.Type, ev.Channel, ev.Counts) })
 		ev := &c.wr.Events[i]
 		for _, k := range s.cells(sn, c.org, c.stratum, c.window, ev.Channel, ev.Version, "action-device") {
 			if ct, ok := testimonyOf(sn, ev.Channel, k, 1, c.id, c.running[ev.Channel], ev.Version); ok {

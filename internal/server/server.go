@@ -166,6 +166,8 @@ type Server struct {
 	log   *slog.Logger
 
 	snap atomic.Pointer[snapshot]
+	// snapGen numbers the snapshots as they are built (AnswerGeneration).
+	snapGen atomic.Uint64
 	// metaCache maps "channel@version" to artifactMeta; artifacts are
 	// immutable, so entries never go stale.
 	metaCache sync.Map

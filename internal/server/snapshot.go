@@ -18,7 +18,7 @@ import (
 // rebuilt whole and swapped atomically; a check-in never waits for it.
 type snapshot struct {
 	builtAt  time.Time
-	gen      uint64 // one more than the snapshot it replaced
+	gen      uint64 // from Server.snapGen: a new one for every build
 	tenants  map[string]store.Tenant
 	channels map[string]store.Channel
 	// releases per channel, ascending version
@@ -69,10 +69,12 @@ func (sn *snapshot) aimedAt(cat *content.Catalog, channel, platform, agent strin
 			a.infos = append(a.infos, ri)
 		}
 	}
-	if sn.nAimed.Load() < maxAimed {
-		if _, loaded := sn.aimed.LoadOrStore(k, a); !loaded {
-			sn.nAimed.Add(1)
-		}
+	// A place is taken before the entry is stored, so check-ins side by
+	// side cannot push the count past maxAimed.
+	if sn.nAimed.Add(1) > maxAimed {
+		sn.nAimed.Add(-1)
+	} else if _, loaded := sn.aimed.LoadOrStore(k, a); loaded {
+		sn.nAimed.Add(-1)
 	}
 	return a
 }
@@ -118,7 +120,7 @@ func (s *Server) refresh(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	sn := &snapshot{
-		gen:      s.snap.Load().gen + 1,
+		gen:      s.snapGen.Add(1),
 		builtAt:  s.now(),
 		tenants:  map[string]store.Tenant{},
 		channels: map[string]store.Channel{},

@@ -80,11 +80,12 @@ func (s *Store) ApplyCheckins(ctx context.Context, ws []store.CheckinWrite) ([]s
 				if o.Device == "" {
 					o.Device = w.Device.ID
 				}
+				locked := o.Org != "" // lockBudgets took its budget's lock
 				if o.Org == "" && o.Device == w.Device.ID {
 					o.Org = org
 				}
 				if o.Cap > 0 {
-					spent, err := s.budgetSpent(ctx, tx, o)
+					spent, err := s.budgetSpent(ctx, tx, o, locked)
 					if err != nil {
 						return err
 					}
@@ -297,11 +298,10 @@ func (s *Store) lockBudgets(ctx context.Context, tx *sql.Tx, ws []store.CheckinW
 }
 
 // budgetSpent reports whether a new offer would exceed its organisation's
-// hourly budget; an offer stored already uses none of it again.
-func (s *Store) budgetSpent(ctx context.Context, tx *sql.Tx, o store.Offer) (bool, error) {
-	if s.d.budgetLock != "" {
-		// Taken already unless the offer named no organisation; again is
-		// harmless.
+// hourly budget; an offer stored already uses none of it again. locked:
+// the budget's lock is held (the offer named its organisation).
+func (s *Store) budgetSpent(ctx context.Context, tx *sql.Tx, o store.Offer, locked bool) (bool, error) {
+	if s.d.budgetLock != "" && !locked {
 		if _, err := tx.ExecContext(ctx, s.q(s.d.budgetLock), o.Org); err != nil {
 			return false, fmt.Errorf("budget of %s: %w", o.Org, s.wrap(err))
 		}
