@@ -132,7 +132,8 @@ func (st ReleaseStatus) Required() int64 {
 // state; a wave moves on only when its bake time is over, enough devices
 // confirmed healthy, every gate passed and, leaving the canary waves,
 // enough people approved. A wave still short of that at its deadline
-// halts for a person to look. It is pure: the server's controller and the
+// halts: in the name of a gate whose evidence leans worse, or else for a
+// person to look. It is pure: the server's controller and the
 // simulator call it with their own clocks and figures.
 func Step(now time.Time, st ReleaseStatus, gates []GateResult) Verdict {
 	d := Verdict{State: st.State, Wave: st.Wave, Phase: st.Phase}
@@ -192,6 +193,18 @@ func Step(now time.Time, st ReleaseStatus, gates []GateResult) Verdict {
 	}
 	if elapsed >= st.Deadline() {
 		d.State, d.Phase = StateHalted, ""
+		// A gate still leaning worse at the deadline decides: the wave's
+		// test is truncated there (Wald's truncated SPRT), at 1/sqrt(alpha)
+		// rather than 1/alpha. The halt is the one the deadline made
+		// anyway, so no good release halts more often; the reason says
+		// which gate's evidence stood against it, not just "undecided".
+		for _, g := range gates {
+			if g.Outcome == Inconclusive && g.Leaning {
+				d.Reason = fmt.Sprintf("halted: %s leaning worse at wave %s's %s deadline, where the gate decides: %s",
+					g.Metric, wave.Name, st.Deadline(), g.Message)
+				return d
+			}
+		}
 		d.Reason = fmt.Sprintf("halted: wave %s still undecided at its %s deadline (%d of %d devices confirmed healthy; %s); a person must look",
 			wave.Name, st.Deadline(), st.Confirmed, st.Required(), Summary(gates))
 		return d

@@ -121,7 +121,11 @@ type GateResult struct {
 	// Suspect are the strata the evidence points at when the gate leans
 	// worse without failing: the controller may widen them to resolve it.
 	Suspect []string `json:"suspect,omitempty"`
-	Message string   `json:"message"`
+	// Leaning is set on an inconclusive gate whose evidence leans worse,
+	// against its limit or its control: at the wave's deadline such a
+	// gate halts the release in its own name (Step).
+	Leaning bool   `json:"leaning,omitempty"`
+	Message string `json:"message"`
 }
 
 // Count is a telemetry counter summed over organisations and windows.
@@ -373,7 +377,7 @@ func rateGate(g GateSpec, wave string, t Telemetry, shown, tested []string, r0 f
 		return res
 	}
 	if tExp < g.MinExposure {
-		res.Outcome, res.Message = Inconclusive, fmt.Sprintf("%s (%s; judged from %.3g)", what, where, g.MinExposure)
+		res.Outcome, res.Message, res.Leaning = Inconclusive, fmt.Sprintf("%s (%s; judged from %.3g)", what, where, g.MinExposure), over || leaning
 		return res
 	}
 	return settle(res, g, what, where, over, leaning)
@@ -409,7 +413,8 @@ func (ev evidence) describe(alpha float64) string {
 // releases on a rough day until the wave's deadline halted them.
 func settle(res GateResult, g GateSpec, what, where string, over, leaning bool) GateResult {
 	if over || leaning {
-		res.Outcome, res.Message = Inconclusive, fmt.Sprintf("%s (%s; leaning worse, waiting for more data)", what, where)
+		res.Outcome, res.Leaning = Inconclusive, true
+		res.Message = fmt.Sprintf("%s (%s; leaning worse, waiting for more data)", what, where)
 		return res
 	}
 	res.Outcome, res.Message = Pass, fmt.Sprintf("%s (%s)", what, where)
@@ -524,13 +529,13 @@ func silenceGate(g GateSpec, wave string, t Telemetry) GateResult {
 		return res
 	}
 	if float64(n) < g.MinExposure {
-		res.Outcome, res.Message = Inconclusive, fmt.Sprintf("%s (%s; judged from %.0f devices)", what, where, g.MinExposure)
+		res.Outcome, res.Message, res.Leaning = Inconclusive, fmt.Sprintf("%s (%s; judged from %.0f devices)", what, where, g.MinExposure), leaning
 		return res
 	}
 	// Most of the control group unheard is an outage, not a rough day:
 	// nothing the devices say can be heard, so nothing promotes.
 	if cn > 0 && binomialLower(cx, cn, g.Alpha) > 0.5 {
-		res.Outcome = Inconclusive
+		res.Outcome, res.Leaning = Inconclusive, leaning
 		res.Message = fmt.Sprintf("%s (%s): the control group is as quiet, so the fleet went silent, not the release's devices (an outage or a network cut?)", what, where)
 		return res
 	}
@@ -581,7 +586,7 @@ func shareGate(g GateSpec, wave string, t Telemetry, event string, base []string
 		}
 	}
 	if float64(n) < g.MinExposure {
-		res.Outcome, res.Message = Inconclusive, fmt.Sprintf("%s (%s; judged from %.0f devices)", what, where, g.MinExposure)
+		res.Outcome, res.Message, res.Leaning = Inconclusive, fmt.Sprintf("%s (%s; judged from %.0f devices)", what, where, g.MinExposure), over || leaning
 		return res
 	}
 	return settle(res, g, what, where, over, leaning)

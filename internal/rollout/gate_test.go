@@ -98,6 +98,11 @@ func runGateCases(t *testing.T, cases []gateCase) {
 					t.Errorf("message %q lacks %q", r.Message, p)
 				}
 			}
+			// A gate that leans worse says so, and only an undecided one
+			// does: the deadline halts in its name (Step).
+			if strings.Contains(r.Message, "leaning worse") && !r.Leaning || r.Leaning && r.Outcome != Inconclusive {
+				t.Errorf("leaning %v with outcome %s (%s)", r.Leaning, r.Outcome, r.Message)
+			}
 			if tc.want == Fail {
 				if strong := r.Evidence >= 1/tc.gate.Alpha; strong != tc.relative {
 					t.Errorf("evidence %g: relative test decided = %v, want %v", r.Evidence, strong, tc.relative)
