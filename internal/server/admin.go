@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ringfence/ringfence/internal/agentbuild"
 	"github.com/ringfence/ringfence/internal/content"
 	"github.com/ringfence/ringfence/internal/rollout"
 	"github.com/ringfence/ringfence/internal/store"
@@ -720,9 +721,10 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request, p Principal) er
 // maxAgentBuild caps an uploaded agent build.
 const maxAgentBuild = 64 << 20
 
-// publishAgentBuild stores an agent build: opaque bytes with a version
-// given in the query (?version=N). Agent channels are per platform (for
-// example acme/sensor-windows), so a build needs no targets of its own.
+// publishAgentBuild stores an agent build: an envelope (package
+// agentbuild) whose signed header names the platform, architecture and
+// agent version, with the channel's version given in the query
+// (?version=N). Devices are offered builds of their own platform only.
 func (s *Server) publishAgentBuild(w http.ResponseWriter, r *http.Request, p Principal, ch string) error {
 	v, err := strconv.ParseUint(r.URL.Query().Get("version"), 10, 63)
 	if err != nil || v == 0 {
@@ -738,6 +740,13 @@ func (s *Server) publishAgentBuild(w http.ResponseWriter, r *http.Request, p Pri
 	}
 	if len(body) == 0 {
 		return badRequest("empty agent build")
+	}
+	h, _, err := agentbuild.Parse(body)
+	if err != nil {
+		return &HTTPError{Code: http.StatusUnprocessableEntity, Msg: "build rejected", Detail: err.Error()}
+	}
+	if _, err := content.ParseAgentVersion(h.AgentVersion); err != nil {
+		return &HTTPError{Code: http.StatusUnprocessableEntity, Msg: "build rejected", Detail: fmt.Sprintf("agent build header: agent_version: %v", err)}
 	}
 	current, err := s.store.LatestArtifactVersion(r.Context(), ch)
 	if err != nil {

@@ -34,6 +34,7 @@ import (
 	"time"
 
 	"github.com/ringfence/ringfence/examples"
+	"github.com/ringfence/ringfence/internal/agentbuild"
 	"github.com/ringfence/ringfence/internal/content"
 	"github.com/ringfence/ringfence/internal/rollout"
 	"github.com/ringfence/ringfence/internal/server"
@@ -1275,14 +1276,19 @@ func gracefulShutdown(t *testing.T, storeURL string) {
 	}
 }
 
-// TestAgentBuildChannel: an agent build is published as opaque bytes with
-// its version in the query, released on the slower agent plan, and served
-// to devices once completed.
+// TestAgentBuildChannel: an agent build is published in its envelope with
+// the channel's version in the query, released on the slower agent plan,
+// and served to devices of its platform once completed.
 func TestAgentBuildChannel(t *testing.T) {
 	forEachStore(t, func(t *testing.T, e *env) {
 		pub := e.creds.PublisherToken
 		e.must(t, http.StatusCreated, "POST", "/v1/channels", pub, map[string]string{"vendor": "acme", "name": "sensor-windows", "kind": "agent", "category": "system-critical"}, nil)
-		build := bytes.Repeat([]byte("MZ\x90\x00"), 1000)
+		exe := bytes.Repeat([]byte("MZ\x90\x00"), 1000)
+		build, err := agentbuild.Pack(agentbuild.Header{Platform: "windows", Arch: "amd64", AgentVersion: "7.13.0"}, exe)
+		if err != nil {
+			t.Fatal(err)
+		}
+		badVersion := bytes.Replace(build, []byte(`"7.13.0"`), []byte(`"7.x.0"`), 1)
 		refusals := []struct {
 			name, query string
 			body        []byte
@@ -1293,6 +1299,10 @@ func TestAgentBuildChannel(t *testing.T) {
 			{"version-zero", "?version=0", build, 400, "version"},
 			{"version-not-a-number", "?version=7.12", build, 400, "version"},
 			{"empty-build", "?version=712", nil, 400, "empty"},
+			{"raw-executable", "?version=712", exe, 422, "not an agent build"},
+			{"tampered", "?version=712", append(append([]byte{}, build[:len(build)-1]...), 'X'), 422, "sha256"},
+			{"truncated", "?version=712", build[:len(build)-10], 422, "executable is"},
+			{"agent-version-not-semver", "?version=712", badVersion, 422, "agent_version"},
 		}
 		for _, tc := range refusals {
 			t.Run(tc.name, func(t *testing.T) {
@@ -1333,6 +1343,13 @@ func TestAgentBuildChannel(t *testing.T) {
 		code, body = e.call(t, "GET", cd.Artifact.URL, d.cred, nil)
 		if code != http.StatusOK || !bytes.Equal(body, build) {
 			t.Errorf("download: got %d and %d bytes, want 200 and the %d bytes published", code, len(body), len(build))
+		}
+		// A Linux device is never offered the Windows build.
+		linux := e.enroll(t, "7.12.0")
+		req := linux.report(292)
+		req.Platform = "linux"
+		if cd := channel(e.checkin(t, linux, req), "acme/sensor-windows"); cd != nil && cd.DesiredVersion != 0 {
+			t.Errorf("a linux device was offered the windows build: %+v", cd)
 		}
 	})
 }

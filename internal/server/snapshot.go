@@ -1,6 +1,8 @@
 package server
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -9,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ringfence/ringfence/internal/agentbuild"
 	"github.com/ringfence/ringfence/internal/content"
 	"github.com/ringfence/ringfence/internal/rollout"
 	"github.com/ringfence/ringfence/internal/store"
@@ -100,6 +103,8 @@ type releaseInfo struct {
 	targets content.Targets
 	// kind-specific: content bundles know their targets; nil means all
 	hasTargets bool
+	// buildPlatform: an agent build goes to devices of its platform only.
+	buildPlatform string
 	// target is the artifact's name in the signed-update repository;
 	// signing how far its vendor signed it, signingNote what is missing.
 	target      string
@@ -114,6 +119,8 @@ type artifactMeta struct {
 	size       int64
 	targets    content.Targets
 	hasTargets bool
+	// buildPlatform is an agent build's platform ("" for content).
+	buildPlatform string
 }
 
 func (s *Server) refresh(ctx context.Context) error {
@@ -211,7 +218,7 @@ func (s *Server) refresh(ctx context.Context) error {
 			s.log.Warn("stored release has a bad plan; it is skipped", "release", r.ID, "err", err)
 			continue
 		}
-		ri := &releaseInfo{rel: r, sha256: meta.sha256, size: meta.size, targets: meta.targets, hasTargets: meta.hasTargets,
+		ri := &releaseInfo{rel: r, sha256: meta.sha256, size: meta.size, targets: meta.targets, hasTargets: meta.hasTargets, buildPlatform: meta.buildPlatform,
 			view: rollout.ReleaseView{ID: r.ID, Version: r.Version, State: r.State, Wave: r.Wave, Plan: plan, CompletedAt: r.CompletedAt}}
 		ri.target = targetName(r.Channel, sn.channels[r.Channel].Kind, r.Version)
 		ri.signing, ri.signingNote = signing(ix, ri.target)
@@ -265,6 +272,9 @@ func (s *Server) artifactMeta(ctx context.Context, channel string, version uint6
 		return artifactMeta{}, err
 	}
 	m := artifactMeta{sha256: a.SHA256, size: a.Size}
+	if h, err := agentbuild.ReadHeader(bufio.NewReader(bytes.NewReader(a.Bytes))); err == nil {
+		m.buildPlatform = h.Platform
+	}
 	if content.IsCompiled(a.Bytes) {
 		if c, err := content.Unmarshal(a.Bytes); err == nil {
 			if t, err := content.TargetsOf(c); err == nil {
@@ -281,6 +291,9 @@ func (s *Server) artifactMeta(ctx context.Context, channel string, version uint6
 // Delivers), so no agent receives content that nothing checked against
 // what that agent supplies.
 func (ri *releaseInfo) targetsDevice(cat *content.Catalog, platform string, agent content.AgentVersion, agentOK bool) bool {
+	if ri.buildPlatform != "" {
+		return platform == ri.buildPlatform
+	}
 	if !ri.hasTargets {
 		return true
 	}

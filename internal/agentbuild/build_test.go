@@ -1,0 +1,90 @@
+package agentbuild
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+func good() Header { return Header{Platform: "linux", Arch: "amd64", AgentVersion: "7.13.0"} }
+
+func TestPackParseRoundTrip(t *testing.T) {
+	exe := []byte("\x7fELF pretend executable")
+	b, err := Pack(good(), exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !Is(b) {
+		t.Fatal("a packed build is not recognised")
+	}
+	h, got, err := Parse(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, exe) || h.Platform != "linux" || h.Arch != "amd64" || h.AgentVersion != "7.13.0" || h.Size != int64(len(exe)) {
+		t.Errorf("round trip: %+v %q", h, got)
+	}
+}
+
+// TestParseRefuses: every way a build can be wrong is refused, naming
+// what is wrong.
+func TestParseRefuses(t *testing.T) {
+	exe := []byte("\x7fELF pretend executable")
+	b, err := Pack(good(), exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	header := func(json string) []byte { return []byte(Magic + json + "\n" + string(exe)) }
+	sum := string(b[strings.Index(string(b), `"sha256":"`)+10:][:64])
+	cases := []struct {
+		name, want string
+		b          []byte
+	}{
+		{"raw-executable", "not an agent build", exe},
+		{"empty", "not an agent build", nil},
+		{"truncated", "executable is", b[:len(b)-3]},
+		{"trailing-bytes", "or more", append(append([]byte{}, b...), 'x')},
+		{"tampered", "sha256", append(append([]byte{}, b[:len(b)-1]...), 'X')},
+		{"no-newline", "header", []byte(Magic + `{"platform":"linux"`)},
+		{"unknown-field", "unknown field", header(`{"platform":"linux","arch":"amd64","agent_version":"7.13.0","size":24,"sha256":"` + sum + `","root":true}`)},
+		{"bad-platform", "platform", header(`{"platform":"Linux","arch":"amd64","agent_version":"7.13.0","size":24,"sha256":"` + sum + `"}`)},
+		{"bad-arch", "arch", header(`{"platform":"linux","arch":"amd64;rm","agent_version":"7.13.0","size":24,"sha256":"` + sum + `"}`)},
+		{"bad-version", "agent_version", header(`{"platform":"linux","arch":"amd64","agent_version":"7.13 0","size":24,"sha256":"` + sum + `"}`)},
+		{"zero-size", "size", header(`{"platform":"linux","arch":"amd64","agent_version":"7.13.0","size":0,"sha256":"` + sum + `"}`)},
+		{"short-sha", "sha256", header(`{"platform":"linux","arch":"amd64","agent_version":"7.13.0","size":24,"sha256":"abc"}`)},
+		{"overlong-header", "longer than", []byte(Magic + strings.Repeat(" ", 5000) + "{}\n")},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, err := Parse(tc.b)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Parse: %v, want an error mentioning %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	b, _ := Pack(good(), []byte("exe"))
+	f.Add(b)
+	f.Add([]byte(Magic + "{}\n"))
+	f.Add([]byte("MZ\x90\x00"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		h, exe, err := Parse(b)
+		if err != nil {
+			return
+		}
+		// What parses is a valid header over exactly its executable, and
+		// packs back to the same bytes.
+		if err := h.Validate(); err != nil || int64(len(exe)) != h.Size {
+			t.Fatalf("parsed an invalid build: %+v (%v)", h, err)
+		}
+		again, err := Pack(Header{Platform: h.Platform, Arch: h.Arch, AgentVersion: h.AgentVersion}, exe)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, exe2, err := Parse(again); err != nil || !bytes.Equal(exe, exe2) {
+			t.Fatalf("repacked build does not parse to the same executable: %v", err)
+		}
+	})
+}
