@@ -92,6 +92,14 @@ type Agent struct {
 	// holdEvents: the server's event quota is spent until then; check-ins
 	// carry the device's state only, its events stay queued.
 	holdEvents time.Time
+	// launched: a launcher started this process, running build (its
+	// channel version, 0 for the launcher's own binary); restart asks it
+	// for the journal's build instead. checkedIn: a check-in succeeded in
+	// this run, which a build on probation needs before it is healthy.
+	launched  bool
+	build     uint64
+	restart   bool
+	checkedIn bool
 }
 
 // errQuota is a check-in the server refused for its events: nothing of it
@@ -146,6 +154,7 @@ func New(cfg Config) (*Agent, error) {
 		}
 	}
 	a.status, _ = ReadStatus(cfg.Data)
+	a.build, a.launched = launchedBuild()
 	return a, nil
 }
 
@@ -235,7 +244,11 @@ func containsU64(s []uint64, v uint64) bool {
 }
 
 func (a *Agent) denied(channel string, version uint64) bool {
-	return a.deny.Denies(fmt.Sprintf("%s/%d.bundle", channel, version))
+	ext := "bundle"
+	if ch, ok := a.journal.Channels[channel]; ok && ch.Kind == KindBuild {
+		ext = "build"
+	}
+	return a.deny.Denies(fmt.Sprintf("%s/%d.%s", channel, version, ext))
 }
 
 // Run starts the worker with the active content and checks in until ctx
@@ -243,6 +256,14 @@ func (a *Agent) denied(channel string, version uint64) bool {
 func (a *Agent) Run(ctx context.Context) error {
 	if err := a.Start(); err != nil {
 		return err
+	}
+	a.mu.Lock()
+	restart := a.wantsRestartLocked()
+	a.mu.Unlock()
+	if restart {
+		// The start reverted the build on probation (or the journal names
+		// another): the launcher runs that one.
+		return a.stopForRestart()
 	}
 	if a.cfg.NewWorker != nil {
 		a.sup = a.cfg.NewWorker(a.onWorkerExit)
@@ -256,7 +277,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	loads := map[string]string{}
 	versions := map[string]uint64{}
 	for _, name := range a.journal.Names() {
-		if ch := a.journal.Channels[name]; ch.ActiveVersion != 0 {
+		if ch := a.journal.Channels[name]; ch.ActiveVersion != 0 && ch.Kind != KindBuild {
 			loads[name], versions[name] = a.slotFile(name, ch.ActiveSlot, ch.ActiveVersion), ch.ActiveVersion
 		}
 	}
@@ -297,6 +318,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		case <-a.cfg.After(max(wait, 0)):
 		}
 		a.tick()
+		if a.restartNow() {
+			return a.stopForRestart()
+		}
 		if a.cfg.Now().Before(next) {
 			continue
 		}
@@ -319,12 +343,16 @@ func (a *Agent) Run(ctx context.Context) error {
 			continue
 		}
 		failures = 0
+		a.checkedIn = true
 		if resp.NextCheckinS > 0 {
 			interval = time.Duration(resp.NextCheckinS) * time.Second
 		}
 		next = a.cfg.Now().Add(interval)
 		a.setStatus(func(s *Status) { s.LastCheckin, s.NextCheckin, s.Failures, s.LastError = a.cfg.Now(), next, 0, "" })
 		a.follow(ctx, resp)
+		if a.restartNow() {
+			return a.stopForRestart()
+		}
 		// A cycle's garbage (the check-in, a TUF refresh) would otherwise
 		// stay resident until the next one: on an endpoint that idles
 		// between check-ins, hand it back now. One small GC a minute.
@@ -332,6 +360,28 @@ func (a *Agent) Run(ctx context.Context) error {
 			debug.FreeOSMemory()
 		}
 	}
+}
+
+// restartNow reports whether the agent should stop for the launcher to
+// run another build.
+func (a *Agent) restartNow() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.restart || a.wantsRestartLocked()
+}
+
+// stopForRestart stops cleanly and asks the launcher for the journal's
+// build: a planned restart, which no probation counts as a failed start.
+func (a *Agent) stopForRestart() error {
+	a.mu.Lock()
+	if ch := a.buildChannelLocked(); ch != nil {
+		a.log.Info("restarting into another agent build", "channel", ch.Name, "from", a.build, "to", ch.ActiveVersion)
+	}
+	a.mu.Unlock()
+	if err := a.stop(); err != nil {
+		return err
+	}
+	return ErrRestart
 }
 
 // stop ends a run cleanly: the worker stops and the running marker goes,
@@ -386,7 +436,14 @@ func (a *Agent) tick() {
 	a.decide("probation", func(now time.Time) []Decision {
 		var ds []Decision
 		for _, name := range a.journal.Names() {
-			ds = append(ds, Tick(a.journal.Channels[name], a.cfg.Policy, now))
+			ch := a.journal.Channels[name]
+			if ch.Kind == KindBuild && (!a.checkedIn || !a.launched || ch.ActiveVersion != a.build) {
+				// A build is healthy only once it ran its probation and
+				// reached the server: a binary that cannot check in must
+				// not become the one to fall back to.
+				continue
+			}
+			ds = append(ds, Tick(ch, a.cfg.Policy, now))
 		}
 		return ds
 	})
@@ -424,7 +481,11 @@ func (a *Agent) loadActive(ctx context.Context, name string) {
 	a.mu.Lock()
 	ch := a.journal.Channels[name]
 	v, file := ch.ActiveVersion, a.slotFile(name, ch.ActiveSlot, ch.ActiveVersion)
+	build := ch.Kind == KindBuild
 	a.mu.Unlock()
+	if build {
+		return // the launcher runs builds: see restartNow
+	}
 	var err error
 	if v == 0 {
 		err = a.sup.Unload(ctx, name)
@@ -473,7 +534,7 @@ func (a *Agent) checkin(ctx context.Context) (*protocol.CheckinResponse, time.Du
 		}
 		a.mu.Unlock()
 	}
-	req := protocol.CheckinRequest{DeviceID: a.id.DeviceID, Platform: a.id.Platform, OSBuild: a.id.OSBuild, AgentVersion: a.id.AgentVersion,
+	req := protocol.CheckinRequest{DeviceID: a.id.DeviceID, Platform: a.id.Platform, OSBuild: a.id.OSBuild, AgentVersion: a.reportedVersion(),
 		Channels: []protocol.ChannelReport{}, Events: []protocol.EventReport{}}
 	a.mu.Lock()
 	for _, name := range a.journal.Names() {
@@ -574,9 +635,10 @@ func (a *Agent) follow(ctx context.Context, resp *protocol.CheckinResponse) {
 // journal's active one.
 func (a *Agent) syncWorker(ctx context.Context, name string) {
 	a.mu.Lock()
-	want := a.journal.Channels[name].ActiveVersion
+	ch := a.journal.Channels[name]
+	want, build := ch.ActiveVersion, ch.Kind == KindBuild
 	a.mu.Unlock()
-	if a.sup.Loaded(name) != want {
+	if !build && a.sup.Loaded(name) != want {
 		a.loadActive(ctx, name)
 	}
 }
@@ -633,17 +695,36 @@ func (a *Agent) followChannel(ctx context.Context, cd protocol.ChannelDesired, o
 		_ = a.saveLocked()
 		a.mu.Unlock()
 	}
-	if cd.Artifact == nil || !validTarget(cd.Artifact.Target, name, want) {
+	ext := "bundle"
+	if cd.Artifact != nil && strings.HasSuffix(cd.Artifact.Target, ".build") {
+		ext = "build"
+	}
+	if cd.Artifact == nil || !validTarget(cd.Artifact.Target, name, want, ext) {
 		fail(fmt.Errorf("the server named no signed target for it (got %+v)", cd.Artifact))
 		return
 	}
-	if a.denied(name, want) {
+	a.mu.Lock()
+	kindKnown := ch.Kind == KindBuild || ch.ActiveVersion == 0 && ch.LKGVersion == 0
+	if ext == "build" && kindKnown {
+		ch.Kind = KindBuild // for the deny list's name, before any download
+	}
+	isBuild, denied := ch.Kind == KindBuild, a.denied(name, want)
+	a.mu.Unlock()
+	if isBuild != (ext == "build") {
+		fail(fmt.Errorf("the server named %s, which is not what this channel installs", cd.Artifact.Target))
+		return
+	}
+	if denied {
 		fail(fmt.Errorf("it is on the signed deny list"))
 		return
 	}
 	sess, err := open()
 	if err != nil {
 		fail(err)
+		return
+	}
+	if isBuild {
+		a.followBuild(ctx, ch, want, cd.Artifact.Target, cd.Artifact.SHA256, sess, fail)
 		return
 	}
 	a.mu.Lock()
@@ -734,8 +815,8 @@ func revertRefused(ch *ChannelState, reason string) string {
 // validTarget: the signed target must be this channel's version, under
 // its production or canary name, so a server cannot pass one version's
 // signed bytes off as another.
-func validTarget(target, channel string, version uint64) bool {
-	v := strconv.FormatUint(version, 10) + ".bundle"
+func validTarget(target, channel string, version uint64, ext string) bool {
+	v := strconv.FormatUint(version, 10) + "." + ext
 	return target == channel+"/"+v || target == channel+"/canary/"+v
 }
 

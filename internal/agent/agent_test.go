@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"runtime"
 	"sync"
@@ -229,5 +230,68 @@ func TestEventQuotaDoesNotHoldBackWhatToRun(t *testing.T) {
 	stop()
 	if got := pending(t, data); len(got) == 0 || got[0] != string(agent.EventWorkerCrash) {
 		t.Errorf("queued after the quota: %v, want the held worker-crash first", got)
+	}
+}
+
+// TestBuildOnProbationNeedsACheckIn: an agent build becomes last-known-good
+// only after a probation in which it reached the server. A build that
+// runs but cannot check in stays on probation (the launcher's trial
+// timeout then takes it back); the same build able to check in is
+// confirmed.
+func TestBuildOnProbationNeedsACheckIn(t *testing.T) {
+	data, id := devServerWith(t, server.Config{})
+	j := agent.NewJournal()
+	ch := j.Channel("acme/sensor-linux")
+	ch.Kind, ch.State = agent.KindBuild, agent.StateProbation
+	ch.ActiveVersion, ch.ActiveSlot = 2, agent.SlotA
+	ch.Pending = &agent.Pending{Version: 2, Slot: agent.SlotA, ActivatedAt: time.Now()}
+	if err := j.Save(data); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(agent.LaunchedEnv, "2")
+	real := id.Server
+	run := func(server string, confirm bool) *agent.ChannelState {
+		t.Helper()
+		id.Server = server
+		b, _ := json.Marshal(id)
+		if err := os.WriteFile(filepath.Join(data, agent.IdentityFile), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		w := &fakeWorker{load: func(uint64) error { return nil }, loaded: map[string]uint64{}, unloads: make(chan string, 8)}
+		a, err := agent.New(agent.Config{Data: data, Policy: agent.Policy{Probation: 50 * time.Millisecond}, MaxBackoff: 100 * time.Millisecond,
+			NewWorker: func(func(map[string]uint64, error)) agent.Worker { return w }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// It runs for a second, or until the build is confirmed: how
+		// fast this machine is decides nothing.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		if confirm {
+			ctx, cancel = context.WithTimeout(context.Background(), time.Minute)
+		}
+		defer cancel()
+		go func() {
+			for ctx.Err() == nil {
+				if j, err := agent.LoadJournal(data); err == nil && j.Channels["acme/sensor-linux"].LKGVersion == 2 {
+					cancel()
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		}()
+		if err := a.Run(ctx); err != nil {
+			t.Fatalf("run: %v", err)
+		}
+		j, err := agent.LoadJournal(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return j.Channels["acme/sensor-linux"]
+	}
+	// Port 1 is never listening: every check-in is refused.
+	if c := run("http://127.0.0.1:1", false); c.Pending == nil || c.LKGVersion != 0 {
+		t.Fatalf("a build that never checked in was confirmed: %+v", c)
+	}
+	if c := run(real, true); c.Pending != nil || c.LKGVersion != 2 || c.State != agent.StateActive {
+		t.Fatalf("a build that checked in was not confirmed: %+v", c)
 	}
 }

@@ -28,14 +28,19 @@ const IdentityFile = "device.json"
 // Identity is who the device is to the server: written once at enrolment,
 // readable by the agent's user only (it holds the device credential).
 type Identity struct {
-	Server          string `json:"server"`
-	DeviceID        string `json:"device_id"`
-	Credential      string `json:"credential"`
-	Org             string `json:"org"`
-	Platform        string `json:"platform"`
-	OSBuild         string `json:"os_build"`
-	AgentVersion    string `json:"agent_version"`
-	CheckinInterval int    `json:"checkin_interval_s"`
+	Server       string `json:"server"`
+	DeviceID     string `json:"device_id"`
+	Credential   string `json:"credential"`
+	Org          string `json:"org"`
+	Platform     string `json:"platform"`
+	OSBuild      string `json:"os_build"`
+	AgentVersion string `json:"agent_version"`
+	// AgentVersionSet: enrolment was told the agent version to report
+	// (simulations, tests), and check-ins keep reporting it; otherwise an
+	// agent run by its launcher reports its own build's version, which
+	// changes as it updates itself.
+	AgentVersionSet bool `json:"agent_version_set,omitempty"`
+	CheckinInterval int  `json:"checkin_interval_s"`
 }
 
 // EnrollOptions are what `ringfence-agent enroll` is given.
@@ -79,7 +84,8 @@ func Enroll(ctx context.Context, o EnrollOptions) (*Identity, bool, error) {
 	if o.OSBuild == "" {
 		o.OSBuild = osBuild()
 	}
-	if o.AgentVersion == "" {
+	set := o.AgentVersion != ""
+	if !set {
 		o.AgentVersion = Version
 	}
 	if o.Hostname == "" {
@@ -116,7 +122,7 @@ func Enroll(ctx context.Context, o EnrollOptions) (*Identity, bool, error) {
 		return nil, false, fmt.Errorf("enroll: unexpected answer from the server: %s", b)
 	}
 	id := &Identity{Server: server, DeviceID: er.DeviceID, Credential: er.Credential, Org: er.Org, Platform: o.Platform,
-		OSBuild: o.OSBuild, AgentVersion: o.AgentVersion, CheckinInterval: er.CheckinInterval}
+		OSBuild: o.OSBuild, AgentVersion: o.AgentVersion, AgentVersionSet: set, CheckinInterval: er.CheckinInterval}
 	if err := os.MkdirAll(filepath.Join(o.Data, "tuf"), 0o700); err != nil {
 		return nil, false, err
 	}

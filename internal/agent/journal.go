@@ -78,6 +78,9 @@ type ChannelState struct {
 	// Name is the "vendor/channel" key, filled in by LoadJournal and
 	// Journal.Channel for the reasons the decisions give.
 	Name string `json:"-"`
+	// Kind is KindBuild for the channel of the agent's own builds (the
+	// launcher runs its active version); "" for content.
+	Kind string `json:"kind,omitempty"`
 
 	ActiveVersion uint64 `json:"active_version"` // 0: none
 	ActiveSlot    Slot   `json:"active_slot"`
@@ -240,6 +243,9 @@ func (ch *ChannelState) validate(name string) error {
 	}
 	if err := checkInstalled("lkg", ch.LKGVersion, ch.LKGSlot); err != nil {
 		return err
+	}
+	if ch.Kind != "" && ch.Kind != KindBuild {
+		return fmt.Errorf("kind %q is not %q", ch.Kind, KindBuild)
 	}
 	switch ch.State {
 	case StateNone, StateActive, StatePending, StateProbation, StateReverted:

@@ -1,7 +1,8 @@
 // Package agentcli is ringfence-agent's command line: enroll, run, status
 // and the hidden worker the agent starts for itself. Exit statuses: 0 ok,
 // 1 refused (by the server, or the state on disk says no), 2 usage or I/O
-// error.
+// error, 75 (run) stopped cleanly for the launcher to start another agent
+// build.
 package agentcli
 
 import (
@@ -66,7 +67,7 @@ content crashes the worker or the host. See docs/agent.md.`,
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usage(fmt.Errorf("%s: %w", c.CommandPath(), err)) })
-	root.AddCommand(newEnrollCmd(), newRunCmd(), newStatusCmd(), newWorkerCmd())
+	root.AddCommand(newEnrollCmd(), newRunCmd(), newLaunchCmd(), newStatusCmd(), newWorkerCmd())
 	return root
 }
 
@@ -231,7 +232,12 @@ func runAgent(ctx context.Context, cfg agent.Config) error {
 		if err != nil {
 			return refused(err)
 		}
-		return a.Run(ctx)
+		err = a.Run(ctx)
+		if errors.Is(err, agent.ErrRestart) {
+			// The launcher starts the build the journal now names.
+			return &exitError{agent.ExitRestart, err}
+		}
+		return err
 	}
 	if handled, err := runAsService(run); handled {
 		return err

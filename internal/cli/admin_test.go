@@ -218,8 +218,8 @@ func TestAdminStory(t *testing.T) {
 		Unpausable bool
 	}
 	decodeJSON(t, ok(t, s.as(t, admin, "channels", "list", "--json")), &chans)
-	if len(chans) != 2 || chans[1].ID != "initech/dns" || chans[1].Category != "system-critical" || !chans[1].Unpausable {
-		t.Errorf("got channels %+v, want acme/ipc and an unpausable system-critical initech/dns", chans)
+	if n := len(chans); n != 5 || chans[n-1].ID != "initech/dns" || chans[n-1].Category != "system-critical" || !chans[n-1].Unpausable {
+		t.Errorf("got channels %+v, want acme/ipc, the three acme/sensor-PLATFORM agent channels and an unpausable system-critical initech/dns", chans)
 	}
 
 	// Tokens: a CI publisher for acme, an admin for globex.

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/ringfence/ringfence/examples"
+	"github.com/ringfence/ringfence/internal/agentbuild"
 	"github.com/ringfence/ringfence/internal/content"
 	"github.com/ringfence/ringfence/internal/rollout"
 	"github.com/ringfence/ringfence/internal/store"
@@ -68,6 +69,15 @@ func (s *Server) SeedDev(ctx context.Context, dataDir, serverURL string) (*DevCr
 	}
 	if err := s.store.CreateChannel(ctx, store.Channel{ID: "acme/ipc", Vendor: "acme", Name: "ipc", Kind: store.ChannelContent, Category: "detection", CreatedAt: now}); err != nil {
 		return nil, fmt.Errorf("dev mode: %w", err)
+	}
+	// One agent-build channel per platform, so that the dev setup can
+	// publish a build of the agent itself (docs/agent.md, "Updating
+	// itself").
+	for _, p := range agentbuild.Platforms {
+		ch := store.Channel{ID: "acme/sensor-" + p, Vendor: "acme", Name: "sensor-" + p, Kind: store.ChannelAgent, Category: "agent", CreatedAt: now}
+		if err := s.store.CreateChannel(ctx, ch); err != nil {
+			return nil, fmt.Errorf("dev mode: %w", err)
+		}
 	}
 	c := &DevCredentials{Server: serverURL}
 	for _, t := range []struct {

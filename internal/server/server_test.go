@@ -1282,7 +1282,7 @@ func gracefulShutdown(t *testing.T, storeURL string) {
 func TestAgentBuildChannel(t *testing.T) {
 	forEachStore(t, func(t *testing.T, e *env) {
 		pub := e.creds.PublisherToken
-		e.must(t, http.StatusCreated, "POST", "/v1/channels", pub, map[string]string{"vendor": "acme", "name": "sensor-windows", "kind": "agent", "category": "system-critical"}, nil)
+		e.must(t, http.StatusCreated, "POST", "/v1/channels", pub, map[string]string{"vendor": "acme", "name": "sensor-windows-beta", "kind": "agent", "category": "system-critical"}, nil)
 		exe := bytes.Repeat([]byte("MZ\x90\x00"), 1000)
 		build, err := agentbuild.Pack(agentbuild.Header{Platform: "windows", Arch: "amd64", AgentVersion: "7.13.0"}, exe)
 		if err != nil {
@@ -1306,7 +1306,7 @@ func TestAgentBuildChannel(t *testing.T) {
 		}
 		for _, tc := range refusals {
 			t.Run(tc.name, func(t *testing.T) {
-				code, body := e.call(t, "POST", "/v1/channels/acme/sensor-windows/publish"+tc.query, pub, tc.body)
+				code, body := e.call(t, "POST", "/v1/channels/acme/sensor-windows-beta/publish"+tc.query, pub, tc.body)
 				wantError(t, code, body, tc.want, tc.mention)
 			})
 		}
@@ -1314,19 +1314,19 @@ func TestAgentBuildChannel(t *testing.T) {
 			SHA256 string `json:"sha256"`
 			Size   int    `json:"size"`
 		}
-		e.must(t, http.StatusCreated, "POST", "/v1/channels/acme/sensor-windows/publish?version=712", pub, build, &p)
+		e.must(t, http.StatusCreated, "POST", "/v1/channels/acme/sensor-windows-beta/publish?version=712", pub, build, &p)
 		sum := sha256.Sum256(build)
 		if p.SHA256 != hex.EncodeToString(sum[:]) || p.Size != len(build) {
 			t.Errorf("publish: got sha256 %s, size %d; want %x, %d", p.SHA256, p.Size, sum, len(build))
 		}
-		code, body := e.call(t, "POST", "/v1/channels/acme/sensor-windows/publish?version=712", pub, build)
+		code, body := e.call(t, "POST", "/v1/channels/acme/sensor-windows-beta/publish?version=712", pub, build)
 		wantError(t, code, body, http.StatusUnprocessableEntity, "not above")
 
 		var rel struct {
 			ID   string       `json:"id"`
 			Plan rollout.Plan `json:"plan"`
 		}
-		e.must(t, http.StatusCreated, "POST", "/v1/releases", pub, map[string]any{"channel": "acme/sensor-windows", "version": 712}, &rel)
+		e.must(t, http.StatusCreated, "POST", "/v1/releases", pub, map[string]any{"channel": "acme/sensor-windows-beta", "version": 712}, &rel)
 		if want := rollout.DefaultAgentPlan(); len(rel.Plan.Waves) != len(want.Waves) || rel.Plan.Waves[0].Bake != want.Waves[0].Bake {
 			t.Errorf("plan: got %+v, want the default agent plan", rel.Plan)
 		}
@@ -1335,8 +1335,8 @@ func TestAgentBuildChannel(t *testing.T) {
 		for range rel.Plan.Waves {
 			e.must(t, http.StatusOK, "POST", "/v1/releases/"+rel.ID+"/promote", pub, map[string]string{"reason": "healthy"}, nil)
 		}
-		cd := channel(e.checkin(t, d, d.report(292)), "acme/sensor-windows")
-		want := server.Artifact{URL: "/v1/artifacts/acme/sensor-windows/712", SHA256: p.SHA256, Size: int64(len(build)), Target: "acme/sensor-windows/712.build"}
+		cd := channel(e.checkin(t, d, d.report(292)), "acme/sensor-windows-beta")
+		want := server.Artifact{URL: "/v1/artifacts/acme/sensor-windows-beta/712", SHA256: p.SHA256, Size: int64(len(build)), Target: "acme/sensor-windows-beta/712.build"}
 		if cd == nil || cd.DesiredVersion != 712 || cd.Artifact == nil || *cd.Artifact != want {
 			t.Fatalf("got %+v, want 712 with %+v", cd, want)
 		}
@@ -1348,7 +1348,7 @@ func TestAgentBuildChannel(t *testing.T) {
 		linux := e.enroll(t, "7.12.0")
 		req := linux.report(292)
 		req.Platform = "linux"
-		if cd := channel(e.checkin(t, linux, req), "acme/sensor-windows"); cd != nil && cd.DesiredVersion != 0 {
+		if cd := channel(e.checkin(t, linux, req), "acme/sensor-windows-beta"); cd != nil && cd.DesiredVersion != 0 {
 			t.Errorf("a linux device was offered the windows build: %+v", cd)
 		}
 	})
