@@ -201,7 +201,7 @@ func Step(now time.Time, st ReleaseStatus, gates []GateResult) Verdict {
 		for _, g := range gates {
 			if g.Outcome == Inconclusive && g.Leaning {
 				d.Reason = fmt.Sprintf("halted: %s leaning worse at wave %s's %s deadline, where the gate decides: %s",
-					g.Metric, wave.Name, st.Deadline(), g.Message)
+					g.Metric, wave.Name, st.Deadline(), strings.Replace(g.Message, leaningWaits, "leaning worse", 1))
 				return d
 			}
 		}

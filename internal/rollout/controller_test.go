@@ -18,9 +18,12 @@ func results(outcomes ...Outcome) []GateResult {
 	return rs
 }
 
-// leaning marks gate i's evidence as leaning worse.
-func leaning(rs []GateResult, i int) []GateResult {
+// leaning marks gate i's evidence as leaning worse, with msg if set.
+func leaning(rs []GateResult, i int, msg string) []GateResult {
 	rs[i].Leaning = true
+	if msg != "" {
+		rs[i].Message = msg
+	}
 	return rs
 }
 
@@ -162,11 +165,11 @@ func TestStep(t *testing.T) {
 			Verdict{State: StateHalted, Wave: 0, Phase: "", Reason: "halted: wave internal still undecided at its 2h0m0s deadline (5000 of 1 devices confirmed healthy; worker-crash no-data); a person must look"}},
 		{"deadline/default-at-least-an-hour", status(0, func(s *ReleaseStatus) { s.Plan = short }), time.Hour, results(NoData),
 			Verdict{State: StateHalted, Wave: 0, Phase: "", Reason: "halted: wave internal still undecided at its 1h0m0s deadline (5000 of 1 devices confirmed healthy; worker-crash no-data); a person must look"}},
-		{"deadline/leaning-gate-decides", status(0, nil), 2 * time.Hour, leaning(results(Pass, Pass, Inconclusive, Pass, Pass, Pass, Inconclusive), 6),
-			Verdict{State: StateHalted, Wave: 0, Phase: "", Reason: "halted: boot-loop leaning worse at wave internal's 2h0m0s deadline, where the gate decides: boot-loop inconclusive message"}},
-		{"deadline/leaning-waits-before", status(0, nil), 2*time.Hour - time.Second, leaning(results(Pass, Pass, Pass, Pass, Pass, Pass, Inconclusive), 6),
+		{"deadline/leaning-gate-decides", status(0, nil), 2 * time.Hour, leaning(results(Pass, Pass, Inconclusive, Pass, Pass, Pass, Inconclusive), 6, "boot-loop rate 0.0073 vs 0 per device-hour in control (internal, 136.9 device-hours; leaning worse, waiting for more data)"),
+			Verdict{State: StateHalted, Wave: 0, Phase: "", Reason: "halted: boot-loop leaning worse at wave internal's 2h0m0s deadline, where the gate decides: boot-loop rate 0.0073 vs 0 per device-hour in control (internal, 136.9 device-hours; leaning worse)"}},
+		{"deadline/leaning-waits-before", status(0, nil), 2*time.Hour - time.Second, leaning(results(Pass, Pass, Pass, Pass, Pass, Pass, Inconclusive), 6, ""),
 			Verdict{State: StateRolling, Wave: 0, Phase: PhaseGating, Reason: "wave internal gating: boot-loop inconclusive"}},
-		{"deadline/leaning-while-awaiting-approval-waits", status(1, func(s *ReleaseStatus) { s.State, s.Phase = StateAwaitingApproval, PhaseGating }), 48 * time.Hour, leaning(results(Pass, Pass, Pass, Pass, Pass, Pass, Inconclusive), 6),
+		{"deadline/leaning-while-awaiting-approval-waits", status(1, func(s *ReleaseStatus) { s.State, s.Phase = StateAwaitingApproval, PhaseGating }), 48 * time.Hour, leaning(results(Pass, Pass, Pass, Pass, Pass, Pass, Inconclusive), 6, ""),
 			Verdict{State: StateAwaitingApproval, Wave: 1, Phase: PhaseGating, Reason: "wave canary waits for approval and for its gates: boot-loop inconclusive"}},
 		{"deadline/not-yet", status(1, func(s *ReleaseStatus) { s.Confirmed = 25 }), 4*time.Hour - time.Second, results(Error),
 			Verdict{State: StateRolling, Wave: 1, Phase: PhaseGating, Reason: "wave canary gating: worker-crash error"}},

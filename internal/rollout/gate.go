@@ -411,10 +411,13 @@ func (ev evidence) describe(alpha float64) string {
 // one background crash among a small wave's few device-hours is a rate
 // over the limit and an e-value near 1, and waiting on it held good
 // releases on a rough day until the wave's deadline halted them.
+// leaningWaits ends the message of a gate that leans worse and waits.
+const leaningWaits = "leaning worse, waiting for more data"
+
 func settle(res GateResult, g GateSpec, what, where string, over, leaning bool) GateResult {
 	if over || leaning {
 		res.Outcome, res.Leaning = Inconclusive, true
-		res.Message = fmt.Sprintf("%s (%s; leaning worse, waiting for more data)", what, where)
+		res.Message = fmt.Sprintf("%s (%s; %s)", what, where, leaningWaits)
 		return res
 	}
 	res.Outcome, res.Message = Pass, fmt.Sprintf("%s (%s)", what, where)
