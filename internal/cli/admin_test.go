@@ -98,7 +98,12 @@ func startDevServer(t *testing.T, extra ...string) *devServer {
 // startDevServerOf is startDevServer with another build of the binary.
 func startDevServerOf(t *testing.T, bin string, extra ...string) *devServer {
 	t.Helper()
-	data := t.TempDir()
+	return startDevServerAt(t, bin, t.TempDir(), extra...)
+}
+
+// startDevServerAt is startDevServerOf on a data directory of the test's.
+func startDevServerAt(t *testing.T, bin, data string, extra ...string) *devServer {
+	t.Helper()
 	s := &devServer{exited: make(chan struct{}), data: data}
 	s.cmd = exec.Command(bin, append([]string{"server", "--dev", "--data", data, "--listen", "127.0.0.1:0", "--log-level", "warn"}, extra...)...)
 	s.cmd.Env = cleanEnv()
