@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -33,6 +34,9 @@ error.`,
 			if data == "" {
 				return usage(errors.New("--data is required (the server's data directory)"))
 			}
+			if db == "" {
+				db = os.Getenv("RINGFENCE_DB") // as the server reads it
+			}
 			if auditKey == "" {
 				auditKey = filepath.Join(data, "audit.key")
 			}
@@ -41,9 +45,15 @@ error.`,
 				return usage(err)
 			}
 			defer st.Close()
-			key, err := keyFile(auditKey, 32, slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil)))
+			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
+			key, err := keyFile(auditKey, 32, log)
 			if err != nil {
 				return usage(fmt.Errorf("--audit-key-file: %w", err))
+			}
+			// The checkpoint key too, so that replicas started side by
+			// side on one data directory find both made.
+			if _, err := keyFile(filepath.Join(data, "audit-signing.key"), ed25519.SeedSize, log); err != nil {
+				return usage(fmt.Errorf("audit-signing.key: %w", err))
 			}
 			st.SetAuditKey(key)
 			sec, err := server.BootstrapAdmin(cmd.Context(), st, name, time.Now())
@@ -74,7 +84,7 @@ error.`,
 	}
 	f := c.Flags()
 	f.StringVar(&data, "data", "", "the server's data directory")
-	f.StringVar(&db, "db", "", "database URL, as for ringfence server (empty: embedded SQLite in --data)")
+	f.StringVar(&db, "db", "", "database URL, as for ringfence server (default $RINGFENCE_DB; empty: embedded SQLite in --data)")
 	f.StringVar(&name, "name", "first admin", "the token's name")
 	f.StringVar(&out, "out", "", "write the secret to this new file (mode 0600) instead of printing it")
 	f.StringVar(&auditKey, "audit-key-file", "", "the audit log's key, as for ringfence server (default <data>/audit.key)")
