@@ -207,7 +207,10 @@ type checkinRun struct {
 	running   map[string]versions
 	allowed   int64
 	countBeat bool // this check-in is the device's heartbeat of the window
-	countAct  bool // and its one device-window with blocks or alerts
+	// beatWindow is the window, in windows since the epoch: the store
+	// counts one heartbeat per device and window across replicas.
+	beatWindow int64
+	countAct   bool // and its one device-window with blocks or alerts
 
 	resp      CheckinResponse
 	offerKeys []string
@@ -246,6 +249,7 @@ func (c *checkinRun) readDevice() error {
 		c.allowed = e.reserveActions(c.now, actionsAsked(req.Events, c.lastSeq))
 	}
 	win := c.now.UnixNano() / int64(s.cfg.CounterWindow)
+	c.beatWindow = win
 	// One heartbeat per device and window, however often it checks in; a
 	// check-in that reports no channel does not use up the window.
 	if c.countBeat = e.hbWindow < win && len(req.Channels) > 0; c.countBeat {
@@ -357,7 +361,7 @@ func (c *checkinRun) countPresence() {
 			}
 		}
 	}
-	s.hb.touch(c.id, c.now, beats)
+	s.hb.touch(c.id, c.now, c.beatWindow, beats)
 }
 
 // answer decides each channel's desired version for the device, and

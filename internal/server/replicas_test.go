@@ -218,3 +218,33 @@ func TestARetryOnAnotherReplicaIsAnsweredAlike(t *testing.T) {
 		t.Fatalf("%d of %d retried check-ins were not answered 200", n, 5*2*len(f.devs))
 	}
 }
+
+// A device whose check-ins of one counter window land on two replicas
+// counts one heartbeat, not two: the store keeps the last window counted
+// for each device (before, each replica counted its own, and a device
+// balanced round robin added twice its device-hours to the rates).
+func TestHeartbeatCountsOncePerWindowAcrossReplicas(t *testing.T) {
+	cfg := server.Config{ControllerTick: 24 * time.Hour}
+	a := newEnvConfig(t, storetest.PostgresURL(t), cfg)
+	f := standardFleet(t, a)
+	rel := a.startRelease(t, quickPlan(), "normal")
+	f.until(t, 4, "in the canary wave", func(st server.ReleaseStatus) bool { return st.Release.WaveName == "canary" }, rel.ID)
+	f.tick(t)
+	offered := f.runningCanary(t)
+	b := a.replica(t, cfg)
+	a.srv.Drain()
+	before := a.figures(t, a.creds.AdminToken, rel.ID).sum("heartbeat")
+	req := server.CheckinRequest{Platform: "windows", OSBuild: offered.osBuild, AgentVersion: offered.agent,
+		Channels: []server.ChannelReport{{Channel: "acme/ipc", ActiveVersion: 293, LKGVersion: offered.lkg, State: "probation"}}}
+	for range 5 {
+		a.clock.Advance(time.Minute)
+		for _, e := range []*env{a, b, a, b} {
+			e.must(t, http.StatusOK, "POST", "/v1/checkin", offered.cred, req, nil)
+		}
+		a.srv.Drain()
+		b.srv.Drain()
+	}
+	if got := a.figures(t, a.creds.AdminToken, rel.ID).sum("heartbeat") - before; got != 5 {
+		t.Errorf("a device checking in on two replicas added %d heartbeats in 5 windows, want 5", got)
+	}
+}

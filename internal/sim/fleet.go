@@ -254,10 +254,15 @@ func (fs *fleetStore) ListDevices(ctx context.Context, f store.DeviceFilter) ([]
 }
 
 // TouchDevices: last-seen times go to the fleet, counters to the memstore.
+// A simulation has one server, whose device cache already counts one
+// heartbeat per device and window, so every heartbeat is counted.
 func (fs *fleetStore) TouchDevices(ctx context.Context, seen []store.DeviceSeen, counters []store.Counter) error {
 	for _, d := range seen {
 		if i, ok := deviceIndex(d.ID); ok && i < len(fs.sim.fleet.devs) {
 			fs.sim.touch(i, d.LastSeen)
+		}
+		if d.Window > 0 {
+			counters = store.AddBeats(counters, d.Beats)
 		}
 	}
 	return fs.Store.TouchDevices(ctx, nil, counters)

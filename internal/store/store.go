@@ -485,6 +485,22 @@ var ErrNotLeader = errors.New("another replica is the controller")
 type DeviceSeen struct {
 	ID       string
 	LastSeen time.Time
+	// Window, when above 0, is the counter window (in windows since the
+	// epoch) of the device's heartbeat, and Beats the counters it adds
+	// to. They are added only if no heartbeat of the device was counted
+	// for that window or a later one: a device whose check-ins land on
+	// several replicas counts once a window.
+	Window int64
+	Beats  []CounterKey
+}
+
+// AddBeats adds one heartbeat to each of keys' counters.
+func AddBeats(cs []Counter, keys []CounterKey) []Counter {
+	cs = slices.Clip(cs) // never into the caller's array
+	for _, k := range keys {
+		cs = append(cs, Counter{CounterKey: k, Value: 1})
+	}
+	return cs
 }
 
 // CheckinResult says, per write, which events were new (the rest were
@@ -628,7 +644,8 @@ type Store interface {
 	// device last-seen and reported state, new events (those above the
 	// device's stored sequence number) and counter increments for them.
 	ApplyCheckins(ctx context.Context, ws []CheckinWrite) ([]CheckinResult, error)
-	// TouchDevices records last-seen times (never moving one back) and
+	// TouchDevices records last-seen times (never moving one back), adds
+	// each device's heartbeat counters once per window (DeviceSeen) and
 	// adds counter increments, in one transaction: the server batches the
 	// heartbeats of plain check-ins into it about once a second.
 	TouchDevices(ctx context.Context, seen []DeviceSeen, counters []Counter) error

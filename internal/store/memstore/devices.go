@@ -19,6 +19,7 @@ import (
 type device struct {
 	store.Device
 	channels []store.DeviceChannel // sorted by channel
+	hbWindow int64                 // the last heartbeat window counted
 }
 
 // devices index the fleet. fleet and onVersion are kept with every write,
@@ -316,8 +317,16 @@ func (s *Store) TouchDevices(ctx context.Context, seen []store.DeviceSeen, count
 	}
 	defer s.mu.Unlock()
 	for _, x := range seen {
-		if d := st.devices.byID[x.ID]; d != nil && ms(d.LastSeen) < ms(x.LastSeen) {
+		d := st.devices.byID[x.ID]
+		if d == nil {
+			continue
+		}
+		if ms(d.LastSeen) < ms(x.LastSeen) {
 			d.LastSeen = norm(x.LastSeen)
+		}
+		if x.Window > 0 && len(x.Beats) > 0 && d.hbWindow < x.Window {
+			d.hbWindow = x.Window
+			counters = store.AddBeats(counters, x.Beats)
 		}
 	}
 	st.addCounters(counters)

@@ -271,6 +271,12 @@ CREATE INDEX policies_channel ON policies (channel, org);
 	`
 ALTER TABLE artifacts ADD COLUMN findings TEXT NOT NULL DEFAULT '';
 `,
+	// 11: the last heartbeat window counted for each device, so that a
+	// device whose check-ins land on two replicas in one window counts one
+	// heartbeat, not two.
+	`
+ALTER TABLE devices ADD COLUMN hb_window BIGINT NOT NULL DEFAULT 0;
+`,
 }
 
 func (d dialect) migration(i int) string {

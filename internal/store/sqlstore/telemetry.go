@@ -129,10 +129,30 @@ func (s *Store) TouchDevices(ctx context.Context, seen []store.DeviceSeen, count
 			}
 			defer stmt.Close()
 			seen = slices.Clone(seen)
-			slices.SortFunc(seen, func(a, b store.DeviceSeen) int { return strings.Compare(a.ID, b.ID) })
+			// By device (the lock order), and a device's windows in order.
+			slices.SortFunc(seen, func(a, b store.DeviceSeen) int {
+				return cmp.Or(strings.Compare(a.ID, b.ID), cmp.Compare(a.Window, b.Window))
+			})
+			beat, err := tx.PrepareContext(ctx, s.q(`UPDATE devices SET hb_window = ? WHERE id = ? AND hb_window < ?`))
+			if err != nil {
+				return err
+			}
+			defer beat.Close()
 			for _, d := range seen {
 				if _, err := stmt.ExecContext(ctx, ms(d.LastSeen), d.ID, ms(d.LastSeen)); err != nil {
 					return err
+				}
+				if d.Window <= 0 || len(d.Beats) == 0 {
+					continue
+				}
+				r, err := beat.ExecContext(ctx, d.Window, d.ID, d.Window)
+				if err != nil {
+					return err
+				}
+				if n, err := r.RowsAffected(); err != nil {
+					return err
+				} else if n > 0 {
+					counters = store.AddBeats(counters, d.Beats)
 				}
 			}
 		}

@@ -411,6 +411,24 @@ func testCheckins(t *testing.T, s store.Store, _ Hasher) {
 			t.Errorf("heartbeat counter = %d, want 42", c.Value)
 		}
 	}
+	// A device's heartbeat counts once per window, whichever replica sends
+	// it and however often: the same window twice (two replicas), a later
+	// window, then an older one (a delayed batch), and a window of an
+	// unknown device, which counts nothing.
+	beat := func(id string, window int64) store.DeviceSeen {
+		return store.DeviceSeen{ID: id, LastSeen: later, Window: window, Beats: []store.CounterKey{key("heartbeat")}}
+	}
+	must(t, s.TouchDevices(ctx, []store.DeviceSeen{beat("dev-1", 1000)}, nil))
+	must(t, s.TouchDevices(ctx, []store.DeviceSeen{beat("dev-1", 1000)}, nil))
+	must(t, s.TouchDevices(ctx, []store.DeviceSeen{beat("dev-1", 1001), beat("ghost", 1001)}, nil))
+	must(t, s.TouchDevices(ctx, []store.DeviceSeen{beat("dev-1", 999)}, nil))
+	cs, err = s.Counters(ctx, "rel-1")
+	must(t, err)
+	for _, c := range cs {
+		if c.Metric == "heartbeat" && c.Value != 44 {
+			t.Errorf("heartbeat counter after the windows 1000, 1000, 1001, 999 = %d, want 44 (one per window)", c.Value)
+		}
+	}
 
 	// Running totals: over all windows, per organisation; a mark makes
 	// the gates count only what comes after it.
@@ -430,7 +448,7 @@ func testCheckins(t *testing.T, s store.Store, _ Hasher) {
 		}
 		return fmt.Sprint(got)
 	}
-	wantTotals := "[1/acme-it/windows/7.11.0/22631/heartbeat=8 1/contoso/windows/7.11.0/22631/action-block=3 1/contoso/windows/7.11.0/22631/applied=1 1/contoso/windows/7.11.0/22631/heartbeat=42]"
+	wantTotals := "[1/acme-it/windows/7.11.0/22631/heartbeat=8 1/contoso/windows/7.11.0/22631/action-block=3 1/contoso/windows/7.11.0/22631/applied=1 1/contoso/windows/7.11.0/22631/heartbeat=44]"
 	if got := totals(false); got != wantTotals {
 		t.Errorf("totals = %s, want %s", got, wantTotals)
 	}
