@@ -159,43 +159,63 @@ func (a *Agent) followBuild(ctx context.Context, ch *ChannelState, want uint64, 
 }
 
 // unpackBuild checks a verified build against this host and writes its
-// executable to exe, durably; the envelope is removed.
+// executable to exe, and its worker next to it, durably; the envelope is
+// removed.
 func unpackBuild(file, exe string) (agentbuild.Header, error) {
 	f, err := os.Open(file)
 	if err != nil {
 		return agentbuild.Header{}, err
 	}
 	defer f.Close()
-	if err := os.MkdirAll(filepath.Dir(exe), 0o755); err != nil {
+	dir := filepath.Dir(exe)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return agentbuild.Header{}, err
 	}
-	tmp := exe + ".partial"
-	out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o755)
-	if err != nil {
-		return agentbuild.Header{}, err
+	workerExe := filepath.Join(dir, workerName())
+	outs := []string{exe + ".partial", workerExe + ".partial"}
+	var files []*os.File
+	for _, p := range outs {
+		o, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o755)
+		if err != nil {
+			return agentbuild.Header{}, err
+		}
+		defer os.Remove(p) // gone once renamed; otherwise left over
+		files = append(files, o)
 	}
-	h, err := agentbuild.Extract(f, out)
+	h, err := agentbuild.Extract(f, files[0], files[1])
 	if err == nil && (h.Platform != runtime.GOOS || h.Arch != runtime.GOARCH) {
 		err = fmt.Errorf("the build is for %s/%s; this host is %s/%s", h.Platform, h.Arch, runtime.GOOS, runtime.GOARCH)
 	}
-	if err == nil {
-		err = out.Sync()
+	for _, o := range files {
+		if err == nil {
+			err = o.Sync()
+		}
+		if cerr := o.Close(); err == nil {
+			err = cerr
+		}
 	}
-	if cerr := out.Close(); err == nil {
-		err = cerr
+	if err == nil && h.WorkerSize > 0 {
+		err = replaceFile(outs[1], workerExe)
 	}
 	if err == nil {
-		err = replaceFile(tmp, exe)
+		err = replaceFile(outs[0], exe)
 	}
 	if err == nil {
-		err = syncDir(filepath.Dir(exe))
+		err = syncDir(dir)
 	}
 	if err != nil {
-		_ = os.Remove(tmp)
 		return h, err
 	}
 	_ = os.Remove(file)
 	return h, nil
+}
+
+// workerName is the worker executable's name on this platform.
+func workerName() string {
+	if runtime.GOOS == "windows" {
+		return "ringfence-agent-worker.exe"
+	}
+	return "ringfence-agent-worker"
 }
 
 // reportedVersion is the agent version check-ins report: the one given at

@@ -7,11 +7,11 @@
 // relabel a version.
 //
 // The format is the magic line, one line of JSON (the header), then the
-// executable's bytes:
+// executable's bytes, then the worker's if the build has one:
 //
 //	RINGFENCE-AGENT-BUILD 1\n
-//	{"platform":"linux","arch":"amd64","agent_version":"7.13.0","size":N,"sha256":"..."}\n
-//	<N bytes>
+//	{"platform":"linux","arch":"amd64","agent_version":"7.13.0","size":N,"sha256":"...","worker_size":M,"worker_sha256":"..."}\n
+//	<N bytes of ringfence-agent><M bytes of ringfence-agent-worker>
 package agentbuild
 
 import (
@@ -46,6 +46,12 @@ type Header struct {
 	// Size and SHA256 are the executable's, checked when it is read.
 	Size   int64  `json:"size"`
 	SHA256 string `json:"sha256"`
+	// WorkerSize and WorkerSHA256 are the worker executable's
+	// (ringfence-agent-worker), which follows the agent's; 0 and "" for a
+	// build without one (the agent then runs its own worker command, a
+	// larger process).
+	WorkerSize   int64  `json:"worker_size,omitempty"`
+	WorkerSHA256 string `json:"worker_sha256,omitempty"`
 }
 
 var (
@@ -64,20 +70,29 @@ func (h Header) Validate() error {
 		return fmt.Errorf("agent_version %q: want a version such as 7.13.0", h.AgentVersion)
 	case h.Size <= 0:
 		return fmt.Errorf("size %d: an empty build", h.Size)
-	case len(h.SHA256) != 64 || strings.ToLower(h.SHA256) != h.SHA256:
+	case !isSHA256(h.SHA256):
 		return fmt.Errorf("sha256 %q: want 64 lower-case hex digits", h.SHA256)
-	}
-	if _, err := hex.DecodeString(h.SHA256); err != nil {
-		return fmt.Errorf("sha256 %q: %v", h.SHA256, err)
+	case h.WorkerSize < 0 || (h.WorkerSize == 0) != (h.WorkerSHA256 == ""):
+		return fmt.Errorf("worker_size %d with worker_sha256 %q: give both or neither", h.WorkerSize, h.WorkerSHA256)
+	case h.WorkerSize > 0 && !isSHA256(h.WorkerSHA256):
+		return fmt.Errorf("worker_sha256 %q: want 64 lower-case hex digits", h.WorkerSHA256)
 	}
 	return nil
 }
 
-// Pack wraps an executable in its envelope; h's Size and SHA256 are set
-// from exe.
-func Pack(h Header, exe []byte) ([]byte, error) {
-	sum := sha256.Sum256(exe)
-	h.Size, h.SHA256 = int64(len(exe)), hex.EncodeToString(sum[:])
+func isSHA256(s string) bool {
+	_, err := hex.DecodeString(s)
+	return len(s) == 64 && strings.ToLower(s) == s && err == nil
+}
+
+// Pack wraps an executable, and its worker if not nil, in the envelope;
+// h's sizes and hashes are set from them.
+func Pack(h Header, exe, worker []byte) ([]byte, error) {
+	h.Size, h.SHA256 = int64(len(exe)), hexSum(exe)
+	h.WorkerSize, h.WorkerSHA256 = 0, ""
+	if len(worker) > 0 {
+		h.WorkerSize, h.WorkerSHA256 = int64(len(worker)), hexSum(worker)
+	}
 	if err := h.Validate(); err != nil {
 		return nil, fmt.Errorf("agent build: %w", err)
 	}
@@ -85,9 +100,14 @@ func Pack(h Header, exe []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := make([]byte, 0, len(Magic)+len(line)+1+len(exe))
-	out = append(append(append(append(out, Magic...), line...), '\n'), exe...)
+	out := make([]byte, 0, len(Magic)+len(line)+1+len(exe)+len(worker))
+	out = append(append(append(append(append(out, Magic...), line...), '\n'), exe...), worker...)
 	return out, nil
+}
+
+func hexSum(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }
 
 // Is reports whether b starts like a build.
@@ -129,35 +149,56 @@ func ReadHeader(r *bufio.Reader) (Header, error) {
 	return h, nil
 }
 
-// Parse reads a whole build held in memory: its header and executable,
-// checked against the header's size and hash.
-func Parse(b []byte) (Header, []byte, error) {
-	var exe bytes.Buffer
-	h, err := Extract(bytes.NewReader(b), &exe)
+// Parse reads a whole build held in memory: its header, executable and
+// worker (nil without one), checked against the header's sizes and hashes.
+func Parse(b []byte) (Header, []byte, []byte, error) {
+	var exe, worker bytes.Buffer
+	h, err := Extract(bytes.NewReader(b), &exe, &worker)
 	if err != nil {
-		return h, nil, err
+		return h, nil, nil, err
 	}
-	return h, exe.Bytes(), nil
+	if h.WorkerSize == 0 {
+		return h, exe.Bytes(), nil, nil
+	}
+	return h, exe.Bytes(), worker.Bytes(), nil
 }
 
-// Extract copies the executable of the build read from r to w, checking
-// its size and hash against the header; it returns the header.
-func Extract(r io.Reader, w io.Writer) (Header, error) {
+// Extract copies the executable of the build read from r to exe, and its
+// worker to worker, checking each against the header's size and hash, and
+// that nothing follows them; it returns the header.
+func Extract(r io.Reader, exe, worker io.Writer) (Header, error) {
 	br := bufio.NewReader(r)
 	h, err := ReadHeader(br)
 	if err != nil {
 		return h, err
 	}
-	hash := sha256.New()
-	n, err := io.Copy(io.MultiWriter(w, hash), io.LimitReader(br, h.Size+1))
-	if err != nil {
-		return h, fmt.Errorf("agent build: %w", err)
+	if err := copyChecked(exe, br, h.Size, h.SHA256, "executable"); err != nil {
+		return h, err
 	}
-	if n != h.Size {
-		return h, fmt.Errorf("agent build: the executable is %d bytes or more, its header says %d", n, h.Size)
+	if h.WorkerSize > 0 {
+		if err := copyChecked(worker, br, h.WorkerSize, h.WorkerSHA256, "worker"); err != nil {
+			return h, err
+		}
 	}
-	if got := hex.EncodeToString(hash.Sum(nil)); got != h.SHA256 {
-		return h, fmt.Errorf("agent build: the executable's sha256 is %s, its header says %s", got, h.SHA256)
+	if n, _ := io.CopyN(io.Discard, br, 1); n > 0 {
+		return h, fmt.Errorf("agent build: bytes follow the %d its header names", h.Size+h.WorkerSize)
 	}
 	return h, nil
+}
+
+// copyChecked copies exactly size bytes of r to w, whose sha256 must be
+// sum.
+func copyChecked(w io.Writer, r io.Reader, size int64, sum, what string) error {
+	hash := sha256.New()
+	n, err := io.Copy(io.MultiWriter(w, hash), io.LimitReader(r, size))
+	if err != nil {
+		return fmt.Errorf("agent build: %s: %w", what, err)
+	}
+	if n != size {
+		return fmt.Errorf("agent build: the %s is %d bytes, its header says %d", what, n, size)
+	}
+	if got := hex.EncodeToString(hash.Sum(nil)); got != sum {
+		return fmt.Errorf("agent build: the %s's sha256 is %s, its header says %s", what, got, sum)
+	}
+	return nil
 }

@@ -23,16 +23,19 @@ import (
 
 const buildChannel = "acme/sensor-linux"
 
-// newAgentBuild builds ringfence-agent reporting agentVersion.
+// newAgentBuild builds ringfence-agent reporting agentVersion, and its
+// worker beside it.
 func newAgentBuild(t *testing.T, agentVersion string) string {
 	t.Helper()
-	exe := filepath.Join(t.TempDir(), "ringfence-agent")
-	build := exec.Command("go", "build", "-o", exe, "-ldflags", "-X github.com/ringfence/ringfence/internal/agent.Version="+agentVersion, "./cmd/ringfence-agent")
-	build.Dir = filepath.Join("..", "..")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	dir := t.TempDir()
+	for _, name := range []string{"ringfence-agent", "ringfence-agent-worker"} {
+		build := exec.Command("go", "build", "-o", filepath.Join(dir, name), "-ldflags", "-X github.com/ringfence/ringfence/internal/agent.Version="+agentVersion, "./cmd/"+name)
+		build.Dir = filepath.Join("..", "..")
+		if out, err := build.CombinedOutput(); err != nil {
+			t.Fatalf("go build: %v\n%s", err, out)
+		}
 	}
-	return exe
+	return filepath.Join(dir, "ringfence-agent")
 }
 
 // agentChannel has contoso (the dev organisation) follow the dev server's
@@ -179,7 +182,7 @@ func TestAgentUpdatesItself(t *testing.T) {
 	waitServer(t, d, agent.Version)
 
 	out := publishBuild(t, s, newExe, 2)
-	if want := "agent 7.13.0 for linux/" + runtime.GOARCH; !strings.Contains(out, want) {
+	if want := "agent 7.13.0 for linux/" + runtime.GOARCH + ", with its worker"; !strings.Contains(out, want) {
 		t.Errorf("publish says %q, want it to name %q (read from the executable)", out, want)
 	}
 	releaseBuild(t, s, 2)
@@ -197,6 +200,10 @@ func TestAgentUpdatesItself(t *testing.T) {
 	waitServer(t, d, "7.13.0")
 	if !strings.Contains(d.run.out.String(), "build=2") {
 		t.Errorf("the launcher never said it started build 2:\n%s", tail(d.run.out.String(), 4000))
+	}
+	// The build's own small worker runs, not the agent's fallback.
+	if want := filepath.Join("2", "ringfence-agent-worker"); !strings.Contains(d.run.out.String(), want) {
+		t.Errorf("the new build's worker is not its own %s:\n%s", want, tail(d.run.out.String(), 4000))
 	}
 }
 

@@ -9,6 +9,8 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -45,8 +47,8 @@ version, and stores the compiled artifact. With --types and --manifests the
 bundle is first validated here, and not sent if it is rejected.
 
 With --build, publish a ringfence-agent executable to an agent channel as
-version N: its platform, architecture and agent version are read from the
-executable (Go's build information: GOOS, GOARCH and the -X setting of
+version N, with the ringfence-agent-worker next to it (or --worker): its
+platform, architecture and agent version are read from the executable (Go's build information: GOOS, GOARCH and the -X setting of
 agent.Version) unless --platform, --arch or --agent-version say otherwise,
 and sent in the signed envelope agents verify before they update themselves
 (docs/agent.md, "Updating itself").
@@ -93,6 +95,7 @@ refused, 2 usage, I/O error, unreachable server or bad token.`,
 	c.Flags().StringVar(&manifests, "manifests", "", "validate locally first: directory of capability manifests")
 	c.Flags().StringVar(&sigs, "signatures", "", "upload signatures made by ringfence sign")
 	c.Flags().StringVar(&b.path, "build", "", "publish this ringfence-agent executable to an agent channel (with --channel and --version)")
+	c.Flags().StringVar(&b.worker, "worker", "", "--build: the ringfence-agent-worker executable shipped with it (default: the one next to --build's, if any)")
 	c.Flags().Uint64Var(&b.version, "version", 0, "--build: the channel version, above its current one")
 	c.Flags().StringVar(&b.h.Platform, "platform", "", "--build: the build's platform (default: read from the executable)")
 	c.Flags().StringVar(&b.h.Arch, "arch", "", "--build: the build's architecture (default: read from the executable)")
@@ -101,9 +104,9 @@ refused, 2 usage, I/O error, unreachable server or bad token.`,
 }
 
 type buildFlags struct {
-	path    string
-	version uint64
-	h       agentbuild.Header
+	path, worker string
+	version      uint64
+	h            agentbuild.Header
 }
 
 // agentVersionFlag is the linker setting release builds name their agent
@@ -122,6 +125,19 @@ func (f *adminFlags) publishBuild(cmd *cobra.Command, b buildFlags, channel stri
 	exe, err := readUpTo(b.path, 64<<20)
 	if err != nil {
 		return usage(err)
+	}
+	// The worker ships with the agent: the one named, else the one next
+	// to the executable, if any.
+	var worker []byte
+	if b.worker == "" {
+		if w := filepath.Join(filepath.Dir(b.path), "ringfence-agent-worker"+filepath.Ext(b.path)); fileExists(w) {
+			b.worker = w
+		}
+	}
+	if b.worker != "" {
+		if worker, err = readUpTo(b.worker, 64<<20); err != nil {
+			return usage(err)
+		}
 	}
 	h := b.h
 	if info, err := buildinfo.ReadFile(b.path); err == nil {
@@ -142,7 +158,7 @@ func (f *adminFlags) publishBuild(cmd *cobra.Command, b buildFlags, channel stri
 	if h.Platform == "" || h.Arch == "" || h.AgentVersion == "" {
 		return usage(fmt.Errorf("%s: cannot tell its platform, arch and agent version (read %q, %q, %q): give --platform, --arch and --agent-version", b.path, h.Platform, h.Arch, h.AgentVersion))
 	}
-	packed, err := agentbuild.Pack(h, exe)
+	packed, err := agentbuild.Pack(h, exe, worker)
 	if err != nil {
 		return usage(fmt.Errorf("%s: %w", b.path, err))
 	}
@@ -160,7 +176,11 @@ func (f *adminFlags) publishBuild(cmd *cobra.Command, b buildFlags, channel stri
 		return usage(fmt.Errorf("POST %s: unexpected response from the server: %v", apiPath, err))
 	}
 	return f.show(cmd.OutOrStdout(), body, func(w io.Writer) {
-		fmt.Fprintf(w, "PUBLISHED %s (%s@%d): agent %s for %s/%s\n", b.path, res.Channel, res.Version, h.AgentVersion, h.Platform, h.Arch)
+		with := "without its worker"
+		if b.worker != "" {
+			with = "with its worker " + b.worker
+		}
+		fmt.Fprintf(w, "PUBLISHED %s (%s@%d): agent %s for %s/%s, %s\n", b.path, res.Channel, res.Version, h.AgentVersion, h.Platform, h.Arch, with)
 		printPublished(w, res)
 	})
 }
@@ -287,3 +307,8 @@ func localFindings(fs content.Findings, path string) content.Findings {
 }
 
 // --- releases ---
+
+func fileExists(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.Mode().IsRegular()
+}

@@ -741,7 +741,7 @@ func (s *Server) publishAgentBuild(w http.ResponseWriter, r *http.Request, p Pri
 	if len(body) == 0 {
 		return badRequest("empty agent build")
 	}
-	h, _, err := agentbuild.Parse(body)
+	h, _, _, err := agentbuild.Parse(body)
 	if err != nil {
 		return &HTTPError{Code: http.StatusUnprocessableEntity, Msg: "build rejected", Detail: err.Error()}
 	}

@@ -1284,7 +1284,7 @@ func TestAgentBuildChannel(t *testing.T) {
 		pub := e.creds.PublisherToken
 		e.must(t, http.StatusCreated, "POST", "/v1/channels", pub, map[string]string{"vendor": "acme", "name": "sensor-windows-beta", "kind": "agent", "category": "system-critical"}, nil)
 		exe := bytes.Repeat([]byte("MZ\x90\x00"), 1000)
-		build, err := agentbuild.Pack(agentbuild.Header{Platform: "windows", Arch: "amd64", AgentVersion: "7.13.0"}, exe)
+		build, err := agentbuild.Pack(agentbuild.Header{Platform: "windows", Arch: "amd64", AgentVersion: "7.13.0"}, exe, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
