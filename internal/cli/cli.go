@@ -82,7 +82,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usage(fmt.Errorf("%s: %w", c.CommandPath(), err)) })
-	root.AddCommand(newContentCmd(), newServerCmd(), newBootstrapCmd(), newKeysCmd(), newSimCmd(), newDemoCmd(), newVersionCmd())
+	root.AddCommand(newContentCmd(), newServerCmd(), newBootstrapCmd(), newDBCmd(), newKeysCmd(), newSimCmd(), newDemoCmd(), newVersionCmd())
 	root.AddCommand(newAdminCmds(root)...)
 	failuresAreNotUsage(root)
 	return root

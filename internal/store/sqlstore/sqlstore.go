@@ -16,10 +16,14 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"testing/fstest"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
+	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/database"
+	"github.com/pressly/goose/v3/lock"
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 
@@ -62,6 +66,12 @@ type Store struct {
 	leases  map[*pgLease]struct{} // held controller leases, released by Close
 
 	auditKey atomic.Pointer[[]byte]
+
+	// prov runs the migrations (made once: readiness checks ask the
+	// schema's version often).
+	provOnce sync.Once
+	prov     *goose.Provider
+	provErr  error
 }
 
 // Open opens the store named by url: "" or "sqlite:PATH" for SQLite (""
@@ -69,6 +79,13 @@ type Store struct {
 // pending migrations.
 func Open(ctx context.Context, url, dataDir string) (*Store, error) {
 	return open(ctx, url, dataDir, len(migrations))
+}
+
+// OpenWithoutMigrating opens the store and applies no migration (a
+// database of the old runner is adopted by goose first): for reading its
+// status.
+func OpenWithoutMigrating(ctx context.Context, url, dataDir string) (*Store, error) {
+	return open(ctx, url, dataDir, 0)
 }
 
 // open opens the store and applies the first n migrations.
@@ -154,48 +171,159 @@ func (s *Store) q(query string) string {
 	return s.queries[query]
 }
 
-func (s *Store) migrate(ctx context.Context, n int) error {
-	if _, err := s.conn(ctx).ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)`); err != nil {
-		return fmt.Errorf("migrate: %w", s.wrap(err))
-	}
-	for i := range min(n, len(migrations)) {
-		err := s.tx(ctx, func(tx *sql.Tx) error {
-			if s.d.lockHead != "" {
-				// Replicas starting together: one migrates, the others wait.
-				if _, err := tx.ExecContext(ctx, s.d.lockHead); err != nil {
-					return err
-				}
-			}
-			var n int
-			if err := tx.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM schema_migrations WHERE version = ?`), i+1).Scan(&n); err != nil {
-				return err
-			}
-			if n > 0 {
-				return nil
-			}
-			for _, stmt := range strings.Split(s.d.migration(i), ";") {
-				if strings.TrimSpace(stmt) == "" {
-					continue
-				}
-				if _, err := tx.ExecContext(ctx, stmt); err != nil {
-					return fmt.Errorf("migration %d: %w", i+1, err)
-				}
-			}
-			_, err := tx.ExecContext(ctx, s.q(`INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`), i+1, time.Now().UnixMilli())
-			return err
-		})
-		if err != nil {
-			return fmt.Errorf("migrate: %w", err)
+// versionTable is where goose records the applied migrations.
+const versionTable = "goose_db_version"
+
+// provider is goose's migration runner over this build's migrations, for
+// the store's dialect. goose parses each migration into statements (not a
+// split on ";"), runs each in a transaction, and on PostgreSQL holds a
+// session advisory lock while it migrates, so replicas starting together
+// migrate once.
+func (s *Store) provider() (*goose.Provider, error) {
+	s.provOnce.Do(func() { s.prov, s.provErr = s.newProvider() })
+	return s.prov, s.provErr
+}
+
+func (s *Store) newProvider() (*goose.Provider, error) {
+	fsys := fstest.MapFS{}
+	for i := range migrations {
+		// goose wants every statement ended; migration 2 was written
+		// without its last semicolon.
+		q := strings.TrimSpace(s.d.migration(i))
+		if !strings.HasSuffix(q, ";") {
+			q += ";"
 		}
+		fsys[fmt.Sprintf("%05d_ringfence.sql", i+1)] = &fstest.MapFile{Data: []byte("-- +goose Up\n" + q + "\n")}
+	}
+	opts := []goose.ProviderOption{goose.WithDisableGlobalRegistry(true), goose.WithTableName(versionTable)}
+	dialect := goose.DialectSQLite3
+	if s.d.name == "postgres" {
+		dialect = goose.DialectPostgres
+		locker, err := lock.NewPostgresSessionLocker()
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, goose.WithSessionLocker(locker))
+	}
+	return goose.NewProvider(dialect, s.db, fsys, opts...)
+}
+
+// migrate applies the first n migrations that are not applied yet.
+func (s *Store) migrate(ctx context.Context, n int) error {
+	if err := s.adoptLegacy(ctx); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	if n <= 0 {
+		return nil
+	}
+	p, err := s.provider()
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	if _, err := p.UpTo(ctx, int64(min(n, len(migrations)))); err != nil {
+		return fmt.Errorf("migrate: %w", s.wrap(err))
 	}
 	return nil
 }
 
+// adoptLegacy moves a database migrated by this project's own runner
+// (before goose: table schema_migrations) onto goose's version table, in
+// one transaction, once.
+func (s *Store) adoptLegacy(ctx context.Context) error {
+	gs, err := database.NewStore(s.gooseDialect(), versionTable)
+	if err != nil {
+		return err
+	}
+	err = s.tx(ctx, func(tx *sql.Tx) error {
+		if s.d.lockHead != "" {
+			if _, err := tx.ExecContext(ctx, s.d.lockHead); err != nil {
+				return err
+			}
+		}
+		var legacy sql.NullInt64
+		if err := tx.QueryRowContext(ctx, `SELECT MAX(version) FROM schema_migrations`).Scan(&legacy); err != nil {
+			// No such table: a new database, or one goose already runs.
+			return errNoLegacy
+		}
+		var exists bool
+		if s.d.name == "postgres" {
+			ext, ok := gs.(database.StoreExtender)
+			if !ok {
+				return errors.New("goose's store cannot tell whether its table exists")
+			}
+			if exists, err = ext.TableExists(ctx, tx); err != nil {
+				return err
+			}
+		} else {
+			var n int
+			if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?`, versionTable).Scan(&n); err != nil {
+				return err
+			}
+			exists = n > 0
+		}
+		if exists {
+			return nil
+		}
+		if err := gs.CreateVersionTable(ctx, tx); err != nil {
+			return err
+		}
+		for v := int64(0); v <= legacy.Int64; v++ {
+			if err := gs.Insert(ctx, tx, database.InsertRequest{Version: v}); err != nil {
+				return err
+			}
+		}
+		_, err := tx.ExecContext(ctx, `DROP TABLE schema_migrations`)
+		return err
+	})
+	if errors.Is(err, errNoLegacy) {
+		return nil
+	}
+	return err
+}
+
+// errNoLegacy ends adoptLegacy's transaction when there is nothing to
+// adopt.
+var errNoLegacy = errors.New("no legacy migrations table")
+
+func (s *Store) gooseDialect() database.Dialect {
+	if s.d.name == "postgres" {
+		return database.DialectPostgres
+	}
+	return database.DialectSQLite3
+}
+
 // SchemaVersion is the highest applied migration.
 func (s *Store) SchemaVersion(ctx context.Context) (int, error) {
-	var v sql.NullInt64
-	err := s.conn(ctx).QueryRowContext(ctx, `SELECT MAX(version) FROM schema_migrations`).Scan(&v)
-	return int(v.Int64), s.wrap(err)
+	p, err := s.provider()
+	if err != nil {
+		return 0, err
+	}
+	v, err := p.GetDBVersion(ctx)
+	return int(v), s.wrap(err)
+}
+
+// MigrationStatus is one migration of this build and when it was applied
+// (zero: pending).
+type MigrationStatus struct {
+	Version   int
+	AppliedAt time.Time
+}
+
+// Status lists this build's migrations and which are applied.
+func (s *Store) Status(ctx context.Context) ([]MigrationStatus, error) {
+	p, err := s.provider()
+	if err != nil {
+		return nil, err
+	}
+	st, err := p.Status(ctx)
+	if err != nil {
+		return nil, s.wrap(err)
+	}
+	out := make([]MigrationStatus, 0, len(st))
+	for _, m := range st {
+		out = append(out, MigrationStatus{Version: int(m.Source.Version), AppliedAt: m.AppliedAt})
+	}
+	return out, nil
 }
 
 // Migrations is how many migrations this build knows.

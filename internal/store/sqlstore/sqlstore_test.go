@@ -3,6 +3,7 @@ package sqlstore_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -271,5 +272,74 @@ func TestPostgresLead(t *testing.T) {
 	}
 	if err := l4.Release(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A database migrated by the project's own runner, before goose (table
+// schema_migrations), is adopted: its applied migrations are recorded in
+// goose's table, the old table goes, its data stays, and the newer
+// migrations are applied.
+func TestMigrateAdoptsTheOldRunnersDatabase(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		url  func(t *testing.T) (url, dir string)
+	}{
+		{"sqlite", func(t *testing.T) (string, string) { return "", t.TempDir() }},
+		{"postgres", func(t *testing.T) (string, string) { return storetest.PostgresURL(t), "" }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ctx := context.Background()
+			url, dir := c.url(t)
+			const at = 10
+			old, err := sqlstore.OpenAtMigration(ctx, url, dir, at)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := old.CreateTenant(ctx, store.Tenant{ID: "acme", Kind: store.TenantVendor, Name: "Acme", CreatedAt: time.Unix(1, 0)}); err != nil {
+				t.Fatal(err)
+			}
+			// What the old runner left: its own table, no goose table.
+			for _, q := range []string{
+				`DROP TABLE goose_db_version`,
+				`CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)`,
+			} {
+				if _, err := old.DB().ExecContext(ctx, q); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for v := 1; v <= at; v++ {
+				if _, err := old.DB().ExecContext(ctx, fmt.Sprintf(`INSERT INTO schema_migrations (version, applied_at) VALUES (%d, 1)`, v)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			old.Close()
+
+			s, err := sqlstore.Open(ctx, url, dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			if v, err := s.SchemaVersion(ctx); err != nil || v != sqlstore.Migrations() {
+				t.Errorf("schema version %d, %v; want %d", v, err, sqlstore.Migrations())
+			}
+			if _, err := s.GetTenant(ctx, "acme"); err != nil {
+				t.Errorf("tenant lost in the adoption: %v", err)
+			}
+			if _, err := s.DB().ExecContext(ctx, `SELECT 1 FROM schema_migrations`); err == nil {
+				t.Error("the old runner's table is still there")
+			}
+			st, err := s.Status(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range st {
+				if m.AppliedAt.IsZero() {
+					t.Errorf("migration %d pending after open", m.Version)
+				}
+			}
+			if len(st) != sqlstore.Migrations() {
+				t.Errorf("status lists %d migrations, want %d", len(st), sqlstore.Migrations())
+			}
+		})
 	}
 }
