@@ -2,6 +2,7 @@ package sim
 
 import (
 	"context"
+	"image/png"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -182,6 +183,28 @@ func TestGoodReleaseCompletes(t *testing.T) {
 		if st, err := os.Stat(filepath.Join(dir, f)); err != nil || st.Size() == 0 {
 			t.Errorf("%s: %v", f, err)
 		}
+	}
+	// A run with an incident gets a second panel, zoomed to it: a taller
+	// chart than a good run's one panel.
+	bad := t.TempDir()
+	incident := []Point{{T: 60, Exposed: 1000}, {T: 600, Exposed: 5000, Crashed: 3, Down: 3}, {T: 900, Exposed: 5000, Crashed: 3, Recovered: 3}, {T: 7200, Exposed: 5000, Crashed: 3, Recovered: 3}}
+	if err := WriteReport(bad, sc2, r, incident, 700); err != nil {
+		t.Fatal(err)
+	}
+	height := func(dir string) int {
+		f, err := os.Open(filepath.Join(dir, "chart.png"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		cfg, err := png.DecodeConfig(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg.Height
+	}
+	if good, withIncident := height(dir), height(bad); withIncident <= good {
+		t.Errorf("chart heights: %d with an incident, %d without; want the incident's own panel", withIncident, good)
 	}
 }
 
