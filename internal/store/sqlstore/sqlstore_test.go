@@ -85,76 +85,67 @@ func TestOpenRejectsUnknownURL(t *testing.T) {
 // Migration 3 renames the persisted "rolling-out" state and gives
 // existing releases and tenants empty staged-rollout fields.
 func TestMigrateRollingOut(t *testing.T) {
-	for _, c := range []struct {
-		name string
-		url  func(t *testing.T) (url, dir string)
-	}{
-		{"sqlite", func(t *testing.T) (string, string) { return "", t.TempDir() }},
-		{"postgres", func(t *testing.T) (string, string) { return storetest.PostgresURL(t), "" }},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			ctx := context.Background()
-			url, dir := c.url(t)
-			old, err := sqlstore.OpenAtMigration(ctx, url, dir, 2)
-			if err != nil {
-				t.Fatal(err)
+	onBothKinds(t, func(t *testing.T, url, dir string) {
+		ctx := context.Background()
+		old, err := sqlstore.OpenAtMigration(ctx, url, dir, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v, err := old.SchemaVersion(ctx); err != nil || v != 2 {
+			t.Fatalf("schema version %d, %v; want 2", v, err)
+		}
+		q := func(query string) string {
+			if old.Dialect() == "postgres" {
+				n := 0
+				return replaceEach(query, "?", func() string { n++; return "$" + strconv.Itoa(n) })
 			}
-			if v, err := old.SchemaVersion(ctx); err != nil || v != 2 {
-				t.Fatalf("schema version %d, %v; want 2", v, err)
-			}
-			q := func(query string) string {
-				if old.Dialect() == "postgres" {
-					n := 0
-					return replaceEach(query, "?", func() string { n++; return "$" + strconv.Itoa(n) })
-				}
-				return query
-			}
-			for _, stmt := range []struct {
-				query string
-				args  []any
-			}{
-				{`INSERT INTO tenants (id, kind, name, created_at) VALUES (?, ?, ?, ?)`, []any{"acme", "vendor", "Acme", 1}},
-				{`INSERT INTO tenants (id, kind, name, created_at) VALUES (?, ?, ?, ?)`, []any{"contoso", "org", "Contoso", 1}},
-				{`INSERT INTO channels (id, vendor, name, kind, category, unpausable, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)`, []any{"acme/ipc", "acme", "ipc", "content", "", false, 1}},
-				{`INSERT INTO artifacts (channel, version, sha256, size, bytes, created_at) VALUES (?, ?, ?, ?, ?, ?)`, []any{"acme/ipc", 1, "aa", 1, []byte{1}, 1}},
-				{`INSERT INTO artifacts (channel, version, sha256, size, bytes, created_at) VALUES (?, ?, ?, ?, ?, ?)`, []any{"acme/ipc", 2, "bb", 1, []byte{2}, 1}},
-				{`INSERT INTO releases (id, channel, version, plan, state, wave, reason, revision, created_by, created_at, updated_at, wave_started_at, completed_at)
+			return query
+		}
+		for _, stmt := range []struct {
+			query string
+			args  []any
+		}{
+			{`INSERT INTO tenants (id, kind, name, created_at) VALUES (?, ?, ?, ?)`, []any{"acme", "vendor", "Acme", 1}},
+			{`INSERT INTO tenants (id, kind, name, created_at) VALUES (?, ?, ?, ?)`, []any{"contoso", "org", "Contoso", 1}},
+			{`INSERT INTO channels (id, vendor, name, kind, category, unpausable, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)`, []any{"acme/ipc", "acme", "ipc", "content", "", false, 1}},
+			{`INSERT INTO artifacts (channel, version, sha256, size, bytes, created_at) VALUES (?, ?, ?, ?, ?, ?)`, []any{"acme/ipc", 1, "aa", 1, []byte{1}, 1}},
+			{`INSERT INTO artifacts (channel, version, sha256, size, bytes, created_at) VALUES (?, ?, ?, ?, ?, ?)`, []any{"acme/ipc", 2, "bb", 1, []byte{2}, 1}},
+			{`INSERT INTO releases (id, channel, version, plan, state, wave, reason, revision, created_by, created_at, updated_at, wave_started_at, completed_at)
 					VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, []any{"rel-1", "acme/ipc", 1, "{}", "rolling-out", 2, "", 7, "alice", 1000, 2000, 3000, 0}},
-				{`INSERT INTO releases (id, channel, version, plan, state, wave, reason, revision, created_by, created_at, updated_at, wave_started_at, completed_at)
+			{`INSERT INTO releases (id, channel, version, plan, state, wave, reason, revision, created_by, created_at, updated_at, wave_started_at, completed_at)
 					VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, []any{"rel-2", "acme/ipc", 2, "{}", "halted", 0, "crashes", 3, "alice", 1000, 2000, 3000, 0}},
-			} {
-				if _, err := old.DB().ExecContext(ctx, q(stmt.query), stmt.args...); err != nil {
-					t.Fatal(err)
-				}
+		} {
+			if _, err := old.DB().ExecContext(ctx, q(stmt.query), stmt.args...); err != nil {
+				t.Fatal(err)
 			}
-			old.Close()
+		}
+		old.Close()
 
-			s, err := sqlstore.Open(ctx, url, dir)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s.Close()
-			r, err := s.GetRelease(ctx, "rel-1")
-			if err != nil {
-				t.Fatal(err)
-			}
-			if r.State != store.ReleaseRolling || r.Wave != 2 || r.Revision != 7 || r.Lane != "" || r.Phase != "" || r.HaltedBy != "" ||
-				r.Approvals != nil || r.Cohort != nil || !r.GatesSince.IsZero() || !r.WaveStartedAt.Equal(time.UnixMilli(3000)) {
-				t.Errorf("migrated rolling-out release: %+v", r)
-			}
-			if r, err := s.GetRelease(ctx, "rel-2"); err != nil || r.State != store.ReleaseHalted {
-				t.Errorf("migrated halted release: %+v, %v", r, err)
-			}
-			if tn, err := s.GetTenant(ctx, "contoso"); err != nil || tn.HourlyCap != 0 {
-				t.Errorf("migrated tenant: %+v, %v", tn, err)
-			}
-			// The migrated release takes the new fields.
-			r.Approvals = []store.Approval{{Actor: "bob", At: time.UnixMilli(5000)}}
-			if _, err := s.UpdateRelease(ctx, r); err != nil {
-				t.Fatal(err)
-			}
-		})
-	}
+		s, err := sqlstore.Open(ctx, url, dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		r, err := s.GetRelease(ctx, "rel-1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.State != store.ReleaseRolling || r.Wave != 2 || r.Revision != 7 || r.Lane != "" || r.Phase != "" || r.HaltedBy != "" ||
+			r.Approvals != nil || r.Cohort != nil || !r.GatesSince.IsZero() || !r.WaveStartedAt.Equal(time.UnixMilli(3000)) {
+			t.Errorf("migrated rolling-out release: %+v", r)
+		}
+		if r, err := s.GetRelease(ctx, "rel-2"); err != nil || r.State != store.ReleaseHalted {
+			t.Errorf("migrated halted release: %+v, %v", r, err)
+		}
+		if tn, err := s.GetTenant(ctx, "contoso"); err != nil || tn.HourlyCap != 0 {
+			t.Errorf("migrated tenant: %+v, %v", tn, err)
+		}
+		// The migrated release takes the new fields.
+		r.Approvals = []store.Approval{{Actor: "bob", At: time.UnixMilli(5000)}}
+		if _, err := s.UpdateRelease(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	})
 }
 
 func replaceEach(s, old string, next func() string) string {
@@ -280,66 +271,63 @@ func TestPostgresLead(t *testing.T) {
 // goose's table, the old table goes, its data stays, and the newer
 // migrations are applied.
 func TestMigrateAdoptsTheOldRunnersDatabase(t *testing.T) {
-	for _, c := range []struct {
-		name string
-		url  func(t *testing.T) (url, dir string)
-	}{
-		{"sqlite", func(t *testing.T) (string, string) { return "", t.TempDir() }},
-		{"postgres", func(t *testing.T) (string, string) { return storetest.PostgresURL(t), "" }},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			ctx := context.Background()
-			url, dir := c.url(t)
-			const at = 10
-			old, err := sqlstore.OpenAtMigration(ctx, url, dir, at)
-			if err != nil {
+	onBothKinds(t, func(t *testing.T, url, dir string) {
+		ctx := context.Background()
+		const at = 10
+		old, err := sqlstore.OpenAtMigration(ctx, url, dir, at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := old.CreateTenant(ctx, store.Tenant{ID: "acme", Kind: store.TenantVendor, Name: "Acme", CreatedAt: time.Unix(1, 0)}); err != nil {
+			t.Fatal(err)
+		}
+		// What the old runner left: its own table, no goose table.
+		for _, q := range []string{
+			`DROP TABLE goose_db_version`,
+			`CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)`,
+		} {
+			if _, err := old.DB().ExecContext(ctx, q); err != nil {
 				t.Fatal(err)
 			}
-			if err := old.CreateTenant(ctx, store.Tenant{ID: "acme", Kind: store.TenantVendor, Name: "Acme", CreatedAt: time.Unix(1, 0)}); err != nil {
+		}
+		for v := 1; v <= at; v++ {
+			if _, err := old.DB().ExecContext(ctx, fmt.Sprintf(`INSERT INTO schema_migrations (version, applied_at) VALUES (%d, 1)`, v)); err != nil {
 				t.Fatal(err)
 			}
-			// What the old runner left: its own table, no goose table.
-			for _, q := range []string{
-				`DROP TABLE goose_db_version`,
-				`CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)`,
-			} {
-				if _, err := old.DB().ExecContext(ctx, q); err != nil {
-					t.Fatal(err)
-				}
-			}
-			for v := 1; v <= at; v++ {
-				if _, err := old.DB().ExecContext(ctx, fmt.Sprintf(`INSERT INTO schema_migrations (version, applied_at) VALUES (%d, 1)`, v)); err != nil {
-					t.Fatal(err)
-				}
-			}
-			old.Close()
+		}
+		old.Close()
 
-			s, err := sqlstore.Open(ctx, url, dir)
-			if err != nil {
-				t.Fatal(err)
+		s, err := sqlstore.Open(ctx, url, dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		if v, err := s.SchemaVersion(ctx); err != nil || v != sqlstore.Migrations() {
+			t.Errorf("schema version %d, %v; want %d", v, err, sqlstore.Migrations())
+		}
+		if _, err := s.GetTenant(ctx, "acme"); err != nil {
+			t.Errorf("tenant lost in the adoption: %v", err)
+		}
+		if _, err := s.DB().ExecContext(ctx, `SELECT 1 FROM schema_migrations`); err == nil {
+			t.Error("the old runner's table is still there")
+		}
+		st, err := s.Status(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range st {
+			if m.AppliedAt.IsZero() {
+				t.Errorf("migration %d pending after open", m.Version)
 			}
-			defer s.Close()
-			if v, err := s.SchemaVersion(ctx); err != nil || v != sqlstore.Migrations() {
-				t.Errorf("schema version %d, %v; want %d", v, err, sqlstore.Migrations())
-			}
-			if _, err := s.GetTenant(ctx, "acme"); err != nil {
-				t.Errorf("tenant lost in the adoption: %v", err)
-			}
-			if _, err := s.DB().ExecContext(ctx, `SELECT 1 FROM schema_migrations`); err == nil {
-				t.Error("the old runner's table is still there")
-			}
-			st, err := s.Status(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, m := range st {
-				if m.AppliedAt.IsZero() {
-					t.Errorf("migration %d pending after open", m.Version)
-				}
-			}
-			if len(st) != sqlstore.Migrations() {
-				t.Errorf("status lists %d migrations, want %d", len(st), sqlstore.Migrations())
-			}
-		})
-	}
+		}
+		if len(st) != sqlstore.Migrations() {
+			t.Errorf("status lists %d migrations, want %d", len(st), sqlstore.Migrations())
+		}
+	})
+}
+
+// onBothKinds runs f on a new SQLite database and on a PostgreSQL one.
+func onBothKinds(t *testing.T, f func(t *testing.T, url, dir string)) {
+	t.Run("sqlite", func(t *testing.T) { f(t, "", t.TempDir()) })
+	t.Run("postgres", func(t *testing.T) { f(t, storetest.PostgresURL(t), "") })
 }
