@@ -348,7 +348,9 @@ func (a *Agent) Run(ctx context.Context) error {
 			interval = time.Duration(resp.NextCheckinS) * time.Second
 		}
 		next = a.cfg.Now().Add(interval)
-		a.setStatus(func(s *Status) { s.LastCheckin, s.NextCheckin, s.Failures, s.LastError = a.cfg.Now(), next, 0, "" })
+		a.setStatus(func(s *Status) {
+			s.LastCheckin, s.NextCheckin, s.Failures, s.LastError, s.AgentVersion = a.cfg.Now(), next, 0, "", a.reportedVersion()
+		})
 		a.follow(ctx, resp)
 		if a.restartNow() {
 			return a.stopForRestart()

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,6 +20,9 @@ type Status struct {
 	NextCheckin time.Time `json:"next_checkin,omitzero"`
 	Failures    int       `json:"failures,omitempty"` // check-ins failed in a row
 	LastError   string    `json:"last_error,omitempty"`
+	// AgentVersion is the version the last check-in reported: the
+	// running build's, which changes as the agent updates itself.
+	AgentVersion string `json:"agent_version,omitempty"`
 }
 
 // ReadStatus reads the status file (zero before the first check-in).
@@ -91,7 +95,7 @@ func ReadReport(dir string) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Report{DeviceID: id.DeviceID, Server: id.Server, AgentVersion: id.AgentVersion, Channels: []ChannelStatus{}, Status: st}
+	r := &Report{DeviceID: id.DeviceID, Server: id.Server, AgentVersion: cmp.Or(st.AgentVersion, id.AgentVersion), Channels: []ChannelStatus{}, Status: st}
 	for _, name := range j.Names() {
 		ch := j.Channels[name]
 		cs := ChannelStatus{Channel: name, ActiveVersion: ch.ActiveVersion, LKGVersion: ch.LKGVersion, Slot: ch.ActiveSlot, State: ch.State,

@@ -114,7 +114,7 @@ CA), which is kept in DIR for run.`,
 			if tofu {
 				fmt.Fprintln(w, "warning: the signed-update root was trusted on first use; ship root.json with the agent (--root) for a real fleet")
 			}
-			fmt.Fprintf(w, "run it: ringfence-agent run --data %s\n", o.Data)
+			fmt.Fprintf(w, "run it: ringfence-agent launch --data %s (or run, which cannot update itself)\n", o.Data)
 			return nil
 		},
 	}

@@ -198,6 +198,9 @@ func TestAgentUpdatesItself(t *testing.T) {
 		t.Errorf("build 2 confirmed without a slot: %+v", c)
 	}
 	waitServer(t, d, "7.13.0")
+	if got := d.status(t).AgentVersion; got != "7.13.0" {
+		t.Errorf("ringfence-agent status says agent %s, want the running build's 7.13.0", got)
+	}
 	if !strings.Contains(d.run.out.String(), "build=2") {
 		t.Errorf("the launcher never said it started build 2:\n%s", tail(d.run.out.String(), 4000))
 	}
