@@ -257,6 +257,7 @@ func (fs *fleetStore) ListDevices(ctx context.Context, f store.DeviceFilter) ([]
 // A simulation has one server, whose device cache already counts one
 // heartbeat per device and window, so every heartbeat is counted.
 func (fs *fleetStore) TouchDevices(ctx context.Context, seen []store.DeviceSeen, counters []store.Counter) error {
+	counters = slices.Clip(counters) // AddBeats appends: never into the caller's array
 	for _, d := range seen {
 		if i, ok := deviceIndex(d.ID); ok && i < len(fs.sim.fleet.devs) {
 			fs.sim.touch(i, d.LastSeen)

@@ -494,9 +494,10 @@ type DeviceSeen struct {
 	Beats  []CounterKey
 }
 
-// AddBeats adds one heartbeat to each of keys' counters.
+// AddBeats adds one heartbeat to each of keys' counters. It appends to
+// cs: give it a slice of your own (slices.Clip the caller's once, not at
+// every call, or every call copies the lot).
 func AddBeats(cs []Counter, keys []CounterKey) []Counter {
-	cs = slices.Clip(cs) // never into the caller's array
 	for _, k := range keys {
 		cs = append(cs, Counter{CounterKey: k, Value: 1})
 	}

@@ -316,6 +316,7 @@ func (s *Store) TouchDevices(ctx context.Context, seen []store.DeviceSeen, count
 		return err
 	}
 	defer s.mu.Unlock()
+	counters = slices.Clip(counters) // AddBeats appends: never into the caller's array
 	for _, x := range seen {
 		d := st.devices.byID[x.ID]
 		if d == nil {

@@ -133,26 +133,30 @@ func (s *Store) TouchDevices(ctx context.Context, seen []store.DeviceSeen, count
 			slices.SortFunc(seen, func(a, b store.DeviceSeen) int {
 				return cmp.Or(strings.Compare(a.ID, b.ID), cmp.Compare(a.Window, b.Window))
 			})
-			beat, err := tx.PrepareContext(ctx, s.q(`UPDATE devices SET hb_window = ? WHERE id = ? AND hb_window < ?`))
+			// A heartbeat moves the device's window and its last-seen in
+			// one statement; only when another replica counted the window
+			// already does last-seen need its own.
+			beat, err := tx.PrepareContext(ctx, s.q(`UPDATE devices SET hb_window = ?, last_seen = CASE WHEN last_seen < ? THEN ? ELSE last_seen END WHERE id = ? AND hb_window < ?`))
 			if err != nil {
 				return err
 			}
 			defer beat.Close()
+			counters = slices.Clip(counters) // AddBeats appends: never into the caller's array
 			for _, d := range seen {
+				if d.Window > 0 && len(d.Beats) > 0 {
+					r, err := beat.ExecContext(ctx, d.Window, ms(d.LastSeen), ms(d.LastSeen), d.ID, d.Window)
+					if err != nil {
+						return err
+					}
+					if n, err := r.RowsAffected(); err != nil {
+						return err
+					} else if n > 0 {
+						counters = store.AddBeats(counters, d.Beats)
+						continue
+					}
+				}
 				if _, err := stmt.ExecContext(ctx, ms(d.LastSeen), d.ID, ms(d.LastSeen)); err != nil {
 					return err
-				}
-				if d.Window <= 0 || len(d.Beats) == 0 {
-					continue
-				}
-				r, err := beat.ExecContext(ctx, d.Window, d.ID, d.Window)
-				if err != nil {
-					return err
-				}
-				if n, err := r.RowsAffected(); err != nil {
-					return err
-				} else if n > 0 {
-					counters = store.AddBeats(counters, d.Beats)
 				}
 			}
 		}
