@@ -22,6 +22,13 @@ func BootstrapAdmin(ctx context.Context, st store.Store, name string, now time.T
 	sec := "rft_" + secret(32)
 	tok := store.APIToken{ID: "tok-" + secret(8), Role: store.RoleAdmin, Name: name, Hash: hashSecret(sec), CreatedAt: now}
 	err := st.Atomically(ctx, func(ctx context.Context) error {
+		// The audit entry first: appending takes the audit log's lock
+		// until the transaction ends, so two bootstraps side by side (two
+		// replicas' operators, a retried job) run one after the other,
+		// and the second finds the first's token and rolls back.
+		if _, err := st.AppendAudit(ctx, store.AuditEntry{Time: now, Actor: "bootstrap", Action: "token.create", Target: tok.ID, Reason: "the operator's first admin token (" + name + ")"}); err != nil {
+			return err
+		}
 		ts, err := st.ListAPITokens(ctx, "")
 		if err != nil {
 			return err
@@ -31,11 +38,7 @@ func BootstrapAdmin(ctx context.Context, st store.Store, name string, now time.T
 				return ErrBootstrapped
 			}
 		}
-		if err := st.CreateAPIToken(ctx, tok); err != nil {
-			return err
-		}
-		_, err = st.AppendAudit(ctx, store.AuditEntry{Time: now, Actor: "bootstrap", Action: "token.create", Target: tok.ID, Reason: "the operator's first admin token (" + name + ")"})
-		return err
+		return st.CreateAPIToken(ctx, tok)
 	})
 	if err != nil {
 		return "", fmt.Errorf("bootstrap admin token: %w", err)
