@@ -94,6 +94,9 @@ refused, 2 usage, I/O error, unreachable server or bad token.`,
 	c.Flags().StringVar(&types, "types", "", "validate locally first: directory of template types")
 	c.Flags().StringVar(&manifests, "manifests", "", "validate locally first: directory of capability manifests")
 	c.Flags().StringVar(&sigs, "signatures", "", "upload signatures made by ringfence sign")
+	_ = c.RegisterFlagCompletionFunc("channel", func(cmd *cobra.Command, args []string, prefix string) ([]cobra.Completion, cobra.ShellCompDirective) {
+		return f.completeChannels(cmd, prefix)
+	})
 	c.Flags().StringVar(&b.path, "build", "", "publish this ringfence-agent executable to an agent channel (with --channel and --version)")
 	c.Flags().StringVar(&b.worker, "worker", "", "--build: the ringfence-agent-worker executable shipped with it (default: the one next to --build's, if any)")
 	c.Flags().Uint64Var(&b.version, "version", 0, "--build: the channel version, above its current one")

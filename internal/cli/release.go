@@ -242,8 +242,21 @@ not already halted or rolled back may be halted, a completed one too.`)
 		`Publishers of the release's vendor. Promoting skips what is left of the wave's
 bake time and the wait for undecided gates, never a failing gate or a missing
 approval. After the last wave the release completes.`)
+	watch := newReleaseWatchCmd(f)
+	for _, sub := range []*cobra.Command{show, status, watch, approve, pause, resume, halt, promote} {
+		sub.ValidArgsFunction = f.completeReleases
+	}
+	create.ValidArgsFunction = func(cmd *cobra.Command, args []string, prefix string) ([]cobra.Completion, cobra.ShellCompDirective) {
+		if len(args) > 0 {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		return f.completeChannels(cmd, prefix)
+	}
+	_ = list.RegisterFlagCompletionFunc("channel", func(cmd *cobra.Command, args []string, prefix string) ([]cobra.Completion, cobra.ShellCompDirective) {
+		return f.completeChannels(cmd, prefix)
+	})
 	c := group("release", "Create, list, show and follow releases; approve, pause, resume, halt and promote them",
-		create, list, show, status, newReleaseWatchCmd(f), approve, pause, resume, halt, promote)
+		create, list, show, status, watch, approve, pause, resume, halt, promote)
 	c.Aliases = []string{"releases"}
 	return c
 }
