@@ -10,6 +10,7 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
 
 	"github.com/spf13/cobra"
 )
@@ -36,14 +37,42 @@ func newAdminCmds(root *cobra.Command) []*cobra.Command {
 // a usage error, not help and exit 0.
 func group(use, short string, subs ...*cobra.Command) *cobra.Command {
 	c := &cobra.Command{
-		Use:                   use,
-		Short:                 short,
-		Args:                  unknownSub,
-		RunE:                  func(cmd *cobra.Command, args []string) error { return cmd.Help() },
-		DisableFlagsInUseLine: true,
+		Use:                        use,
+		Short:                      short,
+		Args:                       unknownSub,
+		SuggestionsMinimumDistance: 2,
+		RunE:                       func(cmd *cobra.Command, args []string) error { return cmd.Help() },
+		DisableFlagsInUseLine:      true,
 	}
 	c.AddCommand(subs...)
 	return c
+}
+
+// exactArgs wants n arguments and, short of them, names those the
+// command's usage line asks for (cobra says only "accepts 1 arg(s),
+// received 0").
+func exactArgs(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) == n {
+			return nil
+		}
+		// The positional words of the usage line: upper case, not a
+		// flag's value, not optional.
+		var want []string
+		words := strings.Fields(cmd.Use)
+		for i, w := range words[1:] {
+			flagValue := strings.HasPrefix(words[i], "-") && !strings.Contains(words[i], "=")
+			if !flagValue && w != "" && unicode.IsUpper(rune(w[0])) {
+				want = append(want, w)
+			}
+		}
+		// The caller prints "ringfence: " before the message.
+		name := strings.TrimPrefix(cmd.CommandPath(), cmd.Root().Name()+" ")
+		if len(args) < n {
+			return fmt.Errorf("%s: give %s (see %s --help)", name, strings.Join(want[len(args):min(n, len(want))], " "), cmd.CommandPath())
+		}
+		return fmt.Errorf("%s: takes %s, got %d arguments: %s", name, strings.Join(want, " "), len(args), strings.Join(args, " "))
+	}
 }
 
 // unknownSub refuses an argument to a group of commands as a mistyped

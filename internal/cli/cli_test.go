@@ -938,7 +938,7 @@ func TestUsage(t *testing.T) {
 		{"nonexistent-manifests-dir", []string{"content", "validate", "--types", types, "--manifests", filepath.Join(t.TempDir(), "nope"), ipc292}, "nope"},
 		{"no-bundle", validateArgs(), "arg"},
 		{"compile-two-bundles", compileArgs(ipc292, filepath.Join(t.TempDir(), "out"), ch291), "arg"},
-		{"eval-no-events", []string{"content", "eval", "--types", types, ipc292}, "arg"},
+		{"eval-no-events", []string{"content", "eval", "--types", types, ipc292}, "content eval: give EVENTS.jsonl"},
 		{"bad-current", validateArgs("--current", "acme/ipc=abc", ipc292), "acme/ipc=abc"},
 		{"unknown-command", []string{"nope"}, `unknown command "nope"`},
 		{"unknown-content-command", []string{"content", "nope"}, `unknown command "nope"`},

@@ -238,7 +238,7 @@ func newCompileCmd() *cobra.Command {
 		Long: `Validate a bundle and, only if it is accepted, write its canonical compiled form
 (what ships to agents) to OUT and print its SHA-256 content hash. The output is
 written to a temporary file and renamed, so OUT is never left half-written.`,
-		Args: cobra.ExactArgs(1),
+		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if out == "" {
 				return usage(errors.New("-o OUT is required"))
@@ -475,7 +475,7 @@ func newEvalCmd() *cobra.Command {
   {"template_type":"ipc@3","inputs":["C:\\x.exe", 42, true, null]}
 Exit status 1 when a line is not a valid event or an instance could not be
 evaluated on an event.`,
-		Args: cobra.ExactArgs(2),
+		Args: exactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cat, err := f.loadCatalog(false)
 			if err != nil {

@@ -69,7 +69,7 @@ func newDevicesCmd(f *adminFlags) *cobra.Command {
 	show := &cobra.Command{
 		Use:   "show ID",
 		Short: "Show a device and what it reports per channel",
-		Args:  cobra.ExactArgs(1),
+		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var d server.DeviceInfo
 			raw, err := f.call(cmd.Context(), http.MethodGet, "/v1/devices/"+url.PathEscape(args[0]), nil, nil, &d)
@@ -95,7 +95,7 @@ func newDevicesCmd(f *adminFlags) *cobra.Command {
 	revoke := &cobra.Command{
 		Use:   "revoke ID",
 		Short: "Revoke a device's credential; its check-ins fail from now on",
-		Args:  cobra.ExactArgs(1),
+		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			raw, err := f.call(cmd.Context(), http.MethodPost, "/v1/devices/"+url.PathEscape(args[0])+"/revoke", nil, nil, nil)
 			if err != nil {
@@ -119,7 +119,7 @@ func newPoliciesCmd(f *adminFlags) *cobra.Command {
 waves), ga (after the last gate passed), ga-delay:HOURS, pinned:VERSION, paused.
 Maintenance windows are "DAYS HH:MM-HH:MM" in UTC, e.g. "mon-fri 01:00-05:00" or
 "sat,sun 00:00-23:59"; repeat --window for several; none means any time.`,
-		Args: cobra.ExactArgs(2),
+		Args: exactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			vendor, name, err := splitChannel("channel", args[1])
 			if err != nil {
@@ -158,7 +158,7 @@ Maintenance windows are "DAYS HH:MM-HH:MM" in UTC, e.g. "mon-fri 01:00-05:00" or
 	list := &cobra.Command{
 		Use:   "list ORG",
 		Short: "List an organisation's policies",
-		Args:  cobra.ExactArgs(1),
+		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var ps []server.PolicyInfo
 			raw, err := f.call(cmd.Context(), http.MethodGet, "/v1/orgs/"+url.PathEscape(args[0])+"/policies", nil, nil, &ps)

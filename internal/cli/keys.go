@@ -61,7 +61,7 @@ to --out for the operator to hand out.
 
 Targets installable everywhere need --threshold signatures (default 2: the
 two-person rule); devices in canary waves need any one of the keys.`,
-		Args: cobra.ExactArgs(1),
+		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if data == "" || keys == "" {
 				return usage(fmt.Errorf("--data and --keys are required"))
@@ -139,7 +139,7 @@ two-person rule); devices in canary waves need any one of the keys.`,
 	vendorRevoke := &cobra.Command{
 		Use:   "revoke VENDOR --data DIR --keys DIR",
 		Short: "Remove a vendor's delegation (a lost or compromised key); add it again with a new key",
-		Args:  cobra.ExactArgs(1),
+		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if data == "" || keys == "" {
 				return usage(fmt.Errorf("--data and --keys are required"))

@@ -93,7 +93,7 @@ func newBudgetCmd(f *adminFlags) *cobra.Command {
 vendors together may reach per hour, in basis points (100 = 1%, 10000 = all);
 0 removes the cap. Devices beyond the cap are told to wait. The operator's
 admin tokens and the organisation's org-admins.`,
-		Args: cobra.ExactArgs(1),
+		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if !cmd.Flags().Changed("hourly-cap-bp") {
 				return usage(errors.New("--hourly-cap-bp is required (basis points of the fleet per hour, 0 for no cap)"))
@@ -119,7 +119,7 @@ admin tokens and the organisation's org-admins.`,
 	show := &cobra.Command{
 		Use:   "show ORG",
 		Short: "Show an organisation's hourly budget for new versions",
-		Args:  cobra.ExactArgs(1),
+		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var b server.Budget
 			raw, err := f.call(cmd.Context(), http.MethodGet, "/v1/orgs/"+url.PathEscape(args[0])+"/budget", nil, nil, &b)

@@ -82,7 +82,7 @@ broad). A plan file is JSON: {"waves": [{"name": "canary", "share": 10,
 bake times and deadlines are a quarter, and leaving the canary waves needs two
 approvers. --draft creates the release without starting it; start it with
 'ringfence release promote ID --reason R'.`,
-		Args: cobra.ExactArgs(2),
+		Args: exactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if _, _, err := splitChannel("channel", args[0]); err != nil {
 				return err
@@ -166,7 +166,7 @@ approvers. --draft creates the release without starting it; start it with
 	show := &cobra.Command{
 		Use:   "show ID",
 		Short: "Show a release: its plan, where it is, and the health figures the token may see",
-		Args:  cobra.ExactArgs(1),
+		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var r releaseJSON
 			raw, err := f.call(cmd.Context(), http.MethodGet, releasePath(args[0]), nil, nil, &r)
@@ -186,7 +186,7 @@ wave the devices targeted, applied and confirmed healthy; and each gate of the
 current wave with its outcome (pass, fail, inconclusive, no-data, error) and
 figures: shares of devices for silence, apply-failure and revert, rates per
 device-hour for the others. For the vendor's tokens and the operator's.`,
-		Args: cobra.ExactArgs(1),
+		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var st server.ReleaseStatus
 			raw, err := f.call(cmd.Context(), http.MethodGet, releasePath(args[0], "status"), nil, nil, &st)
@@ -203,7 +203,7 @@ device-hour for the others. For the vendor's tokens and the operator's.`,
 			Use:   verb + " ID --reason R",
 			Short: short,
 			Long:  short + ".\n\n" + long,
-			Args:  cobra.ExactArgs(1),
+			Args:  exactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
 				if err := required("reason", reason, "say why; it goes into the audit log"); err != nil {
 					return err

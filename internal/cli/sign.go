@@ -43,7 +43,7 @@ exactly those targets with those hashes: check them against the bundle you
 reviewed (ringfence release show, or the publish output).
 
 Exit status: 0 signed (or saved), 1 refused, 2 usage, I/O or key error.`,
-		Args: cobra.ExactArgs(1),
+		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			vendor := args[0]
 			w := cmd.OutOrStdout()

@@ -40,7 +40,7 @@ func newTenantsCmd(f *adminFlags) *cobra.Command {
 	create := &cobra.Command{
 		Use:   "create ID --kind vendor|org --name NAME",
 		Short: "Create a vendor or an organisation (operator admin tokens only)",
-		Args:  cobra.ExactArgs(1),
+		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := required("kind", kind, "vendor or org"); err != nil {
 				return err
@@ -91,7 +91,7 @@ func newChannelsCmd(f *adminFlags) *cobra.Command {
 	create := &cobra.Command{
 		Use:   "create VENDOR/NAME [--kind content|agent] [--category C] [--unpausable]",
 		Short: "Create a channel: a vendor's stream of artifacts of one kind",
-		Args:  cobra.ExactArgs(1),
+		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			vendor, name, err := splitChannel("channel", args[0])
 			if err != nil {

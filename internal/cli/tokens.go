@@ -77,7 +77,7 @@ is printed once; the server keeps only its hash.`,
 	revoke := &cobra.Command{
 		Use:   "revoke ID",
 		Short: "Revoke an API token; requests with it fail from now on",
-		Args:  cobra.ExactArgs(1),
+		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			raw, err := f.call(cmd.Context(), http.MethodDelete, "/v1/tokens/"+url.PathEscape(args[0]), nil, nil, nil)
 			if err != nil {
@@ -102,7 +102,7 @@ func newEnrollTokensCmd(f *adminFlags) *cobra.Command {
 installer of the devices, limited to what it is for: --max-uses (the devices it
 may enrol; 0 for no limit) and --expires (a duration, whole hours, at most
 8760h; 0 for never). A leaked token can be revoked; devices it enrolled stay.`,
-		Args: cobra.ExactArgs(1),
+		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if cmd.Flags().Changed("expires") {
 				if expires < 0 || expires%time.Hour != 0 {
@@ -149,7 +149,7 @@ may enrol; 0 for no limit) and --expires (a duration, whole hours, at most
 	list := &cobra.Command{
 		Use:   "list ORG",
 		Short: "List an organisation's enrolment tokens with their uses (never their secrets)",
-		Args:  cobra.ExactArgs(1),
+		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var toks []struct {
 				ID        string     `json:"id"`
@@ -183,7 +183,7 @@ may enrol; 0 for no limit) and --expires (a duration, whole hours, at most
 	revoke := &cobra.Command{
 		Use:   "revoke ORG ID --reason R",
 		Short: "Stop an enrolment token enrolling devices (devices it enrolled stay)",
-		Args:  cobra.ExactArgs(2),
+		Args:  exactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := required("reason", reason, "say why; it goes into the audit log"); err != nil {
 				return err

@@ -32,7 +32,7 @@ Exit status, for pipelines: 0 when the release completes; 1 when it is halted or
 rolled back (or the token may not see it); 2 when the watch itself fails: bad
 arguments, a bad token, --timeout passed, or a server that has not answered for
 10 minutes. A paused release or one awaiting approval is still followed.`,
-		Args: cobra.ExactArgs(1),
+		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if interval < 100*time.Millisecond {
 				return usage(fmt.Errorf("--interval %v: want at least 100ms", interval))

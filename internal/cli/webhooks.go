@@ -31,7 +31,7 @@ kill-switch.engaged, kill-switch.released, audit.verification-failed (operator
 only); none given means all. Deliveries are CloudEvents JSON, or {"text": ...}
 for a Slack incoming webhook with --format slack, signed with the secret printed
 here (docs/webhooks.md says how to verify them).`,
-		Args: cobra.ExactArgs(1),
+		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if vendor != "" && org != "" {
 				return usage(fmt.Errorf("--vendor and --org: a subscription is one or the other"))
@@ -89,7 +89,7 @@ here (docs/webhooks.md says how to verify them).`,
 	remove := &cobra.Command{
 		Use:   "remove ID",
 		Short: "Remove a subscription, with its pending deliveries and its log",
-		Args:  cobra.ExactArgs(1),
+		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			raw, err := f.call(cmd.Context(), http.MethodDelete, "/v1/webhooks/"+url.PathEscape(args[0]), nil, nil, nil)
 			if err != nil {
@@ -102,7 +102,7 @@ here (docs/webhooks.md says how to verify them).`,
 		return &cobra.Command{
 			Use:   use + " ID",
 			Short: short,
-			Args:  cobra.ExactArgs(1),
+			Args:  exactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
 				raw, err := f.call(cmd.Context(), http.MethodPut, "/v1/webhooks/"+url.PathEscape(args[0])+"/enabled", nil, map[string]bool{"enabled": on}, nil)
 				if err != nil {
@@ -117,7 +117,7 @@ here (docs/webhooks.md says how to verify them).`,
 	deliveries := &cobra.Command{
 		Use:   "deliveries ID [--limit N]",
 		Short: "Show a subscription's delivery log: each event with its attempts",
-		Args:  cobra.ExactArgs(1),
+		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if limit < 1 || limit > 1000 {
 				return usage(fmt.Errorf("--limit %d: want 1 to 1000", limit))
