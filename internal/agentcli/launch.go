@@ -77,11 +77,11 @@ See docs/agent.md, "Updating itself".`,
 func launch(ctx context.Context, o launchOptions, self string) error {
 	failures := 0
 	for {
-		l, err := agent.PrepareLaunch(o.data, o.bootLimit, time.Now())
-		if err != nil {
+		l, prepErr := agent.PrepareLaunch(o.data, o.bootLimit, time.Now())
+		if prepErr != nil {
 			// A journal it cannot read or a build gone from disk: the
 			// launcher's own binary still runs the agent, which reports.
-			o.log.Error("cannot prepare the journal's build; running the launcher's own", "err", err)
+			o.log.Error("cannot prepare the journal's build; running the launcher's own", "err", prepErr)
 			l = agent.Launch{}
 		}
 		if l.Reverted != "" {
@@ -99,9 +99,13 @@ func launch(ctx context.Context, o launchOptions, self string) error {
 		switch {
 		case err != nil:
 			o.log.Error("agent did not run", "exe", exe, "err", err)
-		case code == agent.ExitRestart:
+		case code == agent.ExitRestart && prepErr == nil:
 			failures = 0
 			continue
+		case code == agent.ExitRestart:
+			// The agent asks for the journal's build, which cannot be
+			// run: back off rather than spin between the two.
+			o.log.Warn("the agent asks for a build the launcher cannot run", "err", prepErr)
 		default:
 			o.log.Warn("agent exited", "exe", exe, "status", code)
 		}

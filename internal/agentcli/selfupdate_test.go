@@ -208,6 +208,20 @@ func TestAgentUpdatesItself(t *testing.T) {
 	if want := filepath.Join("2", "ringfence-agent-worker"); !strings.Contains(d.run.out.String(), want) {
 		t.Errorf("the new build's worker is not its own %s:\n%s", want, tail(d.run.out.String(), 4000))
 	}
+
+	// The build removed from disk: the launcher runs its own binary, which
+	// asks for the journal's build; the launcher backs off instead of
+	// spinning between the two (a few starts in 3 s, not hundreds).
+	killGroup(d.run)
+	exe := filepath.Join(d.data, "slots", "acme", "sensor-linux", string(c.Slot), "2", "ringfence-agent")
+	if err := os.Remove(exe); err != nil {
+		t.Fatal(err)
+	}
+	d.launch(t, "40s")
+	time.Sleep(3 * time.Second)
+	if n := strings.Count(d.run.out.String(), `msg="agent started"`); n > 5 {
+		t.Errorf("the launcher started an agent %d times in 3 s with the journal's build gone: it spins", n)
+	}
 }
 
 // TestAgentTakesBackABuildThatCannotStart: a build that exits at once is
