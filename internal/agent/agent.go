@@ -376,7 +376,7 @@ func (a *Agent) restartNow() bool {
 // build: a planned restart, which no probation counts as a failed start.
 func (a *Agent) stopForRestart() error {
 	a.mu.Lock()
-	if ch := a.buildChannelLocked(); ch != nil {
+	if ch := BuildChannel(a.journal); ch != nil {
 		a.log.Info("restarting into another agent build", "channel", ch.Name, "from", a.build, "to", ch.ActiveVersion)
 	}
 	a.mu.Unlock()

@@ -79,11 +79,6 @@ func launchedBuild() (uint64, bool) {
 	return v, err == nil
 }
 
-// buildChannelLocked is the journal's agent-build channel, if any.
-func (a *Agent) buildChannelLocked() *ChannelState {
-	return BuildChannel(a.journal)
-}
-
 // BuildChannel is the journal's agent-build channel, or nil.
 func BuildChannel(j *Journal) *ChannelState {
 	for _, name := range j.Names() {
@@ -99,7 +94,7 @@ func BuildChannel(j *Journal) *ChannelState {
 // the one running: after an update was staged, a revert, a return to
 // last-known-good or the deny list.
 func (a *Agent) wantsRestartLocked() bool {
-	ch := a.buildChannelLocked()
+	ch := BuildChannel(a.journal)
 	if !a.launched || ch == nil {
 		return false
 	}
@@ -116,14 +111,14 @@ func (a *Agent) followBuild(ctx context.Context, ch *ChannelState, want uint64, 
 		return
 	}
 	a.mu.Lock()
-	other := a.buildChannelLocked()
+	other := BuildChannel(a.journal)
 	slot := ch.InactiveSlot()
 	a.mu.Unlock()
 	if other != nil && other.Name != name {
 		fail(fmt.Errorf("this device follows agent builds on %s", other.Name))
 		return
 	}
-	dir := filepath.Join(a.slotDir(name, slot))
+	dir := a.slotDir(name, slot)
 	if err := os.RemoveAll(dir); err != nil {
 		fail(err)
 		return
