@@ -9,11 +9,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -69,9 +71,15 @@ type Worker interface {
 	Unload(ctx context.Context, channel string) error
 	Loaded(channel string) uint64
 	LoadedSlot(channel string) string
+	// LoadShadow, UnloadShadow and LoadedShadow are the same for the
+	// channel's content in shadow: evaluated next to the enforced
+	// content, its matches counted apart.
+	LoadShadow(ctx context.Context, channel string, version uint64, path string) error
+	UnloadShadow(ctx context.Context, channel string) error
+	LoadedShadow(channel string) uint64
 	// Counts returns and resets the actions per channel since the last
 	// call.
-	Counts(ctx context.Context) (map[string]map[string]int64, error)
+	Counts(ctx context.Context) (ActionCounts, error)
 	Feed(line []byte)
 }
 
@@ -212,9 +220,20 @@ func (a *Agent) Start() error {
 func (a *Agent) applyDenyListLocked(now time.Time) {
 	for _, name := range a.journal.Names() {
 		ch := a.journal.Channels[name]
+		if ch.Shadow && a.denied(name, ch.LKGVersion) {
+			// The version enforced beside the shadow one runs too.
+			reason := fmt.Sprintf("%s@%d, enforced while %d runs in shadow, is on the signed deny list: unloaded; nothing enforced", name, ch.LKGVersion, ch.ActiveVersion)
+			if !containsU64(ch.Refused, ch.LKGVersion) {
+				ch.Refused = append(ch.Refused, ch.LKGVersion)
+			}
+			a.log.Warn("deny list", "channel", name, "reason", reason)
+			a.queueEvents(Event{Time: now, Type: EventReverted, Channel: name, Version: ch.LKGVersion, Reason: reason})
+			ch.LKGVersion, ch.LKGSlot = 0, SlotNone
+		}
 		if ch.ActiveVersion == 0 || !a.denied(name, ch.ActiveVersion) {
 			continue
 		}
+		ch.Shadow = false
 		from := ch.ActiveVersion
 		reason := fmt.Sprintf("%s@%d is on the signed deny list", name, from)
 		if !containsU64(ch.Refused, from) {
@@ -478,15 +497,44 @@ func (a *Agent) decide(what string, decisions func(now time.Time) []Decision) {
 }
 
 // loadActive makes the worker run the channel's active version (or
-// nothing).
+// nothing): enforced, or in shadow beside the last-known-good it then
+// enforces.
 func (a *Agent) loadActive(ctx context.Context, name string) {
 	a.mu.Lock()
 	ch := a.journal.Channels[name]
-	v, file := ch.ActiveVersion, a.slotFile(name, ch.ActiveSlot, ch.ActiveVersion)
+	var sv uint64
+	var sfile string
+	if ch.Shadow {
+		sv, sfile = ch.ActiveVersion, a.slotFile(name, ch.ActiveSlot, ch.ActiveVersion)
+	}
 	build := ch.Kind == KindBuild
 	a.mu.Unlock()
 	if build {
 		return // the launcher runs builds: see restartNow
+	}
+	// The shadow first: a version leaving shadow is loaded enforced only
+	// once it is no longer evaluated twice.
+	var err error
+	if sv == 0 {
+		err = a.sup.UnloadShadow(ctx, name)
+	} else if a.sup.LoadedShadow(name) != sv {
+		err = a.sup.LoadShadow(ctx, name, sv, sfile)
+	}
+	if err != nil {
+		a.log.Warn("worker did not switch shadow content", "channel", name, "version", sv, "err", err)
+	}
+	a.loadEnforced(ctx, name, sv == 0)
+}
+
+// loadEnforced makes the worker enforce the version the journal says (or
+// nothing); unless always, only if it runs another.
+func (a *Agent) loadEnforced(ctx context.Context, name string, always bool) {
+	a.mu.Lock()
+	v, slot := a.journal.Channels[name].Enforced()
+	file := a.slotFile(name, slot, v)
+	a.mu.Unlock()
+	if !always && a.sup.Loaded(name) == v {
+		return
 	}
 	var err error
 	if v == 0 {
@@ -529,9 +577,15 @@ func (a *Agent) checkin(ctx context.Context) (*protocol.CheckinResponse, time.Du
 	if counts, err := a.sup.Counts(ctx); err == nil {
 		now := a.cfg.Now()
 		a.mu.Lock()
-		for name, c := range counts {
-			if ch, ok := a.journal.Channels[name]; ok && len(c) > 0 {
-				a.queueEvents(Event{Time: now, Type: EventActions, Channel: name, Version: ch.ActiveVersion, Counts: c})
+		for _, name := range slices.Sorted(maps.Keys(counts.Enforced)) {
+			if ch, ok := a.journal.Channels[name]; ok && len(counts.Enforced[name]) > 0 {
+				v, _ := ch.Enforced()
+				a.queueEvents(Event{Time: now, Type: EventActions, Channel: name, Version: v, Counts: counts.Enforced[name]})
+			}
+		}
+		for _, name := range slices.Sorted(maps.Keys(counts.Shadow)) {
+			if ch, ok := a.journal.Channels[name]; ok && ch.Shadow && len(counts.Shadow[name]) > 0 {
+				a.queueEvents(Event{Time: now, Type: EventShadowActions, Channel: name, Version: ch.ActiveVersion, Counts: counts.Shadow[name]})
 			}
 		}
 		a.mu.Unlock()
@@ -541,7 +595,7 @@ func (a *Agent) checkin(ctx context.Context) (*protocol.CheckinResponse, time.Du
 	a.mu.Lock()
 	for _, name := range a.journal.Names() {
 		ch := a.journal.Channels[name]
-		req.Channels = append(req.Channels, protocol.ChannelReport{Channel: name, ActiveVersion: ch.ActiveVersion, LKGVersion: ch.LKGVersion, State: string(ch.State)})
+		req.Channels = append(req.Channels, protocol.ChannelReport{Channel: name, ActiveVersion: ch.ActiveVersion, LKGVersion: ch.LKGVersion, State: string(ch.State), Shadow: ch.Shadow})
 	}
 	a.mu.Unlock()
 	var pending []Event
@@ -633,14 +687,19 @@ func (a *Agent) follow(ctx context.Context, resp *protocol.CheckinResponse) {
 	}
 }
 
-// syncWorker reloads a channel if the worker runs another version than the
-// journal's active one.
+// syncWorker reloads a channel if the worker runs other versions than the
+// journal says, enforced or in shadow.
 func (a *Agent) syncWorker(ctx context.Context, name string) {
 	a.mu.Lock()
 	ch := a.journal.Channels[name]
-	want, build := ch.ActiveVersion, ch.Kind == KindBuild
+	want, _ := ch.Enforced()
+	var shadow uint64
+	if ch.Shadow {
+		shadow = ch.ActiveVersion
+	}
+	build := ch.Kind == KindBuild
 	a.mu.Unlock()
-	if !build && a.sup.Loaded(name) != want {
+	if !build && (a.sup.Loaded(name) != want || a.sup.LoadedShadow(name) != shadow) {
 		a.loadActive(ctx, name)
 	}
 }
@@ -659,6 +718,17 @@ func (a *Agent) followChannel(ctx context.Context, cd protocol.ChannelDesired, o
 	ch := a.journal.Channel(name)
 	ok, why := Accept(ch, want)
 	lkg := want != 0 && want == ch.LKGVersion && ch.LKGSlot != SlotNone
+	if LeavesShadow(ch, cd) {
+		// The release left its shadow waves: enforce what runs in shadow.
+		d := Enforce(ch)
+		a.log.Info("shadow ended", "channel", name, "reason", d.Reason)
+		err := a.saveLocked()
+		a.mu.Unlock()
+		if err == nil {
+			a.loadActive(ctx, name)
+		}
+		return
+	}
 	a.mu.Unlock()
 	if !ok {
 		if want != 0 && want != ch.ActiveVersion {
@@ -737,6 +807,12 @@ func (a *Agent) followChannel(ctx context.Context, cd protocol.ChannelDesired, o
 		// The inactive slot is the one running unconfirmed content.
 		_ = a.sup.Unload(ctx, name)
 	}
+	a.mu.Lock()
+	inShadow := ch.Shadow && a.slotDir(name, ch.ActiveSlot) == dir
+	a.mu.Unlock()
+	if inShadow {
+		_ = a.sup.UnloadShadow(ctx, name) // likewise for the shadow
+	}
 	if err := os.RemoveAll(dir); err != nil {
 		fail(err)
 		return
@@ -764,7 +840,13 @@ func (a *Agent) followChannel(ctx context.Context, cd protocol.ChannelDesired, o
 	// by the simulator's live mode, where the boot loops' reverts
 	// otherwise outnumbered the applies the server heard of).
 	a.mu.Lock()
-	BeginActivation(ch, want, now)
+	load := a.sup.Load
+	if cd.Shadow {
+		BeginShadow(ch, want, now)
+		load = a.sup.LoadShadow
+	} else {
+		BeginActivation(ch, want, now)
+	}
 	a.queueEvents(Event{Time: now, Type: EventApplied, Channel: name, Version: want})
 	err = a.saveLocked()
 	a.mu.Unlock()
@@ -773,7 +855,12 @@ func (a *Agent) followChannel(ctx context.Context, cd protocol.ChannelDesired, o
 		return
 	}
 	a.crashIfFaulted(name, want, "activating")
-	if err := a.sup.Load(ctx, name, want, a.slotFile(name, slot, want)); err != nil && !errors.Is(err, ErrWorkerExited) {
+	if cd.Shadow {
+		// The last-known-good stays enforced: the worker may have run the
+		// unconfirmed version that the shadow one replaces.
+		a.loadEnforced(ctx, name, false)
+	}
+	if err := load(ctx, name, want, a.slotFile(name, slot, want)); err != nil && !errors.Is(err, ErrWorkerExited) {
 		// The worker refused the content (it did not crash): revert. The
 		// server heard it applied, so it hears a revert (the revert share
 		// is of devices that applied; apply failures are of those that
@@ -792,7 +879,7 @@ func (a *Agent) followChannel(ctx context.Context, cd protocol.ChannelDesired, o
 		a.log.Error("journal not saved", "err", err)
 	}
 	a.mu.Unlock()
-	a.log.Info("applied; on probation", "channel", name, "version", want, "probation", a.cfg.Policy.Probation)
+	a.log.Info("applied; on probation", "channel", name, "version", want, "probation", a.cfg.Policy.Probation, "shadow", cd.Shadow)
 }
 
 // crashIfFaulted kills the agent, as a host crash would (no deferred

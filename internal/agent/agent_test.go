@@ -93,10 +93,13 @@ func (w *fakeWorker) Loaded(ch string) uint64 {
 	return w.loaded[ch]
 }
 func (w *fakeWorker) LoadedSlot(string) string { return "" }
-func (w *fakeWorker) Counts(context.Context) (map[string]map[string]int64, error) {
-	return nil, nil
+func (w *fakeWorker) Counts(context.Context) (agent.ActionCounts, error) {
+	return agent.ActionCounts{}, nil
 }
-func (w *fakeWorker) Feed([]byte) {}
+func (w *fakeWorker) LoadShadow(context.Context, string, uint64, string) error { return nil }
+func (w *fakeWorker) UnloadShadow(context.Context, string) error               { return nil }
+func (w *fakeWorker) LoadedShadow(string) uint64                               { return 0 }
+func (w *fakeWorker) Feed([]byte)                                              {}
 
 // runAgent runs an agent on data until stop, which returns only once the
 // agent has ended: an agent still writing its queue when the test ends

@@ -90,6 +90,13 @@ type ChannelState struct {
 	// active version while it exists.
 	Pending *Pending `json:"pending"`
 	State   State    `json:"state"`
+	// Shadow: the active version runs in shadow (the server's
+	// ChannelDesired.Shadow): the worker evaluates it and reports what it
+	// would have done, and enforces the last-known-good (or nothing). It
+	// stays on probation as any activation does, but a healthy shadow
+	// version does not become last-known-good until the server has it
+	// enforced (Enforce).
+	Shadow bool `json:"shadow,omitempty"`
 	// Refused are versions this device reverted; they are refused until
 	// the server offers a version newer than all of them.
 	Refused   []uint64 `json:"refused,omitempty"`
@@ -246,6 +253,15 @@ func (ch *ChannelState) validate(name string) error {
 	}
 	if ch.Kind != "" && ch.Kind != KindBuild {
 		return fmt.Errorf("kind %q is not %q", ch.Kind, KindBuild)
+	}
+	if ch.Shadow {
+		switch {
+		case ch.Kind == KindBuild:
+			return errors.New("an agent build cannot run in shadow")
+		case ch.ActiveVersion == 0 || ch.ActiveVersion == ch.LKGVersion || ch.ActiveSlot == ch.LKGSlot:
+			return fmt.Errorf("shadow version %d in slot %q is not apart from last-known-good %d in slot %q",
+				ch.ActiveVersion, ch.ActiveSlot, ch.LKGVersion, ch.LKGSlot)
+		}
 	}
 	switch ch.State {
 	case StateNone, StateActive, StatePending, StateProbation, StateReverted:

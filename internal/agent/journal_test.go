@@ -167,6 +167,9 @@ func TestLoadJournalCorrupt(t *testing.T) {
 		{"probation-without-pending", ch(`{"active_version":1,"active_slot":"a","state":"probation"}`), "state probation without a pending activation"},
 		{"pending-in-active-state", ch(`{"active_version":1,"active_slot":"a","state":"active","pending":{"version":1,"slot":"a"}}`), `pending activation in state "active"`},
 		{"pending-not-active", ch(`{"active_version":2,"active_slot":"a","state":"pending","pending":{"version":1,"slot":"a"}}`), "is not the active 2"},
+		{"shadow-over-lkg", ch(`{"active_version":2,"active_slot":"a","lkg_version":2,"lkg_slot":"a","state":"active","shadow":true}`), "is not apart from last-known-good"},
+		{"shadow-of-nothing", ch(`{"state":"","shadow":true}`), "shadow version 0"},
+		{"shadow-build", ch(`{"kind":"build","active_version":2,"active_slot":"b","lkg_version":1,"lkg_slot":"a","state":"active","shadow":true}`), "an agent build cannot run in shadow"},
 		{"pending-over-lkg", ch(`{"active_version":2,"active_slot":"a","lkg_version":1,"lkg_slot":"a","state":"pending","pending":{"version":2,"slot":"a"}}`), "which holds last-known-good 1"},
 	}
 	for _, tc := range tests {

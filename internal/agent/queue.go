@@ -48,6 +48,7 @@ const (
 	EventUncleanReboot EventType = protocol.EventUncleanReboot
 	EventBootLoop      EventType = protocol.EventBootLoop
 	EventActions       EventType = protocol.EventActions
+	EventShadowActions EventType = protocol.EventShadowActions
 )
 
 func (t EventType) known() bool { return protocol.KnownEvent(string(t)) }
@@ -56,7 +57,7 @@ func (t EventType) known() bool { return protocol.KnownEvent(string(t)) }
 // Only the periodic action counts are: every other event is what the
 // server's health gates count, and losing one would hide a failure from
 // the rollout that caused it.
-func (t EventType) Droppable() bool { return t == EventActions }
+func (t EventType) Droppable() bool { return protocol.ActionEvent(string(t)) }
 
 // Event is one queued device event. Its JSON is the server's wire type
 // (EventReport in the check-in API) field for field.

@@ -5,6 +5,8 @@ import (
 	"iter"
 	"slices"
 	"time"
+
+	"github.com/ringfence/ringfence/internal/protocol"
 )
 
 // Policy is when the agent gives up on new content by itself. The zero
@@ -77,6 +79,9 @@ const (
 	// DecisionReturned: at the server's word the channel went back to its
 	// last-known-good version, which is still in its slot.
 	DecisionReturned DecisionKind = "returned-to-lkg"
+	// DecisionEnforced: at the server's word the version in shadow is now
+	// enforced.
+	DecisionEnforced DecisionKind = "enforced"
 )
 
 // Cause is why a channel was reverted.
@@ -154,7 +159,55 @@ func BeginActivation(ch *ChannelState, version uint64, now time.Time) Slot {
 	ch.Pending = &Pending{Version: version, Slot: slot, ActivatedAt: now}
 	ch.ActiveVersion, ch.ActiveSlot = version, slot
 	ch.State = StatePending
+	ch.Shadow = false
 	return slot
+}
+
+// BeginShadow is BeginActivation of a version to run in shadow: the
+// worker evaluates it next to the last-known-good, which it keeps
+// enforcing. The shadow version runs a probation as any activation does
+// (a crash is a crash, enforced or not), but becomes last-known-good only
+// once enforced.
+func BeginShadow(ch *ChannelState, version uint64, now time.Time) Slot {
+	slot := BeginActivation(ch, version, now)
+	ch.Shadow = true
+	return slot
+}
+
+// Enforce ends the shadow of the active version at the server's word: a
+// version that completed its probation in shadow becomes last-known-good
+// now; one still on probation goes on with it, enforced.
+func Enforce(ch *ChannelState) Decision {
+	if !ch.Shadow {
+		return Decision{}
+	}
+	ch.Shadow = false
+	d := Decision{Kind: DecisionEnforced, Channel: ch.Name, Version: ch.ActiveVersion}
+	if ch.Pending != nil {
+		d.Reason = fmt.Sprintf("%s leaves shadow: enforced, on probation", label(ch, ch.ActiveVersion))
+		return d
+	}
+	d.Reason = fmt.Sprintf("%s leaves shadow: enforced, and last-known-good in place of %d", label(ch, ch.ActiveVersion), ch.LKGVersion)
+	ch.LKGVersion, ch.LKGSlot = ch.ActiveVersion, ch.ActiveSlot
+	return d
+}
+
+// LeavesShadow reports whether the server's answer ends the shadow of the
+// active version (then call Enforce): it names the version's release
+// without asking for shadow. Answers that name no release (a paused
+// track, a spent budget, a version waiting for signatures) keep the
+// device as it is.
+func LeavesShadow(ch *ChannelState, cd protocol.ChannelDesired) bool {
+	return ch.Shadow && cd.DesiredVersion != 0 && cd.DesiredVersion == ch.ActiveVersion && !cd.Shadow && cd.Release != ""
+}
+
+// Enforced is the version the worker enforces on the channel: the
+// last-known-good while the active version runs in shadow.
+func (ch *ChannelState) Enforced() (uint64, Slot) {
+	if ch.Shadow {
+		return ch.LKGVersion, ch.LKGSlot
+	}
+	return ch.ActiveVersion, ch.ActiveSlot
 }
 
 // StartProbation records that the worker runs the pending content: the
@@ -328,7 +381,14 @@ func Tick(ch *ChannelState, p Policy, now time.Time) Decision {
 		Kind: DecisionHealthy, Channel: ch.Name, Version: pd.Version,
 		Reason: fmt.Sprintf("%s ran its %s probation with %d worker crashes: now last-known-good", label(ch, pd.Version), p.Probation, len(pd.Crashes)),
 	}
-	ch.LKGVersion, ch.LKGSlot = pd.Version, pd.Slot
+	if ch.Shadow {
+		// Healthy as far as running it goes; what it would block is for
+		// the server's action gate to judge before anyone enforces it.
+		d.Reason = fmt.Sprintf("%s ran its %s probation in shadow with %d worker crashes: healthy; last-known-good %d stays enforced",
+			label(ch, pd.Version), p.Probation, len(pd.Crashes), ch.LKGVersion)
+	} else {
+		ch.LKGVersion, ch.LKGSlot = pd.Version, pd.Slot
+	}
 	ch.ActiveVersion, ch.ActiveSlot = pd.Version, pd.Slot
 	ch.Pending = nil
 	ch.State = StateActive
@@ -354,6 +414,7 @@ func revert(ch *ChannelState, cause Cause, reason string) Decision {
 	ch.Pending = nil
 	ch.ActiveVersion, ch.ActiveSlot = ch.LKGVersion, ch.LKGSlot
 	ch.State = StateReverted
+	ch.Shadow = false
 	ch.LastError = reason
 	return Decision{Kind: DecisionReverted, Cause: cause, Channel: ch.Name, Version: from, To: ch.LKGVersion, Reason: reason}
 }
@@ -372,6 +433,7 @@ func ReturnToLKG(ch *ChannelState) Decision {
 	ch.Pending = nil
 	ch.ActiveVersion, ch.ActiveSlot = ch.LKGVersion, ch.LKGSlot
 	ch.State = StateActive
+	ch.Shadow = false
 	return Decision{
 		Kind: DecisionReturned, Channel: ch.Name, Version: from, To: ch.LKGVersion,
 		Reason: fmt.Sprintf("the server asked for last-known-good %s; left %s", label(ch, ch.LKGVersion), label(ch, from)),

@@ -2,8 +2,11 @@ package agent
 
 import (
 	"reflect"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/ringfence/ringfence/internal/protocol"
 )
 
 // confirmed is acme/ipc running 292 from slot a, confirmed healthy.
@@ -561,5 +564,87 @@ func TestUncleanStopBlamesTheVersionThatRan(t *testing.T) {
 		if got[i].Channel != want[i].Channel || got[i].Version != want[i].Version || got[i].Type != want[i].Type {
 			t.Errorf("event %d = %+v, want %+v", i, got[i], want[i])
 		}
+	}
+}
+
+// A version in shadow runs its probation as any does, but the
+// last-known-good stays the one enforced until the server has it
+// enforced; a revert or a return ends the shadow.
+func TestShadowLifecycle(t *testing.T) {
+	p := Policy{}.WithDefaults()
+	ch := confirmed()
+	if slot := BeginShadow(ch, 293, t0); slot != SlotB || !ch.Shadow || ch.State != StatePending {
+		t.Fatalf("BeginShadow: slot %s, %+v", slot, ch)
+	}
+	if v, slot := ch.Enforced(); v != 292 || slot != SlotA {
+		t.Fatalf("enforced %d in %s while 293 is in shadow, want 292 in a", v, slot)
+	}
+	if err := ch.validate("acme/ipc"); err != nil {
+		t.Fatalf("journal of a shadow activation: %v", err)
+	}
+	StartProbation(ch, t0)
+	d := Tick(ch, p, t0.Add(p.Probation))
+	if d.Kind != DecisionHealthy || ch.State != StateActive || ch.LKGVersion != 292 || !ch.Shadow || !strings.Contains(d.Reason, "in shadow") {
+		t.Fatalf("probation in shadow: %+v, %+v; want healthy with 292 still last-known-good and enforced", d, ch)
+	}
+	if len(d.Events(t0)) != 1 || d.Events(t0)[0].Type != EventHealthy {
+		t.Errorf("events %+v, want one healthy (min_devices counts it)", d.Events(t0))
+	}
+	// Answers that do not end the shadow: in shadow still, or naming no
+	// release (paused track, spent budget).
+	for _, cd := range []protocol.ChannelDesired{
+		{Channel: "acme/ipc", DesiredVersion: 293, Release: "r", Shadow: true},
+		{Channel: "acme/ipc", DesiredVersion: 293, Reason: "paused by the organisation"},
+		{Channel: "acme/ipc", DesiredVersion: 294, Release: "r2"},
+	} {
+		if LeavesShadow(ch, cd) {
+			t.Errorf("%+v ends the shadow", cd)
+		}
+	}
+	cd := protocol.ChannelDesired{Channel: "acme/ipc", DesiredVersion: 293, Release: "r"}
+	if !LeavesShadow(ch, cd) {
+		t.Fatal("the release enforcing 293 does not end its shadow")
+	}
+	d = Enforce(ch)
+	if d.Kind != DecisionEnforced || ch.Shadow || ch.LKGVersion != 293 || ch.LKGSlot != SlotB {
+		t.Fatalf("Enforce after a healthy shadow: %+v, %+v; want 293 enforced and last-known-good", d, ch)
+	}
+	if d := Enforce(ch); d.Kind != DecisionNone {
+		t.Errorf("Enforce twice: %+v", d)
+	}
+
+	// Enforced while still on probation: the probation goes on, enforced.
+	ch = confirmed()
+	BeginShadow(ch, 293, t0)
+	StartProbation(ch, t0)
+	Enforce(ch)
+	if ch.Shadow || ch.LKGVersion != 292 || ch.Pending == nil {
+		t.Fatalf("Enforce on probation: %+v; want the probation kept, 292 last-known-good", ch)
+	}
+	if Tick(ch, p, t0.Add(p.Probation)); ch.LKGVersion != 293 {
+		t.Errorf("after the probation, last-known-good %d, want 293", ch.LKGVersion)
+	}
+
+	// A crash loop in shadow reverts, and the shadow ends with it.
+	ch = confirmed()
+	BeginShadow(ch, 293, t0)
+	StartProbation(ch, t0)
+	for i := range p.CrashLimit {
+		d = OnWorkerCrash(ch, p, t0.Add(time.Duration(i)*time.Second))
+	}
+	if d.Kind != DecisionReverted || ch.Shadow || ch.ActiveVersion != 292 {
+		t.Errorf("crash loop in shadow: %+v, %+v; want reverted to 292, no shadow", d, ch)
+	}
+	// So does a return to last-known-good at the server's word.
+	ch = confirmed()
+	BeginShadow(ch, 293, t0)
+	if d := ReturnToLKG(ch); d.Kind != DecisionReturned || ch.Shadow || ch.ActiveVersion != 292 {
+		t.Errorf("return from shadow: %+v, %+v", d, ch)
+	}
+	// And a new activation, enforced, replaces the shadow version.
+	ch = confirmed()
+	BeginShadow(ch, 293, t0)
+	if BeginActivation(ch, 294, t0); ch.Shadow || ch.ActiveSlot != SlotB {
+		t.Errorf("activation over a shadow: %+v", ch)
 	}
 }

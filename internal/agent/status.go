@@ -60,10 +60,13 @@ type ChannelStatus struct {
 	State         State  `json:"state"`
 	// Pending is the version on probation, PendingAttempts how many
 	// starts it has survived.
-	Pending         uint64   `json:"pending_version,omitempty"`
-	PendingAttempts int      `json:"pending_attempts,omitempty"`
-	Refused         []uint64 `json:"refused,omitempty"`
-	LastError       string   `json:"last_error,omitempty"`
+	Pending         uint64 `json:"pending_version,omitempty"`
+	PendingAttempts int    `json:"pending_attempts,omitempty"`
+	// Shadow: the active version runs in shadow, the last-known-good is
+	// enforced.
+	Shadow    bool     `json:"shadow,omitempty"`
+	Refused   []uint64 `json:"refused,omitempty"`
+	LastError string   `json:"last_error,omitempty"`
 }
 
 // Report is everything `ringfence-agent status` shows.
@@ -99,7 +102,7 @@ func ReadReport(dir string) (*Report, error) {
 	for _, name := range j.Names() {
 		ch := j.Channels[name]
 		cs := ChannelStatus{Channel: name, ActiveVersion: ch.ActiveVersion, LKGVersion: ch.LKGVersion, Slot: ch.ActiveSlot, State: ch.State,
-			Refused: ch.Refused, LastError: ch.LastError}
+			Shadow: ch.Shadow, Refused: ch.Refused, LastError: ch.LastError}
 		if ch.Pending != nil {
 			cs.Pending, cs.PendingAttempts = ch.Pending.Version, ch.Pending.Attempts
 		}

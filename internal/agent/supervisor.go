@@ -110,8 +110,30 @@ const (
 )
 
 type loadSpec struct {
+	channel string
+	shadow  bool // the channel's shadow content (worker.Request.Shadow)
 	version uint64
 	path    string
+}
+
+// desiredKey is a load's key in Supervisor.desired: a channel runs at
+// most one enforced and one shadow version.
+func desiredKey(channel string, shadow bool) string {
+	if shadow {
+		return channel + "\x00shadow" // channel names have no NUL
+	}
+	return channel
+}
+
+func (d loadSpec) request() worker.Request {
+	return worker.Request{Op: worker.OpLoad, Channel: d.channel, Shadow: d.shadow, Version: d.version, Path: d.path}
+}
+
+func (d loadSpec) String() string {
+	if d.shadow {
+		return fmt.Sprintf("%s@%d (shadow)", d.channel, d.version)
+	}
+	return fmt.Sprintf("%s@%d", d.channel, d.version)
 }
 
 // Supervisor runs the worker process and keeps it running the desired
@@ -234,20 +256,35 @@ func (s *Supervisor) Stop() error {
 // While the worker is down, Load only records the content, which the
 // restarted worker loads.
 func (s *Supervisor) Load(ctx context.Context, channel string, version uint64, path string) error {
-	return s.change(ctx, channel, &loadSpec{version: version, path: path})
+	return s.change(ctx, channel, false, &loadSpec{channel: channel, version: version, path: path})
 }
 
 // Unload stops evaluating channel, as Load does.
 func (s *Supervisor) Unload(ctx context.Context, channel string) error {
-	return s.change(ctx, channel, nil)
+	return s.change(ctx, channel, false, nil)
 }
 
-func (s *Supervisor) change(ctx context.Context, channel string, want *loadSpec) error {
-	req := worker.Request{Op: worker.OpUnload, Channel: channel}
+// LoadShadow makes the worker evaluate version of channel in shadow, next
+// to the channel's enforced content, counting its matches apart
+// (ActionCounts.Shadow); otherwise as Load.
+func (s *Supervisor) LoadShadow(ctx context.Context, channel string, version uint64, path string) error {
+	return s.change(ctx, channel, true, &loadSpec{channel: channel, shadow: true, version: version, path: path})
+}
+
+// UnloadShadow stops evaluating the channel's shadow content.
+func (s *Supervisor) UnloadShadow(ctx context.Context, channel string) error {
+	return s.change(ctx, channel, true, nil)
+}
+
+func (s *Supervisor) change(ctx context.Context, channel string, shadow bool, want *loadSpec) error {
+	key := desiredKey(channel, shadow)
+	req := worker.Request{Op: worker.OpUnload, Channel: channel, Shadow: shadow}
 	what := "unload " + channel
+	if shadow {
+		what += " (shadow)"
+	}
 	if want != nil {
-		req = worker.Request{Op: worker.OpLoad, Channel: channel, Version: want.version, Path: want.path}
-		what = fmt.Sprintf("load %s@%d", channel, want.version)
+		req, what = want.request(), "load "+want.String()
 	}
 	s.opMu.Lock()
 	defer s.opMu.Unlock()
@@ -258,7 +295,7 @@ func (s *Supervisor) change(ctx context.Context, channel string, want *loadSpec)
 			s.mu.Unlock()
 			return fmt.Errorf("%s: %w", what, errSupervisorStopped)
 		case stateDown:
-			s.setDesiredLocked(channel, want)
+			s.setDesiredLocked(key, want)
 			s.mu.Unlock()
 			s.log.Info("worker not running: content recorded for its start", "request", what)
 			return nil
@@ -273,12 +310,12 @@ func (s *Supervisor) change(ctx context.Context, channel string, want *loadSpec)
 			}
 			continue
 		}
-		prev, had := s.desired[channel]
+		prev, had := s.desired[key]
 		if want == nil && !had {
 			s.mu.Unlock()
 			return nil
 		}
-		s.setDesiredLocked(channel, want)
+		s.setDesiredLocked(key, want)
 		w := s.w
 		s.mu.Unlock()
 		rep, err := s.call(ctx, w, req)
@@ -288,9 +325,9 @@ func (s *Supervisor) change(ctx context.Context, channel string, want *loadSpec)
 		if rep.Error != "" {
 			s.mu.Lock()
 			if had {
-				s.desired[channel] = prev
+				s.desired[key] = prev
 			} else {
-				delete(s.desired, channel)
+				delete(s.desired, key)
 			}
 			s.mu.Unlock()
 			return fmt.Errorf("%s: the worker refused it: %s", what, rep.Error)
@@ -299,11 +336,11 @@ func (s *Supervisor) change(ctx context.Context, channel string, want *loadSpec)
 	}
 }
 
-func (s *Supervisor) setDesiredLocked(channel string, want *loadSpec) {
+func (s *Supervisor) setDesiredLocked(key string, want *loadSpec) {
 	if want == nil {
-		delete(s.desired, channel)
+		delete(s.desired, key)
 	} else {
-		s.desired[channel] = *want
+		s.desired[key] = *want
 	}
 }
 
@@ -313,6 +350,14 @@ func (s *Supervisor) Loaded(channel string) uint64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.desired[channel].version
+}
+
+// LoadedShadow is the version of channel the worker evaluates in shadow,
+// or will once restarted; 0 if none.
+func (s *Supervisor) LoadedShadow(channel string) uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.desired[desiredKey(channel, true)].version
 }
 
 // LoadedSlot is the directory of the bundle file Loaded comes from: its
@@ -328,8 +373,10 @@ func (s *Supervisor) LoadedSlot(channel string) string {
 
 func (s *Supervisor) loadedLocked() map[string]uint64 {
 	m := make(map[string]uint64, len(s.desired))
-	for ch, d := range s.desired {
-		m[ch] = d.version
+	for _, d := range s.desired {
+		if !d.shadow || m[d.channel] == 0 {
+			m[d.channel] = d.version
+		}
 	}
 	return m
 }
@@ -361,10 +408,15 @@ func (s *Supervisor) Feed(line []byte) {
 	}
 }
 
-// Counts returns, per channel and action name ("log", "alert", "block"),
-// the matches since the last call. Counts of events the worker had not
-// reported when it died are lost with it.
-func (s *Supervisor) Counts(ctx context.Context) (map[string]map[string]int64, error) {
+// ActionCounts are matches per channel and action name ("log", "alert",
+// "block"): of the enforced content, and of the content in shadow.
+type ActionCounts struct {
+	Enforced, Shadow map[string]map[string]int64
+}
+
+// Counts returns the matches since the last call. Counts of events the
+// worker had not reported when it died are lost with it.
+func (s *Supervisor) Counts(ctx context.Context) (ActionCounts, error) {
 	for {
 		s.mu.Lock()
 		state, w, up := s.state, s.w, s.upCh
@@ -375,25 +427,25 @@ func (s *Supervisor) Counts(ctx context.Context) (map[string]map[string]int64, e
 			case <-up:
 			case <-w.exited:
 			case <-ctx.Done():
-				return nil, fmt.Errorf("counts: waiting for the worker to start: %w", ctx.Err())
+				return ActionCounts{}, fmt.Errorf("counts: waiting for the worker to start: %w", ctx.Err())
 			}
 			continue
 		case stateUp:
 		default:
-			return nil, fmt.Errorf("counts: %w: not running", ErrWorkerExited)
+			return ActionCounts{}, fmt.Errorf("counts: %w: not running", ErrWorkerExited)
 		}
 		rep, err := s.call(ctx, w, worker.Request{Op: worker.OpCounts})
 		if err != nil {
-			return nil, fmt.Errorf("counts: %w", err)
+			return ActionCounts{}, fmt.Errorf("counts: %w", err)
 		}
 		if rep.Error != "" {
-			return nil, fmt.Errorf("counts: the worker refused: %s", rep.Error)
+			return ActionCounts{}, fmt.Errorf("counts: the worker refused: %s", rep.Error)
 		}
 		s.rejected.Add(rep.Rejected)
 		if rep.Counts == nil {
 			rep.Counts = map[string]map[string]int64{}
 		}
-		return rep.Counts, nil
+		return ActionCounts{Enforced: rep.Counts, Shadow: rep.Shadow}, nil
 	}
 }
 
@@ -613,25 +665,25 @@ func (s *Supervisor) reload(ctx context.Context, w *workerProc) error {
 	}
 	want := maps.Clone(s.desired)
 	s.mu.Unlock()
-	for _, ch := range slices.Sorted(maps.Keys(want)) {
-		d := want[ch]
+	for _, key := range slices.Sorted(maps.Keys(want)) {
+		d := want[key]
 		rctx, cancel := context.WithTimeout(ctx, s.reloadTimeout)
-		rep, err := s.call(rctx, w, worker.Request{Op: worker.OpLoad, Channel: ch, Version: d.version, Path: d.path})
+		rep, err := s.call(rctx, w, d.request())
 		cancel()
 		switch {
 		case errors.Is(err, ErrWorkerExited) || ctx.Err() != nil:
-			return fmt.Errorf("load %s@%d: %w", ch, d.version, err)
+			return fmt.Errorf("load %s: %w", d, err)
 		case err != nil:
 			w.kill()
-			return fmt.Errorf("load %s@%d: no answer within %s, worker killed as hung: %w", ch, d.version, s.reloadTimeout, err)
+			return fmt.Errorf("load %s: no answer within %s, worker killed as hung: %w", d, s.reloadTimeout, err)
 		case rep.Error != "":
 			// It ran before; now its file is unreadable. Leaving it desired
 			// would make Loaded lie; dropping it lets the agent see the
 			// difference and load again.
-			w.log.Error("worker refused content it ran before: dropped", "channel", ch, "version", d.version, "err", rep.Error)
+			w.log.Error("worker refused content it ran before: dropped", "content", d.String(), "err", rep.Error)
 			s.mu.Lock()
-			if s.desired[ch] == d {
-				delete(s.desired, ch)
+			if s.desired[key] == d {
+				delete(s.desired, key)
 			}
 			s.mu.Unlock()
 		}

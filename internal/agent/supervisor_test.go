@@ -141,10 +141,11 @@ func checkCounts(t *testing.T, s *Supervisor, rounds int, want map[string]int64)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	got, err := s.Counts(ctx)
+	counts, err := s.Counts(ctx)
 	if err != nil {
 		t.Fatalf("Counts: %v", err)
 	}
+	got := counts.Enforced
 	if d := s.Dropped() - dropped; d != 0 {
 		t.Fatalf("%d events dropped", d)
 	}

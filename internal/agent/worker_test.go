@@ -128,6 +128,7 @@ type replyWant struct {
 	ok       bool
 	errHas   string
 	counts   map[string]map[string]int64
+	shadow   map[string]map[string]int64
 	rejected int64
 }
 
@@ -141,6 +142,9 @@ func TestRunWorkerProtocol(t *testing.T) {
 	}
 	load := func(id uint64, ch string, v uint64, path string) string {
 		return fmt.Sprintf(`{"op":"load","id":%d,"channel":%q,"version":%d,"path":%q}`, id, ch, v, path)
+	}
+	shadow := func(id uint64, path string) string {
+		return fmt.Sprintf(`{"op":"load","id":%d,"channel":"acme/ipc","version":292,"path":%q,"shadow":true}`, id, path)
 	}
 	var events []string
 	for _, e := range fx.events {
@@ -196,6 +200,16 @@ func TestRunWorkerProtocol(t *testing.T) {
 			want: []replyWant{{id: 1, ok: true}, {id: 2, ok: true}, {id: 3, counts: ipc(1)}, {id: 4}}},
 		{name: "refused-load-keeps-content", lines: lines(load(1, "acme/ipc", 292, b292), load(2, "acme/ipc", 293, garbage), events, `{"op":"counts","id":3}`),
 			want: []replyWant{{id: 1, ok: true}, {id: 2, errHas: "garbage.bundle"}, {id: 3, counts: ipc(1)}}},
+		{name: "shadow-counted-apart", lines: lines(load(1, "acme/ipc", 292, b292), shadow(2, b292), events, `{"op":"counts","id":3}`),
+			want: []replyWant{{id: 1, ok: true}, {id: 2, ok: true}, {id: 3, counts: ipc(1), shadow: ipc(1)}}},
+		{name: "shadow-alone-enforces-nothing", lines: lines(shadow(1, b292), events, events, `{"op":"counts","id":2}`),
+			want: []replyWant{{id: 1, ok: true}, {id: 2, shadow: ipc(2)}}},
+		{name: "shadow-unload-keeps-enforced", lines: lines(load(1, "acme/ipc", 292, b292), shadow(2, b292), `{"op":"unload","id":3,"channel":"acme/ipc","shadow":true}`,
+			events, `{"op":"counts","id":4}`),
+			want: []replyWant{{id: 1, ok: true}, {id: 2, ok: true}, {id: 3, ok: true}, {id: 4, counts: ipc(1)}}},
+		{name: "enforced-unload-keeps-shadow", lines: lines(load(1, "acme/ipc", 292, b292), shadow(2, b292), `{"op":"unload","id":3,"channel":"acme/ipc"}`,
+			events, `{"op":"counts","id":4}`),
+			want: []replyWant{{id: 1, ok: true}, {id: 2, ok: true}, {id: 3, ok: true}, {id: 4, shadow: ipc(1)}}},
 		{name: "bad-events-rejected", lines: lines(load(1, "acme/ipc", 292, b292),
 			framed([]byte(`{"template_type":"ipc@3","inputs":[[1]]}`)), framed([]byte(`nope`)), `{"op":"event"}`, `{"op":"event","event":{"template_type":"x"}}`,
 			`{"op":"counts","id":2}`),
@@ -216,7 +230,7 @@ func TestRunWorkerProtocol(t *testing.T) {
 				g := got[i]
 				if g.ID != w.id || g.OK != w.ok || g.Rejected != w.rejected ||
 					(w.errHas == "") != (g.Error == "") || !strings.Contains(g.Error, w.errHas) ||
-					!equalCounts(g.Counts, w.counts) {
+					!equalCounts(g.Counts, w.counts) || !equalCounts(g.Shadow, w.shadow) {
 					t.Errorf("reply %d = %+v, want %+v", i, g, w)
 				}
 			}

@@ -311,6 +311,9 @@ func printReport(w io.Writer, r *agent.Report) {
 		if c.Pending != 0 && c.PendingAttempts > 0 {
 			state += fmt.Sprintf(" (start %d)", c.PendingAttempts+1)
 		}
+		if c.Shadow {
+			state += ", in shadow (lkg enforced)"
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", c.Channel, version(c.ActiveVersion), version(c.LKGVersion), orDash(string(c.Slot)), orDash(state), orDash(c.LastError))
 	}
 	tw.Flush()

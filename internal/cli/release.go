@@ -68,15 +68,21 @@ func releasePath(id string, verb ...string) string {
 
 func newReleaseCmd(f *adminFlags) *cobra.Command {
 	var planFile, lane string
-	var draft, quiet bool
+	var draft, quiet, shadowCanary bool
 	create := &cobra.Command{
-		Use:   "create VENDOR/NAME VERSION [--plan FILE.json] [--lane normal|emergency] [--draft] [-q]",
+		Use:   "create VENDOR/NAME VERSION [--plan FILE.json] [--shadow-canary] [--lane normal|emergency] [--draft] [-q]",
 		Short: "Start rolling a published version out, in waves",
 		Long: `Start a release of a published version on a channel. Without --plan the channel
 kind's default plan applies (content: internal, canary 0.1%, early 1%, 10%,
 broad). A plan file is JSON: {"waves": [{"name": "canary", "share": 10,
 "canary": true, "min_devices": 20, "bake": "1h"}, ...]}, shares in basis points
 (10000 = all), cumulative, the last wave reaching every device.
+
+--shadow-canary runs the canary waves in shadow: their devices evaluate the new
+content and report what it would have done, but keep enforcing what they ran;
+the action-rate gate judges those figures, and the first wave after the
+canaries enforces. For content with new or wider block rules. (In a plan file:
+"shadow": true on the first waves.)
 
 --lane emergency is for urgent threat content: every wave and gate is kept,
 bake times and deadlines are a quarter, and leaving the canary waves needs two
@@ -100,7 +106,8 @@ approvers. --draft creates the release without starting it; start it with
 				Plan    json.RawMessage `json:"plan,omitempty"`
 				Lane    string          `json:"lane,omitempty"`
 				Draft   bool            `json:"draft,omitempty"`
-			}{Channel: args[0], Version: version, Lane: lane, Draft: draft}
+				Shadow  bool            `json:"shadow_canary,omitempty"`
+			}{Channel: args[0], Version: version, Lane: lane, Draft: draft, Shadow: shadowCanary}
 			if planFile != "" {
 				plan, err := readUpTo(planFile, maxPlanFile+1)
 				if err != nil {
@@ -134,6 +141,7 @@ approvers. --draft creates the release without starting it; start it with
 	}
 	create.Flags().StringVar(&planFile, "plan", "", "rollout plan as a JSON file (default: the channel kind's default plan)")
 	create.Flags().StringVar(&lane, "lane", "normal", "normal, or emergency: quarter bake times, two approvers")
+	create.Flags().BoolVar(&shadowCanary, "shadow-canary", false, "run the canary waves in shadow: evaluated and reported, not enforced")
 	create.Flags().BoolVar(&draft, "draft", false, "create the release without starting it (start it with release promote)")
 	create.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only the new release's id")
 
@@ -336,7 +344,11 @@ func printReleaseStatus(w io.Writer, st *server.ReleaseStatus) {
 		if wv.Targeted >= 0 {
 			targeted = strconv.Itoa(wv.Targeted)
 		}
-		rows = append(rows, []string{strconv.Itoa(i), wv.Name, share, wv.Progress, targeted,
+		name := wv.Name
+		if wv.Shadow {
+			name += " (shadow)"
+		}
+		rows = append(rows, []string{strconv.Itoa(i), name, share, wv.Progress, targeted,
 			strconv.FormatInt(wv.Applied, 10), strconv.FormatInt(wv.Confirmed, 10)})
 	}
 	table(w, []string{"WAVE", "NAME", "SHARE", "PROGRESS", "TARGETED", "APPLIED", "CONFIRMED"}, rows)

@@ -40,11 +40,17 @@ const (
 	EventUncleanReboot = "unclean-reboot" // the host came back from an unplanned reboot
 	EventBootLoop      = "boot-loop"      // repeated starts without reaching healthy
 	EventActions       = "actions"        // periodic detection action counts
+	// EventShadowActions are the action counts content running in shadow
+	// would have had: evaluated, not enforced (ChannelDesired.Shadow).
+	EventShadowActions = "shadow-actions"
 )
 
 // EventTypes are every event type, in the order above.
 var EventTypes = []string{EventApplied, EventApplyFailed, EventHealthy, EventReverted, EventWorkerCrash,
-	EventUncleanReboot, EventBootLoop, EventActions}
+	EventUncleanReboot, EventBootLoop, EventActions, EventShadowActions}
+
+// ActionEvent reports whether t carries action counts.
+func ActionEvent(t string) bool { return t == EventActions || t == EventShadowActions }
 
 // KnownEvent reports whether t is an event type of the protocol.
 func KnownEvent(t string) bool { return slices.Contains(EventTypes, t) }
@@ -123,6 +129,9 @@ type ChannelReport struct {
 	ActiveVersion uint64 `json:"active_version"`
 	LKGVersion    uint64 `json:"lkg_version"`
 	State         string `json:"state"` // active, pending, probation, reverted
+	// Shadow: the active version runs in shadow; the last-known-good is
+	// the one enforced.
+	Shadow bool `json:"shadow,omitempty"`
 }
 
 // EventReport is one queued device event; Seq increases with every event
@@ -146,11 +155,16 @@ type CheckinResponse struct {
 
 // ChannelDesired is the version a device should run on a channel.
 type ChannelDesired struct {
-	Channel        string    `json:"channel"`
-	DesiredVersion uint64    `json:"desired_version"`
-	Release        string    `json:"release,omitempty"`
-	Reason         string    `json:"reason"`
-	Artifact       *Artifact `json:"artifact,omitempty"`
+	Channel        string `json:"channel"`
+	DesiredVersion uint64 `json:"desired_version"`
+	Release        string `json:"release,omitempty"`
+	Reason         string `json:"reason"`
+	// Shadow asks the device to run DesiredVersion in shadow: evaluate it
+	// and report what it would have done (shadow-actions events) while
+	// enforcing its last-known-good. A device that already enforces the
+	// version keeps enforcing it.
+	Shadow   bool      `json:"shadow,omitempty"`
+	Artifact *Artifact `json:"artifact,omitempty"`
 }
 
 // Artifact says where and what to download.

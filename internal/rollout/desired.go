@@ -42,6 +42,9 @@ type Decision struct {
 	Version uint64 // 0: nothing to install
 	Release string
 	Reason  string
+	// Shadow: run Version in shadow, enforcing the last-known-good; the
+	// release's current wave is a shadow wave (Wave.Shadow).
+	Shadow bool
 }
 
 // Desired picks the version a device should run: the newest release it is
@@ -120,7 +123,12 @@ func desired(now time.Time, releases []ReleaseView, dev DeviceView, unpausable b
 	if best < 0 {
 		return Decision{Version: dev.Active, Reason: "no release for this device yet"}
 	}
-	return Decision{Version: releases[best].Version, Release: releases[best].ID, Reason: reason}
+	r := releases[best]
+	d := Decision{Version: r.Version, Release: r.ID, Reason: reason}
+	if r.State != StateCompleted && r.Plan.Waves[r.Wave].Shadow {
+		d.Shadow, d.Reason = true, reason+", in shadow"
+	}
+	return d
 }
 
 func isDenied(denied func(uint64) bool, v uint64) bool { return denied != nil && denied(v) }

@@ -80,6 +80,48 @@ func TestDesired(t *testing.T) {
 	}
 }
 
+// A shadow wave offers the version in shadow, the first enforcing wave
+// after it enforces it on every device reached so far, and a completed
+// release is never in shadow.
+func TestDesiredShadow(t *testing.T) {
+	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	plan := DefaultContentPlan().WithShadowCanaries()
+	if err := plan.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	early := DeviceView{Position: 3, Track: mustTrack(t, "early"), Active: 292, LKG: 292}
+	internalDev := DeviceView{Position: 9000, Internal: true, Track: mustTrack(t, "ga"), Active: 292, LKG: 292}
+	completed := ReleaseView{ID: "r292", Version: 292, State: StateCompleted, Plan: plan}
+	at := func(wave int, st ReleaseState) ReleaseView {
+		return ReleaseView{ID: "r293", Version: 293, State: st, Wave: wave, Plan: plan}
+	}
+	tests := []struct {
+		name       string
+		rel        ReleaseView
+		dev        DeviceView
+		want       uint64
+		wantShadow bool
+	}{
+		{"internal-wave-in-shadow", at(0, StateRolling), internalDev, 293, true},
+		{"canary-wave-in-shadow", at(1, StateRolling), early, 293, true},
+		{"canary-awaiting-approval-still-shadow", at(1, StateAwaitingApproval), early, 293, true},
+		{"internal-device-during-canary-still-shadow", at(1, StateRolling), internalDev, 293, true},
+		{"first-enforcing-wave-enforces-the-canary-devices", at(2, StateRolling), early, 293, false},
+		{"first-enforcing-wave-enforces-internal-devices", at(2, StateRolling), internalDev, 293, false},
+		{"completed-enforces", ReleaseView{ID: "r293", Version: 293, State: StateCompleted, Plan: plan}, early, 293, false},
+		{"halted-in-shadow-goes-back-enforcing-lkg", at(1, StateHalted), DeviceView{Position: 3, Track: mustTrack(t, "early"), Active: 293, LKG: 292}, 292, false},
+		{"outside-the-wave-keeps-its-version", at(1, StateRolling), DeviceView{Position: 5000, Track: mustTrack(t, "early"), Active: 292, LKG: 292}, 292, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := Desired(now, []ReleaseView{completed, tc.rel}, tc.dev, false, nil)
+			if got.Version != tc.want || got.Shadow != tc.wantShadow {
+				t.Errorf("Desired = %d shadow %v (%s), want %d shadow %v", got.Version, got.Shadow, got.Reason, tc.want, tc.wantShadow)
+			}
+		})
+	}
+}
+
 func TestParseTrack(t *testing.T) {
 	good := map[string]string{"early": "early", "ga": "ga", "ga-delay:0": "ga-delay:0", "ga-delay:72": "ga-delay:72", "pinned:292": "pinned:292", "paused": "paused"}
 	for in, want := range good {
@@ -113,6 +155,22 @@ func TestPlanValidate(t *testing.T) {
 		if err := p.Validate(); err == nil {
 			t.Errorf("bad plan %d accepted", i)
 		}
+	}
+	for _, tc := range []struct {
+		plan Plan
+		want string
+	}{
+		{Plan{Waves: []Wave{{Name: "a", Share: 100}, {Name: "b", Share: 1000, Shadow: true}, {Name: "c", Share: Positions}}},
+			`wave "b": shadow waves must come first (wave "a" before it enforces)`},
+		{Plan{Waves: []Wave{{Name: "a", Share: 100, Shadow: true}, {Name: "all", Share: Positions, Shadow: true}}},
+			`the last wave "all" runs in shadow: a release must end enforcing its content`},
+	} {
+		if err := tc.plan.Validate(); err == nil || err.Error() != tc.want {
+			t.Errorf("Validate = %v, want %q", err, tc.want)
+		}
+	}
+	if err := DefaultAgentPlan().WithShadowCanaries().Validate(); err != nil {
+		t.Errorf("shadow canaries of the agent plan: %v", err)
 	}
 	b := []byte(`{"waves":[{"name":"canary","share":10,"min_devices":20,"bake":"30m"},{"name":"all","share":10000,"min_devices":0,"bake":"1h"}]}`)
 	p, err := ParsePlan(b)

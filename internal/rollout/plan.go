@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -29,8 +30,25 @@ type Wave struct {
 	// needs approval by a second person; public canary waves give every
 	// stratum of the fleet at least K devices.
 	Canary bool `json:"canary,omitempty"`
+	// Shadow waves run the content observe-only: devices evaluate it and
+	// report what it would have done (its action counts, judged by the
+	// action-rate gate) while they enforce their last-known-good. The
+	// first enforcing wave after them enforces on every device reached so
+	// far. Shadow waves come first, and the last wave enforces. The
+	// content still loads and runs, so crashes and hangs are caught as in
+	// any wave.
+	Shadow bool `json:"shadow,omitempty"`
 	// Gates judge the wave; empty means DefaultGates.
 	Gates []GateSpec `json:"gates,omitempty"`
+}
+
+// Label names the wave in gate figures: "canary, in shadow" for a shadow
+// wave, whose action figures are what the content would have done.
+func (w Wave) Label() string {
+	if w.Shadow {
+		return w.Name + ", in shadow"
+	}
+	return w.Name
 }
 
 // deadline is the wave's effective deadline.
@@ -190,6 +208,17 @@ func DefaultContentPlan() Plan {
 	}}
 }
 
+// WithShadowCanaries is p with its canary waves in shadow (Wave.Shadow):
+// the plan to release content with new or wider block rules, whose
+// false positives would block real work in the canary waves.
+func (p Plan) WithShadowCanaries() Plan {
+	p.Waves = slices.Clone(p.Waves)
+	for i := range p.Waves {
+		p.Waves[i].Shadow = p.Waves[i].Shadow || p.Waves[i].Canary
+	}
+	return p
+}
+
 // DefaultAgentPlan is slower: agent builds touch the host itself.
 func DefaultAgentPlan() Plan {
 	return Plan{Detect: DefaultDetect(), Waves: []Wave{
@@ -233,6 +262,12 @@ func (p Plan) Validate() error {
 		if w.Canary && i > 0 && !p.Waves[i-1].Canary {
 			return fmt.Errorf("wave %q: canary waves must come first", w.Name)
 		}
+		// A device enforcing the content never goes back to observing it,
+		// so a shadow wave after an enforcing one could not shadow the
+		// devices already reached.
+		if w.Shadow && i > 0 && !p.Waves[i-1].Shadow {
+			return fmt.Errorf("wave %q: shadow waves must come first (wave %q before it enforces)", w.Name, p.Waves[i-1].Name)
+		}
 		for j, g := range w.Gates {
 			if err := g.Validate(); err != nil {
 				return fmt.Errorf("wave %q: gate %d: %w", w.Name, j+1, err)
@@ -248,6 +283,8 @@ func (p Plan) Validate() error {
 	}
 	if final := p.Waves[len(p.Waves)-1]; final.InternalOnly || final.Share != Positions {
 		return fmt.Errorf("the last wave %q must reach every device (share %d)", final.Name, Positions)
+	} else if final.Shadow {
+		return fmt.Errorf("the last wave %q runs in shadow: a release must end enforcing its content", final.Name)
 	}
 	return nil
 }

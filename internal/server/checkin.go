@@ -241,10 +241,10 @@ func (c *checkinRun) readDevice() error {
 	if len(req.Events) > 0 {
 		c.running = make(map[string]versions, len(e.channels)+len(c.reported))
 		for _, ch := range e.channels {
-			c.running[ch.channel] = versions{ch.active, ch.lkg}
+			c.running[ch.channel] = versions{active: ch.active, lkg: ch.lkg}
 		}
 		for ch, r := range c.reported {
-			c.running[ch] = versions{r.ActiveVersion, r.LKGVersion}
+			c.running[ch] = versions{active: r.ActiveVersion, lkg: r.LKGVersion, shadow: r.Shadow}
 		}
 		c.allowed = e.reserveActions(c.now, actionsAsked(req.Events, c.lastSeq))
 	}
@@ -295,17 +295,19 @@ func (c *checkinRun) expose(ch string) {
 	c.exposed[ch] = true
 }
 
-// acts reports whether an event is blocks or alerts on a channel: what
-// the action gate's device-windows count.
-func acts(typ, channel string, counts map[string]int64) bool {
-	return typ == "actions" && channel != "" && counts["alert"]+counts["block"] > 0
+// acts reports whether an event is blocks or alerts on a channel that
+// the action gate's device-windows count: enforced, or what content in
+// shadow would have done.
+func (c *checkinRun) acts(typ, channel string, version uint64, counts map[string]int64) bool {
+	return protocol.ActionEvent(typ) && channel != "" && counts["alert"]+counts["block"] > 0 &&
+		!c.running[channel].besideShadow(typ, version)
 }
 
 // actedAt is the index among the request's events of the first new one
 // that acts, or -1.
 func (c *checkinRun) actedAt() int {
 	return slices.IndexFunc(c.req.Events, func(ev EventReport) bool {
-		return ev.Seq > c.lastSeq && acts(ev.Type, ev.Channel, ev.Counts)
+		return ev.Seq > c.lastSeq && c.acts(ev.Type, ev.Channel, ev.Version, ev.Counts)
 	})
 }
 
@@ -322,7 +324,7 @@ func (c *checkinRun) countEvents() {
 			t = c.now // a device clock is not trusted for windows
 		}
 		se := store.Event{Device: c.id, Seq: ev.Seq, Time: t, Type: ev.Type, Channel: ev.Channel, Version: ev.Version, Reason: ev.Reason, Counts: ev.Counts}
-		if ev.Type == "actions" {
+		if protocol.ActionEvent(ev.Type) {
 			ev.Counts, c.allowed = capActions(ev.Counts, c.allowed)
 		}
 		var believed bool
@@ -339,9 +341,12 @@ func (c *checkinRun) countEvents() {
 func (c *checkinRun) countPresence() {
 	s, sn := c.s, c.sn
 	if c.countAct {
-		i := slices.IndexFunc(c.wr.Events, func(ev store.Event) bool { return acts(ev.Type, ev.Channel, ev.Counts) })
+		i := slices.IndexFunc(c.wr.Events, func(ev store.Event) bool { return c.acts(ev.Type, ev.Channel, ev.Version, ev.Counts) })
 		ev := &c.wr.Events[i]
 		for _, k := range s.cells(sn, c.org, c.stratum, c.window, ev.Channel, ev.Version, "action-device") {
+			if ev.Type == protocol.EventShadowActions && k.Metric != "action-device" {
+				continue // what shadow content would do is no control's
+			}
 			if ct, ok := testimonyOf(sn, ev.Channel, k, 1, c.id, c.running[ev.Channel], ev.Version); ok {
 				ev.Counters = append(ev.Counters, ct)
 			}
@@ -446,7 +451,7 @@ func (c *checkinRun) offer(ch string, rep ChannelReport, d rollout.Decision, vie
 			c.mustWait = true
 		}
 	}
-	return ChannelDesired{Channel: ch, DesiredVersion: d.Version, Release: d.Release, Reason: d.Reason,
+	return ChannelDesired{Channel: ch, DesiredVersion: d.Version, Release: d.Release, Reason: d.Reason, Shadow: d.Shadow,
 		Artifact: &Artifact{URL: s.cfg.BaseURL + "/v1/artifacts/" + ch + "/" + strconv.FormatUint(d.Version, 10), SHA256: ri.sha256, Size: ri.size, Target: target}}
 }
 
@@ -559,9 +564,15 @@ func (s *Server) eventCounters(sn *snapshot, device, org, stratum string, window
 		// control alike (the event is kept).
 		return nil, true
 	}
+	if rv.besideShadow(ev.Type, ev.Version) {
+		// Enforced actions of a device whose release runs in shadow: it
+		// is in the release's wave, so it is not its control, and the
+		// release's figures are what the shadow content would have done.
+		return nil, true
+	}
 	metrics := []string{ev.Type}
 	values := []int64{1}
-	if ev.Type == "actions" {
+	if protocol.ActionEvent(ev.Type) {
 		metrics, values = nil, nil
 		for _, a := range actionKinds {
 			if n := ev.Counts[a]; n > 0 {
@@ -573,6 +584,9 @@ func (s *Server) eventCounters(sn *snapshot, device, org, stratum string, window
 	var out []store.Counter
 	for i, m := range metrics {
 		for _, k := range s.cells(sn, org, stratum, window, ev.Channel, ev.Version, m) {
+			if ev.Type == protocol.EventShadowActions && k.Metric != m {
+				continue // what shadow content would do is no control's
+			}
 			c, ok := testimonyOf(sn, ev.Channel, k, values[i], device, rv, ev.Version)
 			if !ok {
 				believed = false
@@ -606,8 +620,18 @@ func testimonyOf(sn *snapshot, channel string, k store.CounterKey, value int64, 
 }
 
 // versions are what a device runs on a channel and keeps as last known
-// good.
-type versions struct{ active, lkg uint64 }
+// good, and whether the active version runs in shadow (the last known
+// good is then enforced).
+type versions struct {
+	active, lkg uint64
+	shadow      bool
+}
+
+// besideShadow reports whether an event of type typ about version v is
+// the enforced actions of a device whose active version runs in shadow.
+func (rv versions) besideShadow(typ string, v uint64) bool {
+	return typ == protocol.EventActions && rv.shadow && v != rv.active
+}
 
 // runs reports whether the device runs v, or keeps it to fall back to.
 func (rv versions) runs(v uint64) bool { return rv.active == v || v != 0 && rv.lkg == v }
@@ -636,7 +660,7 @@ func newEvents(evs []EventReport, lastSeq uint64) int {
 func actionsAsked(evs []EventReport, lastSeq uint64) int64 {
 	var n int64
 	for _, ev := range evs {
-		if ev.Seq > lastSeq && ev.Type == "actions" {
+		if ev.Seq > lastSeq && protocol.ActionEvent(ev.Type) {
 			for _, a := range actionKinds {
 				n += max(0, min(ev.Counts[a], maxActionsPerHour))
 			}

@@ -364,7 +364,7 @@ func (s *Server) judge(ctx context.Context, rel store.Release, plan rollout.Plan
 		t.Err = err
 	}
 	if rel.Wave >= 0 && rel.Wave < len(plan.Waves) {
-		j.gates = rollout.Evaluate(j.status.WaveGates(), plan.Waves[rel.Wave].Name, t)
+		j.gates = rollout.Evaluate(j.status.WaveGates(), plan.Waves[rel.Wave].Label(), t)
 	}
 	return j, nil
 }

@@ -69,6 +69,8 @@ func (s *Server) createRelease(w http.ResponseWriter, r *http.Request, p Princip
 		Plan    *rollout.Plan `json:"plan"`
 		Lane    string        `json:"lane"`
 		Draft   bool          `json:"draft"`
+		// ShadowCanary runs the plan's canary waves in shadow.
+		ShadowCanary bool `json:"shadow_canary"`
 	}
 	if err := decodeJSON(w, r, maxAdminJSON, &req); err != nil {
 		return err
@@ -104,6 +106,15 @@ func (s *Server) createRelease(w http.ResponseWriter, r *http.Request, p Princip
 			return badRequest("plan: %v", err)
 		}
 		plan = *req.Plan
+	}
+	if req.ShadowCanary {
+		plan = plan.WithShadowCanaries()
+		if !slices.ContainsFunc(plan.Waves, func(w rollout.Wave) bool { return w.Shadow }) {
+			return badRequest("shadow_canary: the plan has no canary wave to run in shadow")
+		}
+	}
+	if c.Kind == store.ChannelAgent && slices.ContainsFunc(plan.Waves, func(w rollout.Wave) bool { return w.Shadow }) {
+		return badRequest("plan: %s carries agent builds, which cannot run in shadow: a build runs the host's agent itself, there is nothing to observe it beside", req.Channel)
 	}
 	if !req.Draft {
 		if err := s.shippable(art, c.Kind, plan.Waves[0]); err != nil {
@@ -308,6 +319,7 @@ type WaveStatus struct {
 	Share     int    `json:"share"`
 	Internal  bool   `json:"internal_only,omitempty"`
 	Canary    bool   `json:"canary,omitempty"`
+	Shadow    bool   `json:"shadow,omitempty"`
 	Progress  string `json:"progress"` // done, current, pending
 	Targeted  int    `json:"targeted"`
 	Applied   int64  `json:"applied"`
@@ -378,7 +390,7 @@ func (s *Server) status(ctx context.Context, p Principal, id string, reuse bool)
 		out.Gates = []rollout.GateResult{}
 	}
 	for i, wv := range plan.Waves {
-		ws := WaveStatus{Name: wv.Name, Share: wv.Share, Internal: wv.InternalOnly, Canary: wv.Canary, Targeted: -1, Progress: "pending"}
+		ws := WaveStatus{Name: wv.Name, Share: wv.Share, Internal: wv.InternalOnly, Canary: wv.Canary, Shadow: wv.Shadow, Targeted: -1, Progress: "pending"}
 		switch {
 		case rel.State == store.ReleaseCompleted || i < rel.Wave:
 			ws.Progress = "done"

@@ -31,6 +31,10 @@ type fleetDevice struct {
 	ignore      bool // never applies anything
 	// pendingApplied: the next check-in reports an "applied" event.
 	pendingApplied bool
+	// shadow: active runs in shadow and lkg is enforced, as the server
+	// asked; answer is the last answer's entry for the channel.
+	shadow bool
+	answer server.ChannelDesired
 }
 
 // fleet is an early-track organisation's devices.
@@ -49,6 +53,9 @@ type fleet struct {
 	// probation for ever, never healthy.
 	neverConfirm bool
 	newVersion   uint64
+	// enforcedOnRelease counts the onRelease actions devices sent as
+	// enforced (type actions): a shadow wave's storm enforces none.
+	enforcedOnRelease int64
 }
 
 // stratum is "AGENT/OSBUILD" with a device count.
@@ -98,7 +105,10 @@ func (f *fleet) checkin(t testing.TB, d *fleetDevice) uint64 {
 	}
 	if d.appliedAt >= 0 && f.round-d.appliedAt >= probationRounds && !(f.neverConfirm && d.active == f.newVersion) {
 		add("healthy", d.active, nil)
-		d.appliedAt, d.lkg, state = -1, d.active, "active"
+		d.appliedAt, state = -1, "active"
+		if !d.shadow {
+			d.lkg = d.active
+		}
 	}
 	var extra []server.EventReport
 	if d.active == f.newVersion && f.onRelease != nil {
@@ -107,22 +117,43 @@ func (f *fleet) checkin(t testing.TB, d *fleetDevice) uint64 {
 		extra = f.control(d)
 	}
 	for _, x := range extra {
+		if x.Type == "actions" && d.shadow {
+			add("shadow-actions", d.active, x.Counts) // what it would have done
+			continue
+		}
+		if x.Type == "actions" && d.active == f.newVersion {
+			f.enforcedOnRelease += x.Counts["alert"] + x.Counts["block"]
+		}
 		add(x.Type, d.active, x.Counts)
 	}
+	if d.shadow && f.control != nil {
+		// The enforced last-known-good acts as on any device.
+		for _, x := range f.control(d) {
+			add(x.Type, d.lkg, x.Counts)
+		}
+	}
 	req := server.CheckinRequest{Platform: "windows", OSBuild: d.osBuild, AgentVersion: d.agent, Events: events,
-		Channels: []server.ChannelReport{{Channel: "acme/ipc", ActiveVersion: d.active, LKGVersion: d.lkg, State: state}}}
+		Channels: []server.ChannelReport{{Channel: "acme/ipc", ActiveVersion: d.active, LKGVersion: d.lkg, State: state, Shadow: d.shadow}}}
 	var resp server.CheckinResponse
 	f.e.must(t, http.StatusOK, "POST", "/v1/checkin", d.cred, req, &resp)
 	cd := channel(resp, "acme/ipc")
 	if cd == nil {
 		t.Fatalf("device %s: no answer for acme/ipc", d.id)
 	}
+	d.answer = *cd
 	return cd.DesiredVersion
 }
 
 // follow applies the answer as an agent would (the next check-in reports
 // it, with an "applied" event).
 func (f *fleet) follow(d *fleetDevice, want uint64) {
+	if d.shadow && want == d.active && !d.answer.Shadow && d.answer.Release != "" {
+		d.shadow = false // the release left its shadow waves
+		if d.appliedAt < 0 {
+			d.lkg = d.active
+		}
+		return
+	}
 	if want == d.active || want == 0 || d.silent {
 		return
 	}
@@ -136,11 +167,11 @@ func (f *fleet) follow(d *fleetDevice, want uint64) {
 			return
 		}
 	}
-	d.active = want
+	d.active, d.shadow = want, d.answer.Shadow && want == d.answer.DesiredVersion
 	if want > d.lkg {
 		d.appliedAt = f.round
 	} else {
-		d.appliedAt, d.lkg = -1, want // told back to last-known-good
+		d.appliedAt, d.lkg, d.shadow = -1, want, false // told back to last-known-good
 	}
 	d.pendingApplied = true
 }

@@ -1326,6 +1326,9 @@ func TestAgentBuildChannel(t *testing.T) {
 			ID   string       `json:"id"`
 			Plan rollout.Plan `json:"plan"`
 		}
+		shadow, _ := json.Marshal(map[string]any{"channel": "acme/sensor-windows-beta", "version": 712, "shadow_canary": true})
+		code, body = e.call(t, "POST", "/v1/releases", pub, shadow)
+		wantError(t, code, body, http.StatusBadRequest, "cannot run in shadow")
 		e.must(t, http.StatusCreated, "POST", "/v1/releases", pub, map[string]any{"channel": "acme/sensor-windows-beta", "version": 712}, &rel)
 		if want := rollout.DefaultAgentPlan(); len(rel.Plan.Waves) != len(want.Waves) || rel.Plan.Waves[0].Bake != want.Waves[0].Bake {
 			t.Errorf("plan: got %+v, want the default agent plan", rel.Plan)

@@ -45,7 +45,7 @@ type liveDevice struct {
 func (d *liveDevice) boot(ctx context.Context) {
 	a, err := agent.New(agent.Config{Data: d.dir, Now: d.l.clock.Now, After: d.l.clock.After, HTTP: d.client, Log: d.l.log, Shared: true,
 		NewWorker: func(onExit func(map[string]uint64, error)) agent.Worker {
-			return &simWorker{d: d, onExit: onExit, loaded: map[string]uint64{}, slots: map[string]string{}}
+			return &simWorker{d: d, onExit: onExit, loaded: map[string]uint64{}, shadow: map[string]uint64{}, slots: map[string]string{}}
 		}})
 	if err != nil {
 		d.l.fail(fmt.Errorf("device %d: %w", d.i, err))
@@ -222,6 +222,7 @@ type simWorker struct {
 	mu      sync.Mutex
 	ctx     context.Context
 	loaded  map[string]uint64
+	shadow  map[string]uint64 // content in shadow, by channel
 	slots   map[string]string
 	gen     int // bumped by every change: an older crash loop stops
 	stopped bool
@@ -244,6 +245,16 @@ func (w *simWorker) Stop() error {
 }
 
 func (w *simWorker) Load(ctx context.Context, ch string, v uint64, path string) error {
+	return w.load(ch, v, path, false)
+}
+
+// LoadShadow runs the content as Load does: in shadow it still crashes
+// what it crashes; only its detections are not enforced.
+func (w *simWorker) LoadShadow(ctx context.Context, ch string, v uint64, path string) error {
+	return w.load(ch, v, path, true)
+}
+
+func (w *simWorker) load(ch string, v uint64, path string, shadow bool) error {
 	d := w.d
 	fault := ""
 	if v == d.l.relVersion.Load() {
@@ -257,10 +268,14 @@ func (w *simWorker) Load(ctx context.Context, ch string, v uint64, path string) 
 		runtime.Goexit()
 	}
 	w.mu.Lock()
-	w.loaded[ch], w.slots[ch] = v, filepath.Dir(path)
+	if shadow {
+		w.shadow[ch] = v
+	} else {
+		w.loaded[ch], w.slots[ch] = v, filepath.Dir(path)
+	}
 	w.gen++
 	gen := w.gen
-	w.storm = fault == FaultFPStorm
+	w.storm = w.storm || fault == FaultFPStorm
 	w.mu.Unlock()
 	if fault == FaultWorkerCrash {
 		d.crash(false)
@@ -292,7 +307,10 @@ func (w *simWorker) crashLoop(gen int) {
 // exit reports the worker's death to the agent with what it ran.
 func (w *simWorker) exit(err error) {
 	w.mu.Lock()
-	loaded := make(map[string]uint64, len(w.loaded))
+	loaded := make(map[string]uint64, len(w.loaded)+len(w.shadow))
+	for k, v := range w.shadow {
+		loaded[k] = v
+	}
 	for k, v := range w.loaded {
 		loaded[k] = v
 	}
@@ -312,6 +330,20 @@ func (w *simWorker) Unload(ctx context.Context, ch string) error {
 	return nil
 }
 
+func (w *simWorker) UnloadShadow(ctx context.Context, ch string) error {
+	w.mu.Lock()
+	delete(w.shadow, ch)
+	w.gen++
+	w.mu.Unlock()
+	return nil
+}
+
+func (w *simWorker) LoadedShadow(ch string) uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.shadow[ch]
+}
+
 func (w *simWorker) Loaded(ch string) uint64 {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -327,21 +359,24 @@ func (w *simWorker) LoadedSlot(ch string) string {
 // Counts is asked once per check-in, on the agent's goroutine: the
 // moment to draw the host's noise, and to report a storm of false
 // alarms once the storm's content runs.
-func (w *simWorker) Counts(ctx context.Context) (map[string]map[string]int64, error) {
+func (w *simWorker) Counts(ctx context.Context) (agent.ActionCounts, error) {
 	w.d.noise(w)
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if !w.storm {
-		return nil, nil
+		return agent.ActionCounts{}, nil
 	}
 	w.storm = false
-	out := map[string]map[string]int64{}
-	for ch, v := range w.loaded {
-		if v == w.d.l.relVersion.Load() {
-			out[ch] = map[string]int64{"alert": 5000}
+	storm := func(loaded map[string]uint64) map[string]map[string]int64 {
+		out := map[string]map[string]int64{}
+		for ch, v := range loaded {
+			if v == w.d.l.relVersion.Load() {
+				out[ch] = map[string]int64{"alert": 5000}
+			}
 		}
+		return out
 	}
-	return out, nil
+	return agent.ActionCounts{Enforced: storm(w.loaded), Shadow: storm(w.shadow)}, nil
 }
 
 func (w *simWorker) Feed([]byte) {}

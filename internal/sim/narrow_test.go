@@ -149,6 +149,64 @@ func TestFalsePositiveStormHaltedByTheActionGate(t *testing.T) {
 	if r.FinalWave == "broad" || r.CrashedDevices != 0 {
 		t.Errorf("halted in wave %s with %d hosts crashed; want before broad, none crashed", r.FinalWave, r.CrashedDevices)
 	}
+	if r.StormActionsEnforced == 0 {
+		t.Errorf("the storm's content never ran enforced; the shadow test's contrast needs it to")
+	}
+}
+
+// A good release with shadow canaries completes: the action gate reads
+// the shadow figures of a healthy fleet as no worse than control, and
+// every device the canaries reached enforces it at the end.
+func TestShadowCanaryReleaseCompletesEnforced(t *testing.T) {
+	engineOnly(t)
+	if testing.Short() {
+		t.Skip("a simulation")
+	}
+	t.Parallel()
+	src := strings.NewReplacer("canary: true, min_devices: 1,", "canary: true, shadow: true, min_devices: 1,",
+		"canary: true, min_devices: 20,", "canary: true, shadow: true, min_devices: 20,").Replace(narrowFleet("healthy-shadow", "", ""))
+	sc, err := Parse("healthy-shadow", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc.Noise.ActionsPerCheckin = 0.05
+	r := run(t, sc, Options{})
+	if !r.Completed || r.Halted {
+		t.Fatalf("completed %v, halted %v: %s", r.Completed, r.Halted, r.HaltReason)
+	}
+	if r.InShadowAtEnd != 0 {
+		t.Errorf("%d devices still run the release in shadow after it completed", r.InShadowAtEnd)
+	}
+}
+
+// The same storm released with shadow canaries: the action-rate gate
+// judges what the content would have done, halts in a shadow wave, and
+// the storm blocks or alerts on nothing for real.
+func TestShadowCanaryHaltsAStormWithNothingEnforced(t *testing.T) {
+	engineOnly(t)
+	if testing.Short() {
+		t.Skip("a simulation")
+	}
+	t.Parallel()
+	src := narrowFleet("fp-storm-shadow", `faults: [{kind: fp-storm, os_builds: ["22631"], probability: 0.3}]`+"\n", "")
+	src = strings.NewReplacer("canary: true, min_devices: 1,", "canary: true, shadow: true, min_devices: 1,",
+		"canary: true, min_devices: 20,", "canary: true, shadow: true, min_devices: 20,").Replace(src)
+	sc, err := Parse("fp-storm-shadow", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc.Noise.ActionsPerCheckin = 0.05
+	r := run(t, sc, Options{})
+	if !r.Halted || !strings.Contains(r.HaltReason, "action-rate") || !strings.Contains(r.HaltReason, "in shadow") {
+		t.Fatalf("halted %v: %s; want the action-rate gate to decide in a shadow wave", r.Halted, r.HaltReason)
+	}
+	if r.FinalWave != "internal" && r.FinalWave != "canary" {
+		t.Errorf("halted in wave %s; want a shadow wave", r.FinalWave)
+	}
+	if r.StormActionsEnforced != 0 || r.StormActionsShadow == 0 || r.CrashedDevices != 0 {
+		t.Errorf("storm actions enforced %d, in shadow %d, crashed %d; want none enforced, some in shadow, none crashed",
+			r.StormActionsEnforced, r.StormActionsShadow, r.CrashedDevices)
+	}
 }
 
 // A defect whose first signs are too few to decide (a worker that crashes

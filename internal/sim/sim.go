@@ -144,6 +144,9 @@ type figures struct {
 	// the kill switch's: exposed when engaged, exposed while it held,
 	// running the release when it was released
 	exposedAtKill, killedExposed, killedRunning int64
+	// false-positive storms' detections: enforced (blocking real work)
+	// and in shadow (only reported)
+	stormEnforced, stormShadow int64
 }
 
 const wheelSize = 1 << 16 // seconds ahead the wheel reaches: about 18 h
@@ -724,7 +727,13 @@ func (s *Sim) noise(i int) bool {
 			kind = "block"
 		}
 		burst := 1 + int64(s.acts.ExpFloat64()*(meanActionBurst-1))
-		s.queue(a, agent.Event{Time: now, Type: agent.EventActions, Channel: channel, Version: a.ch.ActiveVersion, Counts: map[string]int64{kind: burst}})
+		v, _ := a.ch.Enforced()
+		s.queue(a, agent.Event{Time: now, Type: agent.EventActions, Channel: channel, Version: v, Counts: map[string]int64{kind: burst}})
+		if a.ch.Shadow {
+			// Content in shadow sees the same traffic: what it would have
+			// done, for the release's action gate.
+			s.queue(a, agent.Event{Time: now, Type: agent.EventShadowActions, Channel: channel, Version: a.ch.ActiveVersion, Counts: map[string]int64{kind: burst}})
+		}
 	}
 	if n.Offline > 0 {
 		// Mean time online is what makes Offline the share offline.
@@ -766,13 +775,22 @@ func (s *Sim) busyness(i int) float64 {
 }
 
 // storm is content raising false positives: a device it hit reports a
-// flood of alerts at every check-in while the release's version runs.
+// flood of alerts at every check-in while the release's version runs,
+// enforced or in shadow.
 func (s *Sim) storm(a *agentState) {
 	if a.fault != FaultFPStorm || a.ch.State != agent.StateActive || a.ch.ActiveVersion != s.versions[s.relIndex] {
 		return
 	}
 	now := s.clock()
-	s.queue(a, agent.Event{Time: now, Type: agent.EventActions, Channel: channel, Version: a.ch.ActiveVersion, Counts: map[string]int64{"alert": 500}})
+	const flood = 500
+	typ := agent.EventActions
+	if a.ch.Shadow {
+		typ = agent.EventShadowActions
+		s.fig.stormShadow += flood
+	} else {
+		s.fig.stormEnforced += flood
+	}
+	s.queue(a, agent.Event{Time: now, Type: typ, Channel: channel, Version: a.ch.ActiveVersion, Counts: map[string]int64{"alert": flood}})
 }
 
 // checkin is one device's check-in: quiet devices (nothing to report,
@@ -801,7 +819,7 @@ func (s *Sim) checkin(ctx context.Context, i int) error {
 	dv := in.Device
 	dv.Position, dv.Active, dv.LKG = int(d.pos), s.versions[d.active], s.versions[d.lkg]
 	dec := rollout.Desired(s.clock(), in.Releases, dv, in.Unpausable, nil)
-	if dec.Version == s.versions[d.active] && (a == nil || len(a.events) == 0 && a.ch.State == agent.StateActive) {
+	if dec.Version == s.versions[d.active] && (a == nil || len(a.events) == 0 && a.ch.State == agent.StateActive && a.ch.Shadow == dec.Shadow) {
 		s.beats[beatKey{d.org, d.stratum, d.active}]++
 		s.schedule(i, s.now+s.jittered())
 		return nil
@@ -815,7 +833,7 @@ func (s *Sim) full(ctx context.Context, i int) error {
 	a := s.state(i)
 	st := s.fleet.strata[d.stratum]
 	req := protocol.CheckinRequest{Platform: st.platform, OSBuild: st.osBuild, AgentVersion: st.agent, Events: a.events,
-		Channels: []protocol.ChannelReport{{Channel: channel, ActiveVersion: a.ch.ActiveVersion, LKGVersion: a.ch.LKGVersion, State: string(a.ch.State)}}}
+		Channels: []protocol.ChannelReport{{Channel: channel, ActiveVersion: a.ch.ActiveVersion, LKGVersion: a.ch.LKGVersion, State: string(a.ch.State), Shadow: a.ch.Shadow}}}
 	if len(req.Events) > agent.MaxEventsPerCheckin {
 		req.Events = req.Events[:agent.MaxEventsPerCheckin]
 	}
@@ -834,7 +852,7 @@ func (s *Sim) full(ctx context.Context, i int) error {
 	a.events = a.events[n:]
 	for _, cd := range resp.Channels {
 		if cd.Channel == channel {
-			s.follow(i, a, cd.DesiredVersion)
+			s.follow(i, a, cd)
 		}
 	}
 	if d.phase == phaseUp {
@@ -845,8 +863,14 @@ func (s *Sim) full(ctx context.Context, i int) error {
 
 // follow is the agent acting on the server's answer, with the agent's own
 // decision functions.
-func (s *Sim) follow(i int, a *agentState, want uint64) {
+func (s *Sim) follow(i int, a *agentState, cd protocol.ChannelDesired) {
 	d := &s.fleet.devs[i]
+	want := cd.DesiredVersion
+	if agent.LeavesShadow(&a.ch, cd) {
+		agent.Enforce(&a.ch)
+		d.lkg = s.indexOf(a.ch.LKGVersion)
+		return
+	}
 	ok, _ := agent.Accept(&a.ch, want)
 	if !ok {
 		return
@@ -863,7 +887,11 @@ func (s *Sim) follow(i int, a *agentState, want uint64) {
 		s.recovered(i)
 		return
 	}
-	agent.BeginActivation(&a.ch, want, now)
+	if cd.Shadow {
+		agent.BeginShadow(&a.ch, want, now)
+	} else {
+		agent.BeginActivation(&a.ch, want, now)
+	}
 	d.active = vi
 	if vi == s.relIndex && d.flags&flagExposed == 0 {
 		d.flags |= flagExposed
@@ -1080,6 +1108,14 @@ type Result struct {
 	BytesPerDevice float64 `json:"bytes_per_device"`
 	// KillSwitch is how the fleet obeyed the scenario's kill switch.
 	KillSwitch *KillSwitchFigures `json:"kill_switch,omitempty"`
+	// StormActionsEnforced are the alerts and blocks an fp-storm fault's
+	// content raised while enforced, StormActionsShadow those it would
+	// have raised while in shadow (reported, not enforced).
+	StormActionsEnforced int64 `json:"storm_actions_enforced,omitempty"`
+	StormActionsShadow   int64 `json:"storm_actions_shadow,omitempty"`
+	// InShadowAtEnd are devices that checked in after the release
+	// completed and still ran it in shadow at the end: none should.
+	InShadowAtEnd int64 `json:"in_shadow_at_end,omitempty"`
 }
 
 // KillSwitchFigures are devices newly exposed to the release while the
@@ -1099,8 +1135,13 @@ func (s *Sim) result(wall time.Duration) *Result {
 	r := &Result{Scenario: s.sc.Name, Devices: s.sc.Devices, Seed: s.sc.Seed, Rejection: f.rejected, RejectedAtPublish: f.rejected != "",
 		ExposedDevices: f.exposed, CrashedDevices: f.crashed, PeakCrashed: f.peakDown, Halted: f.haltedAt >= 0, HaltReason: f.haltReason,
 		Completed: f.completedAt >= 0, TimeToHaltS: -1, TimeToRecoverS: -1, Checkins: f.checkins, ServerCheckins: f.full,
-		VirtualS: float64(s.now), WallS: wall.Seconds()}
+		VirtualS: float64(s.now), WallS: wall.Seconds(), StormActionsEnforced: f.stormEnforced, StormActionsShadow: f.stormShadow}
 	r.SpuriousHalt = r.Halted && len(s.sc.Faults) == 0
+	for i, a := range s.agents {
+		if a.ch.Shadow && s.fig.completedAt >= 0 && int64(s.fleet.devs[i].seen) > s.fig.completedAt+1 {
+			r.InShadowAtEnd++
+		}
+	}
 	if k := s.sc.KillSwitch; k != nil {
 		if k.For == 0 {
 			s.measureKill()

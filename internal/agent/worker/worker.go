@@ -20,6 +20,7 @@ import (
 // message per line. The agent sends
 //
 //	{"op":"load","id":7,"channel":"acme/ipc","version":293,"path":".../293.bundle"}
+//	{"op":"load","id":8,"channel":"acme/ipc","version":294,"path":".../294.bundle","shadow":true}
 //	{"op":"unload","id":8,"channel":"acme/ipc"}
 //	{"op":"counts","id":9}
 //	{"op":"event","event":{"template_type":"ipc@3","inputs":[...]}}
@@ -27,7 +28,12 @@ import (
 // and the worker answers every request but events, by id (ids start at 1):
 //
 //	{"id":7,"ok":true}   {"id":7,"error":"..."}
-//	{"id":9,"counts":{"acme/ipc":{"log":3,"alert":1}},"rejected":2}
+//	{"id":9,"counts":{"acme/ipc":{"log":3,"alert":1}},"shadow":{"acme/ipc":{"block":40}},"rejected":2}
+//
+// A channel runs at most one enforced and one shadow version: a load
+// with "shadow" replaces the channel's shadow content, which is
+// evaluated like the enforced content but counted apart ("shadow"), as
+// what it would have done.
 //
 // Events get no reply: at sensor rates a reply per event would double the
 // traffic, and a stream of bad events would flood the agent. Events the
@@ -47,6 +53,7 @@ type Request struct {
 	Channel string          `json:"channel,omitempty"`
 	Version uint64          `json:"version,omitempty"`
 	Path    string          `json:"path,omitempty"`
+	Shadow  bool            `json:"shadow,omitempty"` // load, unload: the channel's shadow content
 	Event   json.RawMessage `json:"event,omitempty"`
 }
 
@@ -55,6 +62,8 @@ type Reply struct {
 	OK     bool                        `json:"ok,omitempty"`
 	Error  string                      `json:"error,omitempty"`
 	Counts map[string]map[string]int64 `json:"counts,omitempty"`
+	// Shadow are the matches of shadow content, as Counts.
+	Shadow map[string]map[string]int64 `json:"shadow,omitempty"`
 	// Rejected is the number of events the worker could not parse since
 	// the last counts request.
 	Rejected int64 `json:"rejected,omitempty"`
@@ -91,7 +100,7 @@ func Run(ctx context.Context, in io.Reader, out io.Writer, fault Fault) error {
 		stop := context.AfterFunc(ctx, func() { _ = c.Close() })
 		defer stop()
 	}
-	w := &worker{out: bufio.NewWriter(out), fault: fault, counts: map[string]*actionCounts{}}
+	w := &worker{out: bufio.NewWriter(out), fault: fault, counts: map[slot]*actionCounts{}}
 	lr := NewLineReader(in, MaxRequestLine)
 	for {
 		line, long, err := lr.Next()
@@ -119,21 +128,40 @@ func Run(ctx context.Context, in io.Reader, out io.Writer, fault Fault) error {
 // count per match is an array increment, no map lookup, whatever the value.
 type actionCounts [256]int64
 
-// running is one channel's loaded content.
-type running struct {
+// slot is where content runs: a channel's enforced or shadow content.
+type slot struct {
 	channel string
-	c       *content.Compiled
-	eval    *content.Evaluator
-	counts  *actionCounts
+	shadow  bool
+}
+
+func compareSlots(a, b slot) int {
+	if c := strings.Compare(a.channel, b.channel); c != 0 {
+		return c
+	}
+	switch {
+	case a.shadow == b.shadow:
+		return 0
+	case b.shadow:
+		return -1
+	}
+	return 1
+}
+
+// running is one slot's loaded content.
+type running struct {
+	slot
+	c      *content.Compiled
+	eval   *content.Evaluator
+	counts *actionCounts
 }
 
 type worker struct {
 	out   *bufio.Writer
 	fault Fault
-	// loaded is sorted by channel, so evaluation order does not depend on
+	// loaded is sorted by slot, so evaluation order does not depend on
 	// map iteration.
 	loaded   []*running
-	counts   map[string]*actionCounts // by channel, kept past an unload until reported
+	counts   map[slot]*actionCounts // kept past an unload until reported
 	rejected int64
 	res      content.Result      // reused: no allocation per event
 	parser   content.EventParser // likewise; an event lives until the next
@@ -172,7 +200,8 @@ func (w *worker) handle(line []byte) error {
 		if req.Channel == "" {
 			return w.reply(Reply{ID: req.ID, Error: "unload: no channel"})
 		}
-		w.loaded = slices.DeleteFunc(w.loaded, func(r *running) bool { return r.channel == req.Channel })
+		sl := slot{req.Channel, req.Shadow}
+		w.loaded = slices.DeleteFunc(w.loaded, func(r *running) bool { return r.slot == sl })
 		return w.reply(Reply{ID: req.ID, OK: true})
 	case OpCounts:
 		return w.reply(w.takeCounts(req.ID))
@@ -200,6 +229,9 @@ func (w *worker) load(req Request) error {
 		return fmt.Errorf("load %q@%d: channel, version and path are all required", req.Channel, req.Version)
 	}
 	name := fmt.Sprintf("%s@%d", req.Channel, req.Version)
+	if req.Shadow {
+		name += " (shadow)"
+	}
 	c, err := readBundle(req.Path)
 	if err != nil {
 		return fmt.Errorf("load %s: %w", name, err)
@@ -223,13 +255,14 @@ func (w *worker) load(req Request) error {
 			time.Sleep(time.Hour) // (a bare select{} would be a detected deadlock: a crash)
 		}
 	}
-	counts := w.counts[req.Channel]
+	sl := slot{req.Channel, req.Shadow}
+	counts := w.counts[sl]
 	if counts == nil {
 		counts = new(actionCounts)
-		w.counts[req.Channel] = counts
+		w.counts[sl] = counts
 	}
-	r := &running{channel: req.Channel, c: c, eval: ev, counts: counts}
-	i, found := slices.BinarySearchFunc(w.loaded, req.Channel, func(r *running, ch string) int { return strings.Compare(r.channel, ch) })
+	r := &running{slot: sl, c: c, eval: ev, counts: counts}
+	i, found := slices.BinarySearchFunc(w.loaded, sl, func(r *running, sl slot) int { return compareSlots(r.slot, sl) })
 	if found {
 		w.loaded[i] = r
 	} else {
@@ -292,20 +325,27 @@ func (w *worker) event(raw []byte) {
 // and then forgotten.
 func (w *worker) takeCounts(id uint64) Reply {
 	rep := Reply{ID: id, Counts: map[string]map[string]int64{}, Rejected: w.rejected}
-	for ch, counts := range w.counts {
+	for sl, counts := range w.counts {
+		to := &rep.Counts
+		if sl.shadow {
+			to = &rep.Shadow
+		}
 		for a, n := range counts {
 			if n == 0 {
 				continue
 			}
-			if rep.Counts[ch] == nil {
-				rep.Counts[ch] = map[string]int64{}
+			if *to == nil {
+				*to = map[string]map[string]int64{}
 			}
-			rep.Counts[ch][content.Action(a).String()] = n
+			if (*to)[sl.channel] == nil {
+				(*to)[sl.channel] = map[string]int64{}
+			}
+			(*to)[sl.channel][content.Action(a).String()] = n
 		}
-		if slices.ContainsFunc(w.loaded, func(r *running) bool { return r.channel == ch }) {
+		if slices.ContainsFunc(w.loaded, func(r *running) bool { return r.slot == sl }) {
 			*counts = actionCounts{}
 		} else {
-			delete(w.counts, ch)
+			delete(w.counts, sl)
 		}
 	}
 	w.rejected = 0
