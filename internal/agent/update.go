@@ -270,6 +270,11 @@ func PrepareLaunch(data string, limit int, now time.Time) (Launch, error) {
 		if c.Channel != ch.Name || c.Version != pd.Version {
 			c = launchCount{Channel: ch.Name, Version: pd.Version}
 		}
+		if c.Starts > 0 {
+			if err := blameTrial(data, ch, now); err != nil {
+				return Launch{}, err
+			}
+		}
 		if c.Starts >= limit {
 			reason := fmt.Sprintf("boot loop: the launcher started agent build %s %s and it never reached healthy", label(ch, pd.Version), times(c.Starts))
 			if err := revertBuild(data, j, ch, CauseBootLoop, reason, now); err != nil {
@@ -293,6 +298,31 @@ func PrepareLaunch(data string, limit int, now time.Time) (Launch, error) {
 		return Launch{}, fmt.Errorf("agent build %s: %w", label(ch, ch.ActiveVersion), err)
 	}
 	return out, nil
+}
+
+// blameTrial charges an unclean end of the last run, a start of the build
+// on probation, to that build alone: an unclean-reboot event about it,
+// and the running marker gone, so that the next start neither reports
+// the content it ran nor counts a failed start of content on probation.
+// A build that dies at every start would otherwise revert good content
+// with it, and its crashes would count against the content's release.
+func blameTrial(data string, ch *ChannelState, now time.Time) error {
+	marker := filepath.Join(data, runningFile)
+	if _, err := os.Stat(marker); err != nil {
+		return nil // it stopped cleanly, or never got as far as starting
+	}
+	q, err := OpenQueue(data, 0)
+	if err != nil {
+		return err
+	}
+	reason := fmt.Sprintf("agent build %s, on probation, did not stop cleanly", label(ch, ch.Pending.Version))
+	if _, err := q.Append(Event{Time: now, Type: EventUncleanReboot, Channel: ch.Name, Version: ch.Pending.Version, Reason: reason}); err != nil {
+		return err
+	}
+	if err := os.Remove(marker); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
 }
 
 // AbandonTrial reverts the build on probation, if version still is, after

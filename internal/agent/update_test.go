@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -81,6 +82,60 @@ func TestPrepareLaunchCountsStartsAndReverts(t *testing.T) {
 		if l, err := PrepareLaunch(data, 3, time.Now()); err != nil || !l.Trial || l.Version != 3 {
 			t.Errorf("a newer build: %+v, %v; want it on trial", l, err)
 		}
+	}
+}
+
+// A build on probation that dies uncleanly at its starts is charged for
+// it alone: the content on probation beside it is neither reported as
+// crashed nor counted a failed start, so a bad build cannot revert good
+// content (the first start after the switch is not the build's doing).
+func TestPrepareLaunchBlamesTheBuildOnTrial(t *testing.T) {
+	data := t.TempDir()
+	installBuild(t, data, 2, true)
+	j, err := LoadJournal(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	content := j.Channel("acme/ipc")
+	*content = *onProbation()
+	if err := j.Save(data); err != nil {
+		t.Fatal(err)
+	}
+	marker := filepath.Join(data, runningFile)
+	unclean := func() {
+		if err := os.WriteFile(marker, []byte("1\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	unclean() // the old build's last run: not the trial's doing
+	for i := 1; i <= 3; i++ {
+		if _, err := PrepareLaunch(data, 3, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		_, err := os.Stat(marker)
+		if first := i == 1; first == (err != nil) {
+			t.Fatalf("start %d: marker present %v; want it left for the agent only before the first trial start", i, err == nil)
+		}
+		unclean() // the trial dies
+	}
+	if _, err := PrepareLaunch(data, 3, time.Now()); err != nil { // reverts it
+		t.Fatal(err)
+	}
+	q, _ := OpenQueue(data, 0)
+	var got []string
+	for _, e := range q.Pending(20) {
+		got = append(got, fmt.Sprintf("%s %s@%d", e.Type, e.Channel, e.Version))
+	}
+	want := "unclean-reboot acme/sensor-linux@2,unclean-reboot acme/sensor-linux@2,unclean-reboot acme/sensor-linux@2,boot-loop acme/sensor-linux@2,reverted acme/sensor-linux@2"
+	if strings.Join(got, ",") != want {
+		t.Errorf("queued %v\nwant %s", got, want)
+	}
+	j, _ = LoadJournal(data)
+	if ch := j.Channels["acme/ipc"]; ch.Pending == nil || ch.Pending.Attempts != 0 {
+		t.Errorf("content on probation after the build's failed starts: %+v", ch)
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Error("the failed trial's marker is left for the agent to count against content")
 	}
 }
 
