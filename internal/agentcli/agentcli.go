@@ -227,6 +227,17 @@ func fileExists(p string) bool {
 // runAgent runs the agent, as a Windows service when the service manager
 // started it.
 func runAgent(ctx context.Context, cfg agent.Config) error {
+	if os.Getenv(agent.LaunchedEnv) != "" {
+		// Under the launcher, stdin is its request to stop: closed (or
+		// the launcher gone), the agent stops cleanly.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		go func() {
+			_, _ = io.Copy(io.Discard, os.Stdin)
+			cancel()
+		}()
+	}
 	run := func(ctx context.Context) error {
 		a, err := agent.New(cfg)
 		if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -134,7 +135,17 @@ func (o launchOptions) runBuild(ctx context.Context, exe string, l agent.Launch)
 	cmd := exec.Command(exe, args...)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	cmd.Env = append(os.Environ(), agent.LaunchedEnv+"="+strconv.FormatUint(l.Version, 10))
-	if err := cmd.Start(); err != nil {
+	// The agent's stdin is how the launcher asks it to stop on every
+	// platform: closing it (Windows has no signal to ask with).
+	stopR, stopW, err := os.Pipe()
+	if err != nil {
+		return -1, err
+	}
+	defer stopW.Close()
+	cmd.Stdin = stopR
+	err = cmd.Start()
+	stopR.Close()
+	if err != nil {
 		if l.Trial {
 			// A build that cannot even be executed is a failed start.
 			return -1, fmt.Errorf("start %s: %w", exe, err)
@@ -155,7 +166,7 @@ func (o launchOptions) runBuild(ctx context.Context, exe string, l agent.Launch)
 		case err := <-done:
 			return exitStatus(err)
 		case <-ctx.Done():
-			o.stop(cmd, done)
+			o.stop(cmd, stopW, done)
 			return 0, nil
 		case <-trial:
 			trial = nil
@@ -186,13 +197,13 @@ func (o launchOptions) stillOnTrial(version uint64) bool {
 	return ch != nil && ch.Pending != nil && ch.Pending.Version == version
 }
 
-// stop asks the agent to stop cleanly, and kills it after the stop
-// timeout. Windows has no signal to ask with: the agent is killed, and
-// its next start counts an unclean stop.
-func (o launchOptions) stop(cmd *exec.Cmd, done <-chan error) {
-	if runtime.GOOS == "windows" {
-		_ = cmd.Process.Kill()
-	} else {
+// stop asks the agent to stop cleanly, closing its stdin (and, where
+// there are signals, with SIGINT too), and kills it after the stop
+// timeout. A clean stop leaves no running marker, so a planned restart
+// is not counted as a failed start of content on probation.
+func (o launchOptions) stop(cmd *exec.Cmd, ask io.Closer, done <-chan error) {
+	_ = ask.Close()
+	if runtime.GOOS != "windows" {
 		_ = cmd.Process.Signal(os.Interrupt)
 	}
 	select {

@@ -307,3 +307,41 @@ func TestAgentTakesBackABuildThatHangs(t *testing.T) {
 	}
 	waitServer(t, d, agent.Version)
 }
+
+// Under the launcher the agent's stdin is the launcher's request to stop,
+// on every platform (Windows has no signal to ask with): closed, the
+// agent stops cleanly, leaving no running marker, so the planned stop is
+// not counted as a failed start.
+func TestLaunchedAgentStopsWhenAskedOnStdin(t *testing.T) {
+	s := startServer(t)
+	d := enroll(t, s)
+	p := &proc{cmd: exec.Command(agentBin, "run", "--data", d.data, "--probation", "3s", "--max-backoff", "2s"), exited: make(chan struct{})}
+	p.cmd.Env = cleanEnv(agent.LaunchedEnv + "=0")
+	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.out
+	ask, err := p.cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.err = p.cmd.Wait(); close(p.exited) }()
+	t.Cleanup(p.kill)
+	d.run = p
+	d.waitFor(t, "confirmed on 292", confirmedOn(292))
+	if _, err := os.Stat(filepath.Join(d.data, "running")); err != nil {
+		t.Fatalf("no running marker while it runs: %v", err)
+	}
+	ask.Close()
+	select {
+	case <-p.exited:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("still running 20 s after its stdin closed:\n%s", tail(p.out.String(), 3000))
+	}
+	if p.err != nil {
+		t.Errorf("agent after its stdin closed: %v\n%s", p.err, tail(p.out.String(), 3000))
+	}
+	if _, err := os.Stat(filepath.Join(d.data, "running")); err == nil {
+		t.Error("the running marker survived the stop the launcher asked for")
+	}
+}
