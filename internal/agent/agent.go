@@ -890,9 +890,16 @@ func (a *Agent) crashIfFaulted(channel string, version uint64, when string) {
 		return
 	}
 	a.log.Error("fault injected: host crash "+when, "channel", channel, "version", version)
+	KillSelf()
+}
+
+// KillSelf ends the process as kill -9 would: no deferred cleanup, no
+// journal update. For injected faults.
+func KillSelf() {
 	if p, err := os.FindProcess(os.Getpid()); err == nil {
 		_ = p.Kill()
 	}
+	select {} // the kill arrives; nothing after this runs
 }
 
 // revertRefused undoes an activation the worker refused to load.

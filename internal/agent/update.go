@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/ringfence/ringfence/internal/agent/worker"
 	"github.com/ringfence/ringfence/internal/agentbuild"
 	"github.com/ringfence/ringfence/internal/trust"
 )
@@ -137,6 +138,7 @@ func (a *Agent) followBuild(ctx context.Context, ch *ChannelState, want uint64, 
 		fail(err)
 		return
 	}
+	a.dieAtSwitch(worker.FaultSwitchStaged, name, want)
 	now := a.cfg.Now()
 	a.mu.Lock()
 	ch.Kind = KindBuild
@@ -150,7 +152,17 @@ func (a *Agent) followBuild(ctx context.Context, ch *ChannelState, want uint64, 
 		fail(err)
 		return
 	}
+	a.dieAtSwitch(worker.FaultSwitchJournaled, name, want)
 	a.log.Info("agent build staged; restarting into it", "channel", name, "version", want, "agent_version", h.AgentVersion)
+}
+
+// dieAtSwitch kills the agent at a step of a build's switch-over when a
+// fault names it.
+func (a *Agent) dieAtSwitch(step worker.FaultKind, channel string, version uint64) {
+	if a.cfg.Fault.Switch(step, channel, version) {
+		a.log.Error("fault injected: killed at "+string(step), "channel", channel, "version", version)
+		KillSelf()
+	}
 }
 
 // unpackBuild checks a verified build against this host and writes its
@@ -240,6 +252,8 @@ type Launch struct {
 	// Trial is set when the build is on probation: the launcher gives it
 	// TrialTimeout to reach healthy.
 	Trial bool
+	// Channel is the build channel, when one is installed.
+	Channel string
 	// Reverted says why the launcher reverted a build before this start.
 	Reverted string
 }
@@ -261,7 +275,7 @@ func PrepareLaunch(data string, limit int, now time.Time) (Launch, error) {
 	if ch == nil {
 		return Launch{}, nil
 	}
-	var out Launch
+	out := Launch{Channel: ch.Name}
 	if pd := ch.Pending; pd != nil {
 		var c launchCount
 		if b, err := os.ReadFile(filepath.Join(data, launchFile)); err == nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ringfence/ringfence/internal/agent"
+	"github.com/ringfence/ringfence/internal/agent/worker"
 )
 
 // launchOptions are the launcher's flags.
@@ -25,6 +26,7 @@ type launchOptions struct {
 	stopTimeout  time.Duration
 	runArgs      []string
 	log          *slog.Logger
+	fault        worker.Fault
 }
 
 func newLaunchCmd() *cobra.Command {
@@ -53,6 +55,9 @@ See docs/agent.md, "Updating itself".`,
 				return usage(err)
 			}
 			o.log, o.runArgs = log.With("launcher", true), args
+			if o.fault, err = worker.ParseFault(os.Getenv(worker.FaultEnv)); err != nil {
+				return usage(fmt.Errorf("%s: %w", worker.FaultEnv, err))
+			}
 			exe, err := os.Executable()
 			if err != nil {
 				return usage(err)
@@ -87,6 +92,10 @@ func launch(ctx context.Context, o launchOptions, self string) error {
 		}
 		if l.Reverted != "" {
 			o.log.Warn("agent build reverted", "reason", l.Reverted)
+		}
+		if l.Trial && o.fault.Switch(worker.FaultSwitchLaunch, l.Channel, l.Version) {
+			o.log.Error("fault injected: launcher killed at "+string(worker.FaultSwitchLaunch), "build", l.Version)
+			agent.KillSelf()
 		}
 		exe := l.Exe
 		if exe == "" {

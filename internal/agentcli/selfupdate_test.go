@@ -89,11 +89,11 @@ func enrollLinux(t *testing.T, s *devServer) *device {
 
 // launch starts the launcher, in its own process group so the test can
 // kill it with the agent it runs, as a host losing power would.
-func (d *device) launch(t *testing.T, trialTimeout string) *proc {
+func (d *device) launch(t *testing.T, trialTimeout string, env ...string) *proc {
 	t.Helper()
 	p := &proc{cmd: exec.Command(agentBin, "launch", "--data", d.data, "--trial-timeout", trialTimeout, "--log-level", "debug", "--",
 		"--probation", "3s", "--crash-window", "1m", "--max-backoff", "2s", "--log-level", "debug"), exited: make(chan struct{})}
-	p.cmd.Env = cleanEnv()
+	p.cmd.Env = cleanEnv(env...)
 	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.out
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := p.cmd.Start(); err != nil {
@@ -221,6 +221,36 @@ func TestAgentUpdatesItself(t *testing.T) {
 	time.Sleep(3 * time.Second)
 	if n := strings.Count(d.run.out.String(), `msg="agent started"`); n > 5 {
 		t.Errorf("the launcher started an agent %d times in 3 s with the journal's build gone: it spins", n)
+	}
+}
+
+// TestAgentSwitchSurvivesAKillAtEachStep: the switch to a new build is
+// killed -9 at each of its steps (staged, journaled, the launcher about
+// to start it) and the host loses power there; the next start runs a
+// working agent, which finishes the switch.
+func TestAgentSwitchSurvivesAKillAtEachStep(t *testing.T) {
+	newExe := newAgentBuild(t, "7.13.0")
+	for _, step := range []string{"switch-staged", "switch-journaled", "switch-launch"} {
+		t.Run(step, func(t *testing.T) {
+			s := startServer(t)
+			agentChannel(t, s)
+			d := enrollLinux(t, s)
+			d.launch(t, "40s", "RINGFENCE_FAULT="+step+":"+buildChannel+"@2")
+			waitServer(t, d, agent.Version)
+			publishBuild(t, s, newExe, 2)
+			releaseBuild(t, s, 2)
+			deadline := time.Now().Add(60 * time.Second)
+			for !strings.Contains(d.run.out.String(), "fault injected") {
+				if time.Now().After(deadline) {
+					t.Fatalf("the fault never fired:\n%s", tail(d.run.out.String(), 4000))
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			killGroup(d.run) // and the power goes
+			d.launch(t, "40s")
+			d.waitBuild(t, "confirmed on build 2", confirmedOn(2))
+			waitServer(t, d, "7.13.0")
+		})
 	}
 }
 

@@ -3,9 +3,11 @@ package worker
 import (
 	"errors"
 	"fmt"
-	"github.com/ringfence/ringfence/internal/protocol"
+	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/ringfence/ringfence/internal/protocol"
 )
 
 // FaultEnv is the environment variable ParseFault reads in
@@ -29,7 +31,21 @@ const (
 	// the version, as content that sends the evaluator into an endless
 	// loop would; the agent's watchdog must kill it.
 	FaultHang FaultKind = "hang"
+	// The steps of an agent build's switch-over, each a kill -9 at that
+	// point (the process kills itself), for the tests that the switch
+	// never leaves a device without a working agent:
+	// FaultSwitchStaged: the agent dies once the build is staged and
+	// unpacked, before the journal names it.
+	FaultSwitchStaged FaultKind = "switch-staged"
+	// FaultSwitchJournaled: the agent dies once the journal names the
+	// build, before it exits for the launcher to start it.
+	FaultSwitchJournaled FaultKind = "switch-journaled"
+	// FaultSwitchLaunch: the launcher dies once it counted the build's
+	// start, before starting it.
+	FaultSwitchLaunch FaultKind = "switch-launch"
 )
+
+var faultKinds = []FaultKind{FaultWorkerCrash, FaultHostCrash, FaultHang, FaultSwitchStaged, FaultSwitchJournaled, FaultSwitchLaunch}
 
 // Fault is a set of injected faults: the crashes the recovery logic must
 // survive, reproducible on a real device without bad content. The zero
@@ -72,10 +88,12 @@ func parseFaultRule(s string) (faultRule, error) {
 	if !ok {
 		return faultRule{}, errors.New("no ':' after the kind: want KIND:VENDOR/CHANNEL@VERSION")
 	}
-	switch FaultKind(kind) {
-	case FaultWorkerCrash, FaultHostCrash, FaultHang:
-	default:
-		return faultRule{}, fmt.Errorf("unknown kind %q: want %s, %s or %s", kind, FaultWorkerCrash, FaultHostCrash, FaultHang)
+	if !slices.Contains(faultKinds, FaultKind(kind)) {
+		names := make([]string, len(faultKinds))
+		for i, k := range faultKinds {
+			names[i] = string(k)
+		}
+		return faultRule{}, fmt.Errorf("unknown kind %q: want one of %s", kind, strings.Join(names, ", "))
 	}
 	channel, version, ok := strings.Cut(target, "@")
 	if !ok {
@@ -115,6 +133,12 @@ func (f Fault) Hang(channel string, version uint64) bool {
 // channel@version.
 func (f Fault) HostCrash(channel string, version uint64) bool {
 	return f.has(FaultHostCrash, channel, version)
+}
+
+// Switch says whether to die at step (one of the FaultSwitch kinds) of
+// switching to build channel@version.
+func (f Fault) Switch(step FaultKind, channel string, version uint64) bool {
+	return f.has(step, channel, version)
 }
 
 // String is the RINGFENCE_FAULT form, so a parsed fault can be logged and
