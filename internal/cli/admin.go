@@ -29,7 +29,7 @@ func newAdminCmds(root *cobra.Command) []*cobra.Command {
 	return []*cobra.Command{
 		newWhoamiCmd(f), newTenantsCmd(f), newChannelsCmd(f), newTokensCmd(f), newEnrollTokensCmd(f),
 		newDevicesCmd(f), newPoliciesCmd(f), newPublishCmd(f), newSignCmd(f), newReleaseCmd(f), newKillSwitchCmd(f), newBudgetCmd(f), newAuditCmd(f),
-		newWebhooksCmd(f),
+		newWebhooksCmd(f), newGetCmd(f), newApplyCmd(f),
 	}
 }
 
