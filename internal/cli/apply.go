@@ -22,20 +22,21 @@ import (
 
 // kindNames are what `get` takes, by manifest kind.
 var kindNames = map[string]string{
-	"channels": manifest.KindChannel, "policies": manifest.KindPolicy, "budgets": manifest.KindBudget,
+	"channels": manifest.KindChannel, "plans": manifest.KindPlan, "policies": manifest.KindPolicy, "budgets": manifest.KindBudget,
 	"kill-switches": manifest.KindKillSwitch, "webhooks": manifest.KindWebhook,
 }
 
 func newGetCmd(f *adminFlags) *cobra.Command {
 	var output string
-	var orgs []string
+	var orgs, vendors []string
 	c := &cobra.Command{
-		Use:   "get KIND|all [-o yaml|json] [--org ORG]...",
+		Use:   "get KIND|all [-o yaml|json] [--org ORG]... [--vendor VENDOR]...",
 		Short: "Print objects as the files ringfence apply reads",
 		Long: `Print today's objects of a kind in the format ringfence apply reads (YAML
-documents; -o json for one JSON array): channels, policies, budgets,
+documents; -o json for one JSON array): channels, plans, policies, budgets,
 kill-switches, webhooks, or all. Policies and budgets are those of the
-organisations the token may read (--org narrows them). Keep the output in Git,
+organisations the token may read (--org narrows them), plans those of the
+vendors it may read (--vendor narrows them). Keep the output in Git,
 edit it, and apply it: ringfence get all > fleet.yaml; ringfence apply -f
 fleet.yaml --dry-run shows no change. Webhook secrets are never printed.`,
 		Args: exactArgs(1),
@@ -55,18 +56,24 @@ fleet.yaml --dry-run shows no change. Webhook secrets are never printed.`,
 			case ok:
 				kinds = []string{k}
 			default:
-				return usage(fmt.Errorf("kind %q: want all, channels, policies, budgets, kill-switches or webhooks", args[0]))
+				return usage(fmt.Errorf("kind %q: want all, channels, plans, policies, budgets, kill-switches or webhooks", args[0]))
 			}
 			if output != "yaml" && output != "json" {
 				return usage(fmt.Errorf("-o %q: want yaml or json", output))
 			}
 			if len(orgs) == 0 && (slices.Contains(kinds, manifest.KindPolicy) || slices.Contains(kinds, manifest.KindBudget)) {
 				var err error
-				if orgs, err = f.readableOrgs(cmd.Context()); err != nil {
+				if orgs, err = f.readableTenants(cmd.Context(), store.TenantOrg); err != nil {
 					return err
 				}
 			}
-			objs, err := f.fetchObjects(cmd.Context(), kinds, orgs)
+			if len(vendors) == 0 && slices.Contains(kinds, manifest.KindPlan) {
+				var err error
+				if vendors, err = f.readableTenants(cmd.Context(), store.TenantVendor); err != nil {
+					return err
+				}
+			}
+			objs, err := f.fetchObjects(cmd.Context(), kinds, orgs, vendors)
 			if err != nil {
 				return err
 			}
@@ -83,6 +90,7 @@ fleet.yaml --dry-run shows no change. Webhook secrets are never printed.`,
 	}
 	c.Flags().StringVarP(&output, "output", "o", "yaml", "yaml or json")
 	c.Flags().StringSliceVar(&orgs, "org", nil, "the organisations whose policies and budgets to print (default: every one the token may read)")
+	c.Flags().StringSliceVar(&vendors, "vendor", nil, "the vendors whose plans to print (default: every one the token may read)")
 	return c
 }
 
@@ -120,7 +128,7 @@ refused (each named with its file and line), 2 usage or an unreachable server.`,
 			if err != nil {
 				return err
 			}
-			var orgs, kinds []string
+			var orgs, vendors, kinds []string
 			for _, o := range want {
 				if !slices.Contains(kinds, o.Kind) {
 					kinds = append(kinds, o.Kind)
@@ -128,8 +136,11 @@ refused (each named with its file and line), 2 usage or an unreachable server.`,
 				if o.Org != "" && o.Kind != manifest.KindWebhook && !slices.Contains(orgs, o.Org) {
 					orgs = append(orgs, o.Org)
 				}
+				if o.Kind == manifest.KindPlan && !slices.Contains(vendors, o.Vendor) {
+					vendors = append(vendors, o.Vendor)
+				}
 			}
-			have, err := f.fetchObjects(cmd.Context(), kinds, orgs)
+			have, err := f.fetchObjects(cmd.Context(), kinds, orgs, vendors)
 			if err != nil {
 				return err
 			}
@@ -227,27 +238,37 @@ func readManifests(paths []string) ([]manifest.Object, error) {
 	return objs, nil
 }
 
-// readableOrgs are the organisations the token may read.
-func (f *adminFlags) readableOrgs(ctx context.Context) ([]string, error) {
+// readableTenants are the tenants of a kind the token may read.
+func (f *adminFlags) readableTenants(ctx context.Context, kind store.TenantKind) ([]string, error) {
 	var ts []server.TenantInfo
 	if _, err := f.call(ctx, http.MethodGet, "/v1/tenants", nil, nil, &ts); err != nil {
 		return nil, err
 	}
 	var out []string
 	for _, t := range ts {
-		if t.Kind == string(store.TenantOrg) {
+		if t.Kind == string(kind) {
 			out = append(out, t.ID)
 		}
 	}
 	return out, nil
 }
 
-// fetchObjects reads the server's objects of kinds, policies and budgets
-// of orgs only.
-func (f *adminFlags) fetchObjects(ctx context.Context, kinds, orgs []string) ([]manifest.Object, error) {
+// fetchObjects reads the server's objects of kinds: policies and budgets
+// of orgs only, plans of vendors only.
+func (f *adminFlags) fetchObjects(ctx context.Context, kinds, orgs, vendors []string) ([]manifest.Object, error) {
 	var out []manifest.Object
 	for _, kind := range kinds {
 		switch kind {
+		case manifest.KindPlan:
+			for _, vendor := range vendors {
+				var ps []server.PlanTemplateInfo
+				if _, err := f.call(ctx, http.MethodGet, "/v1/vendors/"+url.PathEscape(vendor)+"/plans", nil, nil, &ps); err != nil {
+					return nil, err
+				}
+				for _, p := range ps {
+					out = append(out, manifest.Object{Kind: kind, Vendor: p.Vendor, Name: p.Name, Plan: manifest.PlanValues(p.Plan)})
+				}
+			}
 		case manifest.KindChannel:
 			var cs []server.ChannelInfo
 			if _, err := f.call(ctx, http.MethodGet, "/v1/channels", nil, nil, &cs); err != nil {
@@ -306,6 +327,12 @@ func (f *adminFlags) applyChange(ctx context.Context, out io.Writer, c manifest.
 	switch o.Kind {
 	case manifest.KindChannel:
 		return call(http.MethodPost, "/v1/channels", server.ChannelInfo{Vendor: o.Vendor, Name: o.Name, Kind: o.Type, Category: o.Category, Unpausable: o.Unpausable}, nil)
+	case manifest.KindPlan:
+		path := "/v1/vendors/" + url.PathEscape(o.Vendor) + "/plans/" + url.PathEscape(o.Name)
+		if c.Op == manifest.OpPrune {
+			return call(http.MethodDelete, path, nil, nil)
+		}
+		return call(http.MethodPut, path, o.Plan, nil)
 	case manifest.KindPolicy:
 		vendor, name, _ := strings.Cut(o.Channel, "/")
 		windows := o.Windows

@@ -16,6 +16,14 @@ vendor: acme
 name: dns
 category: network
 ---
+kind: Plan
+vendor: acme
+name: cautious
+plan:
+  waves:
+    - {name: canary, share: 50, canary: true, shadow: true, min_devices: 20, bake: 60m}
+    - {name: all, share: 10000, bake: 4h}
+---
 kind: Policy
 org: contoso
 channel: acme/ipc
@@ -54,7 +62,7 @@ func TestApplyRoundTripsAndIsIdempotent(t *testing.T) {
 	fleet := writeText(t, dir, "fleet.yaml", fleetYAML)
 	dry := ok(t, s.as(t, admin, "apply", "-f", fleet, "--dry-run"))
 	for _, want := range []string{"+ create Channel acme/dns (" + fleet + ":1)", "+ create Policy contoso acme/ipc", `track: "early"`,
-		"~ update Budget contoso", "hourly_cap_bp: 0 → 50", "+ create KillSwitch acme/dns", "+ create Webhook org contoso https://hooks.example.com/ringfence", "dry run: 5 change(s), none made"} {
+		"~ update Budget contoso", "hourly_cap_bp: 0 → 50", "+ create KillSwitch acme/dns", "+ create Webhook org contoso https://hooks.example.com/ringfence", "+ create Plan acme/cautious", "dry run: 6 change(s), none made"} {
 		if !strings.Contains(dry.stdout, want) {
 			t.Errorf("dry run does not say %q:\n%s", want, dry.stdout)
 		}
@@ -71,7 +79,7 @@ func TestApplyRoundTripsAndIsIdempotent(t *testing.T) {
 		t.Errorf("applied twice:\n%s", r)
 	}
 	after := ok(t, s.as(t, admin, "get", "all"))
-	for _, want := range []string{"name: dns", "track: early", "hourly_cap_bp: 50", "scope: acme/dns", "url: https://hooks.example.com/ringfence"} {
+	for _, want := range []string{"name: dns", "name: cautious", "bake: 1h0m0s", "track: early", "hourly_cap_bp: 50", "scope: acme/dns", "url: https://hooks.example.com/ringfence"} {
 		if !strings.Contains(after.stdout, want) {
 			t.Errorf("get all does not show %q:\n%s", want, after.stdout)
 		}
@@ -82,17 +90,20 @@ func TestApplyRoundTripsAndIsIdempotent(t *testing.T) {
 	}
 	// Every change is in the audit log, as if made by hand.
 	audit := ok(t, s.as(t, admin, "audit", "list", "--json"))
-	for _, action := range []string{"channel.create", "policy.set", "org.budget", "kill-switch.engage", "webhook.create"} {
+	for _, action := range []string{"channel.create", "plan.set", "policy.set", "org.budget", "kill-switch.engage", "webhook.create"} {
 		if !strings.Contains(audit.stdout, `"`+action+`"`) {
 			t.Errorf("no %s in the audit log", action)
 		}
 	}
 
 	// A change shows as a diff, and a dry run does not make it.
-	changed := writeText(t, t.TempDir(), "changed.yaml", strings.Replace(fleetYAML, "track: early", "track: ga-delay:24", 1))
+	changed := writeText(t, t.TempDir(), "changed.yaml", strings.NewReplacer("track: early", "track: ga-delay:24", "bake: 4h", "bake: 6h").Replace(fleetYAML))
 	r = ok(t, s.as(t, admin, "apply", "-f", changed, "--dry-run"))
-	if !strings.Contains(r.stdout, "~ update Policy contoso acme/ipc ("+changed+":6)") || !strings.Contains(r.stdout, `track: "early" → "ga-delay:24"`) {
-		t.Errorf("dry run of a changed track:\n%s", r.stdout)
+	for _, want := range []string{"~ update Policy contoso acme/ipc (" + changed + ":14)", `track: "early" → "ga-delay:24"`,
+		"~ update Plan acme/cautious", `plan.waves[1].bake: "4h0m0s" → "6h0m0s"`} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("dry run of changes does not say %q:\n%s", want, r.stdout)
+		}
 	}
 
 	// Prune: a declaration of contoso's policies and webhooks without the

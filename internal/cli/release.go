@@ -2,6 +2,7 @@ package cli
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -67,16 +68,19 @@ func releasePath(id string, verb ...string) string {
 }
 
 func newReleaseCmd(f *adminFlags) *cobra.Command {
-	var planFile, lane string
+	var planFile, planTemplate, lane string
 	var draft, quiet, shadowCanary bool
 	create := &cobra.Command{
-		Use:   "create VENDOR/NAME VERSION [--plan FILE.json] [--shadow-canary] [--lane normal|emergency] [--draft] [-q]",
+		Use:   "create VENDOR/NAME VERSION [--plan FILE.json|--plan-template NAME] [--shadow-canary] [--lane normal|emergency] [--draft] [-q]",
 		Short: "Start rolling a published version out, in waves",
 		Long: `Start a release of a published version on a channel. Without --plan the channel
 kind's default plan applies (content: internal, canary 0.1%, early 1%, 10%,
 broad). A plan file is JSON: {"waves": [{"name": "canary", "share": 10,
 "canary": true, "min_devices": 20, "bake": "1h"}, ...]}, shares in basis points
 (10000 = all), cumulative, the last wave reaching every device.
+
+--plan-template NAME takes one of the vendor's named plans (ringfence get plans;
+set them with ringfence apply, kind Plan); the release keeps a copy.
 
 --shadow-canary runs the canary waves in shadow: their devices evaluate the new
 content and report what it would have done, but keep enforcing what they ran;
@@ -107,7 +111,11 @@ approvers. --draft creates the release without starting it; start it with
 				Lane    string          `json:"lane,omitempty"`
 				Draft   bool            `json:"draft,omitempty"`
 				Shadow  bool            `json:"shadow_canary,omitempty"`
-			}{Channel: args[0], Version: version, Lane: lane, Draft: draft, Shadow: shadowCanary}
+				Named   string          `json:"plan_template,omitempty"`
+			}{Channel: args[0], Version: version, Lane: lane, Draft: draft, Shadow: shadowCanary, Named: planTemplate}
+			if planFile != "" && planTemplate != "" {
+				return usage(errors.New("--plan and --plan-template: give a plan or name one, not both"))
+			}
 			if planFile != "" {
 				plan, err := readUpTo(planFile, maxPlanFile+1)
 				if err != nil {
@@ -141,6 +149,7 @@ approvers. --draft creates the release without starting it; start it with
 	}
 	create.Flags().StringVar(&planFile, "plan", "", "rollout plan as a JSON file (default: the channel kind's default plan)")
 	create.Flags().StringVar(&lane, "lane", "normal", "normal, or emergency: quarter bake times, two approvers")
+	create.Flags().StringVar(&planTemplate, "plan-template", "", "one of the vendor's named plans (ringfence get plans)")
 	create.Flags().BoolVar(&shadowCanary, "shadow-canary", false, "run the canary waves in shadow: evaluated and reported, not enforced")
 	create.Flags().BoolVar(&draft, "draft", false, "create the release without starting it (start it with release promote)")
 	create.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only the new release's id")

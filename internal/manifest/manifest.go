@@ -37,6 +37,7 @@ var Schema []byte
 // before a policy names it.
 const (
 	KindChannel    = "Channel"
+	KindPlan       = "Plan"
 	KindPolicy     = "Policy"
 	KindBudget     = "Budget"
 	KindKillSwitch = "KillSwitch"
@@ -44,7 +45,7 @@ const (
 )
 
 // Kinds are every kind, in apply's order.
-var Kinds = []string{KindChannel, KindPolicy, KindBudget, KindWebhook, KindKillSwitch}
+var Kinds = []string{KindChannel, KindPlan, KindPolicy, KindBudget, KindWebhook, KindKillSwitch}
 
 // Object is one declared object. Which fields belong to which kind is the
 // schema's business; Check enforces it.
@@ -65,6 +66,9 @@ type Object struct {
 	Track       string   `json:"track,omitempty" yaml:"track,omitempty"`
 	Windows     []string `json:"windows,omitempty" yaml:"windows,omitempty"`
 	HourlyCapBP *int     `json:"hourly_cap_bp,omitempty" yaml:"hourly_cap_bp,omitempty"`
+
+	// Plan (vendor, name, plan): the plan as JSON values, as a release's.
+	Plan map[string]any `json:"plan,omitempty" yaml:"plan,omitempty"`
 
 	// KillSwitch.
 	Scope   string `json:"scope,omitempty" yaml:"scope,omitempty"`
@@ -89,6 +93,8 @@ func (o Object) Key() string {
 	switch o.Kind {
 	case KindChannel:
 		return "Channel " + o.Vendor + "/" + o.Name
+	case KindPlan:
+		return "Plan " + o.Vendor + "/" + o.Name
 	case KindPolicy:
 		return "Policy " + o.Org + " " + o.Channel
 	case KindBudget:
@@ -122,6 +128,12 @@ func (o Object) Normal() Object {
 		o.Category = cmpOr(o.Category, "detection")
 	case KindPolicy:
 		o.Windows = slices.Clone(o.Windows)
+	case KindPlan:
+		// As the server keeps it: defaults filled in, durations spelled
+		// one way ("1h" and "60m" are the same plan).
+		if p, err := PlanOf(o.Plan); err == nil {
+			o.Plan = PlanValues(p)
+		}
 	case KindWebhook:
 		o.Format = cmpOr(o.Format, "cloudevents")
 		if o.Enabled == nil {
@@ -289,6 +301,11 @@ func parseDoc(name string, n *yaml.Node) (Object, []string) {
 func check(o Object, n *yaml.Node, at func(*yaml.Node) string) []string {
 	var out []string
 	field := func(path ...string) string { return at(nodeAt(n, path)) }
+	if o.Kind == KindPlan {
+		if _, err := PlanOf(o.Plan); err != nil {
+			out = append(out, fmt.Sprintf("%s: Plan /plan: %v", field("plan"), err))
+		}
+	}
 	if o.Kind == KindPolicy {
 		if _, err := rollout.ParseTrack(o.Track); err != nil {
 			out = append(out, fmt.Sprintf("%s: Policy /track: %v", field("track"), err))
@@ -300,6 +317,23 @@ func check(o Object, n *yaml.Node, at func(*yaml.Node) string) []string {
 		}
 	}
 	return out
+}
+
+// PlanOf reads and validates a Plan object's plan.
+func PlanOf(v map[string]any) (rollout.Plan, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return rollout.Plan{}, err
+	}
+	return rollout.ParsePlan(b)
+}
+
+// PlanValues is a plan as a Plan object holds it.
+func PlanValues(p rollout.Plan) map[string]any {
+	b, _ := json.Marshal(p)
+	var m map[string]any
+	_ = json.Unmarshal(b, &m)
+	return m
 }
 
 // leaves are the deepest errors of a validation: the specific ones.

@@ -57,6 +57,11 @@ kind: Webhook
 org: contoso
 url: https://a.example/x
 events: [release.halted, release.completed]
+---
+kind: Plan
+vendor: acme
+name: slow
+plan: {waves: [{name: all, share: 10000, bake: 1h}]}
 `)
 	tests := []struct {
 		name  string
@@ -74,6 +79,11 @@ events: [release.halted, release.completed]
 		{"filter-change-replaces", "kind: Webhook\norg: contoso\nurl: https://a.example/x\nevents: [release.halted]\n", false, []string{"replace Webhook org contoso https://a.example/x"}},
 		{"enabled-change-updates", "kind: Webhook\norg: contoso\nurl: https://a.example/x\nevents: [release.halted, release.completed]\nenabled: false\n", false,
 			[]string{"update Webhook org contoso https://a.example/x"}},
+		{"plan-spelled-otherwise-is-no-change", "kind: Plan\nvendor: acme\nname: slow\nplan: {waves: [{name: all, share: 10000, bake: 60m, min_devices: 0}]}\n", false, nil},
+		{"plan-prune-within-the-vendor", "kind: Plan\nvendor: acme\nname: fast\nplan: {waves: [{name: all, share: 10000, bake: 1m}]}\n", true,
+			[]string{"create Plan acme/fast", "prune Plan acme/slow"}},
+		{"plan-prune-not-other-vendors", "kind: Plan\nvendor: globex\nname: fast\nplan: {waves: [{name: all, share: 10000, bake: 1m}]}\n", true,
+			[]string{"create Plan globex/fast"}},
 		{"channel-change-refused", "kind: Channel\nvendor: acme\nname: ipc\ncategory: network\n", false, []string{"refuse Channel acme/ipc"}},
 	}
 	have = append(have, Object{Kind: KindChannel, Vendor: "acme", Name: "ipc", Type: "content", Category: "detection"})

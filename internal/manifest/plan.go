@@ -94,6 +94,10 @@ func Plan(want, have []Object, prune bool) []Change {
 			if declared[h.Key()] || !scope.covers(h) || h.Default() {
 				continue
 			}
+			if h.Kind == KindPlan || h.Kind == KindWebhook {
+				out = append(out, Change{Op: OpPrune, Want: h, Have: &h, Diff: []string{"deleted"}})
+				continue
+			}
 			d := h.pruned()
 			out = append(out, Change{Op: OpPrune, Want: d, Have: &h, Diff: fields(&h, d)})
 		}
@@ -124,13 +128,16 @@ func (o Object) pruned() Object {
 }
 
 type scope struct {
-	kinds, orgs, owners map[string]bool
+	kinds, orgs, owners, vendors map[string]bool
 }
 
 func scopes(want []Object) scope {
-	s := scope{kinds: map[string]bool{}, orgs: map[string]bool{}, owners: map[string]bool{}}
+	s := scope{kinds: map[string]bool{}, orgs: map[string]bool{}, owners: map[string]bool{}, vendors: map[string]bool{}}
 	for _, o := range want {
 		s.kinds[o.Kind] = true
+		if o.Kind == KindPlan {
+			s.vendors[o.Vendor] = true
+		}
 		if o.Org != "" && o.Kind != KindWebhook {
 			s.orgs[o.Org] = true
 		}
@@ -148,6 +155,8 @@ func (s scope) covers(o Object) bool {
 	switch o.Kind {
 	case KindChannel:
 		return false // never deleted
+	case KindPlan:
+		return s.vendors[o.Vendor]
 	case KindPolicy, KindBudget:
 		return s.orgs[o.Org]
 	case KindWebhook:
@@ -160,6 +169,7 @@ func (s scope) covers(o Object) bool {
 // a kill switch's reason is what apply records, not its state.
 var identity = map[string][]string{
 	KindChannel:    {"kind", "vendor", "name"},
+	KindPlan:       {"kind", "vendor", "name"},
 	KindPolicy:     {"kind", "org", "channel"},
 	KindBudget:     {"kind", "org"},
 	KindKillSwitch: {"kind", "scope", "reason"},
@@ -187,17 +197,49 @@ func fields(have *Object, want Object) []string {
 	slices.Sort(keys)
 	var out []string
 	for _, k := range slices.Compact(keys) {
-		a, b := show(h[k]), show(w[k])
-		if a == b {
+		if have == nil {
+			out = append(out, fmt.Sprintf("%s: %s", k, show(w[k])))
 			continue
 		}
-		if have == nil {
-			out = append(out, fmt.Sprintf("%s: %s", k, b))
-		} else {
-			out = append(out, fmt.Sprintf("%s: %s → %s", k, a, b))
+		// Nested values (a plan) differ leaf by leaf: "plan.waves[0].bake".
+		hf, wf := map[string]string{}, map[string]string{}
+		flatten(k, h[k], hf)
+		flatten(k, w[k], wf)
+		paths := slices.Sorted(maps.Keys(wf))
+		for p := range hf {
+			if _, ok := wf[p]; !ok {
+				paths = append(paths, p)
+			}
+		}
+		slices.Sort(paths)
+		for _, p := range slices.Compact(paths) {
+			a, b := cmpOr(hf[p], "(none)"), cmpOr(wf[p], "(none)")
+			if a != b {
+				out = append(out, fmt.Sprintf("%s: %s → %s", p, a, b))
+			}
 		}
 	}
 	return out
+}
+
+// flatten puts v's leaves into out by path.
+func flatten(path string, v any, out map[string]string) {
+	switch v := v.(type) {
+	case map[string]any:
+		for k, x := range v {
+			flatten(path+"."+k, x, out)
+		}
+	case []any:
+		if len(v) == 0 {
+			out[path] = "[]"
+		}
+		for i, x := range v {
+			flatten(fmt.Sprintf("%s[%d]", path, i), x, out)
+		}
+	case nil:
+	default:
+		out[path] = show(v)
+	}
 }
 
 func asMap(o Object) map[string]any {

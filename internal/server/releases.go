@@ -71,6 +71,8 @@ func (s *Server) createRelease(w http.ResponseWriter, r *http.Request, p Princip
 		Draft   bool          `json:"draft"`
 		// ShadowCanary runs the plan's canary waves in shadow.
 		ShadowCanary bool `json:"shadow_canary"`
+		// PlanTemplate names one of the vendor's plans instead of Plan.
+		PlanTemplate string `json:"plan_template"`
 	}
 	if err := decodeJSON(w, r, maxAdminJSON, &req); err != nil {
 		return err
@@ -101,11 +103,18 @@ func (s *Server) createRelease(w http.ResponseWriter, r *http.Request, p Princip
 	if c.Kind == store.ChannelAgent {
 		plan = rollout.DefaultAgentPlan()
 	}
-	if req.Plan != nil {
+	switch {
+	case req.Plan != nil && req.PlanTemplate != "":
+		return badRequest("plan, plan_template: give a plan or name one, not both")
+	case req.Plan != nil:
 		if err := req.Plan.Validate(); err != nil {
 			return badRequest("plan: %v", err)
 		}
 		plan = *req.Plan
+	case req.PlanTemplate != "":
+		if plan, err = s.planTemplate(r.Context(), vendor, req.PlanTemplate); err != nil {
+			return err
+		}
 	}
 	if req.ShadowCanary {
 		plan = plan.WithShadowCanaries()

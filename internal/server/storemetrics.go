@@ -283,6 +283,24 @@ func (ms meteredStore) DevicesOnVersion(ctx context.Context, channel string, ver
 	return v, err
 }
 
+func (ms meteredStore) PutPlanTemplate(ctx context.Context, t store.PlanTemplate) error {
+	err := ms.Store.PutPlanTemplate(ctx, t)
+	ms.m.storeError(err, ctx.Err())
+	return err
+}
+
+func (ms meteredStore) DeletePlanTemplate(ctx context.Context, vendor, name string) error {
+	err := ms.Store.DeletePlanTemplate(ctx, vendor, name)
+	ms.m.storeError(err, ctx.Err())
+	return err
+}
+
+func (ms meteredStore) PlanTemplates(ctx context.Context, vendor string) ([]store.PlanTemplate, error) {
+	v, err := ms.Store.PlanTemplates(ctx, vendor)
+	ms.m.storeError(err, ctx.Err())
+	return v, err
+}
+
 func (ms meteredStore) SetKillSwitch(ctx context.Context, k store.KillSwitch) error {
 	err := ms.Store.SetKillSwitch(ctx, k)
 	ms.m.storeError(err, ctx.Err())

@@ -461,6 +461,16 @@ func CompareSilence(a, b SilenceStat) int {
 	return strings.Compare(a.Stratum, b.Stratum)
 }
 
+// PlanTemplate is a vendor's named rollout plan: a release may name it
+// instead of carrying a plan, and takes a copy when it is created.
+type PlanTemplate struct {
+	Vendor    string
+	Name      string
+	Plan      []byte // rollout.Plan as JSON, validated by the server
+	UpdatedAt time.Time
+	UpdatedBy string
+}
+
 // KillSwitch stops new versions on one channel, or on all ("*").
 type KillSwitch struct {
 	Scope   string    `json:"scope"` // "*" or a channel id
@@ -682,6 +692,14 @@ type Store interface {
 	// and how many of them were last seen before QuietBefore; sorted by
 	// channel, then version.
 	VersionCounts(ctx context.Context, q VersionQuery) ([]VersionCount, error)
+
+	// PutPlanTemplate creates or replaces a vendor's named plan.
+	PutPlanTemplate(ctx context.Context, t PlanTemplate) error
+	// DeletePlanTemplate deletes one; ErrNotFound if there is none.
+	DeletePlanTemplate(ctx context.Context, vendor, name string) error
+	// PlanTemplates lists a vendor's plans (every vendor's for ""), by
+	// vendor and name.
+	PlanTemplates(ctx context.Context, vendor string) ([]PlanTemplate, error)
 
 	SetKillSwitch(ctx context.Context, k KillSwitch) error
 	// KillSwitches lists every scope ever set, engaged or not.

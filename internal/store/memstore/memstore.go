@@ -51,11 +51,12 @@ type state struct {
 	enrollHashes map[string]string                  // hash → id
 	devices      devices
 	offers       offers
-	counters     map[string]*releaseCounters // by release
-	testimony    map[testimony]struct{}      // devices' Once marks
-	kills        map[string]store.KillSwitch // by scope
-	audit        []store.AuditEntry          // audit[i].Seq == i+1
-	checkpoints  []store.AuditCheckpoint     // by seq
+	counters     map[string]*releaseCounters      // by release
+	testimony    map[testimony]struct{}           // devices' Once marks
+	kills        map[string]store.KillSwitch      // by scope
+	plans        map[[2]string]store.PlanTemplate // by vendor, name
+	audit        []store.AuditEntry               // audit[i].Seq == i+1
+	checkpoints  []store.AuditCheckpoint          // by seq
 	webhooks     webhooks
 }
 
@@ -76,6 +77,7 @@ func New() *Store {
 		counters:     map[string]*releaseCounters{},
 		testimony:    map[testimony]struct{}{},
 		kills:        map[string]store.KillSwitch{},
+		plans:        map[[2]string]store.PlanTemplate{},
 		webhooks:     newWebhooks(),
 	}}
 }

@@ -94,3 +94,51 @@ func (s *Store) KillSwitches(ctx context.Context) ([]store.KillSwitch, error) {
 	slices.SortFunc(out, func(a, b store.KillSwitch) int { return cmp.Compare(a.Scope, b.Scope) })
 	return out, nil
 }
+
+// PutPlanTemplate creates or replaces a vendor's named plan.
+func (s *Store) PutPlanTemplate(ctx context.Context, t store.PlanTemplate) error {
+	t.UpdatedAt, t.Plan = norm(t.UpdatedAt), slices.Clone(t.Plan)
+	st, err := s.lock(ctx)
+	if err != nil {
+		return err
+	}
+	defer s.mu.Unlock()
+	st.plans[[2]string{t.Vendor, t.Name}] = t
+	return nil
+}
+
+// DeletePlanTemplate deletes a vendor's named plan.
+func (s *Store) DeletePlanTemplate(ctx context.Context, vendor, name string) error {
+	st, err := s.lock(ctx)
+	if err != nil {
+		return err
+	}
+	defer s.mu.Unlock()
+	k := [2]string{vendor, name}
+	if _, ok := st.plans[k]; !ok {
+		return fmt.Errorf("plan %s/%s: %w", vendor, name, store.ErrNotFound)
+	}
+	delete(st.plans, k)
+	return nil
+}
+
+// PlanTemplates lists a vendor's plans (every vendor's for ""), by vendor
+// and name.
+func (s *Store) PlanTemplates(ctx context.Context, vendor string) ([]store.PlanTemplate, error) {
+	st, err := s.rlock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []store.PlanTemplate
+	for _, t := range st.plans {
+		if vendor == "" || t.Vendor == vendor {
+			t.Plan = slices.Clone(t.Plan)
+			out = append(out, t)
+		}
+	}
+	s.mu.RUnlock()
+	slices.SortFunc(out, func(a, b store.PlanTemplate) int {
+		return cmp.Or(cmp.Compare(a.Vendor, b.Vendor), cmp.Compare(a.Name, b.Name))
+	})
+	return out, nil
+}

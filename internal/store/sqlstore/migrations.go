@@ -277,6 +277,17 @@ ALTER TABLE artifacts ADD COLUMN findings TEXT NOT NULL DEFAULT '';
 	`
 ALTER TABLE devices ADD COLUMN hb_window BIGINT NOT NULL DEFAULT 0;
 `,
+	// 12: vendors' named rollout plans, which releases name.
+	`
+CREATE TABLE plan_templates (
+	vendor     TEXT NOT NULL,
+	name       TEXT NOT NULL,
+	plan       TEXT NOT NULL,
+	updated_at BIGINT NOT NULL,
+	updated_by TEXT NOT NULL,
+	PRIMARY KEY (vendor, name)
+);
+`,
 }
 
 func (d dialect) migration(i int) string {

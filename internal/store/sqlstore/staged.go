@@ -175,6 +175,47 @@ func (s *Store) KillSwitches(ctx context.Context) ([]store.KillSwitch, error) {
 	return out, s.wrap(rows.Err())
 }
 
+// --- plan templates ---
+
+func (s *Store) PutPlanTemplate(ctx context.Context, t store.PlanTemplate) error {
+	_, err := s.exec(ctx, `INSERT INTO plan_templates (vendor, name, plan, updated_at, updated_by) VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT (vendor, name) DO UPDATE SET plan = excluded.plan, updated_at = excluded.updated_at, updated_by = excluded.updated_by`,
+		t.Vendor, t.Name, string(t.Plan), ms(t.UpdatedAt), t.UpdatedBy)
+	if err != nil {
+		return fmt.Errorf("put plan %s/%s: %w", t.Vendor, t.Name, err)
+	}
+	return nil
+}
+
+func (s *Store) DeletePlanTemplate(ctx context.Context, vendor, name string) error {
+	r, err := s.exec(ctx, `DELETE FROM plan_templates WHERE vendor = ? AND name = ?`, vendor, name)
+	if err != nil {
+		return fmt.Errorf("delete plan %s/%s: %w", vendor, name, err)
+	}
+	return notFoundIfNone(r, "plan "+vendor+"/"+name)
+}
+
+func (s *Store) PlanTemplates(ctx context.Context, vendor string) ([]store.PlanTemplate, error) {
+	rows, err := s.conn(ctx).QueryContext(ctx, s.q(`SELECT vendor, name, plan, updated_at, updated_by FROM plan_templates
+		WHERE ? = '' OR vendor = ? ORDER BY vendor, name`), vendor, vendor)
+	if err != nil {
+		return nil, fmt.Errorf("plans: %w", s.wrap(err))
+	}
+	defer rows.Close()
+	var out []store.PlanTemplate
+	for rows.Next() {
+		var t store.PlanTemplate
+		var plan string
+		var at int64
+		if err := rows.Scan(&t.Vendor, &t.Name, &plan, &at, &t.UpdatedBy); err != nil {
+			return nil, s.wrap(err)
+		}
+		t.Plan, t.UpdatedAt = []byte(plan), fromMS(at)
+		out = append(out, t)
+	}
+	return out, s.wrap(rows.Err())
+}
+
 // --- the controller lease ---
 
 // leaderLockKey is the PostgreSQL session advisory lock the controller

@@ -52,6 +52,7 @@ func Run(t *testing.T, open Opener, hash Hasher) {
 		{"version-counts", testVersionCounts},
 		{"offer-cap", testOfferCap},
 		{"kill-switches", testKillSwitches},
+		{"plan-templates", testPlanTemplates},
 		{"lead", testLead},
 		{"audit-chain", testAudit},
 		{"audit-concurrent-appends", testAuditConcurrent},

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -502,6 +503,41 @@ func testKillSwitches(t *testing.T, s store.Store, _ Hasher) {
 		if g.Scope != w.Scope || g.Engaged != w.Engaged || g.Reason != w.Reason || g.Actor != w.Actor || !g.At.Equal(w.At) {
 			t.Errorf("kill switch %d = %+v, want %+v", i, g, w)
 		}
+	}
+}
+
+func testPlanTemplates(t *testing.T, s store.Store, _ Hasher) {
+	ctx := context.Background()
+	ps, err := s.PlanTemplates(ctx, "")
+	must(t, err)
+	if len(ps) != 0 {
+		t.Errorf("plans of a new store: %+v", ps)
+	}
+	must(t, s.PutPlanTemplate(ctx, store.PlanTemplate{Vendor: "globex", Name: "fast", Plan: []byte(`{"waves":[1]}`), UpdatedAt: t0, UpdatedBy: "gina"}))
+	must(t, s.PutPlanTemplate(ctx, store.PlanTemplate{Vendor: "acme", Name: "slow", Plan: []byte(`{"waves":[2]}`), UpdatedAt: t0, UpdatedBy: "alice"}))
+	must(t, s.PutPlanTemplate(ctx, store.PlanTemplate{Vendor: "acme", Name: "fast", Plan: []byte(`{"waves":[3]}`), UpdatedAt: t0, UpdatedBy: "alice"}))
+	// Replaced whole, not added.
+	must(t, s.PutPlanTemplate(ctx, store.PlanTemplate{Vendor: "acme", Name: "slow", Plan: []byte(`{"waves":[4]}`), UpdatedAt: t0.Add(time.Hour), UpdatedBy: "bob"}))
+	got := func(vendor string) string {
+		ps, err := s.PlanTemplates(ctx, vendor)
+		must(t, err)
+		var out []string
+		for _, p := range ps {
+			out = append(out, fmt.Sprintf("%s/%s %s %s %s", p.Vendor, p.Name, p.Plan, p.UpdatedBy, p.UpdatedAt.UTC().Format(time.RFC3339)))
+		}
+		return strings.Join(out, "; ")
+	}
+	if g, w := got(""), `acme/fast {"waves":[3]} alice 2026-07-19T04:09:00Z; acme/slow {"waves":[4]} bob 2026-07-19T05:09:00Z; globex/fast {"waves":[1]} gina 2026-07-19T04:09:00Z`; g != w {
+		t.Errorf("plans:\n got %s\nwant %s", g, w)
+	}
+	if g, w := got("globex"), `globex/fast {"waves":[1]} gina 2026-07-19T04:09:00Z`; g != w {
+		t.Errorf("globex's plans: %s, want %s", g, w)
+	}
+	must(t, s.DeletePlanTemplate(ctx, "acme", "fast"))
+	wantErr(t, s.DeletePlanTemplate(ctx, "acme", "fast"), store.ErrNotFound)
+	wantErr(t, s.DeletePlanTemplate(ctx, "initech", "fast"), store.ErrNotFound)
+	if g := got("acme"); !strings.HasPrefix(g, "acme/slow") || strings.Contains(g, "fast") {
+		t.Errorf("acme's plans after a delete: %s", g)
 	}
 }
 
