@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ringfence/ringfence/internal/manifest"
 	"github.com/ringfence/ringfence/internal/server"
 )
 
@@ -165,14 +166,10 @@ func statusText(code int) string {
 	return strconv.Itoa(code)
 }
 
+// webhookScope is the subscription's owner as apply names it: "vendor
+// acme", "org contoso" or "operator".
 func webhookScope(h server.WebhookInfo) string {
-	switch {
-	case h.Vendor != "":
-		return "vendor " + h.Vendor
-	case h.Org != "":
-		return "org " + h.Org
-	}
-	return "operator"
+	return manifest.Object{Vendor: h.Vendor, Org: h.Org}.Owner()
 }
 
 func webhookEvents(h server.WebhookInfo) string {
