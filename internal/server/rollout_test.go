@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -32,9 +33,8 @@ type fleetDevice struct {
 	// pendingApplied: the next check-in reports an "applied" event.
 	pendingApplied bool
 	// shadow: active runs in shadow and lkg is enforced, as the server
-	// asked; answer is the last answer's entry for the channel.
+	// asked.
 	shadow bool
-	answer server.ChannelDesired
 }
 
 // fleet is an early-track organisation's devices.
@@ -55,7 +55,8 @@ type fleet struct {
 	newVersion   uint64
 	// enforcedOnRelease counts the onRelease actions devices sent as
 	// enforced (type actions): a shadow wave's storm enforces none.
-	enforcedOnRelease int64
+	// Atomic: some stories check devices in side by side.
+	enforcedOnRelease atomic.Int64
 }
 
 // stratum is "AGENT/OSBUILD" with a device count.
@@ -88,8 +89,9 @@ func (e *env) newFleet(t *testing.T, org string, strata ...stratum) *fleet {
 
 const probationRounds = 2 // 10 minutes at the default 5-minute interval
 
-// checkin is one device's check-in: report, then follow the answer.
-func (f *fleet) checkin(t testing.TB, d *fleetDevice) uint64 {
+// checkin is one device's check-in: it reports, and returns the answer
+// for the channel (follow acts on it).
+func (f *fleet) checkin(t testing.TB, d *fleetDevice) server.ChannelDesired {
 	state := "active"
 	if d.appliedAt >= 0 {
 		state = "probation"
@@ -122,7 +124,7 @@ func (f *fleet) checkin(t testing.TB, d *fleetDevice) uint64 {
 			continue
 		}
 		if x.Type == "actions" && d.active == f.newVersion {
-			f.enforcedOnRelease += x.Counts["alert"] + x.Counts["block"]
+			f.enforcedOnRelease.Add(x.Counts["alert"] + x.Counts["block"])
 		}
 		add(x.Type, d.active, x.Counts)
 	}
@@ -140,14 +142,14 @@ func (f *fleet) checkin(t testing.TB, d *fleetDevice) uint64 {
 	if cd == nil {
 		t.Fatalf("device %s: no answer for acme/ipc", d.id)
 	}
-	d.answer = *cd
-	return cd.DesiredVersion
+	return *cd
 }
 
 // follow applies the answer as an agent would (the next check-in reports
 // it, with an "applied" event).
-func (f *fleet) follow(d *fleetDevice, want uint64) {
-	if d.shadow && want == d.active && !d.answer.Shadow && d.answer.Release != "" {
+func (f *fleet) follow(d *fleetDevice, cd server.ChannelDesired) {
+	want := cd.DesiredVersion
+	if d.shadow && want == d.active && !cd.Shadow && cd.Release != "" {
 		d.shadow = false // the release left its shadow waves
 		if d.appliedAt < 0 {
 			d.lkg = d.active
@@ -167,7 +169,7 @@ func (f *fleet) follow(d *fleetDevice, want uint64) {
 			return
 		}
 	}
-	d.active, d.shadow = want, d.answer.Shadow && want == d.answer.DesiredVersion
+	d.active, d.shadow = want, cd.Shadow
 	if want > d.lkg {
 		d.appliedAt = f.round
 	} else {
@@ -443,7 +445,7 @@ func TestRolloutBurstCannotExceedTheWave(t *testing.T) {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					if f.checkin(t, d) == 293 {
+					if f.checkin(t, d).DesiredVersion == 293 {
 						mu.Lock()
 						offered++
 						mu.Unlock()
@@ -458,7 +460,7 @@ func TestRolloutBurstCannotExceedTheWave(t *testing.T) {
 		}
 		told := map[string]bool{}
 		for _, d := range f.devs {
-			if f.checkin(t, d) == 293 {
+			if f.checkin(t, d).DesiredVersion == 293 {
 				told[d.id] = true
 			}
 		}

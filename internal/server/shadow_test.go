@@ -33,8 +33,8 @@ func TestShadowCanaryStormHaltsWithNothingEnforced(t *testing.T) {
 				offered++
 			}
 		}
-		if offered == 0 || f.enforcedOnRelease != 0 {
-			t.Fatalf("%d devices offered 293, %d of its actions enforced; want some offered, none enforced", offered, f.enforcedOnRelease)
+		if n := f.enforcedOnRelease.Load(); offered == 0 || n != 0 {
+			t.Fatalf("%d devices offered 293, %d of its actions enforced; want some offered, none enforced", offered, n)
 		}
 		f.onRelease = nil
 		f.tick(t)
