@@ -105,7 +105,7 @@ func (s *Server) serveCheckin(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	var req CheckinRequest
-	if err := decodeJSON(w, r, maxCheckinBody, &req); err != nil {
+	if err := decodeJSONFast(w, r, maxCheckinBody, &req, func(b []byte) bool { return parseCheckin(b, &req) }); err != nil {
 		return err
 	}
 	if err := validateCheckin(&req); err != nil {
@@ -118,7 +118,7 @@ func (s *Server) serveCheckin(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, resp)
+	writeCheckin(w, &resp)
 	return nil
 }
 

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/ringfence/ringfence/internal/protocol"
@@ -122,6 +124,24 @@ func writeError(w http.ResponseWriter, he *HTTPError) {
 	writeJSON(w, he.Code, map[string]string{"error": he.Msg, "detail": he.Detail})
 }
 
+// writeCheckin writes a check-in's answer, encoded by hand
+// (appendCheckinResponse) into a pooled buffer.
+func writeCheckin(w http.ResponseWriter, resp *CheckinResponse) {
+	bp := answers.Get().(*[]byte)
+	b := appendCheckinResponse((*bp)[:0], resp)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	if _, err := w.Write(b); err != nil {
+		slog.Debug("write response", "err", err)
+	}
+	if cap(b) <= 64<<10 { // a rare large answer is not kept
+		*bp = b
+		answers.Put(bp)
+	}
+}
+
+var answers = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
@@ -142,7 +162,38 @@ const (
 // refused, one value only. Errors name the field or offset.
 func decodeJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) error {
 	r.Body = http.MaxBytesReader(w, r.Body, limit)
-	dec := json.NewDecoder(r.Body)
+	return decodeFrom(json.NewDecoder(r.Body), limit, v)
+}
+
+// bodies are buffers for request bodies read whole.
+var bodies = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// decodeJSONFast is decodeJSON for a body that fast, a parser of its
+// common form, may read instead; where fast declines, encoding/json
+// decodes it and says what is wrong.
+func decodeJSONFast(w http.ResponseWriter, r *http.Request, limit int64, v any, fast func([]byte) bool) error {
+	buf := bodies.Get().(*bytes.Buffer)
+	defer func() {
+		if buf.Cap() <= 64<<10 { // a rare large body is not kept
+			buf.Reset()
+			bodies.Put(buf)
+		}
+	}()
+	buf.Reset()
+	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit)); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return &HTTPError{Code: http.StatusRequestEntityTooLarge, Msg: "request too large", Detail: fmt.Sprintf("body is larger than %d bytes", limit)}
+		}
+		return badRequest("reading the body: %v", err)
+	}
+	if fast(buf.Bytes()) {
+		return nil
+	}
+	return decodeFrom(json.NewDecoder(bytes.NewReader(buf.Bytes())), limit, v)
+}
+
+func decodeFrom(dec *json.Decoder, limit int64, v any) error {
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		var mbe *http.MaxBytesError
