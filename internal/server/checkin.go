@@ -195,7 +195,6 @@ type checkinRun struct {
 
 	wr       store.CheckinWrite
 	mustWait bool // something to store: the answer waits for the write
-	reported map[string]ChannelReport
 	// exposed: the channels whose reported version the device was
 	// offered, as far as the device's record or this replica's offers
 	// tell; the store answers for the changed ones in the write.
@@ -233,18 +232,16 @@ func (c *checkinRun) readDevice() error {
 		}
 	}
 	c.mustWait = len(req.Events) > 0 || e.facts != factsOf(req.Platform, req.OSBuild, req.AgentVersion)
-	c.reported = make(map[string]ChannelReport, len(req.Channels))
 	for _, r := range req.Channels {
-		c.reported[r.Channel] = r
 		c.diffChannel(r)
 	}
 	if len(req.Events) > 0 {
-		c.running = make(map[string]versions, len(e.channels)+len(c.reported))
+		c.running = make(map[string]versions, len(e.channels)+len(req.Channels))
 		for _, ch := range e.channels {
 			c.running[ch.channel] = versions{active: ch.active, lkg: ch.lkg}
 		}
-		for ch, r := range c.reported {
-			c.running[ch] = versions{active: r.ActiveVersion, lkg: r.LKGVersion, shadow: r.Shadow}
+		for _, r := range req.Channels {
+			c.running[r.Channel] = versions{active: r.ActiveVersion, lkg: r.LKGVersion, shadow: r.Shadow}
 		}
 		c.allowed = e.reserveActions(c.now, actionsAsked(req.Events, c.lastSeq))
 	}
@@ -261,6 +258,18 @@ func (c *checkinRun) readDevice() error {
 		e.actWindow = win
 	}
 	return nil
+}
+
+// reported is the device's report of channel ch, if it made one. The
+// reports are few (validateCheckin caps them and refuses a channel twice):
+// a scan costs less than a map per check-in.
+func (c *checkinRun) reported(ch string) (ChannelReport, bool) {
+	for _, r := range c.req.Channels {
+		if r.Channel == ch {
+			return r, true
+		}
+	}
+	return ChannelReport{}, false
 }
 
 // diffChannel queues a channel whose report differs from the cached
@@ -375,7 +384,7 @@ func (c *checkinRun) answer() {
 	sn := c.sn
 	c.resp = CheckinResponse{Channels: []ChannelDesired{}, AckSeq: c.lastSeq}
 	for _, ch := range sn.channelIDs {
-		rep, hasRep := c.reported[ch]
+		rep, hasRep := c.reported(ch)
 		in := channelInputs(sn, c.s.cfg.Catalog, c.now, c.org, c.req.Platform, c.req.AgentVersion, c.stratum, ch)
 		if len(in.Releases) == 0 && !hasRep {
 			continue
@@ -463,7 +472,7 @@ func (c *checkinRun) withdraw(release string) {
 		if cd.Release != release {
 			continue
 		}
-		rep := c.reported[cd.Channel]
+		rep, _ := c.reported(cd.Channel)
 		c.resp.Channels[i] = ChannelDesired{Channel: cd.Channel, DesiredVersion: rep.ActiveVersion,
 			Reason: fmt.Sprintf("%d waits: the organisation's hourly budget for new versions is spent", cd.DesiredVersion)}
 	}
